@@ -51,6 +51,10 @@ type SessionState struct {
 	Generation     uint64
 	MustRegenerate bool
 	TOTPEnabled    bool
+	// PasswordSet reports whether the store holds a password for the user
+	// (a database-managed user); sessions of users that exist neither in
+	// the configuration nor in the store are refused.
+	PasswordSet bool
 }
 
 // Enrollment is a TOTP secret shown to the user but not yet confirmed.
