@@ -1,14 +1,48 @@
 package gateway
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"errors"
 	"fmt"
+	"html/template"
+	"net"
 	"net/http"
+	"net/url"
+	"sort"
 	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+)
+
+var (
+	//go:embed assets/style.css
+	styleCSS string
+	//go:embed assets/pages.html
+	pagesHTML string
 )
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
 type Gateway struct {
-	cfg Config
+	cfg           Config
+	codec         *cookieCodec
+	csrfKey       []byte
+	csp           string
+	pages         *template.Template
+	userHeaderKey string
+	hashes        *hashLimiter
+
+	// decoy is checked in place of an unknown user's hash; computing it
+	// takes as long as one password check, so it happens off the start path.
+	decoyOnce sync.Once
+	decoyDone chan struct{}
+	decoy     []byte
 }
 
 // New checks cfg, fills in its defaults and returns a ready Gateway.
@@ -17,8 +51,69 @@ func New(cfg Config) (*Gateway, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	g := &Gateway{cfg: cfg}
+	hashKey, blockKey := cfg.SessionHashKey, cfg.SessionBlockKey
+	if hashKey == nil {
+		var err error
+		hashKey, blockKey, err = cfg.Store.SessionKeys(func() ([]byte, []byte, error) {
+			h, b := make([]byte, 64), make([]byte, 32)
+			if _, err := rand.Read(h); err != nil {
+				return nil, nil, err
+			}
+			_, err := rand.Read(b)
+			return h, b, err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("load session keys: %w", err)
+		}
+	}
+	pages, err := template.New("pages").Parse(pagesHTML)
+	if err != nil {
+		return nil, fmt.Errorf("parse page templates: %w", err)
+	}
+	csrfKey := hmac.New(sha256.New, hashKey)
+	csrfKey.Write([]byte("totp_auth csrf v1"))
+	g := &Gateway{
+		cfg:           cfg,
+		codec:         newCookieCodec(hashKey, blockKey),
+		csrfKey:       csrfKey.Sum(nil),
+		csp:           contentSecurityPolicy(styleCSS),
+		pages:         pages,
+		userHeaderKey: headerKey(cfg.UserHeader),
+		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
+		decoyDone:     make(chan struct{}),
+	}
+	go g.decoyHash()
 	return g, nil
+}
+
+// decoyHash returns the hash checked in place of an unknown user's, shaped
+// like the most expensive configured one, so both cost the same.
+func (g *Gateway) decoyHash() []byte {
+	g.decoyOnce.Do(func() {
+		defer close(g.decoyDone)
+		names := make([]string, 0, len(g.cfg.Users))
+		for n := range g.cfg.Users {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		var model []byte
+		best := -1
+		for _, n := range names {
+			h := g.cfg.Users[n]
+			if c, err := bcrypt.Cost(h); err == nil && c > best {
+				model, best = h, c
+			} else if err != nil && model == nil {
+				model = h
+			}
+		}
+		h, err := decoyHash(model)
+		if err != nil {
+			g.cfg.Logger.Error("could not make the decoy password hash; unknown users are refused faster than known ones", zap.Error(err))
+		}
+		g.decoy = h
+	})
+	<-g.decoyDone
+	return g.decoy
 }
 
 // Handle serves the built-in pages and gates everything else. When it
@@ -26,12 +121,35 @@ func New(cfg Config) (*Gateway, error) {
 // it) and may go on to the upstream; otherwise Handle has written the
 // response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
-	if strings.HasPrefix(r.URL.Path, g.cfg.Prefix+"/") || r.URL.Path == g.cfg.Prefix {
-		http.Error(w, "not implemented", http.StatusNotImplemented)
+	g.stripIdentity(r.Header)
+	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+		g.securityHeaders(w)
+		g.serveAuth(w, r, sub)
 		return "", false
 	}
-	http.Error(w, fmt.Sprintf("sign in at %s/login", g.cfg.Prefix), http.StatusUnauthorized)
-	return "", false
+	now := g.cfg.Clock.Now()
+	s, state, err := g.session(r, now)
+	switch {
+	case err != nil:
+		g.internalError(w, r, "check session", err)
+		return "", false
+	case s == nil:
+		g.gateRefuse(w, r)
+		return "", false
+	case state.MustRegenerate:
+		g.securityHeaders(w)
+		g.requireRegeneration(w, r)
+		return "", false
+	}
+	if now.Sub(s.LastSeen) >= g.slideAfter() {
+		s.LastSeen = now
+		if err := g.setSessionCookie(w, r, *s); err != nil {
+			g.internalError(w, r, "refresh session cookie", err)
+			return "", false
+		}
+	}
+	r.Header.Set(g.cfg.UserHeader, s.User)
+	return s.User, true
 }
 
 // Middleware wraps next so that only signed-in requests reach it.
@@ -41,4 +159,82 @@ func (g *Gateway) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// authPath reports whether path is one of the built-in pages, and which.
+func (g *Gateway) authPath(path string) (string, bool) {
+	if path == g.cfg.Prefix {
+		return "", true
+	}
+	if rest, ok := strings.CutPrefix(path, g.cfg.Prefix+"/"); ok {
+		return rest, true
+	}
+	return "", false
+}
+
+// session returns the request's valid session and its stored state, or a
+// nil session when there is none: no cookie, a forged or expired one, one
+// from before a logout-all, or one of a user who no longer exists.
+func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionState, error) {
+	s, ok := g.readSession(r, now)
+	if !ok {
+		return nil, SessionState{}, nil
+	}
+	st, err := g.cfg.Store.SessionState(s.User)
+	if err != nil {
+		return nil, SessionState{}, err
+	}
+	if _, configured := g.cfg.Users[s.User]; !configured && !st.PasswordSet {
+		return nil, SessionState{}, nil
+	}
+	if st.Generation != s.Generation {
+		return nil, SessionState{}, nil
+	}
+	return &s, st, nil
+}
+
+// gateRefuse answers a request without a session: browsers go to the login
+// page with the original target; anything else gets 401.
+func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
+	if acceptsHTML(r) {
+		target := g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target, http.StatusFound)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	jsonError(w, http.StatusUnauthorized, "unauthenticated")
+}
+
+// requireRegeneration holds a user who spent a backup code at the
+// backup-codes page until a fresh set exists.
+func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
+	if wantsJSON(r) || !acceptsHTML(r) {
+		jsonError(w, http.StatusForbidden, "regenerate_backup_codes")
+		return
+	}
+	http.Redirect(w, r, g.cfg.Prefix+"/backup-codes", http.StatusSeeOther)
+}
+
+// internalError fails closed: the request goes nowhere, the cause is
+// logged (store errors never carry secrets) and the client learns nothing.
+func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	g.cfg.Logger.Error("totp_auth: "+what, zap.Error(err), zap.String("client_ip", g.cfg.ClientIP(r)))
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	jsonError(w, http.StatusInternalServerError, "internal_error")
+}
+
+// issuer is the name authenticator apps show: the configured one, or the
+// site's host.
+func (g *Gateway) issuer(r *http.Request) string {
+	if g.cfg.Issuer != "" {
+		return g.cfg.Issuer
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
 }

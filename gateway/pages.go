@@ -1,0 +1,67 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/base64"
+	"html/template"
+	"image/png"
+	"net/http"
+
+	"github.com/pquerna/otp"
+	"go.uber.org/zap"
+)
+
+// page is what every built-in page template may show.
+type page struct {
+	Title, Issuer, Prefix, CSRF string
+	Error, Notice               string
+	CSS                         template.CSS
+
+	User, Redirect, Continue string
+	// setup
+	QR           template.URL
+	Secret       string
+	Expires      string
+	NeedPassword bool
+	// codes, backup, account
+	Codes     []string
+	Recovery  bool
+	TwoFactor bool
+	CodesLeft int
+}
+
+// render writes the named page with status. Every page gets the CSRF token
+// of the visitor, so every form on it can post.
+func (g *Gateway) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.Issuer = g.issuer(r)
+	p.Prefix = g.cfg.Prefix
+	p.CSS = template.CSS(styleCSS)
+	p.CSRF = g.csrfToken(w, r)
+	var buf bytes.Buffer
+	if err := g.pages.ExecuteTemplate(&buf, name, p); err != nil {
+		g.cfg.Logger.Error("totp_auth: render page", zap.String("page", name), zap.Error(err))
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// qrDataURL renders uri as an inline PNG, so the secret never travels in a
+// URL of its own.
+func qrDataURL(uri string) (string, error) {
+	key, err := otp.NewKeyFromURL(uri)
+	if err != nil {
+		return "", err
+	}
+	img, err := key.Image(256, 256)
+	if err != nil {
+		return "", err
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return "", err
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
