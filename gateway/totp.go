@@ -37,7 +37,7 @@ func matchTOTP(secret, code string, now time.Time, drift int) (step int64, ok bo
 		if s < 0 {
 			continue
 		}
-		want, err := hotp.GenerateCodeCustom(secret, uint64(s), totpOpts)
+		want, err := hotpCode(secret, s)
 		if err != nil {
 			return 0, false
 		}
@@ -69,4 +69,9 @@ func otpauthURI(issuer, account, secret string) string {
 	q.Set("period", "30")
 	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
 	return u.String()
+}
+
+// hotpCode is the code for one time step.
+func hotpCode(secret string, step int64) (string, error) {
+	return hotp.GenerateCodeCustom(secret, uint64(step), totpOpts)
 }

@@ -1,0 +1,78 @@
+package gateway
+
+import "testing"
+
+func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
+	tests := map[string]string{
+		"/":                      "/",
+		"/app?x=1&y=2":           "/app?x=1&y=2",
+		"/a/b#frag":              "/a/b#frag",
+		"/%E2%9C%93":             "/%E2%9C%93",
+		"":                       "/",
+		"app":                    "/",
+		"//evil.example":         "/",
+		"///evil.example":        "/",
+		"/\\evil.example":        "/",
+		"\\\\evil.example":       "/",
+		"/app\\..\\x":            "/",
+		"https://evil.example/":  "/",
+		"javascript:alert(1)":    "/",
+		"/\tevil":                "/",
+		"/a\r\nSet-Cookie: x=1":  "/",
+		"/a\x00":                 "/",
+		"/a\x7f":                 "/",
+		"/%2F%2Fevil.example":    "/",
+		"/%2fevil.example":       "/",
+		"/a%2fb":                 "/a%2fb",
+		"/%5Cevil.example":       "/",
+		" /app":                  "/",
+		"/.totp-auth/login?r=//": "/.totp-auth/login?r=//",
+	}
+	for in, want := range tests {
+		if got := SafeRedirect(in); got != want {
+			t.Errorf("SafeRedirect(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestBackupCodes_ShapeAlphabetAndNormalisation(t *testing.T) {
+	codes, hashes, err := newBackupCodes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(codes) != 10 || len(hashes) != 10 {
+		t.Fatalf("got %d codes, %d hashes; want 10 each", len(codes), len(hashes))
+	}
+	seen := map[string]bool{}
+	for i, c := range codes {
+		n, ok := normalizeBackupCode(c)
+		if !ok || len(n) != 8 {
+			t.Fatalf("code %q is not a valid backup code", c)
+		}
+		for _, bad := range "01OIL" {
+			for _, got := range n {
+				if got == bad {
+					t.Errorf("code %q holds look-alike %q", c, bad)
+				}
+			}
+		}
+		if seen[n] {
+			t.Errorf("duplicate code %q", c)
+		}
+		seen[n] = true
+		if h, ok := matchBackupCode(hashes, n); !ok || string(h) != string(hashes[i]) {
+			t.Errorf("code %q does not match its own hash", c)
+		}
+		if string(hashes[i]) == n || string(hashes[i]) == c {
+			t.Errorf("code stored in the clear")
+		}
+	}
+	for _, in := range []string{"123456", "ABCD-EFG", "ABCD-EFGH1", "ABCD-EF0H"} {
+		if _, ok := normalizeBackupCode(in); ok {
+			t.Errorf("%q taken for a backup code", in)
+		}
+	}
+	if n, ok := normalizeBackupCode(" abcd efgh "); !ok || n != "ABCDEFGH" {
+		t.Errorf("lower case with spaces not normalised: %q %v", n, ok)
+	}
+}
