@@ -1,0 +1,478 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+func TestGate_BrowserIsRedirectedToLoginWithTarget(t *testing.T) {
+	e := newEnv(t)
+	r := e.client().getHTML("/app/page?x=1&y=2")
+	if r.StatusCode != http.StatusFound {
+		t.Fatalf("status %d, want 302", r.StatusCode)
+	}
+	want := "/.totp-auth/login?redirect=" + url.QueryEscape("/app/page?x=1&y=2")
+	if got := r.Header.Get("Location"); got != want {
+		t.Errorf("Location %q, want %q", got, want)
+	}
+	select {
+	case <-e.upstream:
+		t.Fatal("request reached the upstream without a session")
+	default:
+	}
+}
+
+func TestGate_APIClientGets401JSON(t *testing.T) {
+	e := newEnv(t)
+	r := e.client().getJSON("/api/things")
+	if r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "unauthenticated" {
+		t.Fatalf("got %d %s, want 401 unauthenticated", r.StatusCode, r.Body)
+	}
+}
+
+func TestGate_FailsClosedOnStoreError(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	e.failing.Store(true)
+	r := c.getJSON("/app")
+	if r.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("status %d with a failing store, want 500", r.StatusCode)
+	}
+	select {
+	case <-e.upstream:
+		t.Fatal("request reached the upstream while the store failed")
+	default:
+	}
+}
+
+func TestFlow_FirstLoginEnrollsThenReachesUpstreamWithUser(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword, "redirect": "/app?q=1"})
+	if r.StatusCode != 200 || r.JSON["status"] != "enroll_required" || r.JSON["redirect"] != "/app?q=1" {
+		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
+	}
+	r = c.getJSON("/.totp-auth/setup")
+	secret, _ := r.JSON["secret"].(string)
+	uri, _ := r.JSON["otpauth_uri"].(string)
+	qr, _ := r.JSON["qr_png"].(string)
+	if len(secret) != 32 || !strings.HasPrefix(qr, "data:image/png;base64,") {
+		t.Fatalf("setup: %s", r.Body)
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "otpauth" || u.Host != "totp" || u.Path != "/Test Lab:alice" ||
+		u.Query().Get("issuer") != "Test Lab" || u.Query().Get("secret") != secret {
+		t.Fatalf("otpauth uri %q", uri)
+	}
+	r = c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
+	if r.StatusCode != 200 || r.JSON["status"] != "ok" || len(r.JSON["backup_codes"].([]any)) != 10 {
+		t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
+	}
+	r = c.getJSON("/app?q=1")
+	if r.StatusCode != 200 || r.Body != "upstream /app?q=1 user=alice" {
+		t.Fatalf("upstream: %d %q", r.StatusCode, r.Body)
+	}
+	r = c.getJSON("/.totp-auth/whoami")
+	if r.JSON["user"] != "alice" || r.JSON["two_factor"] != true || r.JSON["expires"] == nil {
+		t.Fatalf("whoami: %s", r.Body)
+	}
+}
+
+func TestFlow_ReturningUserNeedsPasswordThenCode(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	secret, _ := c.enroll("alice")
+	c.postJSON("/.totp-auth/logout", nil)
+	if r := c.getJSON("/app"); r.StatusCode != 401 {
+		t.Fatalf("after logout: %d", r.StatusCode)
+	}
+	e.clock.Advance(30 * time.Second)
+	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword, "redirect": "/x"})
+	if r.JSON["status"] != "2fa_required" || r.JSON["redirect"] != "/x" {
+		t.Fatalf("login: %s", r.Body)
+	}
+	r = c.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)})
+	if r.StatusCode != 200 || r.JSON["status"] != "ok" || r.JSON["redirect"] != "/x" {
+		t.Fatalf("2fa: %d %s", r.StatusCode, r.Body)
+	}
+	if r := c.getJSON("/x"); r.StatusCode != 200 {
+		t.Fatalf("upstream: %d", r.StatusCode)
+	}
+}
+
+func TestFlow_BrowserFormsWorkWithoutJavaScript(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	r := c.getHTML("/dash?tab=2")
+	loginPath := r.Header.Get("Location")
+	r = c.postForm(loginPath, "/.totp-auth/login", url.Values{"username": {"alice"}, "password": {testPassword}, "redirect": {"/dash?tab=2"}})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/setup" {
+		t.Fatalf("login form: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	page := c.getHTML("/.totp-auth/setup")
+	if !strings.Contains(page.Body, `<img class="qr" src="data:image/png;base64,`) {
+		t.Fatalf("setup page has no inline QR:\n%s", page.Body)
+	}
+	i := strings.Index(page.Body, `id="secret">`)
+	secret := page.Body[i+len(`id="secret">`):]
+	secret = secret[:strings.IndexByte(secret, '<')]
+	r = c.postForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {e.code(secret, 0)}})
+	if r.StatusCode != 200 || strings.Count(r.Body, "<li>") != 10 || !strings.Contains(r.Body, `href="/dash?tab=2"`) {
+		t.Fatalf("setup form: %d\n%s", r.StatusCode, r.Body)
+	}
+	if r := c.getHTML("/dash?tab=2"); r.StatusCode != 200 || r.Body != "upstream /dash?tab=2 user=alice" {
+		t.Fatalf("upstream: %d %q", r.StatusCode, r.Body)
+	}
+	// Sign out and back in with the 2fa form.
+	r = c.postForm("/.totp-auth/account", "/.totp-auth/logout", url.Values{})
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("logout: %d", r.StatusCode)
+	}
+	e.clock.Advance(30 * time.Second)
+	r = c.postForm("/.totp-auth/login", "/.totp-auth/login", url.Values{"username": {"alice"}, "password": {testPassword}, "redirect": {"/dash"}})
+	if r.Header.Get("Location") != "/.totp-auth/2fa" {
+		t.Fatalf("login: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+	r = c.postForm("/.totp-auth/2fa", "/.totp-auth/2fa", url.Values{"code": {e.code(secret, 0)}})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/dash" {
+		t.Fatalf("2fa form: %d %s", r.StatusCode, r.Header.Get("Location"))
+	}
+}
+
+func TestEnroll_RepeatedSetupShowsTheSameSecretUntilItExpires(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	first := c.getJSON("/.totp-auth/setup").JSON["secret"]
+	if again := c.getJSON("/.totp-auth/setup").JSON["secret"]; again != first {
+		t.Fatalf("reload changed the secret")
+	}
+	e.clock.Advance(4 * time.Minute) // pending cookie still valid (5 min)
+	if again := c.getJSON("/.totp-auth/setup").JSON["secret"]; again != first {
+		t.Fatalf("secret changed before it expired")
+	}
+}
+
+func TestEnroll_ExpiredSecretCannotBeConfirmed(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	e.clock.Advance(gateway.EnrollmentTTL + time.Second)
+	// A fresh password step; the old secret is past its ten minutes.
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
+	if r.StatusCode != 400 || r.JSON["error"] != "setup_expired" {
+		t.Fatalf("got %d %s, want 400 setup_expired", r.StatusCode, r.Body)
+	}
+}
+
+func TestEnroll_NothingIsEnabledBeforeConfirmation(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": "000000"})
+	if r.StatusCode != 400 || r.JSON["error"] != "invalid_code" {
+		t.Fatalf("wrong code: %d %s", r.StatusCode, r.Body)
+	}
+	acct, _ := e.store.Account("alice")
+	if acct.TOTPSecret != "" || len(acct.BackupCodes) != 0 {
+		t.Fatal("TOTP enabled before a valid confirmation")
+	}
+	// A new client with the password is still sent to enrollment, and the
+	// unconfirmed secret gives no way past the second factor.
+	c2 := e.client()
+	r = c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r.JSON["status"] != "enroll_required" {
+		t.Fatalf("login after unconfirmed setup: %s", r.Body)
+	}
+	r = c2.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)})
+	if r.StatusCode != 401 {
+		t.Fatalf("2fa with an unconfirmed secret: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+func TestEnroll_PasswordOnlyCookieCannotReplaceAnEnabledSecret(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	attacker := e.client()
+	r := attacker.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r.JSON["status"] != "2fa_required" {
+		t.Fatalf("login: %s", r.Body)
+	}
+	if r := attacker.getJSON("/.totp-auth/setup"); r.StatusCode != 401 {
+		t.Fatalf("setup with a 2fa-stage pending cookie: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+func TestPendingCookie_IsNeverASession(t *testing.T) {
+	e := newEnv(t)
+	owner := e.client()
+	owner.enroll("alice")
+	c := e.client()
+	e.clock.Advance(30 * time.Second)
+	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r.JSON["status"] != "2fa_required" {
+		t.Fatalf("login: %s", r.Body)
+	}
+	pending := c.cookie("totp_auth_session_pending")
+	if pending == nil {
+		t.Fatal("no pending cookie")
+	}
+	for _, path := range []string{"/app", "/.totp-auth/whoami", "/.totp-auth/account", "/.totp-auth/backup-codes", "/.totp-auth/setup"} {
+		if r := c.getJSON(path); r.StatusCode != 401 {
+			t.Errorf("GET %s with a pending cookie: %d %s", path, r.StatusCode, r.Body)
+		}
+	}
+	for _, path := range []string{"/.totp-auth/logout-all", "/.totp-auth/disable", "/.totp-auth/backup-codes"} {
+		if r := c.postJSON(path, map[string]string{"code": "123456", "password": testPassword}); r.StatusCode != 401 {
+			t.Errorf("POST %s with a pending cookie: %d %s", path, r.StatusCode, r.Body)
+		}
+	}
+	// The same value under the session cookie's name is no session either.
+	req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+	req.Header.Set("Accept", "application/json")
+	req.AddCookie(&http.Cookie{Name: "totp_auth_session", Value: pending.Value})
+	if r := e.client().do(req); r.StatusCode != 401 {
+		t.Errorf("pending value as session cookie: %d", r.StatusCode)
+	}
+}
+
+func TestSession_AbsoluteLifetimeIsEnforcedServerSide(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 2 * time.Hour; c.IdleTimeout = time.Hour })
+	c := e.client()
+	c.enroll("alice")
+	for i := 0; i < 3; i++ { // active every 30 minutes: idle never runs out
+		e.clock.Advance(30 * time.Minute)
+		if r := c.getJSON("/app"); r.StatusCode != 200 {
+			t.Fatalf("after %d×30m: %d", i+1, r.StatusCode)
+		}
+	}
+	e.clock.Advance(30*time.Minute + time.Second)
+	if r := c.getJSON("/app"); r.StatusCode != 401 {
+		t.Fatalf("past session_ttl: %d", r.StatusCode)
+	}
+}
+
+func TestSession_IdleTimeoutEndsAndActivitySlidesIt(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.IdleTimeout = 10 * time.Minute })
+	c := e.client()
+	c.enroll("alice")
+	e.clock.Advance(9 * time.Minute)
+	if r := c.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("within idle timeout: %d", r.StatusCode)
+	}
+	e.clock.Advance(9 * time.Minute) // 18 min after sign-in, 9 after last use
+	if r := c.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("activity did not slide the idle timeout: %d", r.StatusCode)
+	}
+	e.clock.Advance(10*time.Minute + time.Second)
+	if r := c.getJSON("/app"); r.StatusCode != 401 {
+		t.Fatalf("past idle timeout: %d", r.StatusCode)
+	}
+}
+
+func TestSession_CookieAttributes(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
+	var found bool
+	for _, ck := range r.Cookies() {
+		if ck.Name == "totp_auth_session" {
+			found = true
+			if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge <= 0 {
+				t.Errorf("cookie attributes: %+v", ck)
+			}
+			if ck.Secure {
+				t.Errorf("Secure set on a plain-HTTP response")
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no session cookie set")
+	}
+	if raw := r.Header.Values("Set-Cookie"); strings.Contains(strings.Join(raw, ";"), "alice") {
+		t.Errorf("cookie value readable: %v", raw)
+	}
+	shared := newEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.test" })
+	r = shared.client().postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if ck := r.Cookies(); len(ck) == 0 || ck[0].Domain != "example.test" {
+		t.Errorf("cookie_domain not applied: %v", r.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestSession_SecureCookieOnTLS(t *testing.T) {
+	e := newEnv(t)
+	tlsSrv := httptest.NewTLSServer(e.gw.Middleware(http.NotFoundHandler()))
+	defer tlsSrv.Close()
+	req, _ := http.NewRequest("POST", tlsSrv.URL+"/.totp-auth/login", strings.NewReader(`{"username":"alice","password":"`+testPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tlsSrv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ck := resp.Cookies(); len(ck) == 0 || !ck[0].Secure {
+		t.Fatalf("cookie over TLS not Secure: %v", resp.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestSession_GarbageAndTamperedCookiesAreRefused(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	good := c.cookie("totp_auth_session").Value
+	for _, v := range []string{"", "garbage", strings.Repeat("A", 5000), good[:len(good)-2] + "AA", "x" + good} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		req.AddCookie(&http.Cookie{Name: "totp_auth_session", Value: v})
+		if r := e.client().do(req); r.StatusCode != 401 {
+			t.Errorf("cookie %.20q…: %d", v, r.StatusCode)
+		}
+	}
+}
+
+func TestLogoutAll_MakesACopiedCookieUseless(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	copied := c.cookie("totp_auth_session").Value
+	if r := c.postJSON("/.totp-auth/logout-all", nil); r.StatusCode != 200 || r.JSON["status"] != "ok" {
+		t.Fatalf("logout-all: %d %s", r.StatusCode, r.Body)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+	req.Header.Set("Accept", "application/json")
+	req.AddCookie(&http.Cookie{Name: "totp_auth_session", Value: copied})
+	if r := e.client().do(req); r.StatusCode != 401 {
+		t.Fatalf("copied cookie after logout-all: %d", r.StatusCode)
+	}
+}
+
+func TestLogout_ClearsTheCookie(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	r := c.postJSON("/.totp-auth/logout", nil)
+	if r.StatusCode != 200 || r.JSON["status"] != "ok" {
+		t.Fatalf("logout: %d %s", r.StatusCode, r.Body)
+	}
+	if c.cookie("totp_auth_session") != nil {
+		t.Fatal("session cookie still held")
+	}
+}
+
+func TestIdentityHeader_ClientSpellingsAreStripped(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+	req.Header["Remote-User"] = []string{"root"}
+	req.Header["remote-user"] = []string{"root"}
+	req.Header["Remote_User"] = []string{"root"}
+	req.Header["REMOTE_USER"] = []string{"root"}
+	req.Header["Remote-User-Extra"] = []string{"kept"}
+	c.do(req)
+	h := <-e.upstream
+	var got []string
+	for name, v := range h {
+		if strings.EqualFold(strings.ReplaceAll(name, "_", "-"), "remote-user") {
+			got = append(got, name+"="+strings.Join(v, ","))
+		}
+	}
+	if len(got) != 1 || got[0] != "Remote-User=alice" {
+		t.Fatalf("upstream identity headers: %v", got)
+	}
+	if h.Get("Remote-User-Extra") != "kept" {
+		t.Errorf("unrelated header removed")
+	}
+}
+
+func TestAuthPages_SendSecurityHeaders(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	for _, path := range []string{"/.totp-auth/login", "/.totp-auth/whoami", "/.totp-auth/nope"} {
+		r := c.getHTML(path)
+		for name, want := range map[string]string{
+			"Cache-Control":   "no-store",
+			"X-Frame-Options": "DENY",
+			"Referrer-Policy": "no-referrer",
+		} {
+			if got := r.Header.Get(name); got != want {
+				t.Errorf("%s: %s = %q, want %q", path, name, got, want)
+			}
+		}
+		csp := r.Header.Get("Content-Security-Policy")
+		for _, part := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", "img-src data:"} {
+			if !strings.Contains(csp, part) {
+				t.Errorf("%s: CSP %q lacks %q", path, csp, part)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") {
+			t.Errorf("%s: CSP allows unsafe-inline", path)
+		}
+	}
+}
+
+func TestUserNames_AreCanonical(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "  ALICE ", "password": testPassword})
+	if r.JSON["status"] != "enroll_required" {
+		t.Fatalf("login as ALICE: %s", r.Body)
+	}
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
+	if r := c.getJSON("/app"); r.Body != "upstream /app user=alice" {
+		t.Fatalf("upstream saw %q", r.Body)
+	}
+}
+
+func TestRequests_BadInputGets4xxAndChangesNothing(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	post := func(ct, body string) response {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/.totp-auth/login", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		req.Header.Set("Accept", "application/json")
+		return c.do(req)
+	}
+	tests := []struct {
+		name, ct, body string
+		status         int
+	}{
+		{"text/plain", "text/plain", "username=alice", 415},
+		{"no content type", "", "username=alice", 415},
+		{"multipart", "multipart/form-data; boundary=x", "--x--", 415},
+		{"malformed JSON", "application/json", "{", 400},
+		{"JSON number field", "application/json", `{"username":1,"password":"x"}`, 400},
+		{"JSON array", "application/json", `[]`, 400},
+		{"oversized body", "application/json", `{"username":"` + strings.Repeat("a", 20000) + `"}`, 413},
+		{"empty credentials", "application/json", `{}`, 400},
+		{"form without CSRF token", "application/x-www-form-urlencoded", "username=alice&password=x", 403},
+	}
+	for _, tt := range tests {
+		if r := post(tt.ct, tt.body); r.StatusCode != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.name, r.StatusCode, r.Body, tt.status)
+		}
+	}
+	acct, _ := e.store.Account("alice")
+	if acct.Stored {
+		t.Errorf("bad input changed stored state: %+v", acct)
+	}
+	if r := c.getJSON("/.totp-auth/login"); r.StatusCode != 200 {
+		t.Errorf("login page after bad input: %d", r.StatusCode)
+	}
+}
