@@ -1,0 +1,430 @@
+// Package caddymodule is the Caddy adapter for totp_auth: it registers the
+// http.handlers.totp_auth module and its Caddyfile directive, turns the
+// configuration into a gateway.Config, opens the database, and hands every
+// request to the gateway.
+//
+// Nothing about passwords, TOTP, sessions or lockout lives here; that is the
+// gateway package. Build it into Caddy with
+//
+//	xcaddy build --with github.com/totp-auth/totp_auth/caddymodule
+package caddymodule
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage"
+)
+
+func init() {
+	caddy.RegisterModule(TOTPAuth{})
+}
+
+// TOTPAuth puts password + TOTP two-factor authentication in front of the
+// handlers that follow it. A request without a valid session never reaches
+// them: browsers are sent to the sign-in page, other clients get 401.
+//
+// Once a request is authenticated, the placeholder `{http.auth.user.id}` is
+// set to the user name (as basic_auth does), and the user name is sent
+// upstream in the user_header request header.
+type TOTPAuth struct {
+	// The bbolt database file that holds enrollments, backup codes, failure
+	// counters and the session keys. Site blocks that name the same file
+	// share one database. Default: totp_auth/totp.db in Caddy's data
+	// directory.
+	DBPath string `json:"db_path,omitempty"`
+
+	// The AES-256 key that encrypts TOTP secrets at rest, as 64 hex digits.
+	// It may be a placeholder such as {env.TOTP_AUTH_KEY} or
+	// {file./etc/caddy/totp.key}. Default: a key generated once into a file
+	// beside the database (db_path + ".key", mode 0600); a warning in the log
+	// says where, because losing it means every user must enroll again.
+	EncryptionKey string `json:"encryption_key,omitempty"`
+
+	// The keys that sign and encrypt session cookies. Default: generated
+	// once and kept in the database, so sessions survive restarts and reloads.
+	SessionKeys *SessionKeys `json:"session_keys,omitempty"`
+
+	// The issuer shown in authenticator apps. Default: the site's host name.
+	Issuer string `json:"issuer,omitempty"`
+
+	// The path under which the sign-in pages and their JSON API live.
+	// Default: /.totp-auth
+	Prefix string `json:"prefix,omitempty"`
+
+	// The absolute lifetime of a session. Default: 12h
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+
+	// How long a session may go without a request before it ends; every
+	// request slides it. Default: 1h
+	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// The name of the session cookie. Default: totp_auth_session
+	CookieName string `json:"cookie_name,omitempty"`
+
+	// The domain of the session cookie, to share one session with all
+	// subdomains. Default: none (the cookie belongs to this host only).
+	CookieDomain string `json:"cookie_domain,omitempty"`
+
+	// Whether a user without TOTP must enroll at first sign-in. When false,
+	// such a user signs in with the password alone. Default: true
+	Require2FA *bool `json:"require_2fa,omitempty"`
+
+	// How many failed password or code attempts within one lockout window
+	// lock a user. Default: 5
+	MaxFailures int `json:"max_failures,omitempty"`
+
+	// Both the window in which failures count and how long a lock lasts.
+	// Default: 15m
+	Lockout caddy.Duration `json:"lockout,omitempty"`
+
+	// How many failed attempts one client IP may cause, across all users,
+	// per lockout window. Default: 50
+	MaxFailuresPerIP int `json:"max_failures_per_ip,omitempty"`
+
+	// How many 30-second steps before and after now a TOTP code may be
+	// from. Default: 1
+	Drift *int `json:"drift,omitempty"`
+
+	// The request header that carries the user name upstream. Any spelling
+	// of it sent by the client is always removed. Default: Remote-User
+	UserHeader string `json:"user_header,omitempty"`
+
+	// Users defined in the configuration, by name, with their password
+	// hash as `caddy hash-password` prints it (bcrypt or argon2id; base64
+	// of it is accepted too). Names ignore case and surrounding spaces.
+	// Default: none (users may also live in the database).
+	Users map[string]string `json:"users,omitempty"`
+
+	gateway *gateway.Gateway
+	// dbKey is the key this handler holds in databases, "" if none.
+	dbKey  string
+	logger *zap.Logger
+}
+
+// SessionKeys are the securecookie keys for session cookies, in hex.
+type SessionKeys struct {
+	// The HMAC-SHA256 key that signs cookies: 32 or 64 random bytes.
+	Hash string `json:"hash,omitempty"`
+	// The AES-256 key that encrypts cookies: exactly 32 random bytes.
+	Block string `json:"block,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (TOTPAuth) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.totp_auth",
+		New: func() caddy.Module { return new(TOTPAuth) },
+	}
+}
+
+// Provision opens (or shares) the database and builds the gateway.
+func (t *TOTPAuth) Provision(ctx caddy.Context) error {
+	t.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	dbPath := repl.ReplaceKnown(t.DBPath, "")
+	if dbPath == "" {
+		dbPath = filepath.Join(caddy.AppDataDir(), "totp_auth", "totp.db")
+	}
+	dbPath, err := filepath.Abs(dbPath)
+	if err != nil {
+		return fmt.Errorf("db_path %s: %w", dbPath, err)
+	}
+	key, err := t.encryptionKey(repl, dbPath)
+	if err != nil {
+		return err
+	}
+	db, err := t.openDatabase(dbPath, key)
+	if err != nil {
+		return err
+	}
+
+	cfg := gateway.Config{
+		Issuer:           t.Issuer,
+		Prefix:           t.Prefix,
+		SessionTTL:       time.Duration(t.SessionTTL),
+		IdleTimeout:      time.Duration(t.IdleTimeout),
+		CookieName:       t.CookieName,
+		CookieDomain:     t.CookieDomain,
+		Optional2FA:      t.Require2FA != nil && !*t.Require2FA,
+		MaxFailures:      t.MaxFailures,
+		Lockout:          time.Duration(t.Lockout),
+		MaxFailuresPerIP: t.MaxFailuresPerIP,
+		Drift:            gateway.DefaultDrift,
+		UserHeader:       t.UserHeader,
+		Store:            db,
+		Logger:           t.logger,
+		ClientIP:         clientIP,
+	}
+	if t.Drift != nil {
+		cfg.Drift = *t.Drift
+	}
+	if cfg.Users, err = canonicalUsers(t.Users); err != nil {
+		return err
+	}
+	if t.SessionKeys != nil {
+		if cfg.SessionHashKey, cfg.SessionBlockKey, err = t.SessionKeys.decode(repl); err != nil {
+			return err
+		}
+	}
+	if t.gateway, err = gateway.New(cfg); err != nil {
+		return fmt.Errorf("totp_auth: %w", err)
+	}
+	return nil
+}
+
+// Cleanup releases this handler's hold on the database; the last holder
+// closes it. A reload provisions the new configuration before it cleans up
+// the old one, so a database both name stays open throughout.
+func (t *TOTPAuth) Cleanup() error {
+	if t.dbKey == "" {
+		return nil
+	}
+	key := t.dbKey
+	t.dbKey = ""
+	closed, err := databases.Delete(key)
+	if err != nil {
+		return fmt.Errorf("close totp_auth database %s: %w", key, err)
+	}
+	if closed {
+		t.logger.Debug("closed database", zap.String("db_path", key))
+	}
+	return nil
+}
+
+// ServeHTTP lets the request through only when the gateway says it is
+// authenticated; otherwise the gateway has already answered it.
+func (t *TOTPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	user, ok := t.gateway.Handle(w, r)
+	if !ok {
+		return nil
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	repl.Set("http.auth.user.id", user)
+	return next.ServeHTTP(w, r)
+}
+
+// clientIP is the address Caddy determined for the request, which honours
+// the server's trusted_proxies; never a raw X-Forwarded-For.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// databases holds the open databases by absolute path. Site blocks naming
+// the same db_path share one, and a reload reuses the one the old
+// configuration holds instead of waiting on bbolt's exclusive file lock.
+var databases = caddy.NewUsagePool()
+
+// pooledDB is a database in the pool, with a fingerprint of the key it was
+// opened with so that configurations that disagree about it are refused.
+type pooledDB struct {
+	db          *storage.DB
+	fingerprint [sha256.Size]byte
+}
+
+// Destruct closes the database when its last holder lets go.
+func (p pooledDB) Destruct() error { return p.db.Close() }
+
+func (t *TOTPAuth) openDatabase(path string, key []byte) (*storage.DB, error) {
+	fingerprint := sha256.Sum256(key)
+	val, loaded, err := databases.LoadOrNew(path, func() (caddy.Destructor, error) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create the folder for db_path %s: %w", path, err)
+		}
+		db, err := storage.Open(path, storage.Options{Keys: [][]byte{key}})
+		if err != nil {
+			return nil, fmt.Errorf("open totp_auth database %s: %w", path, err)
+		}
+		return pooledDB{db: db, fingerprint: fingerprint}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	t.dbKey = path // held from here on; Cleanup lets go, also after a failed Provision
+	if loaded {
+		t.logger.Debug("sharing open database", zap.String("db_path", path))
+	}
+	p := val.(pooledDB)
+	if p.fingerprint != fingerprint {
+		return nil, fmt.Errorf("database %s is already open with a different encryption_key "+
+			"(another site block, or the configuration this one replaces, names the same db_path): "+
+			"every site block that shares a db_path must use the same encryption_key, "+
+			"and a running database's key can only be changed by rotating it, not by a reload", path)
+	}
+	return p.db, nil
+}
+
+// encryptionKey returns the configured key, or the one in the key file
+// beside the database, generating that file on first use.
+func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) ([]byte, error) {
+	if t.EncryptionKey != "" {
+		s, err := repl.ReplaceOrErr(t.EncryptionKey, true, true)
+		if err != nil {
+			return nil, fmt.Errorf("encryption_key: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", err)
+		}
+		key, err := storage.ParseKey(strings.TrimSpace(s))
+		if err != nil {
+			return nil, fmt.Errorf("encryption_key: %w: use 64 hex digits, e.g. from `openssl rand -hex 32`", err)
+		}
+		return key, nil
+	}
+
+	keyPath := dbPath + ".key"
+	key, err := readKeyFile(keyPath)
+	if err == nil {
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if _, err := os.Stat(dbPath); err == nil {
+		return nil, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
+			"or set encryption_key to the key the database was written with", dbPath, keyPath)
+	}
+	if key, err = createKeyFile(keyPath); err != nil {
+		return nil, err
+	}
+	t.logger.Warn("generated the encryption key for TOTP secrets; back up this file together with the database, "+
+		"or set encryption_key (e.g. {env.TOTP_AUTH_KEY}) to its contents",
+		zap.String("key_file", keyPath), zap.String("db_path", dbPath))
+	return key, nil
+}
+
+func readKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := storage.ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
+	}
+	return key, nil
+}
+
+// createKeyFile writes a new random key to path, unless another process got
+// there first, in which case that key is used. The key is written to a
+// temporary file and linked into place, so path never holds a partial key.
+func createKeyFile(path string) ([]byte, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create the folder for key file %s: %w", path, err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return nil, fmt.Errorf("write key file %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Link(tmp.Name(), path)
+	}
+	if errors.Is(err, fs.ErrExist) {
+		return readKeyFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write key file %s: %w", path, err)
+	}
+	return key, nil
+}
+
+func (k *SessionKeys) decode(repl *caddy.Replacer) (hashKey, blockKey []byte, err error) {
+	hashHex, err := repl.ReplaceOrErr(k.Hash, true, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("session_keys hash: %w: set the environment variable or file it names", err)
+	}
+	blockHex, err := repl.ReplaceOrErr(k.Block, true, true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("session_keys block: %w: set the environment variable or file it names", err)
+	}
+	if hashKey, err = hex.DecodeString(strings.TrimSpace(hashHex)); err != nil {
+		return nil, nil, errors.New("session_keys hash is not hex: use 64 or 128 hex digits, e.g. from `openssl rand -hex 64`")
+	}
+	if blockKey, err = hex.DecodeString(strings.TrimSpace(blockHex)); err != nil {
+		return nil, nil, errors.New("session_keys block is not hex: use 64 hex digits, e.g. from `openssl rand -hex 32`")
+	}
+	return hashKey, blockKey, nil
+}
+
+// canonicalUsers keys the configured users by canonical name and decodes
+// their hashes.
+func canonicalUsers(users map[string]string) (map[string][]byte, error) {
+	if len(users) == 0 {
+		return nil, nil
+	}
+	out := make(map[string][]byte, len(users))
+	for name, hash := range users {
+		canon := gateway.CanonicalUser(name)
+		if canon == "" {
+			return nil, errors.New("users: a user name is empty")
+		}
+		if _, dup := out[canon]; dup {
+			return nil, fmt.Errorf("users: %q is defined twice (user names ignore case and surrounding spaces): keep one", canon)
+		}
+		h, err := decodeHash(hash)
+		if err != nil {
+			return nil, fmt.Errorf("users: %s: %w", canon, err)
+		}
+		out[canon] = h
+	}
+	return out, nil
+}
+
+// decodeHash accepts a hash as `caddy hash-password` prints it, or base64
+// of it, as basic_auth historically required.
+func decodeHash(s string) ([]byte, error) {
+	if strings.HasPrefix(s, "$") {
+		return []byte(s), nil
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || !strings.HasPrefix(string(b), "$") {
+		return nil, errors.New("the password hash is neither a bcrypt/argon2id hash nor base64 of one: paste the output of `caddy hash-password` as it is")
+	}
+	return b, nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*TOTPAuth)(nil)
+	_ caddy.CleanerUpper          = (*TOTPAuth)(nil)
+	_ caddyhttp.MiddlewareHandler = (*TOTPAuth)(nil)
+	_ caddyfile.Unmarshaler       = (*TOTPAuth)(nil)
+	_ caddy.Destructor            = pooledDB{}
+)
