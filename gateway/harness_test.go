@@ -276,3 +276,10 @@ func (c *client) cookie(name string) *http.Cookie {
 	}
 	return nil
 }
+
+func zapString(key, val string) zap.Field { return zap.String(key, val) }
+
+func toString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
