@@ -10,8 +10,6 @@
 package caddymodule
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -240,27 +238,23 @@ func clientIP(r *http.Request) string {
 // configuration holds instead of waiting on bbolt's exclusive file lock.
 var databases = caddy.NewUsagePool()
 
-// pooledDB is a database in the pool, with a fingerprint of the key it was
-// opened with so that configurations that disagree about it are refused.
+// pooledDB is a database in the pool, with the key it was opened with, so
+// that configurations that disagree about the key are refused.
 type pooledDB struct {
-	db          *storage.DB
-	fingerprint [sha256.Size]byte
+	db  *storage.DB
+	key storage.Key
 }
 
 // Destruct closes the database when its last holder lets go.
 func (p pooledDB) Destruct() error { return p.db.Close() }
 
-func (t *TOTPAuth) openDatabase(path string, key []byte) (*storage.DB, error) {
-	fingerprint := sha256.Sum256(key)
+func (t *TOTPAuth) openDatabase(path string, key storage.Key) (*storage.DB, error) {
 	val, loaded, err := databases.LoadOrNew(path, func() (caddy.Destructor, error) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("create the folder for db_path %s: %w", path, err)
-		}
-		db, err := storage.Open(path, storage.Options{Keys: [][]byte{key}})
+		db, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
 		if err != nil {
-			return nil, fmt.Errorf("open totp_auth database %s: %w", path, err)
+			return nil, fmt.Errorf("totp_auth database: %w", err)
 		}
-		return pooledDB{db: db, fingerprint: fingerprint}, nil
+		return pooledDB{db: db, key: key}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -270,7 +264,7 @@ func (t *TOTPAuth) openDatabase(path string, key []byte) (*storage.DB, error) {
 		t.logger.Debug("sharing open database", zap.String("db_path", path))
 	}
 	p := val.(pooledDB)
-	if p.fingerprint != fingerprint {
+	if p.key != key {
 		return nil, fmt.Errorf("database %s is already open with a different encryption_key "+
 			"(another site block, or the configuration this one replaces, names the same db_path): "+
 			"every site block that shares a db_path must use the same encryption_key, "+
@@ -281,15 +275,16 @@ func (t *TOTPAuth) openDatabase(path string, key []byte) (*storage.DB, error) {
 
 // encryptionKey returns the configured key, or the one in the key file
 // beside the database, generating that file on first use.
-func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) ([]byte, error) {
+func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) (storage.Key, error) {
+	var none storage.Key
 	if t.EncryptionKey != "" {
 		s, err := repl.ReplaceOrErr(t.EncryptionKey, true, true)
 		if err != nil {
-			return nil, fmt.Errorf("encryption_key: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", err)
+			return none, fmt.Errorf("encryption_key: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", err)
 		}
-		key, err := storage.ParseKey(strings.TrimSpace(s))
+		key, err := storage.ParseKey(s)
 		if err != nil {
-			return nil, fmt.Errorf("encryption_key: %w: use 64 hex digits, e.g. from `openssl rand -hex 32`", err)
+			return none, fmt.Errorf("encryption_key: %w", err)
 		}
 		return key, nil
 	}
@@ -300,14 +295,14 @@ func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) ([]byte, e
 		return key, nil
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+		return none, err
 	}
 	if _, err := os.Stat(dbPath); err == nil {
-		return nil, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
+		return none, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
 			"or set encryption_key to the key the database was written with", dbPath, keyPath)
 	}
 	if key, err = createKeyFile(keyPath); err != nil {
-		return nil, err
+		return none, err
 	}
 	t.logger.Warn("generated the encryption key for TOTP secrets; back up this file together with the database, "+
 		"or set encryption_key (e.g. {env.TOTP_AUTH_KEY}) to its contents",
@@ -315,14 +310,14 @@ func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) ([]byte, e
 	return key, nil
 }
 
-func readKeyFile(path string) ([]byte, error) {
+func readKeyFile(path string) (storage.Key, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return storage.Key{}, err
 	}
-	key, err := storage.ParseKey(strings.TrimSpace(string(b)))
+	key, err := storage.ParseKey(string(b))
 	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
+		return storage.Key{}, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
 	}
 	return key, nil
 }
@@ -330,20 +325,20 @@ func readKeyFile(path string) ([]byte, error) {
 // createKeyFile writes a new random key to path, unless another process got
 // there first, in which case that key is used. The key is written to a
 // temporary file and linked into place, so path never holds a partial key.
-func createKeyFile(path string) ([]byte, error) {
+func createKeyFile(path string) (storage.Key, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create the folder for key file %s: %w", path, err)
+		return storage.Key{}, fmt.Errorf("create the folder for key file %s: %w", path, err)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
+	key, err := storage.NewKey()
+	if err != nil {
+		return storage.Key{}, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
-		return nil, fmt.Errorf("write key file %s: %w", path, err)
+		return storage.Key{}, fmt.Errorf("write key file %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(hex.EncodeToString(key) + "\n")
+	_, err = tmp.WriteString(hex.EncodeToString(key[:]) + "\n")
 	if err == nil {
 		err = tmp.Chmod(0o600)
 	}
@@ -360,7 +355,7 @@ func createKeyFile(path string) ([]byte, error) {
 		return readKeyFile(path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("write key file %s: %w", path, err)
+		return storage.Key{}, fmt.Errorf("write key file %s: %w", path, err)
 	}
 	return key, nil
 }
