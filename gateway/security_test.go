@@ -169,6 +169,9 @@ func TestLockout_FailuresLockTheUserAndCorrectPasswordIsRefused(t *testing.T) {
 	if r.StatusCode != 429 || r.JSON["error"] != "locked" {
 		t.Fatalf("correct password while locked: %d %s", r.StatusCode, r.Body)
 	}
+	if n := len(e.logs.FilterMessage("totp_auth lockout").All()); n != 1 {
+		t.Errorf("%d lockout log lines, want 1", n)
+	}
 	if ra, _ := strconv.Atoi(r.Header.Get("Retry-After")); ra != 540 || r.JSON["retry_after"] != float64(540) {
 		t.Fatalf("Retry-After %q retry_after %v, want 540 (lock runs from the failure that reached the limit)", r.Header.Get("Retry-After"), r.JSON["retry_after"])
 	}
