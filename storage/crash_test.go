@@ -1,0 +1,108 @@
+package storage
+
+import (
+	"bufio"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// The crash test runs the test binary a second time as a child that
+// enrolls users until it is killed. These variables carry the database
+// path and key to the child.
+const (
+	envCrashPath = "TOTP_AUTH_CRASH_DB"
+	envCrashKey  = "TOTP_AUTH_CRASH_KEY"
+)
+
+func crashSecret(i int) string { return fmt.Sprintf("JBSWY3DPEHPK3PXP%016d", i) }
+
+// TestCrash_ChildWritesUntilKilled is the child's side; it does nothing
+// in a normal run.
+func TestCrash_ChildWritesUntilKilled(t *testing.T) {
+	path := os.Getenv(envCrashPath)
+	if path == "" {
+		t.Skip("only runs as the child of TestCrash_KilledProcessKeepsEveryConfirmedEnrollment")
+	}
+	key, err := ParseKey(os.Getenv(envCrashKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, Options{Keys: []Key{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		user := fmt.Sprintf("user%d", i)
+		create := func() (gateway.Enrollment, error) {
+			return gateway.Enrollment{Secret: crashSecret(i), Expires: t0.Add(time.Hour)}, nil
+		}
+		if _, err := db.PendingEnrollment(user, t0, create); err != nil {
+			t.Fatal(err)
+		}
+		// Counter writes in between, so the kill may land in any kind of write.
+		a, _, err := db.TakeAttempt(t0, time.Hour, []gateway.Limit{{Key: "ip:" + user, Max: 5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.FailAttempt(a, t0, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.ConfirmEnrollment(user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
+			t.Fatal(err)
+		}
+		// Only now is the enrollment confirmed to the caller.
+		fmt.Println("confirmed", i)
+	}
+}
+
+func TestCrash_KilledProcessKeepsEveryConfirmedEnrollment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	path := tempPath(t)
+	key := mustKey(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash_ChildWritesUntilKilled$", "-test.v")
+	cmd.Env = append(os.Environ(), envCrashPath+"="+path, envCrashKey+"="+hex.EncodeToString(key[:]))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	confirmed := -1
+	lines := bufio.NewScanner(out)
+	for confirmed < 40 && lines.Scan() {
+		var n int
+		if _, err := fmt.Sscanf(lines.Text(), "confirmed %d", &n); err == nil {
+			confirmed = n
+		}
+	}
+	// SIGKILL: no deferred function, no Close, the write in progress cut off.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait() // it was killed: the error says so
+	if confirmed < 40 {
+		t.Fatalf("the child confirmed only %d enrollments before it stopped", confirmed+1)
+	}
+
+	db := openTest(t, path, key)
+	for i := 0; i <= confirmed; i++ {
+		a, err := db.Account("user" + strconv.Itoa(i))
+		if err != nil {
+			t.Fatalf("Account(user%d): %v", i, err)
+		}
+		if a.TOTPSecret != crashSecret(i) || len(a.BackupCodes) != 1 {
+			t.Errorf("user%d lost its confirmed enrollment", i)
+		}
+	}
+}
