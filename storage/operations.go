@@ -150,10 +150,9 @@ func (db *DB) ResetTOTP(user string) error {
 	return nil
 }
 
-// LockState returns the failure counter under key as it is stored; a key
-// without one yields a Counter with only the Key. Its Locked method tells
-// whether it refuses attempts at now.
-func (db *DB) LockState(key string) (Counter, error) {
+// Counter returns the failure counter under key as it is stored; a key
+// without one yields a Counter with only the Key.
+func (db *DB) Counter(key string) (Counter, error) {
 	var c Counter
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var err error
@@ -164,6 +163,15 @@ func (db *DB) LockState(key string) (Counter, error) {
 		return Counter{}, fmt.Errorf("read counter %q: %w", key, err)
 	}
 	return c, nil
+}
+
+// LockState returns the lock on key at now, or nil if key is not locked.
+func (db *DB) LockState(key string, now time.Time) (*gateway.Lock, error) {
+	c, err := db.Counter(key)
+	if err != nil || !c.Locked(now) {
+		return nil, err
+	}
+	return &gateway.Lock{Key: key, RetryAfter: c.LockedUntil.Sub(now)}, nil
 }
 
 // Locks returns every counter that refuses attempts at now, for the
@@ -254,7 +262,7 @@ func (db *DB) RotateKey(key Key) error {
 		return fmt.Errorf("rotate to %s: %w", key, err)
 	}
 	db.keys.Store(keys)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error { return db.reseal(tx, keys, key.id()) }); err != nil {
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return reseal(tx, keys, key.id()) }); err != nil {
 		return fmt.Errorf("rotate to %s: %w", key, err)
 	}
 	return nil

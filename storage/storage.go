@@ -105,7 +105,7 @@ func Open(path string, opts Options) (*DB, error) {
 	}
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
 	if errors.Is(err, bolterrors.ErrTimeout) {
-		return nil, fmt.Errorf("open %s: another process has held the database for %s, probably a running Caddy with totp_auth: "+
+		return nil, fmt.Errorf("open %s: another process holds the database (waited %s), probably a running Caddy with totp_auth: "+
 			"stop it, or make the change through that Caddy (its admin API, which the `caddy totp-auth` commands use while it runs)", path, timeout)
 	}
 	if err != nil {
@@ -160,7 +160,7 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	to := current.id()
 	canary := meta.Get(keyCanary)
 	if canary == nil {
-		return db.writeCanary(tx, keys, to)
+		return writeCanary(tx, keys, to)
 	}
 	from, err := sealedKeyID(canary)
 	if err != nil {
@@ -177,10 +177,10 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	if from == to {
 		return nil
 	}
-	return db.reseal(tx, keys, to)
+	return reseal(tx, keys, to)
 }
 
-func (db *DB) writeCanary(tx *bolt.Tx, keys *keyring, id keyID) error {
+func writeCanary(tx *bolt.Tx, keys *keyring, id keyID) error {
 	sealed, err := keys.seal(id, purposeCanary, "", canaryText)
 	if err != nil {
 		return fmt.Errorf("seal key canary: %w", err)
@@ -203,7 +203,7 @@ func currentKey(tx *bolt.Tx) (keyID, error) {
 
 // reseal re-encrypts every secret in the database under the key with id
 // to, and the canary last, all in tx.
-func (db *DB) reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
+func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 	accounts := tx.Bucket(bucketAccounts)
 	var names [][]byte
 	// Collect first: changing a bucket while iterating it is not allowed.
@@ -247,7 +247,7 @@ func (db *DB) reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 			return fmt.Errorf("write %s: %w", f.key, err)
 		}
 	}
-	return db.writeCanary(tx, keys, to)
+	return writeCanary(tx, keys, to)
 }
 
 // resealValue opens sealed and seals it again under to; nil stays nil.

@@ -503,7 +503,7 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	if got, err := after.Account("alice"); err != nil || got.TOTPSecret != "JBSWY3DPEHPK3PXP" {
 		t.Errorf("Account(alice) after the crash: %v", err)
 	}
-	if c, err := after.LockState("user:bob"); err != nil || c.Failures != 1 {
+	if c, err := after.Counter("user:bob"); err != nil || c.Failures != 1 {
 		t.Errorf("counter after the crash = %+v, %v; want 1 failure", c, err)
 	}
 }

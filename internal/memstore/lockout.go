@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 // an attempt still being evaluated: those end within seconds, so asking the
 // client to wait for the whole window would overstate it.
 const busyRetry = time.Second
+
+var errBadAttempt = errors.New("attempt has a different number of limits and window starts")
 
 // counter is one failure counter. These rules are the same as in package
 // storage; internal/storetest holds both to them.
@@ -175,6 +178,9 @@ func checkLimits(window time.Duration, limits []gateway.Limit) error {
 	for _, l := range limits {
 		if l.Max <= 0 {
 			return fmt.Errorf("limit %q allows %d failures, want at least 1", l.Key, l.Max)
+		}
+		if l.Key == "" {
+			return errors.New("limit without a key")
 		}
 	}
 	return nil

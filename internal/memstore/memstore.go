@@ -7,7 +7,6 @@ package memstore
 import (
 	"bytes"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -224,5 +223,3 @@ func cloneCodes(codes [][]byte) [][]byte {
 	}
 	return out
 }
-
-var errBadAttempt = errors.New("attempt has a different number of limits and window starts")
