@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // provision provisions h the way Caddy does: a failed Provision is
@@ -178,5 +180,19 @@ func TestProvision_GatewayRefusalIsPassedOn(t *testing.T) {
 		SessionTTL: caddy.Duration(time.Hour), IdleTimeout: caddy.Duration(2 * time.Hour)})
 	if err == nil || !strings.Contains(err.Error(), "idle_timeout") {
 		t.Fatalf("err = %v, want the gateway's idle_timeout refusal", err)
+	}
+}
+
+func TestClientIP_UsesTheAddressCaddyDetermined(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.2:5555"
+	r.Header.Set("X-Forwarded-For", "198.51.100.7")
+	if got := clientIP(r); got != "10.0.0.2" {
+		t.Errorf("without Caddy's client_ip: %q, want the connection's address 10.0.0.2", got)
+	}
+	vars := map[string]any{caddyhttp.ClientIPVarKey: "203.0.113.9"}
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+	if got := clientIP(r); got != "203.0.113.9" {
+		t.Errorf("with Caddy's client_ip: %q, want 203.0.113.9 (never X-Forwarded-For)", got)
 	}
 }
