@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -74,6 +75,7 @@ func newCaddy(t *testing.T) *caddyProc {
 	if caddyBin == "" {
 		t.Skip("end-to-end test: needs the Caddy binary, which -short mode does not build")
 	}
+	trackSources.Do(statModuleFiles)
 	c := &caddyProc{
 		t:     t,
 		dir:   t.TempDir(),
@@ -87,6 +89,27 @@ func newCaddy(t *testing.T) *caddyProc {
 		}
 	})
 	return c
+}
+
+// trackSources stats every file of the module once per run.
+var trackSources sync.Once
+
+// statModuleFiles lets `go test` cache this package's result only while the
+// module's files stay as they are. The binary under test is built by a
+// subprocess, which the test cache does not see; files a test opens or
+// stats during the run are what it checks, so every file is stat'ed here.
+func statModuleFiles() {
+	_ = filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return nil
+		case d.IsDir() && path != repoRoot && strings.HasPrefix(d.Name(), "."):
+			return filepath.SkipDir
+		case !d.IsDir():
+			_, _ = os.Stat(path)
+		}
+		return nil
+	})
 }
 
 // path returns name inside the test directory.
