@@ -183,15 +183,13 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	if t.gateway, err = gateway.New(cfg); err != nil {
-		return fmt.Errorf("totp_auth: %w", err)
-	}
-	return nil
+	t.gateway, err = gateway.New(cfg)
+	return err
 }
 
 // Cleanup releases this handler's hold on the database; the last holder
 // closes it. A reload provisions the new configuration before it cleans up
-// the old one, so a database both name stays open throughout.
+// the old one, so a database that both name stays open throughout.
 func (t *TOTPAuth) Cleanup() error {
 	if t.dbKey == "" {
 		return nil
