@@ -57,7 +57,9 @@ type Config struct {
 	// MaxFailuresPerIP is how many failures one client address may cause,
 	// across all users, per Lockout window.
 	MaxFailuresPerIP int
-	// Drift is how many 30-second steps before and after now a TOTP code may be from.
+	// Drift is how many 30-second steps before and after now a TOTP code
+	// may be from. Unlike the other fields, 0 means exactly that (only the
+	// current step); callers pass DefaultDrift for the default.
 	Drift int
 	// UserHeader carries the user name upstream; it is always removed from
 	// the client's own request, in every spelling.
@@ -170,7 +172,7 @@ func (c *Config) validate() error {
 		if name != CanonicalUser(name) || name == "" {
 			return fmt.Errorf("user name %q is not canonical: use lower case without surrounding spaces", name)
 		}
-		if err := checkPasswordHash(hash); err != nil {
+		if err := CheckPasswordHash(hash); err != nil {
 			return fmt.Errorf("user %s: %w", name, err)
 		}
 	}

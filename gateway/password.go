@@ -14,8 +14,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// checkPasswordHash accepts the hashes `caddy hash-password` prints.
-func checkPasswordHash(hash []byte) error {
+// CheckPasswordHash accepts the hashes `caddy hash-password` prints.
+func CheckPasswordHash(hash []byte) error {
 	s := string(hash)
 	switch {
 	case strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"):
