@@ -65,7 +65,7 @@ func passwordHash(t testing.TB) []byte {
 
 // env is a gateway in front of an upstream that echoes what it received.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	gw       *gateway.Gateway
 	clock    *fakeClock
 	store    *memstore.Store
@@ -91,7 +91,7 @@ func (s faultyStore) SessionState(user string) (gateway.SessionState, error) {
 	return s.Store.SessionState(user)
 }
 
-func newEnv(t *testing.T, mods ...func(*gateway.Config)) *env {
+func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	e := &env{
@@ -202,7 +202,7 @@ func (c *client) postForm(pagePath, path string, vals url.Values) response {
 }
 
 // formValue pulls a hidden input's value out of a page.
-func formValue(t *testing.T, html, name string) string {
+func formValue(t testing.TB, html, name string) string {
 	t.Helper()
 	marker := `name="` + name + `" value="`
 	i := strings.Index(html, marker)
