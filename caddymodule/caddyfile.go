@@ -26,6 +26,7 @@ func init() {
 var subdirectives = []struct{ name, args string }{
 	{"db_path", "<file>"},
 	{"encryption_key", "<hex64>"},
+	{"old_encryption_keys", "<hex64>..."},
 	{"session_keys", "<hash-key-hex> <block-key-hex>"},
 	{"issuer", "<name>"},
 	{"prefix", "<path>"},
@@ -47,6 +48,7 @@ var subdirectives = []struct{ name, args string }{
 //	totp_auth [<matcher>] {
 //	    db_path             <file>
 //	    encryption_key      <hex64>
+//	    old_encryption_keys <hex64>...
 //	    session_keys        <hash-key-hex> <block-key-hex>
 //	    issuer              <name>
 //	    prefix              <path>
@@ -94,7 +96,10 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 		vals := d.RemainingArgs()
 		want := len(strings.Fields(args))
-		if len(vals) != want {
+		switch variadic := strings.HasSuffix(args, "..."); {
+		case variadic && len(vals) == 0:
+			return d.Errf("%s takes one or more values, got none: write it as `%s %s`", name, name, args)
+		case !variadic && len(vals) != want:
 			return d.Errf("%s takes %d value(s), got %d: write it as `%s %s`", name, want, len(vals), name, args)
 		}
 		v := vals[0]
@@ -104,13 +109,19 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "db_path":
 			t.DBPath = v
 		case "encryption_key":
-			if !isPlaceholder(v) {
-				if k, err := hex.DecodeString(v); err != nil || len(k) != 32 {
-					return d.Errf("encryption_key must be 64 hex digits (a 32-byte AES-256 key), got %d characters: "+
-						"make one with `openssl rand -hex 32`, or remove the line to have one generated beside the database", len(v))
-				}
+			if !isPlaceholder(v) && !isKey(v) {
+				return d.Errf("encryption_key must be 64 hex digits (a 32-byte AES-256 key), got %d characters: "+
+					"make one with `openssl rand -hex 32`, or remove the line to have one generated beside the database", len(v))
 			}
 			t.EncryptionKey = v
+		case "old_encryption_keys":
+			for i, k := range vals {
+				if !isPlaceholder(k) && !isKey(k) {
+					return d.Errf("old_encryption_keys: value %d must be 64 hex digits (a 32-byte AES-256 key, "+
+						"the encryption_key used before), got %d characters", i+1, len(k))
+				}
+			}
+			t.OldEncryptionKeys = vals
 		case "session_keys":
 			if err := checkSessionKeys(d, vals[0], vals[1]); err != nil {
 				return err
@@ -228,6 +239,12 @@ func parseCount(d *caddyfile.Dispenser, name, v string, least int) (int, error) 
 		return 0, d.Errf("%s must be a whole number of at least %d, got %q", name, least, v)
 	}
 	return n, nil
+}
+
+// isKey reports whether v is written as an AES-256 key: 64 hex digits.
+func isKey(v string) bool {
+	k, err := hex.DecodeString(v)
+	return err == nil && len(k) == 32
 }
 
 // isPlaceholder reports whether v is filled in when the config is loaded

@@ -14,10 +14,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -28,7 +26,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/gateway"
-	"github.com/totp-auth/totp_auth/storage"
 )
 
 func init() {
@@ -55,6 +52,15 @@ type TOTPAuth struct {
 	// beside the database (db_path + ".key", mode 0600); a warning in the log
 	// says where, because losing it means every user must enroll again.
 	EncryptionKey string `json:"encryption_key,omitempty"`
+
+	// Earlier encryption keys that are still accepted, in the same form as
+	// encryption_key. Secrets found under one of them are re-encrypted
+	// under encryption_key in one transaction when the database is opened,
+	// or when a reload brings a new encryption_key to an open database.
+	// To rotate a configured key, set encryption_key to the new key and
+	// move the old one here; remove it once Caddy has loaded the new key.
+	// Default: none.
+	OldEncryptionKeys []string `json:"old_encryption_keys,omitempty"`
 
 	// The keys that sign and encrypt session cookies. Default: generated
 	// once and kept in the database, so sessions survive restarts and reloads.
@@ -113,7 +119,9 @@ type TOTPAuth struct {
 
 	gateway *gateway.Gateway
 	// dbKey is the key this handler holds in databases, "" if none.
-	dbKey  string
+	dbKey string
+	// db is the database it holds, once its configuration is recorded there.
+	db     *database
 	logger *zap.Logger
 }
 
@@ -137,21 +145,42 @@ func (TOTPAuth) CaddyModule() caddy.ModuleInfo {
 func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	t.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-
-	dbPath := repl.ReplaceKnown(t.DBPath, "")
-	if dbPath == "" {
-		dbPath = filepath.Join(caddy.AppDataDir(), "totp_auth", "totp.db")
-	}
-	dbPath, err := filepath.Abs(dbPath)
-	if err != nil {
-		return fmt.Errorf("db_path %s: %w", dbPath, err)
-	}
-	key, err := t.encryptionKey(repl, dbPath)
+	users, err := canonicalUsers(t.Users)
 	if err != nil {
 		return err
 	}
-	db, err := t.openDatabase(dbPath, key)
+
+	dbPath := repl.ReplaceKnown(t.DBPath, "")
+	if dbPath == "" {
+		dbPath = defaultDBPath()
+	}
+	if dbPath, err = filepath.Abs(dbPath); err != nil {
+		return fmt.Errorf("db_path %s: %w", dbPath, err)
+	}
+	keys, err := keySource{current: t.EncryptionKey, old: t.OldEncryptionKeys}.resolve(repl, dbPath, true, t.logger)
 	if err != nil {
+		return err
+	}
+	d, held, err := openSharedDatabase(dbPath, keys, t.logger)
+	if held {
+		t.dbKey = dbPath // held from here on; Cleanup lets go, also after a failed Provision
+	}
+	if err != nil {
+		return err
+	}
+	lockout := time.Duration(t.Lockout)
+	if lockout == 0 {
+		lockout = gateway.DefaultLockout
+	}
+	userNames := make(map[string]bool, len(users))
+	for name := range users {
+		userNames[name] = true
+	}
+	if err := d.hold(t, holder{users: userNames, keyFile: keys.file, lockout: lockout}); err != nil {
+		return err
+	}
+	t.db = d
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
 
@@ -168,15 +197,14 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		MaxFailuresPerIP: t.MaxFailuresPerIP,
 		Drift:            gateway.DefaultDrift,
 		UserHeader:       t.UserHeader,
-		Store:            db,
+		Users:            users,
+		Store:            d.db,
 		Logger:           t.logger,
 		ClientIP:         clientIP,
+		Events:           func(e gateway.Event) { recordEvent(d, e) },
 	}
 	if t.Drift != nil {
 		cfg.Drift = *t.Drift
-	}
-	if cfg.Users, err = canonicalUsers(t.Users); err != nil {
-		return err
 	}
 	if t.SessionKeys != nil {
 		if cfg.SessionHashKey, cfg.SessionBlockKey, err = t.SessionKeys.decode(repl); err != nil {
@@ -191,6 +219,10 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 // closes it. A reload provisions the new configuration before it cleans up
 // the old one, so a database that both name stays open throughout.
 func (t *TOTPAuth) Cleanup() error {
+	if t.db != nil {
+		t.db.release(t)
+		t.db = nil
+	}
 	if t.dbKey == "" {
 		return nil
 	}
@@ -218,6 +250,11 @@ func (t *TOTPAuth) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	return next.ServeHTTP(w, r)
 }
 
+// defaultDBPath is where the database lives when db_path is not set.
+func defaultDBPath() string {
+	return filepath.Join(caddy.AppDataDir(), "totp_auth", "totp.db")
+}
+
 // clientIP is the address Caddy determined for the request, which honours
 // the server's trusted_proxies; never a raw X-Forwarded-For.
 func clientIP(r *http.Request) string {
@@ -229,133 +266,6 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// databases holds the open databases by absolute path. Site blocks naming
-// the same db_path share one, and a reload reuses the one the old
-// configuration holds instead of waiting on bbolt's exclusive file lock.
-var databases = caddy.NewUsagePool()
-
-// pooledDB is a database in the pool, with the key it was opened with, so
-// that configurations that disagree about the key are refused.
-type pooledDB struct {
-	db  *storage.DB
-	key storage.Key
-}
-
-// Destruct closes the database when its last holder lets go.
-func (p pooledDB) Destruct() error { return p.db.Close() }
-
-func (t *TOTPAuth) openDatabase(path string, key storage.Key) (*storage.DB, error) {
-	val, loaded, err := databases.LoadOrNew(path, func() (caddy.Destructor, error) {
-		db, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
-		if err != nil {
-			return nil, fmt.Errorf("totp_auth database: %w", err)
-		}
-		return pooledDB{db: db, key: key}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	t.dbKey = path // held from here on; Cleanup lets go, also after a failed Provision
-	if loaded {
-		t.logger.Debug("sharing open database", zap.String("db_path", path))
-	}
-	p := val.(pooledDB)
-	if p.key != key {
-		return nil, fmt.Errorf("database %s is already open with a different encryption_key "+
-			"(another site block, or the configuration this one replaces, names the same db_path): "+
-			"every site block that shares a db_path must use the same encryption_key, "+
-			"and a running database's key can only be changed by rotating it, not by a reload", path)
-	}
-	return p.db, nil
-}
-
-// encryptionKey returns the configured key, or the one in the key file
-// beside the database, generating that file on first use.
-func (t *TOTPAuth) encryptionKey(repl *caddy.Replacer, dbPath string) (storage.Key, error) {
-	var none storage.Key
-	if t.EncryptionKey != "" {
-		s, err := repl.ReplaceOrErr(t.EncryptionKey, true, true)
-		if err != nil {
-			return none, fmt.Errorf("encryption_key: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", err)
-		}
-		key, err := storage.ParseKey(s)
-		if err != nil {
-			return none, fmt.Errorf("encryption_key: %w", err)
-		}
-		return key, nil
-	}
-
-	keyPath := dbPath + ".key"
-	key, err := readKeyFile(keyPath)
-	if err == nil {
-		return key, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return none, err
-	}
-	if _, err := os.Stat(dbPath); err == nil {
-		return none, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
-			"or set encryption_key to the key the database was written with", dbPath, keyPath)
-	}
-	if key, err = createKeyFile(keyPath); err != nil {
-		return none, err
-	}
-	t.logger.Warn("generated the encryption key for TOTP secrets; back up this file together with the database, "+
-		"or set encryption_key (e.g. {env.TOTP_AUTH_KEY}) to its contents",
-		zap.String("key_file", keyPath), zap.String("db_path", dbPath))
-	return key, nil
-}
-
-func readKeyFile(path string) (storage.Key, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return storage.Key{}, err
-	}
-	key, err := storage.ParseKey(string(b))
-	if err != nil {
-		return storage.Key{}, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
-	}
-	return key, nil
-}
-
-// createKeyFile writes a new random key to path, unless another process got
-// there first, in which case that key is used. The key is written to a
-// temporary file and linked into place, so path never holds a partial key.
-func createKeyFile(path string) (storage.Key, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return storage.Key{}, fmt.Errorf("create the folder for key file %s: %w", path, err)
-	}
-	key, err := storage.NewKey()
-	if err != nil {
-		return storage.Key{}, err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return storage.Key{}, fmt.Errorf("write key file %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(hex.EncodeToString(key[:]) + "\n")
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Link(tmp.Name(), path)
-	}
-	if errors.Is(err, fs.ErrExist) {
-		return readKeyFile(path)
-	}
-	if err != nil {
-		return storage.Key{}, fmt.Errorf("write key file %s: %w", path, err)
-	}
-	return key, nil
 }
 
 func (k *SessionKeys) decode(repl *caddy.Replacer) (hashKey, blockKey []byte, err error) {
@@ -419,5 +329,4 @@ var (
 	_ caddy.CleanerUpper          = (*TOTPAuth)(nil)
 	_ caddyhttp.MiddlewareHandler = (*TOTPAuth)(nil)
 	_ caddyfile.Unmarshaler       = (*TOTPAuth)(nil)
-	_ caddy.Destructor            = pooledDB{}
 )

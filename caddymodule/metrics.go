@@ -1,0 +1,130 @@
+package caddymodule
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// The metrics live as long as the process, not a configuration: Caddy
+// gives every configuration a fresh registry, and the same collectors are
+// registered in each, so a reload does not reset the counts.
+var (
+	signIns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "sign_ins_total",
+		Help: "Sign-in steps by outcome: ok counts completed sign-ins; failure counts wrong passwords and codes " +
+			"(at the password, second factor and enrollment steps); locked counts attempts refused by a lock; " +
+			"busy counts attempts refused because password hashing was saturated.",
+	}, []string{"outcome"})
+	lockouts = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "lockouts_total",
+		Help:      "Locks imposed on a user or a client IP for reaching its failure limit.",
+	})
+	enrollments = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "enrollments_total",
+		Help:      "TOTP enrollments confirmed with a valid code.",
+	})
+	events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "events_total",
+		Help:      "Every security event totp_auth logs, by kind and outcome.",
+	}, []string{"kind", "outcome"})
+	activeLocks = lockCollector{
+		users: prometheus.NewDesc("caddy_totp_auth_locked_users",
+			"Users currently locked out for too many failures, across all totp_auth databases.", nil, nil),
+		ips: prometheus.NewDesc("caddy_totp_auth_locked_client_ips",
+			"Client IPs currently locked out for too many failures, across all totp_auth databases.", nil, nil),
+	}
+)
+
+// signInOutcomes are the values of sign_ins_total's outcome label, present
+// from the start so that dashboards and alerts see zeros, not gaps.
+var signInOutcomes = []string{"ok", "failure", "locked", "busy"}
+
+func init() {
+	for _, o := range signInOutcomes {
+		signIns.WithLabelValues(o)
+	}
+}
+
+// registerMetrics registers the collectors in reg once; further handlers
+// of the same configuration find them there already.
+func registerMetrics(reg *prometheus.Registry) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{signIns, lockouts, enrollments, events, activeLocks} {
+		if err := reg.Register(c); err != nil {
+			var dup prometheus.AlreadyRegisteredError
+			if errors.As(err, &dup) {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// recordEvent counts a gateway event of a handler using d.
+func recordEvent(d *database, e gateway.Event) {
+	events.WithLabelValues(e.Kind, e.Outcome).Inc()
+	switch e.Kind {
+	case "sign_in":
+		if e.Outcome == "ok" {
+			signIns.WithLabelValues("ok").Inc()
+		}
+	case "password", "second_factor", "enrollment":
+		switch e.Outcome {
+		case "failure", "locked", "busy":
+			signIns.WithLabelValues(e.Outcome).Inc()
+		}
+		if e.Kind == "enrollment" && e.Outcome == "ok" {
+			enrollments.Inc()
+		}
+	case "lockout":
+		lockouts.Inc()
+		d.invalidateLocks()
+	}
+}
+
+// lockCollector reports the active locks of every open database when
+// scraped. Each database keeps its count until a lock is taken, lifted or
+// ends, so a scrape rarely reads the database at all.
+type lockCollector struct {
+	users, ips *prometheus.Desc
+}
+
+// Describe implements prometheus.Collector.
+func (c lockCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.users
+	ch <- c.ips
+}
+
+// Collect implements prometheus.Collector.
+func (c lockCollector) Collect(ch chan<- prometheus.Metric) {
+	now := time.Now()
+	var users, ips int
+	for _, d := range openDatabases() {
+		u, i, err := d.lockCounts(now)
+		if err != nil {
+			// A database closed by a reload while being scraped; the
+			// next scrape no longer sees it.
+			d.logger.Debug("counting active locks: " + err.Error())
+			continue
+		}
+		users += u
+		ips += i
+	}
+	ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(users))
+	ch <- prometheus.MustNewConstMetric(c.ips, prometheus.GaugeValue, float64(ips))
+}
