@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -23,8 +24,13 @@ func browserSite(t *testing.T, users ...string) int {
 
 // logScreenshots tells where the screenshots of t are.
 func logScreenshots(t *testing.T) {
-	if dir, ok := screenshotDirs.Load(t.Name()); ok {
-		t.Logf("screenshots: %s (set %s=<dir> to keep them after the test)", dir, keepScreenshotsEnv)
+	dir, ok := screenshotDirs.Load(t.Name())
+	switch {
+	case !ok:
+	case os.Getenv(keepScreenshotsEnv) != "":
+		t.Logf("screenshots: %s", dir)
+	default:
+		t.Logf("screenshots: %s (removed with the test; set %s=<dir> to keep them)", dir, keepScreenshotsEnv)
 	}
 }
 
@@ -126,6 +132,11 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 		t.Errorf("upstream got Remote-User %q, want alice", got)
 	}
 
+	// A page that is not there: the message page, in the same style.
+	b.open(prefix + "/no-such-page")
+	b.expectHeading("Not found")
+	b.shot("not-found")
+
 	// Sign out from the account page.
 	b.open(prefix + "/account")
 	b.expectHeading("Your account")
@@ -162,6 +173,7 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 	b.at(prefix + "/2fa")
 	b.expand("details.backup summary") // a disclosure that opens without JavaScript
 	b.fill("#backup-code", codes[0])
+	b.shot("2fa-backup-code")
 	b.click("form.backup button[type=submit]")
 	b.at(prefix + "/backup-codes")
 	b.expectHeading("Backup codes")
