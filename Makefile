@@ -20,3 +20,10 @@ test-deps:
 		$$sudo apt-get update && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+
+# `make bench` runs the performance benchmark of SPEC §6 (about 3 minutes);
+# `make bench BENCH_FLAGS=--quick` is the short run for CI (under 90 s).
+# See bench/README.md for what the numbers mean.
+.PHONY: bench
+bench:
+	bench/run.sh $(BENCH_FLAGS)
