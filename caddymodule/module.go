@@ -198,7 +198,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		Drift:            gateway.DefaultDrift,
 		UserHeader:       t.UserHeader,
 		Users:            users,
-		Store:            d.db,
+		Store:            sessionStore{DB: d.db, d: d, configUsers: users},
 		Logger:           t.logger,
 		ClientIP:         clientIP,
 		Events:           func(e gateway.Event) { recordEvent(d, e) },
