@@ -85,6 +85,12 @@ type Config struct {
 	// checked at once; 0 means one. HashQueue is how many more may wait;
 	// 0 means 8. Anything beyond is refused at once with 503.
 	HashWorkers, HashQueue int
+	// BusyPause is how long a request refused for a full hashing queue is
+	// held before its 503 goes out. It is refused at once (it never waits
+	// for, or takes, a hashing slot); the pause only keeps clients that
+	// ignore Retry-After from turning refusals into a CPU flood of their
+	// own. 0 means 500ms; negative means none.
+	BusyPause time.Duration
 }
 
 // Clock tells the current time.
@@ -134,6 +140,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HashQueue <= 0 {
 		c.HashQueue = 8
+	}
+	if c.BusyPause == 0 {
+		c.BusyPause = 500 * time.Millisecond
 	}
 }
 

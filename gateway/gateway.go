@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,6 +38,9 @@ type Gateway struct {
 	pages         *template.Template
 	userHeaderKey string
 	hashes        *hashLimiter
+	sessions      sessionCache
+	// paused counts busy refusals being held (see Config.BusyPause).
+	paused atomic.Int32
 
 	// decoy is checked in place of an unknown user's hash; computing it
 	// takes as long as one password check, so it happens off the start path.

@@ -208,7 +208,30 @@ func (g *Gateway) releaseAttempt(a Attempt) {
 // its attempt slot back: it was never evaluated.
 func (g *Gateway) busy(w http.ResponseWriter, r *http.Request, a Attempt, kind, user string) {
 	g.releaseAttempt(a)
+	g.refuseBusy(w, r, kind, user)
+}
+
+// maxPaused bounds how many busy refusals are held at once; past it they
+// are answered without a pause.
+const maxPaused = 4096
+
+// refuseBusy answers 503 with Retry-After. The answer is held for
+// BusyPause (on a timer, costing no CPU) so that a client hammering the
+// login without honouring Retry-After gets a few answers a second, not
+// thousands, and requests with a session keep their share of the CPU.
+func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind, user string) {
 	g.audit(r, kind, "busy", user)
+	if g.cfg.BusyPause > 0 {
+		if g.paused.Add(1) <= maxPaused {
+			t := time.NewTimer(g.cfg.BusyPause)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+			}
+		}
+		g.paused.Add(-1)
+	}
 	w.Header().Set("Retry-After", "1")
 	g.problem(w, r, http.StatusServiceUnavailable, "busy", "The server is busy checking other sign-ins. Try again in a moment.", "", page{Title: "Busy"})
 }
@@ -299,6 +322,10 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
 		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
+		return
+	}
+	if g.hashes.saturated() {
+		g.refuseBusy(w, r, "password", user)
 		return
 	}
 	a, ok := g.beginAttempt(w, r, "password", user, "login", p)

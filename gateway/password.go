@@ -122,6 +122,12 @@ func newHashLimiter(workers, queue int) *hashLimiter {
 	return &hashLimiter{slots: make(chan struct{}, workers), queue: int32(queue)}
 }
 
+// saturated reports whether a new request would be refused right now, so
+// a flood can be answered before it costs any database work.
+func (l *hashLimiter) saturated() bool {
+	return len(l.slots) == cap(l.slots) && l.waiting.Load() >= l.queue
+}
+
 // do runs fn when a worker is free, or returns ErrBusy when the queue is full.
 func (l *hashLimiter) do(ctx context.Context, fn func()) error {
 	select {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -128,8 +129,17 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 	if err != nil {
 		return Session{}, false
 	}
-	v, err := g.codec.decode(g.cfg.CookieName, ck.Value)
-	if err != nil || v.kind != kindSession || v.user == "" {
+	v, ok := g.sessions.get(ck.Value)
+	if !ok {
+		var err error
+		if v, err = g.codec.decode(g.cfg.CookieName, ck.Value); err != nil {
+			return Session{}, false
+		}
+		if v.kind == kindSession {
+			g.sessions.put(ck.Value, v)
+		}
+	}
+	if v.kind != kindSession || v.user == "" {
 		return Session{}, false
 	}
 	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
@@ -196,4 +206,34 @@ func (g *Gateway) cookie(r *http.Request, name, value string, maxAge int) *http.
 // cookie: sliding on every request would set a cookie on every response.
 func (g *Gateway) slideAfter() time.Duration {
 	return min(time.Minute, g.cfg.IdleTimeout/4)
+}
+
+// sessionCache remembers session cookie values that passed the MAC check,
+// by their exact string, so a browser's every request does not pay for
+// HMAC, AES and base64 again. Only authentic values get in, and only under
+// their full text, so a forged value can never hit; expiry and generation
+// are still checked on every request.
+type sessionCache struct {
+	mu sync.RWMutex
+	m  map[string]cookieValue
+}
+
+// sessionCacheSize bounds the cache; when full it starts over, which costs
+// one decode per active session.
+const sessionCacheSize = 4096
+
+func (c *sessionCache) get(value string) (cookieValue, bool) {
+	c.mu.RLock()
+	v, ok := c.m[value]
+	c.mu.RUnlock()
+	return v, ok
+}
+
+func (c *sessionCache) put(value string, v cookieValue) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= sessionCacheSize {
+		c.m = make(map[string]cookieValue, 64)
+	}
+	c.m[value] = v
+	c.mu.Unlock()
 }

@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// This file holds the rules of the lockout's failure counters, written once
+// for every Store: the transitions below are pure functions over the
+// counters an attempt names. A Store loads those counters, calls the
+// transition and saves what it returns (deleting the Empty ones if it
+// likes), all inside one transaction or lock.
+
+// busyRetry is what a refusal says when every slot of a counter is held by
+// an attempt still being evaluated: those end within seconds, so asking the
+// client to wait for the whole window would overstate it.
+const busyRetry = time.Second
+
+var errBadAttempt = errors.New("attempt has a different number of limits and window starts")
+
+// Counter is one failure counter of the lockout, as a Store keeps it under
+// its key. The zero value with a Key is a counter that never counted.
+type Counter struct {
+	// Key is the counter's name, as the gateway chose it (see Limit).
+	Key string
+	// WindowStart is when the current counting window began: at the first
+	// attempt still counted. Zero if there is none.
+	WindowStart time.Time
+	// Failures is how many failures the window has counted.
+	Failures int
+	// InFlight is how many slots attempts hold while being evaluated.
+	InFlight int
+	// LockedUntil is when the lock ends; zero if the counter never locked.
+	LockedUntil time.Time
+}
+
+// Locked reports whether the counter refuses every attempt at now.
+func (c Counter) Locked(now time.Time) bool { return now.Before(c.LockedUntil) }
+
+// At returns c as it stands at now: once its window or its lock is over,
+// a counter starts afresh, keeping only its Key.
+func (c Counter) At(now time.Time, window time.Duration) Counter {
+	fresh := Counter{Key: c.Key}
+	if !c.LockedUntil.IsZero() {
+		if now.Before(c.LockedUntil) {
+			return c
+		}
+		return fresh
+	}
+	if c.WindowStart.IsZero() || !now.Before(c.WindowStart.Add(window)) {
+		return fresh
+	}
+	return c
+}
+
+// Refusal is how long c, as it stands at now (see At), refuses another
+// attempt under a limit of max failures; 0 if it has a free slot.
+func (c Counter) Refusal(now time.Time, window time.Duration, max int) time.Duration {
+	end := c.WindowStart.Add(window)
+	switch {
+	case now.Before(c.LockedUntil):
+		return c.LockedUntil.Sub(now)
+	case c.Failures >= max: // Max was lowered since the failures were counted
+		return end.Sub(now)
+	case c.Failures+c.InFlight >= max:
+		return min(busyRetry, end.Sub(now))
+	}
+	return 0
+}
+
+// Empty reports whether c holds nothing worth keeping: no failures, no
+// slots in flight and no lock, ended or not. A Store may delete an empty
+// counter instead of saving it.
+func (c Counter) Empty() bool {
+	return c.Failures == 0 && c.InFlight == 0 && c.LockedUntil.IsZero()
+}
+
+// WithoutFailures returns c with its failures and its lock forgotten, as
+// Store.ResetFailures does. Slots still in flight stay taken, so their
+// release still matches.
+func (c Counter) WithoutFailures() Counter {
+	c.Failures = 0
+	c.LockedUntil = time.Time{}
+	return c
+}
+
+// CheckLimits returns an error if window or any of limits cannot count
+// failures: a window that is not positive, a Max below 1 or an empty Key.
+func CheckLimits(window time.Duration, limits []Limit) error {
+	if window <= 0 {
+		return fmt.Errorf("lockout window %s is not positive", window)
+	}
+	for _, l := range limits {
+		if l.Max <= 0 {
+			return fmt.Errorf("limit %q allows %d failures, want at least 1", l.Key, l.Max)
+		}
+		if l.Key == "" {
+			return errors.New("limit without a key")
+		}
+	}
+	return nil
+}
+
+// CheckAttempt returns an error if a does not have one window start per
+// limit, so it cannot be an Attempt a Store handed out.
+func CheckAttempt(a Attempt) error {
+	if len(a.Limits) != len(a.WindowStarts) {
+		return errBadAttempt
+	}
+	return nil
+}
+
+// TakeSlots is Store.TakeAttempt over the counters load returns. load is
+// called once per key and must return a Counter with only the Key for a
+// key without one. On success save lists each counter that took a slot; on
+// a refusal it is empty, since nothing may be written anywhere.
+func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(key string) (Counter, error)) (a Attempt, lock *Lock, save []Counter, err error) {
+	if err := CheckLimits(window, limits); err != nil {
+		return Attempt{}, nil, nil, err
+	}
+	cs := counterSet{load: load}
+	starts := make([]time.Time, len(limits))
+	for i, l := range limits {
+		c, err := cs.get(l.Key)
+		if err != nil {
+			return Attempt{}, nil, nil, err
+		}
+		c = c.At(now, window)
+		if wait := c.Refusal(now, window, l.Max); wait > 0 {
+			if lock == nil || wait > lock.RetryAfter {
+				lock = &Lock{Key: l.Key, RetryAfter: wait}
+			}
+			continue
+		}
+		if c.Failures == 0 && c.InFlight == 0 {
+			// The window counts from the first attempt still counted.
+			c.WindowStart = now
+		}
+		c.InFlight++
+		cs.set(c)
+		starts[i] = c.WindowStart
+	}
+	if lock != nil {
+		return Attempt{}, lock, nil, nil
+	}
+	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts}, nil, cs.changed(), nil
+}
+
+// ReleaseSlots is Store.ReleaseAttempt over the counters load returns (see
+// TakeSlots). save lists each counter that gave a slot back. A slot taken
+// in a window that is over went with that window: releasing it frees
+// nothing in a newer one.
+func ReleaseSlots(a Attempt, load func(key string) (Counter, error)) (save []Counter, err error) {
+	if err := CheckAttempt(a); err != nil {
+		return nil, err
+	}
+	cs := counterSet{load: load}
+	for i, l := range a.Limits {
+		c, err := cs.get(l.Key)
+		if err != nil {
+			return nil, err
+		}
+		if c.InFlight == 0 || !c.WindowStart.Equal(a.WindowStarts[i]) {
+			continue // its window is over: the slot went with it
+		}
+		c.InFlight--
+		cs.set(c)
+	}
+	return cs.changed(), nil
+}
+
+// FailSlots is Store.FailAttempt over the counters load returns (see
+// TakeSlots). It counts one failure in each counter of a, freeing the slot
+// a holds there if its window is still the current one; each counter that
+// thereby reaches its Max is locked for window from now and listed in
+// locks. save lists every counter of a.
+func FailSlots(a Attempt, now time.Time, window time.Duration, load func(key string) (Counter, error)) (locks []Lock, save []Counter, err error) {
+	if err := CheckAttempt(a); err != nil {
+		return nil, nil, err
+	}
+	if err := CheckLimits(window, a.Limits); err != nil {
+		return nil, nil, err
+	}
+	cs := counterSet{load: load}
+	for i, l := range a.Limits {
+		c, err := cs.get(l.Key)
+		if err != nil {
+			return nil, nil, err
+		}
+		c = c.At(now, window)
+		if c.InFlight > 0 && c.WindowStart.Equal(a.WindowStarts[i]) {
+			c.InFlight--
+		}
+		if c.WindowStart.IsZero() {
+			c.WindowStart = now
+		}
+		c.Failures++
+		if c.Failures >= l.Max && !c.Locked(now) {
+			c.LockedUntil = now.Add(window)
+			locks = append(locks, Lock{Key: l.Key, RetryAfter: window})
+		}
+		cs.set(c)
+	}
+	return locks, cs.changed(), nil
+}
+
+// counterSet is what one transition works on: each counter loaded once,
+// then read back as the transition left it, so a key named twice in one
+// attempt counts twice, as it would with the store read after each write.
+type counterSet struct {
+	load    func(key string) (Counter, error)
+	byKey   map[string]Counter
+	changes []string // keys set, in the order first set
+}
+
+func (s *counterSet) get(key string) (Counter, error) {
+	if c, ok := s.byKey[key]; ok {
+		return c, nil
+	}
+	c, err := s.load(key)
+	if err != nil {
+		return Counter{}, err
+	}
+	if s.byKey == nil {
+		s.byKey = make(map[string]Counter)
+	}
+	s.byKey[key] = c
+	return c, nil
+}
+
+// set records c as changed; c must have been got first.
+func (s *counterSet) set(c Counter) {
+	if !slices.Contains(s.changes, c.Key) {
+		s.changes = append(s.changes, c.Key)
+	}
+	s.byKey[c.Key] = c
+}
+
+// changed returns the counters set, each once as last set; nil if none.
+func (s *counterSet) changed() []Counter {
+	var out []Counter
+	for _, k := range s.changes {
+		out = append(out, s.byKey[k])
+	}
+	return out
+}
