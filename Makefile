@@ -1,12 +1,18 @@
 # `make test` installs the tools the end-to-end tests need when they are
-# missing (Debian/Ubuntu), then runs every test.
+# missing (Debian/Ubuntu), runs every test, then fuzzes every fuzz target
+# briefly.
 
 GO ?= go
 
-.PHONY: test test-deps
+# How long `make fuzz` runs each fuzz target, and how long `make test` does.
+FUZZTIME ?= 15s
+TEST_FUZZTIME ?= 10s
+
+.PHONY: test test-deps fuzz
 
 test: test-deps
 	$(GO) test -timeout 10m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Installs only what is missing, with sudo only when not root.
 test-deps:
@@ -20,6 +26,21 @@ test-deps:
 		$$sudo apt-get update && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
+
+# Runs every fuzz target of the module, one at a time, for FUZZTIME each,
+# and stops at the first finding (go test saves the input under the
+# package's testdata/fuzz/, where every later `go test` replays it). The
+# targets are found with `go test -list`; -short keeps the end-to-end
+# package from building Caddy just to list its (no) targets.
+fuzz:
+	@set -e; \
+	list=$$($(GO) test -short -list '^Fuzz' ./... 2>&1) || { printf '%s\n' "$$list" >&2; exit 1; }; \
+	targets=$$(printf '%s\n' "$$list" | awk '/^Fuzz/ { t[n++] = $$1; next } /^ok / { for (i = 0; i < n; i++) print $$2 ":" t[i]; n = 0 }'); \
+	[ -n "$$targets" ] || { echo "no fuzz targets found" >&2; exit 1; }; \
+	for pt in $$targets; do \
+		echo "fuzz $${pt%%:*} $${pt#*:} for $(FUZZTIME)"; \
+		$(GO) test "$${pt%%:*}" -run '^$$' -fuzz "^$${pt#*:}\$$" -fuzztime $(FUZZTIME); \
+	done
 
 # `make bench` runs the performance benchmark of SPEC §6 (about 3 minutes);
 # `make bench BENCH_FLAGS=--quick` is the short run for CI (under 90 s).
