@@ -18,6 +18,7 @@ const (
 	// An argon2id hash as `caddy hash-password --algorithm argon2id` prints it.
 	argon2Hash = "$argon2id$v=19$m=47104,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$Vr2CZs3T2uUwdB9CYTPJ5YmkL0uf5b0rUQ0Mnu6HKzw"
 	key64      = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	key64b     = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
 )
 
 func boolPtr(b bool) *bool { return &b }
@@ -27,6 +28,7 @@ func TestUnmarshalCaddyfile_AcceptsEverySetting(t *testing.T) {
 	input := `totp_auth {
 		db_path             /var/lib/caddy/totp.db
 		encryption_key      ` + key64 + `
+		old_encryption_keys ` + key64b + ` {env.TOTP_AUTH_OLD_KEY}
 		session_keys        ` + key64 + key64 + ` ` + key64 + `
 		issuer              "Home Lab"
 		prefix              /auth
@@ -44,21 +46,22 @@ func TestUnmarshalCaddyfile_AcceptsEverySetting(t *testing.T) {
 		user                bob ` + base64.StdEncoding.EncodeToString([]byte(argon2Hash)) + `
 	}`
 	want := TOTPAuth{
-		DBPath:           "/var/lib/caddy/totp.db",
-		EncryptionKey:    key64,
-		SessionKeys:      &SessionKeys{Hash: key64 + key64, Block: key64},
-		Issuer:           "Home Lab",
-		Prefix:           "/auth",
-		SessionTTL:       caddy.Duration(8 * time.Hour),
-		IdleTimeout:      caddy.Duration(30 * time.Minute),
-		CookieName:       "lab_session",
-		CookieDomain:     "home.lab",
-		Require2FA:       boolPtr(false),
-		MaxFailures:      3,
-		Lockout:          caddy.Duration(time.Hour),
-		MaxFailuresPerIP: 20,
-		Drift:            intPtr(0),
-		UserHeader:       "X-Auth-User",
+		DBPath:            "/var/lib/caddy/totp.db",
+		EncryptionKey:     key64,
+		OldEncryptionKeys: []string{key64b, "{env.TOTP_AUTH_OLD_KEY}"},
+		SessionKeys:       &SessionKeys{Hash: key64 + key64, Block: key64},
+		Issuer:            "Home Lab",
+		Prefix:            "/auth",
+		SessionTTL:        caddy.Duration(8 * time.Hour),
+		IdleTimeout:       caddy.Duration(30 * time.Minute),
+		CookieName:        "lab_session",
+		CookieDomain:      "home.lab",
+		Require2FA:        boolPtr(false),
+		MaxFailures:       3,
+		Lockout:           caddy.Duration(time.Hour),
+		MaxFailuresPerIP:  20,
+		Drift:             intPtr(0),
+		UserHeader:        "X-Auth-User",
 		Users: map[string]string{
 			"alice": bcryptHash,
 			"bob":   base64.StdEncoding.EncodeToString([]byte(argon2Hash)),
@@ -119,6 +122,9 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 		{"short session hash key", `session_keys abcd ` + key64, []string{"hash key must be 64 or 128 hex digits"}},
 		{"short session block key", `session_keys ` + key64 + ` ` + key64 + key64, []string{"block key must be 64 hex digits"}},
 		{"one session key", `session_keys ` + key64, []string{"session_keys takes 2 value(s), got 1"}},
+		{"no old key", `old_encryption_keys`, []string{"old_encryption_keys takes one or more values, got none"}},
+		{"short old key", `old_encryption_keys ` + key64b + ` abcd`, []string{"old_encryption_keys: value 2 must be 64 hex digits", "got 4 characters"}},
+		{"old keys twice", "old_encryption_keys " + key64b + "\nold_encryption_keys " + key64, []string{"old_encryption_keys is set twice"}},
 		{"bad bool", `require_2fa yes-please`, []string{"require_2fa must be true or false"}},
 		{"bad number", `max_failures five`, []string{`max_failures must be a whole number of at least 1, got "five"`}},
 		{"zero failures", `max_failures_per_ip 0`, []string{"max_failures_per_ip must be a whole number of at least 1"}},
@@ -160,28 +166,29 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 
 func TestTOTPAuth_JSONRoundTrip(t *testing.T) {
 	in := TOTPAuth{
-		DBPath:           "/data/totp.db",
-		EncryptionKey:    "{env.TOTP_AUTH_KEY}",
-		SessionKeys:      &SessionKeys{Hash: key64, Block: key64},
-		Issuer:           "Home Lab",
-		Prefix:           "/auth",
-		SessionTTL:       caddy.Duration(8 * time.Hour),
-		IdleTimeout:      caddy.Duration(30 * time.Minute),
-		CookieName:       "lab_session",
-		CookieDomain:     "home.lab",
-		Require2FA:       boolPtr(true),
-		MaxFailures:      3,
-		Lockout:          caddy.Duration(time.Hour),
-		MaxFailuresPerIP: 20,
-		Drift:            intPtr(0),
-		UserHeader:       "X-Auth-User",
-		Users:            map[string]string{"alice": bcryptHash},
+		DBPath:            "/data/totp.db",
+		EncryptionKey:     "{env.TOTP_AUTH_KEY}",
+		OldEncryptionKeys: []string{"{env.TOTP_AUTH_OLD_KEY}"},
+		SessionKeys:       &SessionKeys{Hash: key64, Block: key64},
+		Issuer:            "Home Lab",
+		Prefix:            "/auth",
+		SessionTTL:        caddy.Duration(8 * time.Hour),
+		IdleTimeout:       caddy.Duration(30 * time.Minute),
+		CookieName:        "lab_session",
+		CookieDomain:      "home.lab",
+		Require2FA:        boolPtr(true),
+		MaxFailures:       3,
+		Lockout:           caddy.Duration(time.Hour),
+		MaxFailuresPerIP:  20,
+		Drift:             intPtr(0),
+		UserHeader:        "X-Auth-User",
+		Users:             map[string]string{"alice": bcryptHash},
 	}
 	b, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"db_path"`, `"encryption_key"`, `"session_keys":{"hash"`, `"session_ttl"`, `"idle_timeout"`,
+	for _, field := range []string{`"db_path"`, `"encryption_key"`, `"old_encryption_keys":["{env.TOTP_AUTH_OLD_KEY}"]`, `"session_keys":{"hash"`, `"session_ttl"`, `"idle_timeout"`,
 		`"cookie_name"`, `"cookie_domain"`, `"require_2fa":true`, `"max_failures":3`, `"lockout"`, `"max_failures_per_ip":20`,
 		`"drift":0`, `"user_header"`, `"users":{"alice"`, `"issuer"`, `"prefix"`} {
 		if !strings.Contains(string(b), field) {

@@ -1,0 +1,111 @@
+package caddymodule
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// pipedStdin returns a file that reads input, as a piped standard input.
+func pipedStdin(t *testing.T, input string) *os.File {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	go func() {
+		_, _ = w.WriteString(input)
+		_ = w.Close()
+	}()
+	return r
+}
+
+func TestReadPasswordHash_FromAPipeTakesTheFirstLine(t *testing.T) {
+	for input, want := range map[string]string{
+		"secret one\n":         "secret one",
+		"secret two\r\nmore\n": "secret two",
+		"no newline":           "no newline",
+		"  spaces kept  \n":    "  spaces kept  ",
+	} {
+		o := &options{in: pipedStdin(t, input), errOut: new(bytes.Buffer)}
+		hash, err := o.readPasswordHash("bob", bcrypt.MinCost)
+		if err != nil {
+			t.Fatalf("%q: %v", input, err)
+		}
+		if bcrypt.CompareHashAndPassword(hash, []byte(want)) != nil {
+			t.Errorf("%q: the hash is not of %q", input, want)
+		}
+	}
+}
+
+func TestReadPasswordHash_RefusesEmptyAndOverlongPasswords(t *testing.T) {
+	for input, want := range map[string]string{
+		"\n":                           "empty",
+		"":                             "empty",
+		strings.Repeat("x", 73) + "\n": "longer than 72 bytes",
+	} {
+		o := &options{in: pipedStdin(t, input), errOut: new(bytes.Buffer)}
+		if _, err := o.readPasswordHash("bob", bcrypt.MinCost); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err = %v, want %q", input, err, want)
+		}
+	}
+	o := &options{in: pipedStdin(t, "pw\n")}
+	if _, err := o.readPasswordHash("bob", 3); err == nil || !strings.Contains(err.Error(), "--cost") {
+		t.Errorf("cost 3: err = %v", err)
+	}
+}
+
+func TestReadPasswordHash_DefaultCostIsWhatCaddyHashPasswordUses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("hashes at cost 14, about a second")
+	}
+	o := &options{in: pipedStdin(t, "pw\n")}
+	hash, err := o.readPasswordHash("bob", defaultBcryptCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, _ := bcrypt.Cost(hash); cost != 14 {
+		t.Errorf("cost %d, want 14", cost)
+	}
+}
+
+func TestCommands_UnlockTakesANameOrAnIP(t *testing.T) {
+	root := newCommandTree()
+	for _, args := range [][]string{
+		{"user", "unlock"},
+		{"user", "unlock", "bob", "--ip", "192.0.2.1"},
+		{"user", "unlock", "bob", "alice"},
+	} {
+		root.SetArgs(args)
+		root.SetOut(new(bytes.Buffer))
+		root.SetErr(new(bytes.Buffer))
+		if err := root.Execute(); err == nil || !strings.Contains(err.Error(), "either a user name or --ip") {
+			t.Errorf("%v: err = %v", args, err)
+		}
+	}
+}
+
+func TestCommands_EveryOperationIsThere(t *testing.T) {
+	root := newCommandTree()
+	for _, path := range [][]string{
+		{"user", "add"}, {"user", "passwd"}, {"user", "remove"}, {"user", "list"},
+		{"user", "reset-2fa"}, {"user", "unlock"}, {"rotate-key"}, {"backup"},
+	} {
+		cmd, rest, err := root.Find(path)
+		if err != nil || len(rest) != 0 || cmd.Name() != path[len(path)-1] || cmd.Short == "" {
+			t.Errorf("%v: %v (rest %v)", path, err, rest)
+		}
+	}
+}
+
+// newCommandTree builds the totp-auth command as Caddy's CLI does.
+func newCommandTree() *cobra.Command {
+	root := &cobra.Command{Use: "totp-auth", SilenceUsage: true, SilenceErrors: true}
+	addCommands(root)
+	return root
+}

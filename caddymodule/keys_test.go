@@ -1,0 +1,242 @@
+package caddymodule
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage"
+)
+
+// keyFileDatabase creates a database whose key is in the key file beside
+// it, with bob enrolled, and closes it.
+func keyFileDatabase(t *testing.T) (dbPath string, key storage.Key) {
+	t.Helper()
+	dbPath = filepath.Join(t.TempDir(), "totp.db")
+	ks, err := keySource{}.resolve(caddy.NewReplacer(), dbPath, true, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDatabaseFile(dbPath, ks, time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	enrollUser(t, d, "bob")
+	if err := d.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dbPath, ks.current()
+}
+
+// startsAndDecrypts opens the database as Caddy's start does, from the
+// key files, and checks that bob's TOTP secret decrypts.
+func startsAndDecrypts(t *testing.T, dbPath string) {
+	t.Helper()
+	ks, err := keySource{}.resolve(caddy.NewReplacer(), dbPath, false, zap.NewNop())
+	if err != nil {
+		t.Fatalf("read the keys: %v", err)
+	}
+	d, err := openDatabaseFile(dbPath, ks, time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer d.db.Close()
+	acct, err := d.db.Account("bob")
+	if err != nil || acct.TOTPSecret != "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("bob's secret after opening: %q, %v", acct.TOTPSecret, err)
+	}
+}
+
+func opensWith(dbPath string, keys ...storage.Key) error {
+	db, err := storage.Open(dbPath, storage.Options{Keys: keys, LockTimeout: time.Second})
+	if err == nil {
+		err = db.Close()
+	}
+	return err
+}
+
+func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
+	newKey, err := storage.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The states rotateKey passes through, each as a crash would leave it.
+	steps := []struct {
+		name  string
+		crash func(t *testing.T, dbPath string, old storage.Key)
+	}{
+		{"after copying the old key to .old", func(t *testing.T, dbPath string, old storage.Key) {
+			if err := replaceKeyFile(oldKeyFile(defaultKeyFile(dbPath)), old); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"after writing the new key, before the transaction", func(t *testing.T, dbPath string, old storage.Key) {
+			if err := replaceKeyFile(oldKeyFile(defaultKeyFile(dbPath)), old); err != nil {
+				t.Fatal(err)
+			}
+			if err := replaceKeyFile(defaultKeyFile(dbPath), newKey); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"after the transaction", func(t *testing.T, dbPath string, _ storage.Key) {
+			ks, err := keySource{}.resolve(caddy.NewReplacer(), dbPath, false, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := openDatabaseFile(dbPath, ks, time.Second, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+			r, err := d.rotateKey()
+			if err != nil || !r.Rotated {
+				t.Fatalf("rotateKey = %+v, %v", r, err)
+			}
+			if err := d.db.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	}
+	for _, step := range steps {
+		t.Run(step.name, func(t *testing.T) {
+			dbPath, old := keyFileDatabase(t)
+			step.crash(t, dbPath, old)
+			startsAndDecrypts(t, dbPath)
+			current, err := readKeyFile(defaultKeyFile(dbPath))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if current != old {
+				// Once the key file holds the new key, the start has
+				// re-encrypted: the old key alone opens nothing.
+				if err := opensWith(dbPath, old); err == nil || !strings.Contains(err.Error(), "encrypted under key id") {
+					t.Errorf("the old key alone still opens the database: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestRotateKey_ThroughThePoolLeavesNoOldKeyAfterTheNextStart(t *testing.T) {
+	dbPath, old := keyFileDatabase(t)
+	h := &TOTPAuth{DBPath: dbPath}
+	mustProvision(t, h)
+	r, err := h.db.rotateKey()
+	if err != nil || !r.Rotated || r.OldKeyID != old.ID() || r.KeyID == old.ID() {
+		t.Fatalf("rotateKey = %+v, %v", r, err)
+	}
+	if !strings.Contains(r.Message, defaultKeyFile(dbPath)) || strings.Contains(r.Message, "\n") {
+		t.Errorf("message %q", r.Message)
+	}
+	kept, err := readKeyFile(oldKeyFile(defaultKeyFile(dbPath)))
+	if err != nil || kept != old {
+		t.Fatalf(".old holds %v, %v; want the replaced key", kept, err)
+	}
+	// The running handler decrypts under the new key at once.
+	if acct, err := h.db.db.Account("bob"); err != nil || acct.TOTPSecret == "" {
+		t.Fatalf("bob after rotation: %+v, %v", acct, err)
+	}
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+
+	mustProvision(t, &TOTPAuth{DBPath: dbPath})
+	if _, err := os.Stat(oldKeyFile(defaultKeyFile(dbPath))); !os.IsNotExist(err) {
+		t.Errorf("the replaced key is still there after a start: %v", err)
+	}
+}
+
+func TestRotateKey_ConfiguredKeyIsLeftToTheConfiguration(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "totp.db")
+	h := &TOTPAuth{DBPath: path, EncryptionKey: key64}
+	mustProvision(t, h)
+	r, err := h.db.rotateKey()
+	if err != nil || r.Rotated {
+		t.Fatalf("rotateKey = %+v, %v; want nothing rotated", r, err)
+	}
+	steps := rotationSteps(path, r.OldKeyID, key64b)
+	for _, want := range []string{"Nothing was changed", "encryption_key      " + key64b, "old_encryption_keys", "caddy reload", r.OldKeyID} {
+		if !strings.Contains(steps, want) {
+			t.Errorf("steps lack %q:\n%s", want, steps)
+		}
+	}
+	if _, err := os.Stat(defaultKeyFile(path)); !os.IsNotExist(err) {
+		t.Error("a key file appeared beside a database with a configured key")
+	}
+}
+
+func TestReload_NewKeyWithTheOldOneListedReencryptsTheOpenDatabase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "totp.db")
+	old := &TOTPAuth{DBPath: path, EncryptionKey: key64}
+	mustProvision(t, old)
+	if _, err := old.db.addUser("bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	enrollUser(t, old.db, "bob")
+
+	// A reload provisions the new configuration while the old one holds
+	// the database.
+	replacement := &TOTPAuth{DBPath: path, EncryptionKey: key64b, OldEncryptionKeys: []string{key64}}
+	mustProvision(t, replacement)
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	// A site block that still names only the old key is refused now.
+	err := provision(t, &TOTPAuth{DBPath: path, EncryptionKey: key64})
+	if err == nil || !strings.Contains(err.Error(), "old_encryption_keys") {
+		t.Errorf("old key alone on the re-encrypted database: %v, want a refusal naming old_encryption_keys", err)
+	}
+	if err := replacement.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+
+	oldKey, _ := storage.ParseKey(key64)
+	newKey, _ := storage.ParseKey(key64b)
+	if err := opensWith(path, oldKey); err == nil {
+		t.Error("the old key alone still opens the database")
+	}
+	if err := opensWith(path, newKey); err != nil {
+		t.Errorf("the new key alone does not open the database: %v", err)
+	}
+}
+
+func TestKeySource_OldKeysAreAcceptedOnceEach(t *testing.T) {
+	t.Setenv("TOTP_AUTH_TEST_OLD", key64b)
+	ks, err := keySource{current: key64, old: []string{"{env.TOTP_AUTH_TEST_OLD}", key64, key64b}}.
+		resolve(caddy.NewReplacer(), filepath.Join(t.TempDir(), "totp.db"), true, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := storage.ParseKey(key64)
+	prev, _ := storage.ParseKey(key64b)
+	if len(ks.keys) != 2 || ks.keys[0] != cur || ks.keys[1] != prev || ks.file != "" {
+		t.Errorf("keys = %v (file %q), want the current key then the old one, once each", ks.keys, ks.file)
+	}
+	_, err = keySource{current: key64, old: []string{"{env.TOTP_AUTH_TEST_UNSET}"}}.
+		resolve(caddy.NewReplacer(), filepath.Join(t.TempDir(), "totp.db"), true, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "old_encryption_keys (value 1)") {
+		t.Errorf("unset old key: %v, want an error naming it", err)
+	}
+}
+
+func TestPruneWindow_IsTheLongestLockoutOfTheHolders(t *testing.T) {
+	d := testDatabase(t, offlineHolder{})
+	if w := d.pruneWindow(); w != gateway.DefaultLockout {
+		t.Errorf("window without lockouts = %s, want the default", w)
+	}
+	_ = d.hold("a", holder{lockout: time.Hour})
+	_ = d.hold("b", holder{lockout: time.Minute})
+	if w := d.pruneWindow(); w != time.Hour {
+		t.Errorf("window = %s, want 1h", w)
+	}
+}

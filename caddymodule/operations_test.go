@@ -1,0 +1,361 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage"
+)
+
+// testDatabase opens a database in a temporary folder as the given owner
+// would hold it: a handler with the users of its `user` lines, or the
+// offline commands (owner offlineHolder{}).
+func testDatabase(t *testing.T, owner any, configUsers ...string) *database {
+	t.Helper()
+	key, err := storage.ParseKey(key64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := openDatabaseFile(filepath.Join(t.TempDir(), "totp.db"), keySet{keys: []storage.Key{key}}, time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.db.Close() })
+	users := make(map[string]bool)
+	for _, u := range configUsers {
+		users[u] = true
+	}
+	if err := d.hold(owner, holder{users: users, lockout: gateway.DefaultLockout}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func mustHash(t *testing.T, password string) []byte {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// enrollUser confirms a TOTP enrollment for user with 10 backup codes.
+func enrollUser(t *testing.T, d *database, user string) {
+	t.Helper()
+	now := time.Now()
+	e, err := d.db.PendingEnrollment(user, now, func() (gateway.Enrollment, error) {
+		return gateway.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes := make([][]byte, 10)
+	for i := range codes {
+		codes[i] = mustHash(t, "code")
+	}
+	if err := d.db.ConfirmEnrollment(user, e.Secret, 1, codes, now); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lock makes key's counter reach its limit.
+func lock(t *testing.T, d *database, key string, now time.Time) {
+	t.Helper()
+	limits := []gateway.Limit{{Key: key, Max: 1}}
+	a, l, err := d.db.TakeAttempt(now, time.Hour, limits)
+	if err != nil || l != nil {
+		t.Fatalf("TakeAttempt: %v %v", l, err)
+	}
+	if _, err := d.db.FailAttempt(a, now, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func findUser(l userListing, name string) *userReport {
+	for i := range l.Users {
+		if l.Users[i].Name == name {
+			return &l.Users[i]
+		}
+	}
+	return nil
+}
+
+func mustList(t *testing.T, d *database, now time.Time) userListing {
+	t.Helper()
+	l, err := d.listUsers(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// refusal returns the HTTP status of an operation's refusal, or fails.
+func refusal(t *testing.T, err error) int {
+	t.Helper()
+	var refused *opError
+	if !errors.As(err, &refused) {
+		t.Fatalf("err = %v, want a refusal", err)
+	}
+	return refused.status
+}
+
+func generation(t *testing.T, d *database, user string) uint64 {
+	t.Helper()
+	st, err := d.db.SessionState(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Generation
+}
+
+func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth), "carol")
+	r, err := d.addUser(" Bob ", mustHash(t, "pw"))
+	if err != nil || !strings.Contains(r.Message, "Added bob") {
+		t.Fatalf("addUser = %+v, %v", r, err)
+	}
+	l := mustList(t, d, time.Now())
+	if !l.SourcesKnown || len(l.Users) != 2 {
+		t.Fatalf("listing %+v: want bob and carol with known sources", l)
+	}
+	if u := findUser(l, "bob"); u == nil || u.Source != sourceDatabase || u.TwoFactor || u.LockedUntil != nil {
+		t.Errorf("bob = %+v, want a database user without 2FA, not locked", u)
+	}
+	if u := findUser(l, "carol"); u == nil || u.Source != sourceConfig {
+		t.Errorf("carol = %+v, want source Caddyfile", u)
+	}
+	st, err := sessionStore{DB: d.db, d: d}.SessionState("bob")
+	if err != nil || !st.PasswordSet {
+		t.Errorf("SessionState(bob) = %+v, %v: the gateway would refuse every session of a database user", st, err)
+	}
+}
+
+func TestOperations_CaddyfileUsersAreManagedInTheCaddyfile(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth), "carol")
+	hash := mustHash(t, "pw")
+	for name, op := range map[string]func() (opReport, error){
+		"add":    func() (opReport, error) { return d.addUser("Carol", hash) },
+		"passwd": func() (opReport, error) { return d.setPassword("carol", hash) },
+		"remove": func() (opReport, error) { return d.removeUser("carol") },
+	} {
+		_, err := op()
+		if refusal(t, err) != http.StatusConflict || !strings.Contains(err.Error(), "`user` line in the Caddyfile") {
+			t.Errorf("%s of a Caddyfile user: %v, want a 409 naming the Caddyfile", name, err)
+		}
+	}
+}
+
+func TestOperations_AddTwiceAndUnknownUsersAreRefused(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth))
+	hash := mustHash(t, "pw")
+	if _, err := d.addUser("bob", hash); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.addUser("BOB", hash)
+	if refusal(t, err) != http.StatusConflict || !strings.Contains(err.Error(), "user passwd bob") {
+		t.Errorf("second add: %v", err)
+	}
+	for name, op := range map[string]func() (opReport, error){
+		"passwd":    func() (opReport, error) { return d.setPassword("nobody", hash) },
+		"remove":    func() (opReport, error) { return d.removeUser("nobody") },
+		"reset-2fa": func() (opReport, error) { return d.resetTwoFactor("nobody", time.Now()) },
+	} {
+		if _, err := op(); refusal(t, err) != http.StatusNotFound {
+			t.Errorf("%s of an unknown user: %v, want 404", name, err)
+		}
+	}
+	if _, err := d.addUser("bob", []byte("hunter2")); refusal(t, err) != http.StatusBadRequest {
+		t.Errorf("add with a plaintext password as hash: %v, want 400", err)
+	}
+}
+
+func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth))
+	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "bob\x00", "bo\nb"} {
+		if _, err := d.addUser(name, mustHash(t, "pw")); refusal(t, err) != http.StatusBadRequest {
+			t.Errorf("addUser(%q): %v, want 400", name, err)
+		}
+	}
+}
+
+func TestOperations_PasswdEndsSessions(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth))
+	if _, err := d.addUser("bob", mustHash(t, "old")); err != nil {
+		t.Fatal(err)
+	}
+	before := generation(t, d, "bob")
+	if _, err := d.setPassword("bob", mustHash(t, "new")); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := d.db.Account("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bcrypt.CompareHashAndPassword(acct.PasswordHash, []byte("new")) != nil {
+		t.Error("the new password is not stored")
+	}
+	if generation(t, d, "bob") <= before {
+		t.Error("passwd left bob's sessions valid")
+	}
+}
+
+func TestOperations_ResetTwoFactorForcesEnrollmentAndEndsSessions(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth), "carol", "dave")
+	enrollUser(t, d, "carol")
+	now := time.Now()
+	lock(t, d, "user:carol", now)
+	if u := findUser(mustList(t, d, now), "carol"); u == nil || !u.TwoFactor || u.BackupCodesLeft != 10 {
+		t.Fatalf("carol before reset = %+v, want 2FA on with 10 codes", u)
+	}
+	before := generation(t, d, "carol")
+	r, err := d.resetTwoFactor("carol", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Message, "Reset the 2FA of carol") || !strings.Contains(r.Message, "user unlock carol") {
+		t.Errorf("message %q: want the reset and a hint to unlock", r.Message)
+	}
+	if u := findUser(mustList(t, d, now), "carol"); u == nil || u.TwoFactor || u.BackupCodesLeft != 0 {
+		t.Errorf("carol after reset = %+v, want 2FA off", u)
+	}
+	if generation(t, d, "carol") <= before {
+		t.Error("reset-2fa left carol's sessions valid")
+	}
+	if r, err := d.resetTwoFactor("dave", now); err != nil {
+		t.Errorf("reset of a Caddyfile user without 2FA: %v", err)
+	} else if !strings.Contains(r.Message, "nothing to reset") {
+		t.Errorf("message %q", r.Message)
+	}
+}
+
+func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth), "carol")
+	now := time.Now()
+	lock(t, d, "user:carol", now)
+	lock(t, d, "ip:2001:db8::1", now)
+	lock(t, d, "user:admin", now) // a guessed name, no user
+	l := mustList(t, d, now)
+	if u := findUser(l, "carol"); u == nil || u.LockedUntil == nil || !u.LockedUntil.After(now.Add(59*time.Minute)) {
+		t.Fatalf("carol = %+v, want locked for an hour", u)
+	}
+	if len(l.LockedClientIPs) != 1 || l.LockedClientIPs[0].Name != "2001:db8::1" {
+		t.Errorf("locked IPs = %+v", l.LockedClientIPs)
+	}
+	if len(l.LockedUnknownNames) != 1 || l.LockedUnknownNames[0].Name != "admin" {
+		t.Errorf("locked unknown names = %+v", l.LockedUnknownNames)
+	}
+
+	if r, err := d.unlockUser("Carol", now); err != nil || !strings.Contains(r.Message, "Unlocked carol") {
+		t.Fatalf("unlockUser = %+v, %v", r, err)
+	}
+	if r, err := d.unlockIP("2001:0db8:0:0::1", now); err != nil || !strings.Contains(r.Message, "Unlocked 2001:db8::1") {
+		t.Fatalf("unlockIP = %+v, %v", r, err)
+	}
+	l = mustList(t, d, now)
+	if u := findUser(l, "carol"); u.LockedUntil != nil || len(l.LockedClientIPs) != 0 {
+		t.Errorf("after unlock: carol %+v, IPs %+v", u, l.LockedClientIPs)
+	}
+	if r, _ := d.unlockUser("carol", now); !strings.Contains(r.Message, "was not locked") {
+		t.Errorf("second unlock: %q", r.Message)
+	}
+	if _, err := d.unlockIP("not-an-ip", now); refusal(t, err) != http.StatusBadRequest {
+		t.Errorf("unlockIP(not-an-ip): %v", err)
+	}
+}
+
+func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth))
+	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	enrollUser(t, d, "bob")
+	before := generation(t, d, "bob")
+	if r, err := d.removeUser("bob"); err != nil || !strings.Contains(r.Message, "Removed bob") {
+		t.Fatalf("removeUser = %+v, %v", r, err)
+	}
+	if findUser(mustList(t, d, time.Now()), "bob") != nil {
+		t.Error("bob still listed")
+	}
+	if generation(t, d, "bob") <= before {
+		t.Error("remove left bob's sessions valid")
+	}
+	st, err := sessionStore{DB: d.db, d: d}.SessionState("bob")
+	if err != nil || st.PasswordSet {
+		t.Errorf("SessionState(bob) after remove = %+v, %v", st, err)
+	}
+}
+
+func TestOperations_OfflineListingCannotSeeTheCaddyfile(t *testing.T) {
+	d := testDatabase(t, offlineHolder{})
+	enrollUser(t, d, "carol") // 2FA state of a Caddyfile user
+	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	l := mustList(t, d, time.Now())
+	if l.SourcesKnown {
+		t.Error("an offline listing claims to know the configuration")
+	}
+	if u := findUser(l, "carol"); u == nil || u.Source != sourceUnknown {
+		t.Errorf("carol = %+v, want source %q", u, sourceUnknown)
+	}
+	if u := findUser(l, "bob"); u == nil || u.Source != sourceDatabase {
+		t.Errorf("bob = %+v, want source database", u)
+	}
+}
+
+func TestHold_UserLineForADatabaseUserIsRefused(t *testing.T) {
+	d := testDatabase(t, offlineHolder{})
+	if _, err := d.addUser("dave", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	enrollUser(t, d, "carol") // state without a password is no conflict
+	err := d.hold(new(TOTPAuth), holder{users: map[string]bool{"dave": true, "carol": true}})
+	if err == nil || !strings.Contains(err.Error(), "user dave is defined both") || !strings.Contains(err.Error(), "user remove dave") {
+		t.Fatalf("hold = %v, want a refusal that names dave and the fix", err)
+	}
+	if err := d.hold(new(TOTPAuth), holder{users: map[string]bool{"carol": true}}); err != nil {
+		t.Errorf("a Caddyfile user with 2FA state: %v", err)
+	}
+}
+
+func TestBackup_CopyOpensWithTheKey(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth))
+	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	enrollUser(t, d, "bob")
+	var buf bytes.Buffer
+	var begun backupReport
+	r, err := d.backup(&buf, func(b backupReport) { begun = b })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Bytes != int64(buf.Len()) || r.KeyID == "" || begun.KeyID != r.KeyID {
+		t.Fatalf("report %+v (begun %+v) for %d bytes", r, begun, buf.Len())
+	}
+	copyPath := filepath.Join(t.TempDir(), "copy.db")
+	if err := writeFileAtomically(copyPath, func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := storage.ParseKey(key64)
+	restored, err := storage.Open(copyPath, storage.Options{Keys: []storage.Key{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	acct, err := restored.Account("bob")
+	if err != nil || acct.TOTPSecret != "JBSWY3DPEHPK3PXP" || acct.PasswordHash == nil {
+		t.Fatalf("restored bob = %+v, %v", acct, err)
+	}
+}
