@@ -476,3 +476,38 @@ func TestRequests_BadInputGets4xxAndChangesNothing(t *testing.T) {
 		t.Errorf("login page after bad input: %d", r.StatusCode)
 	}
 }
+
+func TestRecovery_BrowserGoesOnToTheOriginalTargetAfterRegenerating(t *testing.T) {
+	e := newEnv(t)
+	owner := e.client()
+	_, codes := owner.enroll("alice")
+	c := e.client()
+	c.postForm("/.totp-auth/login", "/.totp-auth/login", url.Values{"username": {"alice"}, "password": {testPassword}, "redirect": {"/dash?tab=2"}})
+	r := c.postForm("/.totp-auth/2fa", "/.totp-auth/2fa", url.Values{"code": {codes[0]}})
+	loc := r.Header.Get("Location")
+	if r.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/.totp-auth/backup-codes") {
+		t.Fatalf("backup code sign-in: %d %s", r.StatusCode, loc)
+	}
+	r = c.postForm(loc, "/.totp-auth/backup-codes", url.Values{"redirect": {formValue(t, c.getHTML(loc).Body, "redirect")}})
+	if r.StatusCode != 200 || !strings.Contains(r.Body, `href="/dash?tab=2"`) {
+		t.Fatalf("new codes page does not continue to the original target:\n%s", r.Body)
+	}
+}
+
+func TestEnroll_WrongCodeShowsTheSetupFormAgain(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.postForm("/.totp-auth/login", "/.totp-auth/login", url.Values{"username": {"alice"}, "password": {testPassword}})
+	first := c.getHTML("/.totp-auth/setup").Body
+	r := c.postForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {"000000"}})
+	if r.StatusCode != http.StatusBadRequest || !strings.Contains(r.Body, `class="qr"`) || !strings.Contains(r.Body, "not right") {
+		t.Fatalf("wrong code: %d, want the setup form with an error:\n%s", r.StatusCode, r.Body)
+	}
+	secretOf := func(page string) string {
+		i := strings.Index(page, `id="secret"`)
+		return page[i : i+80]
+	}
+	if secretOf(first) != secretOf(r.Body) {
+		t.Error("a wrong code changed the key being set up")
+	}
+}

@@ -450,7 +450,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if usedBackup {
-		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes", map[string]string{"status": "regenerate_backup_codes", "redirect": p.Redirect})
+		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(p.Redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": p.Redirect})
 		return
 	}
 	g.seeOther(w, r, p.Redirect, map[string]string{"status": "ok", "redirect": p.Redirect})
@@ -485,6 +485,12 @@ func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	g.showSetup(w, r, e, http.StatusOK, "")
+}
+
+// showSetup answers with the user's pending enrollment (starting one if
+// there is none), as JSON or as the setup page showing errMsg.
+func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
 	acct, err := g.cfg.Store.Account(e.user)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
@@ -512,12 +518,12 @@ func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]string{"secret": enr.Secret, "otpauth_uri": uri, "qr_png": qr})
+		writeJSON(w, status, map[string]string{"secret": enr.Secret, "otpauth_uri": uri, "qr_png": qr})
 		return
 	}
-	g.render(w, r, http.StatusOK, "setup", page{
+	g.render(w, r, status, "setup", page{
 		Title: "Set up two-factor authentication", User: e.user, QR: template.URL(qr), Secret: enr.Secret,
-		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "",
+		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "", Error: errMsg,
 	})
 }
 
@@ -531,6 +537,15 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := page{Title: "Set up two-factor authentication", Continue: g.cfg.Prefix + "/setup"}
+	// refuse answers API clients with the error code and shows browsers
+	// the setup form again, with the message.
+	refuse := func(status int, code, msg string) {
+		if wantsJSON(r) {
+			jsonError(w, status, code)
+			return
+		}
+		g.showSetup(w, r, e, status, msg)
+	}
 	a, ok := g.beginAttempt(w, r, "enrollment", e.user, "", pg)
 	if !ok {
 		return
@@ -562,7 +577,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		if !match {
 			g.failAttempt(r, a, e.user)
 			g.audit(r, "enrollment", "failure", e.user)
-			g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong password.", "", pg)
+			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
 			return
 		}
 	}
@@ -570,7 +585,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
 	if errors.Is(err, errEnrollmentExpired) {
 		g.releaseAttempt(a)
-		g.problem(w, r, http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.", "", pg)
+		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
 	}
 	if err != nil {
@@ -583,7 +598,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		g.failAttempt(r, a, e.user)
 		g.audit(r, "enrollment", "failure", e.user)
-		g.problem(w, r, http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.", "", pg)
+		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
 		return
 	}
 	var codes []string
@@ -597,7 +612,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	if errors.Is(err, ErrNoEnrollment) {
-		g.problem(w, r, http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.", "", pg)
+		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
 	}
 	if err != nil {
@@ -626,7 +641,8 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "regenerate_required": st.MustRegenerate})
 		return
 	}
-	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate})
+	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate,
+		Redirect: SafeRedirect(r.URL.Query().Get("redirect"))})
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
@@ -689,7 +705,12 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
 		return
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: "/", Recovery: st.MustRegenerate})
+	next := g.cfg.Prefix + "/account"
+	if st.MustRegenerate {
+		// Recovery interrupted a sign-in: go on to where it was headed.
+		next = SafeRedirect(f.get("redirect"))
+	}
+	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
 }
 
 // --- account ---
@@ -699,16 +720,22 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	g.showAccount(w, r, s, st, http.StatusOK, "")
+}
+
+// showAccount answers with the account overview, as JSON or as the account
+// page showing errMsg.
+func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, errMsg string) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
 		return
 	}
 	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
+		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	g.render(w, r, http.StatusOK, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes)})
+	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg})
 }
 
 func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
@@ -764,7 +791,11 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if !pwOK || !codeOK {
 		g.failAttempt(r, a, s.User)
 		g.audit(r, "disable", "failure", s.User)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong password or code.", "", pg)
+		if wantsJSON(r) {
+			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
+			return
+		}
+		g.showAccount(w, r, s, st, http.StatusUnauthorized, "Wrong password or code: two-factor authentication is still on.")
 		return
 	}
 	g.releaseAttempt(a)

@@ -547,3 +547,27 @@ func TestAuditLog_OneLinePerEventAndNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestCSRF_OriginNullFromNoReferrerPagesIsDecidedByTheToken(t *testing.T) {
+	// Pages sent with Referrer-Policy: no-referrer make browsers post forms
+	// with "Origin: null"; the token must decide, not the null origin.
+	e := newEnv(t)
+	c := e.client()
+	token := formValue(t, c.getHTML("/.totp-auth/login").Body, "csrf")
+	send := func(ct, body, token string) int {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/.totp-auth/login", strings.NewReader(body+token))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Origin", "null")
+		return c.do(req).StatusCode
+	}
+	form := "username=alice&password=" + url.QueryEscape(testPassword) + "&csrf="
+	if s := send("application/x-www-form-urlencoded", form, token); s != http.StatusSeeOther {
+		t.Errorf("form with a valid token and Origin null: %d, want 303", s)
+	}
+	if s := send("application/x-www-form-urlencoded", form, "forged"); s != http.StatusForbidden {
+		t.Errorf("form with a forged token and Origin null: %d, want 403", s)
+	}
+	if s := send("application/json", `{"username":"alice","password":"`+testPassword+`"}`, ""); s != http.StatusForbidden {
+		t.Errorf("JSON with Origin null: %d, want 403", s)
+	}
+}
