@@ -152,15 +152,15 @@ func (db *DB) ResetTOTP(user string) error {
 
 // Counter returns the failure counter under key as it is stored; a key
 // without one yields a Counter with only the Key.
-func (db *DB) Counter(key string) (Counter, error) {
-	var c Counter
+func (db *DB) Counter(key string) (gateway.Counter, error) {
+	var c gateway.Counter
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		var err error
 		c, err = getCounter(tx.Bucket(bucketCounters), key)
 		return err
 	})
 	if err != nil {
-		return Counter{}, fmt.Errorf("read counter %q: %w", key, err)
+		return gateway.Counter{}, fmt.Errorf("read counter %q: %w", key, err)
 	}
 	return c, nil
 }

@@ -18,7 +18,7 @@ import (
 type Store struct {
 	mu       sync.Mutex
 	accounts map[string]*account
-	counters map[string]counter
+	counters map[string]gateway.Counter
 	hashKey  []byte
 	blockKey []byte
 }
@@ -27,7 +27,7 @@ type Store struct {
 func New() *Store {
 	return &Store{
 		accounts: make(map[string]*account),
-		counters: make(map[string]counter),
+		counters: make(map[string]gateway.Counter),
 	}
 }
 
