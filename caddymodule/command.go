@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +29,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
+	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/storage"
 )
 
@@ -51,11 +53,14 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
 
---db names the database file: by default the one the running Caddy has
-open, or <caddy data dir>/totp_auth/totp.db. --address (or --config) says
-where Caddy's admin endpoint is, as for caddy reload. When Caddy is not
-running and the key is not in the key file beside the database, give it
-with --key or the TOTP_AUTH_KEY environment variable.`,
+--config names Caddy's configuration, as for caddy reload: the commands
+read the admin endpoint, the database, its key and the users of its
+` + "`user`" + ` lines from it, so they work the same whether Caddy runs or not.
+Without it, --address gives the admin endpoint (default: CADDY_ADMIN or
+localhost:2019), --db the database (default: the one the running Caddy has
+open, or <caddy data dir>/totp_auth/totp.db), and --key or TOTP_AUTH_KEY
+the key when Caddy is stopped and the key is not in the key file beside
+the database.`,
 		CobraFunc: addCommands,
 	})
 }
@@ -71,9 +76,9 @@ func addCommands(root *cobra.Command) {
 	o := &options{}
 	root.PersistentFlags().StringVar(&o.db, "db", "", "the database file (default: the one Caddy has open, or <caddy data dir>/totp_auth/totp.db)")
 	root.PersistentFlags().StringVar(&o.address, "address", "", "the address of Caddy's admin endpoint (default: from --config, CADDY_ADMIN or localhost:2019)")
-	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration file, to find the admin endpoint in")
+	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration file, to read the admin endpoint, the database, its key and the `user` lines from")
 	root.PersistentFlags().StringVarP(&o.adapter, "adapter", "a", "", "the adapter of --config")
-	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key (hex or a placeholder such as {file./etc/caddy/totp.key}; default: $TOTP_AUTH_KEY, else the key file beside the database)")
+	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
 	}
@@ -223,7 +228,11 @@ func (t *target) close() {
 // otherwise the file, opened directly. create lets a command make a new
 // database (and key file) when there is none.
 func (o *options) connect(create bool) (*target, error) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(o.address, nil, o.config, o.adapter)
+	cfgJSON, configured, err := o.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	addr, err := caddycmd.DetermineAdminAPIAddress(o.address, cfgJSON, o.config, o.adapter)
 	if err != nil {
 		return nil, err
 	}
@@ -239,29 +248,37 @@ func (o *options) connect(create bool) (*target, error) {
 	}
 
 	path := o.db
-	if path != "" {
+	switch {
+	case path != "":
 		if path, err = filepath.Abs(path); err != nil {
 			return nil, err
 		}
+	case len(configured) == 1:
+		path = configured[0].path
+	case len(configured) > 1:
+		return nil, fmt.Errorf("%s names several totp_auth databases; name one with --db: %s", o.config, configuredPaths(configured))
+	case running && len(listing.Databases) == 1:
+		path = listing.Databases[0]
+	case running && len(listing.Databases) > 1:
+		return nil, fmt.Errorf("the running Caddy has several totp_auth databases open; name one with --db: %s",
+			strings.Join(listing.Databases, ", "))
+	default:
+		path = defaultDBPath()
 	}
 	if running {
-		switch {
-		case path == "" && len(listing.Databases) == 1:
-			path = listing.Databases[0]
-		case path == "" && len(listing.Databases) > 1:
-			return nil, fmt.Errorf("the running Caddy has several totp_auth databases open; name one with --db: %s",
-				strings.Join(listing.Databases, ", "))
-		}
 		for _, open := range listing.Databases {
 			if open == path {
 				return &target{path: path, admin: client}, nil
 			}
 		}
 	}
-	if path == "" {
-		path = defaultDBPath()
+	var cfg *configuredDB
+	for i := range configured {
+		if configured[i].path == path {
+			cfg = &configured[i]
+		}
 	}
-	d, err := o.openDirectly(path, create)
+	d, err := o.openDirectly(path, cfg, create)
 	if err != nil {
 		if running {
 			return nil, fmt.Errorf("the Caddy at %s does not have %s open, and opening it directly failed: %w", addr, path, err)
@@ -271,15 +288,24 @@ func (o *options) connect(create bool) (*target, error) {
 	return &target{path: path, offline: d}, nil
 }
 
-// openDirectly opens the database file with the key from --key,
-// TOTP_AUTH_KEY or the key file beside it.
-func (o *options) openDirectly(path string, create bool) (*database, error) {
+// openDirectly opens the database file with the key from --key, the
+// configuration file, TOTP_AUTH_KEY or the key file beside it, in that
+// order.
+func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*database, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !create {
-		return nil, fmt.Errorf("there is no database at %s: give its path with --db", path)
+		return nil, fmt.Errorf("there is no database at %s: give its path with --db (or the Caddyfile with --config)", path)
 	}
-	src := keySource{current: o.key}
-	if src.current == "" {
+	var src keySource
+	switch {
+	case o.key != "":
+		src.current = o.key
+	case cfg != nil && cfg.keys.current != "":
+		src = cfg.keys
+	default:
 		src.current = os.Getenv("TOTP_AUTH_KEY")
+		if cfg != nil {
+			src.old = cfg.keys.old
+		}
 	}
 	ks, err := src.resolve(caddy.NewReplacer(), path, create, caddy.Log())
 	if err != nil {
@@ -289,8 +315,108 @@ func (o *options) openDirectly(path string, create bool) (*database, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+	if cfg != nil {
+		d.holders[configFileHolder{}] = holder{users: cfg.users, keyFile: ks.file}
+	} else {
+		d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+	}
 	return d, nil
+}
+
+// configuredDB is what the configuration file says about one database.
+type configuredDB struct {
+	path  string
+	keys  keySource
+	users map[string]bool
+}
+
+// loadConfig reads the configuration file given with --config, if any,
+// and the databases its totp_auth handlers name.
+func (o *options) loadConfig() ([]byte, []configuredDB, error) {
+	if o.config == "" {
+		return nil, nil, nil
+	}
+	cfgJSON, _, _, err := caddycmd.LoadConfig(o.config, o.adapter)
+	if err != nil {
+		return nil, nil, err
+	}
+	dbs, err := configuredDatabases(cfgJSON)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", o.config, err)
+	}
+	return cfgJSON, dbs, nil
+}
+
+// configuredDatabases finds the totp_auth handlers in a configuration in
+// Caddy's JSON, wherever they are nested, and merges them by database.
+func configuredDatabases(cfgJSON []byte) ([]configuredDB, error) {
+	var tree any
+	if err := json.Unmarshal(cfgJSON, &tree); err != nil {
+		return nil, err
+	}
+	var handlers []TOTPAuth
+	var walk func(v any) error
+	walk = func(v any) error {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "totp_auth" {
+				b, err := json.Marshal(v)
+				if err != nil {
+					return err
+				}
+				var h TOTPAuth
+				if err := json.Unmarshal(b, &h); err != nil {
+					return fmt.Errorf("totp_auth handler: %w", err)
+				}
+				handlers = append(handlers, h)
+			}
+			for _, child := range v {
+				if err := walk(child); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for _, child := range v {
+				if err := walk(child); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(tree); err != nil {
+		return nil, err
+	}
+
+	var dbs []configuredDB
+	repl := caddy.NewReplacer()
+	for _, h := range handlers {
+		path := repl.ReplaceKnown(h.DBPath, "")
+		if path == "" {
+			path = defaultDBPath()
+		}
+		path, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		i := slices.IndexFunc(dbs, func(d configuredDB) bool { return d.path == path })
+		if i < 0 {
+			dbs = append(dbs, configuredDB{path: path, keys: keySource{current: h.EncryptionKey, old: h.OldEncryptionKeys}, users: map[string]bool{}})
+			i = len(dbs) - 1
+		}
+		for name := range h.Users {
+			dbs[i].users[gateway.CanonicalUser(name)] = true
+		}
+	}
+	return dbs, nil
+}
+
+func configuredPaths(dbs []configuredDB) string {
+	s := make([]string, len(dbs))
+	for i, d := range dbs {
+		s[i] = d.path
+	}
+	return strings.Join(s, ", ")
 }
 
 // change runs an operation that changes the database and prints its report.

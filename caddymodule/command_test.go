@@ -109,3 +109,28 @@ func newCommandTree() *cobra.Command {
 	addCommands(root)
 	return root
 }
+
+func TestConfiguredDatabases_FindsEveryTOTPAuthHandler(t *testing.T) {
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	cfg := `{"apps":{"http":{"servers":{"srv0":{"routes":[
+		{"handle":[{"handler":"subroute","routes":[{"handle":[
+			{"handler":"totp_auth","db_path":"/srv/a.db","encryption_key":"{env.KEY}","old_encryption_keys":["` + key64 + `"],"users":{"Carol":"` + bcryptHash + `"}},
+			{"handler":"reverse_proxy"}]}]}]},
+		{"handle":[{"handler":"totp_auth","db_path":"/srv/a.db","users":{"dave":"` + bcryptHash + `"}}]},
+		{"handle":[{"handler":"totp_auth"}]}
+	]}}}}}`
+	dbs, err := configuredDatabases([]byte(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dbs) != 2 {
+		t.Fatalf("found %d databases, want /srv/a.db and the default: %+v", len(dbs), dbs)
+	}
+	a := dbs[0]
+	if a.path != "/srv/a.db" || a.keys.current != "{env.KEY}" || len(a.keys.old) != 1 || !a.users["carol"] || !a.users["dave"] {
+		t.Errorf("/srv/a.db = %+v, want its key settings and the users of both handlers", a)
+	}
+	if dbs[1].path != defaultDBPath() || len(dbs[1].users) != 0 {
+		t.Errorf("second database = %+v, want the default path", dbs[1])
+	}
+}

@@ -64,8 +64,14 @@ type holder struct {
 }
 
 // offlineHolder holds a database the `caddy totp-auth` commands opened
-// themselves because Caddy is not running: it knows no configuration.
+// themselves because Caddy is not running, without a configuration file
+// to read: it knows no `user` lines.
 type offlineHolder struct{}
+
+// configFileHolder holds a database the `caddy totp-auth` commands opened
+// themselves, with the settings read from the configuration file given
+// with --config.
+type configFileHolder struct{}
 
 // openDatabaseFile opens the database at path with the keys in ks.
 func openDatabaseFile(path string, ks keySet, lockTimeout time.Duration, logger *zap.Logger) (*database, error) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +20,17 @@ import (
 // commands go through its admin API) and once against a stopped one (the
 // commands open the database file), and check the effect through HTTP.
 
-// cli runs `caddy totp-auth args...` against c's admin address with stdin
-// as its input and env added to c's environment.
+// cli runs `caddy totp-auth args...` with stdin as its input and env added
+// to c's environment. Unless args give Caddy's configuration (--config),
+// they are given c's admin address.
 func (c *caddyProc) cli(stdin string, env []string, args ...string) (string, error) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args = append(append([]string{"totp-auth"}, args...), "--address", c.admin)
+	if !slices.Contains(args, "--config") {
+		args = append(args, "--address", c.admin)
+	}
+	args = append([]string{"totp-auth"}, args...)
 	cmd := exec.CommandContext(ctx, caddyBin, args...)
 	cmd.Env = append(c.env(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -52,6 +57,8 @@ type operator struct {
 	port    int
 	running bool
 	env     []string
+	// flags are given to every command.
+	flags []string
 }
 
 func (op *operator) run(stdin string, args ...string) (string, error) {
@@ -60,7 +67,7 @@ func (op *operator) run(stdin string, args ...string) (string, error) {
 		op.c.stop()
 		defer op.c.start(op.cfg, op.port)
 	}
-	return op.c.cli(stdin, op.env, args...)
+	return op.c.cli(stdin, op.env, append(args, op.flags...)...)
 }
 
 // must runs a command that has to succeed and returns its output.
@@ -150,89 +157,110 @@ func loginStatus(t *testing.T, port int, user, password string) (int, string) {
 func TestOperations_UserCommands(t *testing.T) {
 	t.Parallel()
 	for _, mode := range operatorModes {
-		t.Run(mode.name, func(t *testing.T) {
-			t.Parallel()
-			c := newCaddy(t)
-			port := freePort(t)
-			cfg := c.caddyfile("", site(port, c.defaultBlock([]string{"carol"}, "max_failures 3"), "respond ok"))
-			c.start(cfg, port)
-			op := &operator{t: t, c: c, cfg: cfg, port: port, running: mode.running}
-
-			// A database user and a Caddyfile user, side by side.
-			expectOutput(t, "user add", op.must(testPassword+"\n", "user", "add", "Bob", "--cost", "4"), "Added bob")
-			bob := newClient(t, port)
-			bobEnrollment := enroll(t, bob, "bob")
-			enroll(t, newClient(t, port), "carol")
-
-			out := op.must("", "user", "list")
-			expectRow(t, out, "bob", "database", "on", "10", false)
-			if mode.running {
-				expectRow(t, out, "carol", "Caddyfile", "on", "10", false)
-				expectOutput(t, "user list", out, "through the running Caddy")
-				if !strings.Contains(c.log.String(), `"uri":"/totp-auth/users?db=`) {
-					t.Error("the list did not go through Caddy's admin API")
-				}
-			} else {
-				expectRow(t, out, "carol", "Caddyfile?", "on", "10", false)
-				expectOutput(t, "user list", out, "Caddy is not running")
+		// The operator either gives Caddy's configuration, as for caddy
+		// reload, or only the admin address (the database is where it is
+		// by default).
+		for _, withConfig := range []bool{false, true} {
+			name := mode.name + ", --address"
+			if withConfig {
+				name = mode.name + ", --config"
 			}
-			js := op.must("", "user", "list", "--json")
-			if strings.Contains(js, bobEnrollment.secret) || strings.Contains(js, "$2a$") {
-				t.Fatalf("user list --json reveals a secret or a hash:\n%s", js)
-			}
-			if mode.running {
-				out := op.refused("x\n", "user", "add", "carol", "--cost", "4")
-				expectOutput(t, "user add of a Caddyfile user", out, "carol is defined by a `user` line in the Caddyfile")
-				op.refused("x\n", "user", "passwd", "carol", "--cost", "4")
-				op.refused("", "user", "remove", "carol")
-			}
-			op.refused(testPassword+"\n", "user", "add", "bob", "--cost", "4")
-
-			// passwd: the new password works, the old one and every session end.
-			const newPassword = "a new password for bob"
-			expectOutput(t, "user passwd", op.must(newPassword+"\n", "user", "passwd", "bob", "--cost", "4"), "Changed the password of bob")
-			if status, _ := loginStatus(t, port, "bob", testPassword); status != http.StatusUnauthorized {
-				t.Fatalf("old password after passwd: status %d, want 401", status)
-			}
-			if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "2fa_required" {
-				t.Fatalf("new password after passwd: %d %s, want 200 2fa_required", status, next)
-			}
-			if user, _ := whoami(t, bob); user != "" {
-				t.Fatal("bob's session survived passwd")
-			}
-
-			// unlock: a locked user signs in again.
-			for i := 0; i < 3; i++ {
-				loginStatus(t, port, "bob", "wrong")
-			}
-			if status, _ := loginStatus(t, port, "bob", newPassword); status != http.StatusTooManyRequests {
-				t.Fatalf("right password after 3 failures: status %d, want 429", status)
-			}
-			expectRow(t, op.must("", "user", "list"), "bob", "database", "on", "10", true)
-			expectOutput(t, "user unlock", op.must("", "user", "unlock", "bob"), "Unlocked bob")
-			if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "2fa_required" {
-				t.Fatalf("after unlock: %d %s, want 200 2fa_required", status, next)
-			}
-			expectOutput(t, "user unlock of an unlocked user", op.must("", "user", "unlock", "bob"), "bob was not locked")
-
-			// reset-2fa: the next sign-in enrolls again.
-			expectOutput(t, "user reset-2fa", op.must("", "user", "reset-2fa", "bob"), "Reset the 2FA of bob")
-			if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "enroll_required" {
-				t.Fatalf("after reset-2fa: %d %s, want 200 enroll_required", status, next)
-			}
-			expectRow(t, op.must("", "user", "list"), "bob", "database", "off", "-", false)
-
-			// remove: bob is gone.
-			expectOutput(t, "user remove", op.must("", "user", "remove", "bob"), "Removed bob")
-			if status, _ := loginStatus(t, port, "bob", newPassword); status != http.StatusUnauthorized {
-				t.Fatalf("after remove: status %d, want 401", status)
-			}
-			if out := op.must("", "user", "list"); row(out, "bob") != nil {
-				t.Fatalf("bob still listed after remove:\n%s", out)
-			}
-			op.refused("", "user", "remove", "bob")
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				testUserCommands(t, mode.running, withConfig)
+			})
+		}
 	}
+}
+
+func testUserCommands(t *testing.T, running, withConfig bool) {
+	c := newCaddy(t)
+	port := freePort(t)
+	cfg := c.caddyfile("", site(port, c.defaultBlock([]string{"carol"}, "max_failures 3"), "respond ok"))
+	c.start(cfg, port)
+	op := &operator{t: t, c: c, cfg: cfg, port: port, running: running}
+	if withConfig {
+		op.flags = []string{"--config", c.path("Caddyfile")}
+	}
+	// Whether the commands know the Caddyfile's users.
+	sourcesKnown := running || withConfig
+
+	// A database user and a Caddyfile user, side by side.
+	expectOutput(t, "user add", op.must(testPassword+"\n", "user", "add", "Bob", "--cost", "4"), "Added bob")
+	bob := newClient(t, port)
+	bobEnrollment := enroll(t, bob, "bob")
+	enroll(t, newClient(t, port), "carol")
+
+	out := op.must("", "user", "list")
+	expectRow(t, out, "bob", "database", "on", "10", false)
+	if sourcesKnown {
+		expectRow(t, out, "carol", "Caddyfile", "on", "10", false)
+	} else {
+		expectRow(t, out, "carol", "Caddyfile?", "on", "10", false)
+	}
+	if running {
+		expectOutput(t, "user list", out, "through the running Caddy")
+		if !strings.Contains(c.log.String(), `"uri":"/totp-auth/users?db=`) {
+			t.Error("the list did not go through Caddy's admin API")
+		}
+	} else {
+		expectOutput(t, "user list", out, "read directly: Caddy is not running")
+	}
+	js := op.must("", "user", "list", "--json")
+	if strings.Contains(js, bobEnrollment.secret) || strings.Contains(js, "$2a$") {
+		t.Fatalf("user list --json reveals a secret or a hash:\n%s", js)
+	}
+	if sourcesKnown {
+		out := op.refused("x\n", "user", "add", "carol", "--cost", "4")
+		expectOutput(t, "user add of a Caddyfile user", out, "carol is defined by a `user` line in the Caddyfile")
+		op.refused("x\n", "user", "passwd", "carol", "--cost", "4")
+		op.refused("", "user", "remove", "carol")
+	}
+	op.refused(testPassword+"\n", "user", "add", "bob", "--cost", "4")
+
+	// passwd: the new password works, the old one and every session end.
+	const newPassword = "a new password for bob"
+	expectOutput(t, "user passwd", op.must(newPassword+"\n", "user", "passwd", "bob", "--cost", "4"), "Changed the password of bob")
+	if status, _ := loginStatus(t, port, "bob", testPassword); status != http.StatusUnauthorized {
+		t.Fatalf("old password after passwd: status %d, want 401", status)
+	}
+	if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "2fa_required" {
+		t.Fatalf("new password after passwd: %d %s, want 200 2fa_required", status, next)
+	}
+	if user, _ := whoami(t, bob); user != "" {
+		t.Fatal("bob's session survived passwd")
+	}
+
+	// unlock: a locked user signs in again.
+	for i := 0; i < 3; i++ {
+		loginStatus(t, port, "bob", "wrong")
+	}
+	if status, _ := loginStatus(t, port, "bob", newPassword); status != http.StatusTooManyRequests {
+		t.Fatalf("right password after 3 failures: status %d, want 429", status)
+	}
+	expectRow(t, op.must("", "user", "list"), "bob", "database", "on", "10", true)
+	expectOutput(t, "user unlock", op.must("", "user", "unlock", "bob"), "Unlocked bob")
+	if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "2fa_required" {
+		t.Fatalf("after unlock: %d %s, want 200 2fa_required", status, next)
+	}
+	expectOutput(t, "user unlock of an unlocked user", op.must("", "user", "unlock", "bob"), "bob was not locked")
+
+	// reset-2fa: the next sign-in enrolls again.
+	expectOutput(t, "user reset-2fa", op.must("", "user", "reset-2fa", "bob"), "Reset the 2FA of bob")
+	if status, next := loginStatus(t, port, "bob", newPassword); status != http.StatusOK || next != "enroll_required" {
+		t.Fatalf("after reset-2fa: %d %s, want 200 enroll_required", status, next)
+	}
+	expectRow(t, op.must("", "user", "list"), "bob", "database", "off", "-", false)
+
+	// remove: bob is gone.
+	expectOutput(t, "user remove", op.must("", "user", "remove", "bob"), "Removed bob")
+	if status, _ := loginStatus(t, port, "bob", newPassword); status != http.StatusUnauthorized {
+		t.Fatalf("after remove: status %d, want 401", status)
+	}
+	if out := op.must("", "user", "list"); row(out, "bob") != nil {
+		t.Fatalf("bob still listed after remove:\n%s", out)
+	}
+	op.refused("", "user", "remove", "bob")
 }
 
 func TestOperations_UserInBothCaddyfileAndDatabaseIsAStartupError(t *testing.T) {
