@@ -178,7 +178,7 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 	b.at(prefix + "/backup-codes")
 	b.expectHeading("Backup codes")
 	b.shot("backup-recovery")
-	for _, p := range []string{"/app/page?x=1", "/", prefix + "/account"} {
+	for _, p := range []string{"/", prefix + "/account", "/app/page?x=1"} {
 		b.open(p)
 		b.at(prefix + "/backup-codes")
 	}
@@ -195,8 +195,9 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 	}
 	b.shot("codes-new")
 	b.click("a.continue")
-	if e := b.upstreamEcho(); e.Path == "" {
-		t.Fatal("after recovery the browser did not reach the upstream")
+	// It goes on to the page last asked for.
+	if e := b.upstreamEcho(); e.Path != "/app/page" || e.Query != "x=1" {
+		t.Fatalf("after recovery the browser reached %q?%q, want the page it asked for, /app/page?x=1", e.Path, e.Query)
 	}
 
 	// The account page: regenerating needs a current code.

@@ -217,7 +217,8 @@ func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusForbidden, "regenerate_backup_codes")
 		return
 	}
-	http.Redirect(w, r, g.cfg.Prefix+"/backup-codes", http.StatusSeeOther)
+	target := g.cfg.Prefix + "/backup-codes?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // internalError fails closed: the request goes nowhere, the cause is

@@ -86,7 +86,7 @@ func TestBackupCode_SignsInOnceThenHoldsUserUntilRegenerated(t *testing.T) {
 		if r := cl.getJSON("/app"); r.StatusCode != 403 || r.JSON["error"] != "regenerate_backup_codes" {
 			t.Fatalf("API request while regeneration is due: %d %s", r.StatusCode, r.Body)
 		}
-		if r := cl.getHTML("/app"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/backup-codes" {
+		if r := cl.getHTML("/app"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/backup-codes?redirect=%2Fapp" {
 			t.Fatalf("browser request while regeneration is due: %d %s", r.StatusCode, r.Header.Get("Location"))
 		}
 	}
