@@ -311,12 +311,16 @@ func TestEnumeration_UnknownUserGetsTheSameAnswerAndWork(t *testing.T) {
 	if known.StatusCode != unknown.StatusCode || known.Body != unknown.Body {
 		t.Fatalf("answers differ: %d %q vs %d %q", known.StatusCode, known.Body, unknown.StatusCode, unknown.Body)
 	}
+	// The quickest of several tries is what the work costs, whatever else
+	// the machine is doing.
 	timeIt := func(user string) time.Duration {
-		start := time.Now()
-		for i := 0; i < 3; i++ {
+		best := time.Hour
+		for i := 0; i < 5; i++ {
+			start := time.Now()
 			c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": "wrong" + strconv.Itoa(i)})
+			best = min(best, time.Since(start))
 		}
-		return time.Since(start)
+		return best
 	}
 	e2 := newEnv(t, func(c *gateway.Config) { c.Users = map[string][]byte{"alice": hash}; c.MaxFailures = 100 })
 	c = e2.client()

@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+func TestDecoyHash_CostsWhatTheMostExpensiveUserCosts(t *testing.T) {
+	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
+	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 7)
+	argon := []byte("$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
+	tests := []struct {
+		name  string
+		users map[string][]byte
+		check func(decoy []byte) bool
+	}{
+		{"highest bcrypt cost wins", map[string][]byte{"a": cheap, "b": dear}, func(d []byte) bool { c, err := bcrypt.Cost(d); return err == nil && c == 7 }},
+		{"argon2id parameters are copied", map[string][]byte{"a": argon}, func(d []byte) bool { return strings.HasPrefix(string(d), "$argon2id$v=19$m=4096,t=3,p=1$") }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := &Gateway{cfg: Config{Users: tt.users}, decoyDone: make(chan struct{})}
+			g.cfg.setDefaults()
+			d := g.decoyHash()
+			if !tt.check(d) {
+				t.Fatalf("decoy %q does not match the users' hashing cost", d)
+			}
+			if err := CheckPasswordHash(d); err != nil {
+				t.Fatalf("decoy is not a valid hash: %v", err)
+			}
+		})
+	}
+}
+
+func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
+	b, _ := bcrypt.GenerateFromPassword([]byte("pw"), 4)
+	// Made with `caddy hash-password --algorithm argon2id --plaintext pw`'s
+	// format; decoyHash builds the same PHC string from the parameters.
+	model := []byte("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
+	a, err := decoyHash(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !comparePassword(b, "pw") || comparePassword(b, "PW") {
+		t.Error("bcrypt comparison wrong")
+	}
+	if comparePassword(a, "pw") {
+		t.Error("argon2id decoy matched a password it was not made from")
+	}
+	for _, bad := range []string{"", "plain", "$2a$99$x", "$argon2id$v=18$m=1,t=1,p=1$x$y", "$argon2id$v=19$m=0,t=0,p=0$c2FsdA$AAAA"} {
+		if CheckPasswordHash([]byte(bad)) == nil {
+			t.Errorf("hash %q accepted", bad)
+		}
+	}
+}
