@@ -100,12 +100,7 @@ app at their first sign-in. A name that a ` + "`user`" + ` line in the Caddyfile
 defines is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			hash, err := o.readPasswordHash(args[0], cost)
-			if err != nil {
-				return err
-			}
-			return o.change("users/add", adminRequest{User: args[0], PasswordHash: string(hash)}, true,
-				func(d *database) (opReport, error) { return d.addUser(args[0], hash) })
+			return o.changePassword("users/add", args[0], cost, true, (*database).addUser)
 		},
 	}
 	add.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -117,12 +112,7 @@ it, and ends all their sessions. Users defined by a ` + "`user`" + ` line in the
 Caddyfile change their password there.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			hash, err := o.readPasswordHash(args[0], cost)
-			if err != nil {
-				return err
-			}
-			return o.change("users/passwd", adminRequest{User: args[0], PasswordHash: string(hash)}, false,
-				func(d *database) (opReport, error) { return d.setPassword(args[0], hash) })
+			return o.changePassword("users/passwd", args[0], cost, false, (*database).setPassword)
 		},
 	}
 	passwd.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -426,7 +416,29 @@ func (o *options) change(op string, req adminRequest, create bool, direct func(*
 		return err
 	}
 	defer t.close()
+	return o.apply(t, op, req, direct)
+}
+
+// changePassword runs an operation that sets user's password. The
+// password is asked for once the database is found, so that a database
+// that cannot be reached is reported before anyone types.
+func (o *options) changePassword(op, user string, cost int, create bool, direct func(*database, string, []byte) (opReport, error)) error {
+	t, err := o.connect(create)
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	hash, err := o.readPasswordHash(user, cost)
+	if err != nil {
+		return err
+	}
+	return o.apply(t, op, adminRequest{User: user, PasswordHash: string(hash)},
+		func(d *database) (opReport, error) { return direct(d, user, hash) })
+}
+
+func (o *options) apply(t *target, op string, req adminRequest, direct func(*database) (opReport, error)) error {
 	var report opReport
+	var err error
 	if t.admin != nil {
 		req.DB = t.path
 		err = t.admin.call(http.MethodPost, "/totp-auth/"+op, req, &report)
@@ -503,8 +515,8 @@ func printUsers(w io.Writer, l userListing, now time.Time) {
 		_ = tw.Flush()
 	}
 	if !l.SourcesKnown {
-		fmt.Fprintln(w, "\nCaddy is not running, so users defined only by `user` lines in the Caddyfile who never signed in are not listed;\n"+
-			"\"Caddyfile?\" marks users whose 2FA is stored here without a password, presumably from such a line.")
+		fmt.Fprintln(w, "\nCaddy is not running, and without --config the Caddyfile is unknown here: users of `user` lines who never\n"+
+			"signed in are missing, and \"Caddyfile?\" marks those whose 2FA is stored without a password.")
 	}
 	for _, lk := range l.LockedClientIPs {
 		fmt.Fprintf(w, "\nClient IP %s is locked until %s: `caddy totp-auth user unlock --ip %s` lifts it.", lk.Name, untilText(lk.LockedUntil, now), lk.Name)

@@ -359,3 +359,15 @@ func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 		t.Fatalf("restored bob = %+v, %v", acct, err)
 	}
 }
+
+func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.T) {
+	d := testDatabase(t, new(TOTPAuth)) // the `user carol` line is gone
+	enrollUser(t, d, "carol")
+	r, err := d.addUser("carol", mustHash(t, "pw"))
+	if err != nil || !strings.Contains(r.Message, "keeps the 2FA enrollment") || !strings.Contains(r.Message, "reset-2fa carol") {
+		t.Fatalf("addUser = %+v, %v", r, err)
+	}
+	if acct, err := d.db.Account("carol"); err != nil || acct.TOTPSecret == "" || acct.PasswordHash == nil {
+		t.Errorf("carol = %+v, %v; want the password and the authenticator", acct, err)
+	}
+}
