@@ -394,5 +394,8 @@ func openDatabases() []*database {
 	return list
 }
 
-// Interface guard
-var _ caddy.Destructor = (*database)(nil)
+// Interface guards
+var (
+	_ caddy.Destructor = (*database)(nil)
+	_ gateway.Store    = sessionStore{}
+)

@@ -1,7 +1,11 @@
 // Package caddymodule is the Caddy adapter for totp_auth: it registers the
 // http.handlers.totp_auth module and its Caddyfile directive, turns the
 // configuration into a gateway.Config, opens the database, and hands every
-// request to the gateway.
+// request to the gateway. It also holds what operators use while Caddy
+// runs or not: the admin API module admin.api.totp_auth (admin.go), the
+// `caddy totp-auth` commands (command.go), the operations both perform
+// (operations.go), key files and rotation (keys.go), and the metrics
+// (metrics.go).
 //
 // Nothing about passwords, TOTP, sessions or lockout lives here; that is the
 // gateway package. Build it into Caddy with
