@@ -428,6 +428,13 @@ func (o *options) changePassword(op, user string, cost int, create bool, direct 
 		return err
 	}
 	defer t.close()
+	listing, err := t.users()
+	if err != nil {
+		return err
+	}
+	if err := passwordCheck(listing, op, user); err != nil {
+		return err
+	}
 	hash, err := o.readPasswordHash(user, cost)
 	if err != nil {
 		return err
@@ -458,12 +465,7 @@ func (o *options) list(asJSON bool) error {
 		return err
 	}
 	defer t.close()
-	var listing userListing
-	if t.admin != nil {
-		err = t.admin.call(http.MethodGet, "/totp-auth/users?db="+url.QueryEscape(t.path), nil, &listing)
-	} else {
-		listing, err = t.offline.listUsers(time.Now())
-	}
+	listing, err := t.users()
 	if err != nil {
 		return err
 	}
@@ -479,6 +481,16 @@ func (o *options) list(asJSON bool) error {
 	fmt.Fprintf(o.out, "Users in %s (%s):\n\n", listing.DB, how)
 	printUsers(o.out, listing, time.Now())
 	return nil
+}
+
+// users lists the users of the target's database.
+func (t *target) users() (userListing, error) {
+	if t.admin == nil {
+		return t.offline.listUsers(time.Now())
+	}
+	var l userListing
+	err := t.admin.call(http.MethodGet, "/totp-auth/users?db="+url.QueryEscape(t.path), nil, &l)
+	return l, err
 }
 
 func (t *target) adminAddress() string {

@@ -170,7 +170,53 @@ func userName(name string) (string, error) {
 // configuration is where that user's password lives.
 func (d *database) definedByConfig(name, what string) error {
 	if config, _ := d.configUsers(); config[name] {
-		return refuse(http.StatusConflict, "%s is defined by a `user` line in the Caddyfile, not in the database: %s", name, what)
+		return configUserRefusal(name, what)
+	}
+	return nil
+}
+
+// What to do instead of managing a Caddyfile user here, per operation.
+const (
+	insteadOfAdd    = "change the hash on that line, or delete the line and reload Caddy before adding the user here"
+	insteadOfPasswd = "change the hash on that line (make one with `caddy hash-password`) and reload Caddy"
+	insteadOfRemove = "delete that line and reload Caddy (`caddy totp-auth user reset-2fa` clears their 2FA)"
+)
+
+func configUserRefusal(name, what string) error {
+	return refuse(http.StatusConflict, "%s is defined by a `user` line in the Caddyfile, not in the database: %s", name, what)
+}
+
+func alreadyAdded(name string) error {
+	return refuse(http.StatusConflict, "%s is already in the database: `caddy totp-auth user passwd %s` changes the password", name, name)
+}
+
+func notInDatabase(name string) error {
+	return refuse(http.StatusNotFound, "there is no user %s in the database: `caddy totp-auth user add %s` adds one", name, name)
+}
+
+// passwordCheck refuses, from a listing, to ask for a password that op
+// (users/add or users/passwd) would refuse anyway: the commands call it
+// before prompting. The operation checks again when it runs.
+func passwordCheck(l userListing, op, name string) error {
+	name, err := userName(name)
+	if err != nil {
+		return err
+	}
+	source := ""
+	for _, u := range l.Users {
+		if u.Name == name {
+			source = u.Source
+		}
+	}
+	switch {
+	case source == sourceConfig && op == "users/add":
+		return configUserRefusal(name, insteadOfAdd)
+	case source == sourceConfig:
+		return configUserRefusal(name, insteadOfPasswd)
+	case source == sourceDatabase && op == "users/add":
+		return alreadyAdded(name)
+	case source != sourceDatabase && op == "users/passwd":
+		return notInDatabase(name)
 	}
 	return nil
 }
@@ -184,7 +230,7 @@ func (d *database) addUser(name string, hash []byte) (opReport, error) {
 	if err := gateway.CheckPasswordHash(hash); err != nil {
 		return opReport{}, refuse(http.StatusBadRequest, "%v", err)
 	}
-	if err := d.definedByConfig(name, "change the hash on that line, or delete the line and reload Caddy before adding the user here"); err != nil {
+	if err := d.definedByConfig(name, insteadOfAdd); err != nil {
 		return opReport{}, err
 	}
 	acct, err := d.db.Account(name)
@@ -192,7 +238,7 @@ func (d *database) addUser(name string, hash []byte) (opReport, error) {
 		return opReport{}, err
 	}
 	if acct.PasswordHash != nil {
-		return opReport{}, refuse(http.StatusConflict, "%s is already in the database: `caddy totp-auth user passwd %s` changes the password", name, name)
+		return opReport{}, alreadyAdded(name)
 	}
 	if err := d.db.SetPassword(name, hash); err != nil {
 		return opReport{}, err
@@ -214,7 +260,7 @@ func (d *database) setPassword(name string, hash []byte) (opReport, error) {
 	if err := gateway.CheckPasswordHash(hash); err != nil {
 		return opReport{}, refuse(http.StatusBadRequest, "%v", err)
 	}
-	if err := d.definedByConfig(name, "change the hash on that line (make one with `caddy hash-password`) and reload Caddy"); err != nil {
+	if err := d.definedByConfig(name, insteadOfPasswd); err != nil {
 		return opReport{}, err
 	}
 	acct, err := d.db.Account(name)
@@ -222,7 +268,7 @@ func (d *database) setPassword(name string, hash []byte) (opReport, error) {
 		return opReport{}, err
 	}
 	if acct.PasswordHash == nil {
-		return opReport{}, refuse(http.StatusNotFound, "there is no user %s in the database: `caddy totp-auth user add %s` adds one", name, name)
+		return opReport{}, notInDatabase(name)
 	}
 	if err := d.db.SetPassword(name, hash); err != nil {
 		return opReport{}, err
@@ -239,7 +285,7 @@ func (d *database) removeUser(name string) (opReport, error) {
 	if err != nil {
 		return opReport{}, err
 	}
-	if err := d.definedByConfig(name, "delete that line and reload Caddy (`caddy totp-auth user reset-2fa` clears their 2FA)"); err != nil {
+	if err := d.definedByConfig(name, insteadOfRemove); err != nil {
 		return opReport{}, err
 	}
 	acct, err := d.db.Account(name)

@@ -371,3 +371,33 @@ func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.
 		t.Errorf("carol = %+v, %v; want the password and the authenticator", acct, err)
 	}
 }
+
+func TestPasswordCheck_RefusesBeforeAnyoneTypes(t *testing.T) {
+	l := userListing{Users: []userReport{{Name: "bob", Source: sourceDatabase}, {Name: "carol", Source: sourceConfig}, {Name: "erin", Source: sourceNone}}}
+	tests := []struct {
+		op, name string
+		status   int // 0: no refusal
+	}{
+		{"users/add", "dave", 0},
+		{"users/add", "erin", 0},
+		{"users/add", "Bob", http.StatusConflict},
+		{"users/add", "carol", http.StatusConflict},
+		{"users/add", "", http.StatusBadRequest},
+		{"users/passwd", "bob", 0},
+		{"users/passwd", "carol", http.StatusConflict},
+		{"users/passwd", "dave", http.StatusNotFound},
+		{"users/passwd", "erin", http.StatusNotFound},
+	}
+	for _, tc := range tests {
+		err := passwordCheck(l, tc.op, tc.name)
+		if tc.status == 0 {
+			if err != nil {
+				t.Errorf("%s %q: %v", tc.op, tc.name, err)
+			}
+			continue
+		}
+		if got := refusal(t, err); got != tc.status {
+			t.Errorf("%s %q: status %d (%v), want %d", tc.op, tc.name, got, err, tc.status)
+		}
+	}
+}

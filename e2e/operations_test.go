@@ -211,7 +211,7 @@ func testUserCommands(t *testing.T, running, withConfig bool) {
 		t.Fatalf("user list --json reveals a secret or a hash:\n%s", js)
 	}
 	if sourcesKnown {
-		out := op.refused("x\n", "user", "add", "carol", "--cost", "4")
+		out := op.refused("", "user", "add", "carol", "--cost", "4") // refused before the password is asked for
 		expectOutput(t, "user add of a Caddyfile user", out, "carol is defined by a `user` line in the Caddyfile")
 		op.refused("x\n", "user", "passwd", "carol", "--cost", "4")
 		op.refused("", "user", "remove", "carol")
