@@ -43,10 +43,6 @@ type database struct {
 
 	locks lockCache
 
-	// passwords remembers the users found with a password in the
-	// database; see sessionStore.
-	passwords sync.Map
-
 	// stopPruning ends the loop that prunes old failure counters.
 	stopPruning chan struct{}
 	pruningDone chan struct{}
@@ -283,46 +279,6 @@ func (d *database) startPruning() {
 	}()
 }
 
-// sessionStore is the database as one handler's gateway sees it.
-//
-// storage.DB does not report SessionState.PasswordSet yet (its sessions
-// bucket has no flag for it), and without it the gateway refuses every
-// session of a user whose password is in the database. Until storage
-// reports it, the answer is completed here from the account, read once per
-// user and process. Users of the handler's own `user` lines skip this: the
-// gateway does not ask about them. A user's password leaves the database
-// only with RemoveAccount, which also ends their sessions, so a remembered
-// answer never lets a session through.
-type sessionStore struct {
-	*storage.DB
-	d           *database
-	configUsers map[string][]byte
-}
-
-// SessionState implements gateway.Store.
-func (s sessionStore) SessionState(user string) (gateway.SessionState, error) {
-	st, err := s.DB.SessionState(user)
-	if err != nil || st.PasswordSet {
-		return st, err
-	}
-	if _, configured := s.configUsers[user]; configured {
-		return st, nil
-	}
-	if _, known := s.d.passwords.Load(user); known {
-		st.PasswordSet = true
-		return st, nil
-	}
-	acct, err := s.DB.Account(user)
-	if err != nil {
-		return gateway.SessionState{}, err
-	}
-	if acct.PasswordHash != nil {
-		s.d.passwords.Store(user, struct{}{})
-		st.PasswordSet = true
-	}
-	return st, nil
-}
-
 // lockCache keeps the number of active locks between scrapes of the
 // metrics. It is exact: every lock and unlock in this process invalidates
 // it, and it expires when the first lock it counted ends.
@@ -397,5 +353,4 @@ func openDatabases() []*database {
 // Interface guards
 var (
 	_ caddy.Destructor = (*database)(nil)
-	_ gateway.Store    = sessionStore{}
 )

@@ -202,7 +202,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		Drift:            gateway.DefaultDrift,
 		UserHeader:       t.UserHeader,
 		Users:            users,
-		Store:            sessionStore{DB: d.db, d: d, configUsers: users},
+		Store:            d.db,
 		Logger:           t.logger,
 		ClientIP:         clientIP,
 		Events:           func(e gateway.Event) { recordEvent(d, e) },

@@ -293,7 +293,6 @@ func (d *database) removeUser(name string) (opReport, error) {
 		return opReport{}, err
 	}
 	err = d.db.RemoveAccount(name)
-	d.passwords.Delete(name)
 	if errors.Is(err, gateway.ErrNotFound) {
 		return opReport{}, refuse(http.StatusNotFound, "there is no user %s in the database", name)
 	}

@@ -135,7 +135,7 @@ func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
 	if u := findUser(l, "carol"); u == nil || u.Source != sourceConfig {
 		t.Errorf("carol = %+v, want source Caddyfile", u)
 	}
-	st, err := sessionStore{DB: d.db, d: d}.SessionState("bob")
+	st, err := d.db.SessionState("bob")
 	if err != nil || !st.PasswordSet {
 		t.Errorf("SessionState(bob) = %+v, %v: the gateway would refuse every session of a database user", st, err)
 	}
@@ -290,7 +290,7 @@ func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
 	if generation(t, d, "bob") <= before {
 		t.Error("remove left bob's sessions valid")
 	}
-	st, err := sessionStore{DB: d.db, d: d}.SessionState("bob")
+	st, err := d.db.SessionState("bob")
 	if err != nil || st.PasswordSet {
 		t.Errorf("SessionState(bob) after remove = %+v, %v", st, err)
 	}

@@ -511,3 +511,22 @@ func TestEnroll_WrongCodeShowsTheSetupFormAgain(t *testing.T) {
 		t.Error("a wrong code changed the key being set up")
 	}
 }
+
+func TestFlow_DatabaseUserSignsInAndKeepsTheSession(t *testing.T) {
+	e := newEnv(t)
+	e.store.SetPassword("dora", passwordHash(t))
+	c := e.client()
+	secret, _ := c.enroll("dora")
+	if r := c.getJSON("/app"); r.StatusCode != 200 || r.Body != "upstream /app user=dora" {
+		t.Fatalf("database user after enrollment: %d %q", r.StatusCode, r.Body)
+	}
+	c.signIn("dora", secret)
+	if r := c.getJSON("/.totp-auth/whoami"); r.JSON["user"] != "dora" {
+		t.Fatalf("whoami: %s", r.Body)
+	}
+	// A session of a name that is neither configured nor in the store is void.
+	stranger := e.client()
+	if r := stranger.postJSON("/.totp-auth/login", map[string]string{"username": "nobody", "password": testPassword}); r.StatusCode != 401 {
+		t.Fatalf("unknown user signed in: %d", r.StatusCode)
+	}
+}

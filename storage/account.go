@@ -39,6 +39,7 @@ const (
 	sessionValueSize   = 9
 	flagMustRegenerate = 1 << 0
 	flagTOTPEnabled    = 1 << 1
+	flagPasswordSet    = 1 << 2
 )
 
 func encodeSessionState(st gateway.SessionState) []byte {
@@ -49,6 +50,9 @@ func encodeSessionState(st gateway.SessionState) []byte {
 	}
 	if st.TOTPEnabled {
 		flags |= flagTOTPEnabled
+	}
+	if st.PasswordSet {
+		flags |= flagPasswordSet
 	}
 	return append(v, flags)
 }
@@ -61,6 +65,7 @@ func decodeSessionState(v []byte) (gateway.SessionState, error) {
 		Generation:     binary.BigEndian.Uint64(v),
 		MustRegenerate: v[8]&flagMustRegenerate != 0,
 		TOTPEnabled:    v[8]&flagTOTPEnabled != 0,
+		PasswordSet:    v[8]&flagPasswordSet != 0,
 	}, nil
 }
 
@@ -98,6 +103,7 @@ func putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
 		Generation:     rec.Generation,
 		MustRegenerate: rec.MustRegenerate,
 		TOTPEnabled:    rec.TOTPSecret != nil,
+		PasswordSet:    rec.PasswordHash != nil,
 	}
 	if err := tx.Bucket(bucketSessions).Put([]byte(user), encodeSessionState(st)); err != nil {
 		return fmt.Errorf("write session state of %q: %w", user, err)

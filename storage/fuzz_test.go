@@ -428,7 +428,7 @@ func FuzzAccountRoundTrip(f *testing.F) {
 			t.Fatalf("Account = %+v, want the record written", a)
 		}
 		st, err := db.SessionState(user)
-		if want := (gateway.SessionState{Generation: generation, MustRegenerate: mustRegenerate, TOTPEnabled: secret != ""}); err != nil || st != want {
+		if want := (gateway.SessionState{Generation: generation, MustRegenerate: mustRegenerate, TOTPEnabled: secret != "", PasswordSet: rec.PasswordHash != nil}); err != nil || st != want {
 			t.Fatalf("SessionState = %+v, %v; want %+v", st, err, want)
 		}
 		if pendingSecret != "" && fuzzNow.UnixNano() < expires {
@@ -554,7 +554,7 @@ func FuzzDecodeSessionState(f *testing.F) {
 		if back, err := decodeSessionState(encodeSessionState(st)); err != nil || back != st {
 			t.Fatalf("round trip changed %+v into %+v (%v)", st, back, err)
 		}
-		if v[8]&^(flagMustRegenerate|flagTOTPEnabled) == 0 && !bytes.Equal(encodeSessionState(st), v) {
+		if v[8]&^(flagMustRegenerate|flagTOTPEnabled|flagPasswordSet) == 0 && !bytes.Equal(encodeSessionState(st), v) {
 			t.Fatalf("encodeSessionState(decodeSessionState(%x)) = %x", v, encodeSessionState(st))
 		}
 		putRaw(t, db, bucketSessions, "alice", v)

@@ -23,6 +23,14 @@ func TestSetPassword_CreatesADatabaseUserUnderItsCanonicalName(t *testing.T) {
 	if a, _ := db.Account("alice"); string(a.PasswordHash) != "$2a$14$other" {
 		t.Error("SetPassword did not replace the hash")
 	}
+	// The gateway admits sessions only of users that exist: the hot path
+	// must see a database user as one.
+	if st, err := db.SessionState("alice"); err != nil || !st.PasswordSet {
+		t.Errorf("SessionState(alice) = %+v, %v; want PasswordSet", st, err)
+	}
+	if st, _ := db.SessionState("bob"); st.PasswordSet {
+		t.Error("SessionState reports a password for a user without one")
+	}
 }
 
 func TestSetPassword_RefusesEmptyNameOrHash(t *testing.T) {

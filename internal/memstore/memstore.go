@@ -95,6 +95,7 @@ func (s *Store) SessionState(user string) (gateway.SessionState, error) {
 		Generation:     a.generation,
 		MustRegenerate: a.mustRegenerate,
 		TOTPEnabled:    a.totpSecret != "",
+		PasswordSet:    a.passwordHash != nil,
 	}, nil
 }
 
