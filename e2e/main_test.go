@@ -2,8 +2,8 @@
 // started from a Caddyfile with totp_auth in front of a real upstream, a real
 // bbolt file, TOTP codes from oathtool and the QR code read back by zbarimg.
 //
-// TestMain builds the binary once per `go test` run. `go test -short` skips
-// the package.
+// TestMain builds the binary once per `go test` run (not when tests are only
+// listed, as `make fuzz` does).
 package e2e_test
 
 import (
@@ -20,7 +20,7 @@ import (
 var (
 	// repoRoot is the module root, where Caddyfile.example lives.
 	repoRoot string
-	// caddyBin is the binary built from ./cmd/caddy; "" in -short mode.
+	// caddyBin is the binary built from ./cmd/caddy.
 	caddyBin string
 	// testHash is the bcrypt hash of testPassword, at the lowest cost so
 	// that sign-ins in tests are quick.
@@ -35,8 +35,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if testing.Short() {
-		return m.Run() // every test skips through newCaddy
+	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
+		return m.Run() // listing only: nothing runs, nothing to build
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {

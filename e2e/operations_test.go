@@ -661,7 +661,7 @@ func TestOperations_PasswordFromTheTerminalIsNotEchoed(t *testing.T) {
 	t.Parallel()
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Skip("needs script(1) from util-linux for a terminal")
+		t.Fatal("needs script(1) for a terminal: install Debian's bsdutils (util-linux elsewhere)")
 	}
 	c := newCaddy(t)
 	port := freePort(t)

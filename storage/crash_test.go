@@ -23,20 +23,29 @@ const (
 
 func crashSecret(i int) string { return fmt.Sprintf("JBSWY3DPEHPK3PXP%016d", i) }
 
-// TestCrash_ChildWritesUntilKilled is the child's side; it does nothing
-// in a normal run.
-func TestCrash_ChildWritesUntilKilled(t *testing.T) {
-	path := os.Getenv(envCrashPath)
-	if path == "" {
-		t.Skip("only runs as the child of TestCrash_KilledProcessKeepsEveryConfirmedEnrollment")
+// TestMain runs the child side of the crash test when the parent started
+// this binary for it, and the tests otherwise.
+func TestMain(m *testing.M) {
+	if path := os.Getenv(envCrashPath); path != "" {
+		if err := writeUntilKilled(path, os.Getenv(envCrashKey)); err != nil {
+			fmt.Fprintln(os.Stderr, "crash child:", err)
+			os.Exit(1)
+		}
 	}
-	key, err := ParseKey(os.Getenv(envCrashKey))
+	os.Exit(m.Run())
+}
+
+// writeUntilKilled is the child: it enrolls users one after another,
+// printing each confirmation only after ConfirmEnrollment returned, until
+// the parent kills it.
+func writeUntilKilled(path, hexKey string) error {
+	key, err := ParseKey(hexKey)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	db, err := Open(path, Options{Keys: []Key{key}})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for i := 0; ; i++ {
 		user := fmt.Sprintf("user%d", i)
@@ -44,18 +53,18 @@ func TestCrash_ChildWritesUntilKilled(t *testing.T) {
 			return gateway.Enrollment{Secret: crashSecret(i), Expires: t0.Add(time.Hour)}, nil
 		}
 		if _, err := db.PendingEnrollment(user, t0, create); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		// Counter writes in between, so the kill may land in any kind of write.
 		a, _, err := db.TakeAttempt(t0, time.Hour, []gateway.Limit{{Key: "ip:" + user, Max: 5}})
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if _, err := db.FailAttempt(a, t0, time.Hour); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := db.ConfirmEnrollment(user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		// Only now is the enrollment confirmed to the caller.
 		fmt.Println("confirmed", i)
@@ -63,12 +72,9 @@ func TestCrash_ChildWritesUntilKilled(t *testing.T) {
 }
 
 func TestCrash_KilledProcessKeepsEveryConfirmedEnrollment(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a child process")
-	}
 	path := tempPath(t)
 	key := mustKey(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrash_ChildWritesUntilKilled$", "-test.v")
+	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), envCrashPath+"="+path, envCrashKey+"="+hex.EncodeToString(key[:]))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
