@@ -164,9 +164,9 @@ func (c *Config) validate() error {
 		return errors.New("max_failures and max_failures_per_ip must be positive")
 	case c.Drift < 0 || c.Drift > 10:
 		return fmt.Errorf("drift %d is out of range: use 0 to 10 steps of 30 s (default 1)", c.Drift)
-	case !validCookieName(c.CookieName):
+	case !validName(c.CookieName):
 		return fmt.Errorf("cookie_name %q is not a valid cookie name: use letters, digits, '_' or '-'", c.CookieName)
-	case !validHeaderName(c.UserHeader):
+	case !validName(c.UserHeader):
 		return fmt.Errorf("user_header %q is not a valid header name", c.UserHeader)
 	case (c.SessionHashKey == nil) != (c.SessionBlockKey == nil):
 		return errors.New("session_keys needs both a hash key and a block key")
@@ -194,19 +194,9 @@ func CanonicalUser(name string) string {
 	return strings.ToLower(strings.TrimSpace(name))
 }
 
-func validCookieName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func validHeaderName(s string) bool {
+// validName reports whether s is usable as a cookie or header name here:
+// letters, digits, '_' and '-'.
+func validName(s string) bool {
 	if s == "" {
 		return false
 	}

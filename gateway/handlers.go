@@ -186,6 +186,23 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, use
 	return a, true
 }
 
+// beginAccountAttempt is beginAttempt followed by reading the user's
+// account, which every code check needs; on a read error it gives the slot
+// back and answers 500.
+func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, kind, user, pageName string, p page) (Attempt, Account, bool) {
+	a, ok := g.beginAttempt(w, r, kind, user, pageName, p)
+	if !ok {
+		return Attempt{}, Account{}, false
+	}
+	acct, err := g.cfg.Store.Account(user)
+	if err != nil {
+		g.releaseAttempt(a)
+		g.internalError(w, r, "read account", err)
+		return Attempt{}, Account{}, false
+	}
+	return a, acct, true
+}
+
 // failAttempt records a failed attempt and logs any lock it triggers.
 func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) {
 	locks, err := g.cfg.Store.FailAttempt(a, g.cfg.Clock.Now(), g.cfg.Lockout)
@@ -415,14 +432,8 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := page{Title: "Two-factor authentication", User: p.User}
-	a, ok := g.beginAttempt(w, r, "second_factor", p.User, "2fa", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, "second_factor", p.User, "2fa", pg)
 	if !ok {
-		return
-	}
-	acct, err := g.cfg.Store.Account(p.User)
-	if err != nil {
-		g.releaseAttempt(a)
-		g.internalError(w, r, "read account", err)
 		return
 	}
 	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), true)
@@ -546,14 +557,8 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		g.showSetup(w, r, e, status, msg)
 	}
-	a, ok := g.beginAttempt(w, r, "enrollment", e.user, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, "enrollment", e.user, "", pg)
 	if !ok {
-		return
-	}
-	acct, err := g.cfg.Store.Account(e.user)
-	if err != nil {
-		g.releaseAttempt(a)
-		g.internalError(w, r, "read account", err)
 		return
 	}
 	if acct.TOTPSecret != "" {
@@ -659,19 +664,13 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Turn on two-factor authentication first.", "backup", pg)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, "backup_codes_regenerated", s.User, "backup", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, "backup_codes_regenerated", s.User, "backup", pg)
 	if !ok {
 		return
 	}
 	if !st.MustRegenerate {
 		// Outside recovery a fresh set needs a current code: a borrowed
 		// session alone must not mint working codes.
-		acct, err := g.cfg.Store.Account(s.User)
-		if err != nil {
-			g.releaseAttempt(a)
-			g.internalError(w, r, "read account", err)
-			return
-		}
 		_, match, err := g.checkSecondFactor(r, acct, f.get("code"), false)
 		if err != nil {
 			g.releaseAttempt(a)
@@ -764,14 +763,8 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Two-factor authentication is already off.", "", pg)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, "disable", s.User, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, "disable", s.User, "", pg)
 	if !ok {
-		return
-	}
-	acct, err := g.cfg.Store.Account(s.User)
-	if err != nil {
-		g.releaseAttempt(a)
-		g.internalError(w, r, "read account", err)
 		return
 	}
 	pwOK, err := g.checkPassword(r, s.User, f.get("password"))
