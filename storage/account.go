@@ -91,13 +91,9 @@ func loadAccount(tx *bolt.Tx, user string) (rec accountRecord, stored bool, err 
 }
 
 // putAccount writes user's record and its session state together.
-func putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encode account %q: %w", user, err)
-	}
-	if err := tx.Bucket(bucketAccounts).Put([]byte(user), v); err != nil {
-		return fmt.Errorf("write account %q: %w", user, err)
+func (db *DB) putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
+	if err := putAccountRecord(tx, user, rec); err != nil {
+		return err
 	}
 	st := gateway.SessionState{
 		Generation:     rec.Generation,
@@ -105,8 +101,18 @@ func putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
 		TOTPEnabled:    rec.TOTPSecret != nil,
 		PasswordSet:    rec.PasswordHash != nil,
 	}
-	if err := tx.Bucket(bucketSessions).Put([]byte(user), encodeSessionState(st)); err != nil {
-		return fmt.Errorf("write session state of %q: %w", user, err)
+	return db.putSessionState(tx, user, st)
+}
+
+// putAccountRecord writes user's record alone, for changes that leave the
+// session state as it is (re-encryption).
+func putAccountRecord(tx *bolt.Tx, user string, rec accountRecord) error {
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("encode account %q: %w", user, err)
+	}
+	if err := tx.Bucket(bucketAccounts).Put([]byte(user), v); err != nil {
+		return fmt.Errorf("write account %q: %w", user, err)
 	}
 	return nil
 }
@@ -122,7 +128,7 @@ func (db *DB) updateAccount(user string, change func(tx *bolt.Tx, rec *accountRe
 		if err := change(tx, &rec, stored); err != nil {
 			return err
 		}
-		return putAccount(tx, user, rec)
+		return db.putAccount(tx, user, rec)
 	})
 }
 
@@ -155,26 +161,6 @@ func (db *DB) Account(user string) (gateway.Account, error) {
 	return a, nil
 }
 
-// SessionState implements gateway.Store. It is on the path of every request
-// with a session, so it reads one 9-byte value in a read-only transaction
-// and decrypts nothing.
-func (db *DB) SessionState(user string) (gateway.SessionState, error) {
-	var st gateway.SessionState
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketSessions).Get([]byte(user))
-		if v == nil {
-			return nil
-		}
-		var err error
-		st, err = decodeSessionState(v)
-		return err
-	})
-	if err != nil {
-		return gateway.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
-	}
-	return st, nil
-}
-
 // PendingEnrollment implements gateway.Store.
 func (db *DB) PendingEnrollment(user string, now time.Time, create func() (gateway.Enrollment, error)) (gateway.Enrollment, error) {
 	var e gateway.Enrollment
@@ -204,7 +190,7 @@ func (db *DB) PendingEnrollment(user string, now time.Time, create func() (gatew
 			return fmt.Errorf("encrypt pending enrollment: %w", err)
 		}
 		rec.Pending = &pendingRecord{Secret: sealed, Expires: fresh.Expires.UnixNano()}
-		if err := putAccount(tx, user, rec); err != nil {
+		if err := db.putAccount(tx, user, rec); err != nil {
 			return err
 		}
 		e = gateway.Enrollment{Secret: fresh.Secret, Expires: time.Unix(0, rec.Pending.Expires)}
@@ -307,7 +293,7 @@ func (db *DB) DisableTOTP(user string) error {
 			return err
 		}
 		disable(&rec)
-		return putAccount(tx, user, rec)
+		return db.putAccount(tx, user, rec)
 	})
 	if err != nil {
 		return fmt.Errorf("disable totp of %q: %w", user, err)

@@ -87,11 +87,7 @@ func (db *DB) RemoveAccount(user string) error {
 		if err := tx.Bucket(bucketAccounts).Delete([]byte(name)); err != nil {
 			return fmt.Errorf("delete account: %w", err)
 		}
-		st := encodeSessionState(gateway.SessionState{Generation: rec.Generation + 1})
-		if err := tx.Bucket(bucketSessions).Put([]byte(name), st); err != nil {
-			return fmt.Errorf("write session state: %w", err)
-		}
-		return nil
+		return db.putSessionState(tx, name, gateway.SessionState{Generation: rec.Generation + 1})
 	})
 	if err != nil {
 		return wrapUnlessSentinel(err, "remove account %q", name)

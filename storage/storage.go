@@ -80,6 +80,8 @@ type DB struct {
 	// transaction never seals under a key the committed state does not use.
 	keys     atomic.Pointer[keyring]
 	rotateMu sync.Mutex // one RotateKey at a time
+
+	states sessionStates
 }
 
 // Interface guard.
@@ -227,7 +229,7 @@ func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 				return fmt.Errorf("re-encrypt pending enrollment of %q: %w", user, err)
 			}
 		}
-		if err := putAccount(tx, user, rec); err != nil {
+		if err := putAccountRecord(tx, user, rec); err != nil {
 			return err
 		}
 	}

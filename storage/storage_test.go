@@ -273,7 +273,7 @@ func TestSecrets_ACiphertextMovedToAnotherUserDoesNotOpen(t *testing.T) {
 			return err
 		}
 		mallory.TOTPSecret = alice.TOTPSecret
-		return putAccount(tx, "mallory", mallory)
+		return db.putAccount(tx, "mallory", mallory)
 	})
 	if err != nil {
 		t.Fatal(err)
