@@ -272,6 +272,23 @@ func (g *Gateway) checkPassword(r *http.Request, user, password string) (bool, e
 	return match && known, err
 }
 
+// passwordMatches checks password within the attempt a. When the check
+// cannot be made (hashing queue full, store error) it answers the request
+// itself and reports answered.
+func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Attempt, kind, user, password string) (match, answered bool) {
+	match, err := g.checkPassword(r, user, password)
+	if errors.Is(err, ErrBusy) {
+		g.busy(w, r, a, kind, user)
+		return false, true
+	}
+	if err != nil {
+		g.releaseAttempt(a)
+		g.internalError(w, r, "check password", err)
+		return false, true
+	}
+	return match, false
+}
+
 // checkSecondFactor verifies a TOTP code (at most once per time step) or,
 // if allowBackup, spends a backup code. Only input shaped like a backup
 // code is compared against the backup hashes.
@@ -349,14 +366,8 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	match, err := g.checkPassword(r, user, password)
-	if errors.Is(err, ErrBusy) {
-		g.busy(w, r, a, "password", user)
-		return
-	}
-	if err != nil {
-		g.releaseAttempt(a)
-		g.internalError(w, r, "check password", err)
+	match, answered := g.passwordMatches(w, r, a, "password", user, password)
+	if answered {
 		return
 	}
 	if !match {
@@ -569,14 +580,8 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		// Replacing a working authenticator needs the password too, so a
 		// borrowed session cannot take over the second factor.
-		match, err := g.checkPassword(r, e.user, f.get("password"))
-		if errors.Is(err, ErrBusy) {
-			g.busy(w, r, a, "enrollment", e.user)
-			return
-		}
-		if err != nil {
-			g.releaseAttempt(a)
-			g.internalError(w, r, "check password", err)
+		match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, f.get("password"))
+		if answered {
 			return
 		}
 		if !match {
@@ -767,18 +772,14 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pwOK, err := g.checkPassword(r, s.User, f.get("password"))
-	if errors.Is(err, ErrBusy) {
-		g.busy(w, r, a, "disable", s.User)
+	pwOK, answered := g.passwordMatches(w, r, a, "disable", s.User, f.get("password"))
+	if answered {
 		return
 	}
-	codeOK := false
-	if err == nil {
-		_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), false)
-	}
+	_, codeOK, err := g.checkSecondFactor(r, acct, f.get("code"), false)
 	if err != nil {
 		g.releaseAttempt(a)
-		g.internalError(w, r, "check credentials", err)
+		g.internalError(w, r, "check code", err)
 		return
 	}
 	if !pwOK || !codeOK {
