@@ -530,3 +530,24 @@ func TestFlow_DatabaseUserSignsInAndKeepsTheSession(t *testing.T) {
 		t.Fatalf("unknown user signed in: %d", r.StatusCode)
 	}
 }
+
+func TestLogout_MakesACopiedCookieUseless(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	secret, _ := c.enroll("alice")
+	other := e.client()
+	other.signIn("alice", secret) // a second session of alice, on another device
+	copied := c.cookie("totp_auth_session").Value
+	if r := c.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatalf("logout: %d", r.StatusCode)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+	req.Header.Set("Accept", "application/json")
+	req.AddCookie(&http.Cookie{Name: "totp_auth_session", Value: copied})
+	if r := e.client().do(req); r.StatusCode != 401 {
+		t.Fatalf("copied cookie after logout: %d, want 401", r.StatusCode)
+	}
+	if r := other.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("logout ended the other device's session too: %d", r.StatusCode)
+	}
+}

@@ -178,7 +178,8 @@ func (g *Gateway) authPath(path string) (string, bool) {
 
 // session returns the request's valid session and its stored state, or a
 // nil session when there is none: no cookie, a forged or expired one, one
-// from before a logout-all, or one of a user who no longer exists.
+// ended by logout or from before a logout-all, or one of a user who no
+// longer exists.
 func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionState, error) {
 	s, ok := g.readSession(r, now)
 	if !ok {
@@ -191,7 +192,7 @@ func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionStat
 	if _, configured := g.cfg.Users[s.User]; !configured && !st.PasswordSet {
 		return nil, SessionState{}, nil
 	}
-	if st.Generation != s.Generation {
+	if st.Generation != s.Generation || st.Revoked(s.ID) {
 		return nil, SessionState{}, nil
 	}
 	return &s, st, nil

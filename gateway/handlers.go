@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"html/template"
@@ -144,8 +146,12 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 
 // startSession signs user in and ends any pending login.
 func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time) error {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return err
+	}
 	g.clearCookie(w, r, g.pendingCookieName())
-	return g.setSessionCookie(w, r, Session{User: user, Generation: generation, Issued: now, LastSeen: now})
+	return g.setSessionCookie(w, r, Session{User: user, ID: binary.BigEndian.Uint64(id[:]), Generation: generation, Issued: now, LastSeen: now})
 }
 
 // userLimits are the failure counters an attempt for user from r counts in.
@@ -822,6 +828,12 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	user := ""
 	if s, ok := g.readSession(r, now); ok {
 		user = s.User
+		// End the session on the server too, so a copy of the cookie
+		// taken before now is worthless.
+		if err := g.cfg.Store.RevokeSession(s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+			g.internalError(w, r, "end session", err)
+			return
+		}
 	} else if p, ok := g.readPending(r, now); ok {
 		user = p.User
 	}

@@ -30,7 +30,9 @@ const (
 
 // Session is a signed-in user, as carried in the session cookie.
 type Session struct {
-	User       string
+	User string
+	// ID names this session, so that logout can end it on the server.
+	ID         uint64
 	Generation uint64
 	// Issued bounds the absolute lifetime; LastSeen the idle time.
 	Issued, LastSeen time.Time
@@ -45,7 +47,7 @@ type PendingLogin struct {
 	Redirect string
 }
 
-const cookieVersion = 1
+const cookieVersion = 2
 
 // cookieCodec signs (HMAC-SHA256) and encrypts (AES) cookie values. The
 // value layout is a small fixed binary header and the user name, so decoding
@@ -67,10 +69,10 @@ func newCookieCodec(hashKey, blockKey []byte) *cookieCodec {
 var errBadCookie = errors.New("malformed cookie value")
 
 // Layout: version, kind, stage, issued (8), lastSeen/unused (8),
-// generation (8), len(user) (1), user, redirect.
-const cookieHeaderLen = 1 + 1 + 1 + 8 + 8 + 8 + 1
+// generation (8), session id (8), len(user) (1), user, redirect.
+const cookieHeaderLen = 1 + 1 + 1 + 8 + 8 + 8 + 8 + 1
 
-func (c *cookieCodec) encode(name string, kind cookieKind, stage pendingStage, issued, lastSeen time.Time, gen uint64, user, redirect string) (string, error) {
+func (c *cookieCodec) encode(name string, kind cookieKind, stage pendingStage, issued, lastSeen time.Time, gen, id uint64, user, redirect string) (string, error) {
 	if len(user) > 255 {
 		return "", errors.New("user name too long for a cookie")
 	}
@@ -81,7 +83,8 @@ func (c *cookieCodec) encode(name string, kind cookieKind, stage pendingStage, i
 	binary.BigEndian.PutUint64(b[3:], uint64(issued.Unix()))
 	binary.BigEndian.PutUint64(b[11:], uint64(lastSeen.Unix()))
 	binary.BigEndian.PutUint64(b[19:], gen)
-	b[27] = byte(len(user))
+	binary.BigEndian.PutUint64(b[27:], id)
+	b[35] = byte(len(user))
 	b = append(b, user...)
 	b = append(b, redirect...)
 	return c.sc.Encode(name, b)
@@ -91,7 +94,7 @@ type cookieValue struct {
 	kind             cookieKind
 	stage            pendingStage
 	issued, lastSeen time.Time
-	gen              uint64
+	gen, id          uint64
 	user, redirect   string
 }
 
@@ -103,7 +106,7 @@ func (c *cookieCodec) decode(name, value string) (cookieValue, error) {
 	if len(b) < cookieHeaderLen || b[0] != cookieVersion {
 		return cookieValue{}, errBadCookie
 	}
-	n := int(b[27])
+	n := int(b[35])
 	if len(b) < cookieHeaderLen+n {
 		return cookieValue{}, errBadCookie
 	}
@@ -113,6 +116,7 @@ func (c *cookieCodec) decode(name, value string) (cookieValue, error) {
 		issued:   time.Unix(int64(binary.BigEndian.Uint64(b[3:])), 0),
 		lastSeen: time.Unix(int64(binary.BigEndian.Uint64(b[11:])), 0),
 		gen:      binary.BigEndian.Uint64(b[19:]),
+		id:       binary.BigEndian.Uint64(b[27:]),
 		user:     string(b[cookieHeaderLen : cookieHeaderLen+n]),
 		redirect: string(b[cookieHeaderLen+n:]),
 	}, nil
@@ -145,7 +149,7 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
-	return Session{User: v.user, Generation: v.gen, Issued: v.issued, LastSeen: v.lastSeen}, true
+	return Session{User: v.user, ID: v.id, Generation: v.gen, Issued: v.issued, LastSeen: v.lastSeen}, true
 }
 
 // readPending returns the request's pending login if authentic and younger
@@ -167,7 +171,7 @@ func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, boo
 }
 
 func (g *Gateway) setSessionCookie(w http.ResponseWriter, r *http.Request, s Session) error {
-	val, err := g.codec.encode(g.cfg.CookieName, kindSession, 0, s.Issued, s.LastSeen, s.Generation, s.User, "")
+	val, err := g.codec.encode(g.cfg.CookieName, kindSession, 0, s.Issued, s.LastSeen, s.Generation, s.ID, s.User, "")
 	if err != nil {
 		return err
 	}
@@ -177,7 +181,7 @@ func (g *Gateway) setSessionCookie(w http.ResponseWriter, r *http.Request, s Ses
 
 func (g *Gateway) setPendingCookie(w http.ResponseWriter, r *http.Request, p PendingLogin) error {
 	name := g.pendingCookieName()
-	val, err := g.codec.encode(name, kindPending, p.Stage, p.Issued, p.Issued, 0, p.User, p.Redirect)
+	val, err := g.codec.encode(name, kindPending, p.Stage, p.Issued, p.Issued, 0, 0, p.User, p.Redirect)
 	if err != nil {
 		return err
 	}

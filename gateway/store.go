@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
 	"time"
 )
@@ -55,6 +56,58 @@ type SessionState struct {
 	// (a database-managed user); sessions of users that exist neither in
 	// the configuration nor in the store are refused.
 	PasswordSet bool
+	// RevokedSessions holds the ids of sessions ended by logout that have
+	// not yet expired, 8 big-endian bytes each. It is a string so that a
+	// SessionState stays comparable and cheap to copy; ask Revoked.
+	RevokedSessions string
+}
+
+// Revoked reports whether the session with this id was ended by logout.
+func (s SessionState) Revoked(id uint64) bool {
+	for i := 0; i+8 <= len(s.RevokedSessions); i += 8 {
+		if binary.BigEndian.Uint64([]byte(s.RevokedSessions[i:i+8])) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxRevokedSessions bounds the sessions a store remembers as revoked per
+// user. Revoking one more raises the user's generation instead, which ends
+// every session of the user: never fewer than were asked.
+const MaxRevokedSessions = 64
+
+// Revocation is one session ended by logout, remembered until the session
+// would have expired anyway.
+type Revocation struct {
+	ID    uint64
+	Until time.Time
+}
+
+// RevokedString packs the ids of revs into the form
+// SessionState.RevokedSessions holds.
+func RevokedString(revs []Revocation) string {
+	b := make([]byte, 0, 8*len(revs))
+	for _, r := range revs {
+		b = binary.BigEndian.AppendUint64(b, r.ID)
+	}
+	return string(b)
+}
+
+// AddRevocation returns revs without the revocations over at now, plus
+// one for id until until, and whether the list is full instead (then the
+// caller ends every session by raising the generation, and clears revs).
+func AddRevocation(revs []Revocation, id uint64, until, now time.Time) ([]Revocation, bool) {
+	kept := make([]Revocation, 0, len(revs)+1)
+	for _, r := range revs {
+		if now.Before(r.Until) {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) >= MaxRevokedSessions {
+		return nil, true
+	}
+	return append(kept, Revocation{ID: id, Until: until}), false
 }
 
 // Enrollment is a TOTP secret shown to the user but not yet confirmed.
@@ -121,6 +174,11 @@ type Store interface {
 	DisableTOTP(user string) error
 	// BumpGeneration raises the user's generation and returns the new one.
 	BumpGeneration(user string) (uint64, error)
+	// RevokeSession ends the user's session with this id: SessionState
+	// reports it in RevokedSessions until until (its expiry). Revocations
+	// over at now are forgotten; past MaxRevokedSessions the store raises
+	// the generation instead (see AddRevocation).
+	RevokeSession(user string, id uint64, until, now time.Time) error
 
 	// TakeAttempt takes one slot in each counter. A counter that is locked
 	// at now, or whose slots for the current window are all taken, refuses;

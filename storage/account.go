@@ -23,6 +23,14 @@ type accountRecord struct {
 	MustRegenerate bool           `json:"must_regenerate,omitempty"`
 	Generation     uint64         `json:"generation,omitempty"`
 	Pending        *pendingRecord `json:"pending,omitempty"`
+	// Revoked lists sessions ended by logout until they would expire.
+	Revoked []revocationRecord `json:"revoked,omitempty"`
+}
+
+// revocationRecord is one session ended by logout.
+type revocationRecord struct {
+	ID    uint64 `json:"id"`
+	Until int64  `json:"until"` // Unix seconds
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -31,8 +39,9 @@ type pendingRecord struct {
 	Expires int64  `json:"expires"`
 }
 
-// The sessions bucket holds, per user, what SessionState answers, as a
-// fixed 9-byte value: generation (8 bytes, big endian) and a flags byte.
+// The sessions bucket holds, per user, what SessionState answers: the
+// generation (8 bytes, big endian), a flags byte, then the ids of revoked
+// sessions, 8 bytes each.
 // putAccount writes it in the same transaction as the account, so the hot
 // path reads 9 bytes and decrypts nothing.
 const (
@@ -43,7 +52,7 @@ const (
 )
 
 func encodeSessionState(st gateway.SessionState) []byte {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize), st.Generation)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize+len(st.RevokedSessions)), st.Generation)
 	var flags byte
 	if st.MustRegenerate {
 		flags |= flagMustRegenerate
@@ -54,18 +63,19 @@ func encodeSessionState(st gateway.SessionState) []byte {
 	if st.PasswordSet {
 		flags |= flagPasswordSet
 	}
-	return append(v, flags)
+	return append(append(v, flags), st.RevokedSessions...)
 }
 
 func decodeSessionState(v []byte) (gateway.SessionState, error) {
-	if len(v) != sessionValueSize {
-		return gateway.SessionState{}, fmt.Errorf("session state is %d bytes, want %d", len(v), sessionValueSize)
+	if len(v) < sessionValueSize || (len(v)-sessionValueSize)%8 != 0 {
+		return gateway.SessionState{}, fmt.Errorf("session state is %d bytes, want %d and 8 per revoked session", len(v), sessionValueSize)
 	}
 	return gateway.SessionState{
-		Generation:     binary.BigEndian.Uint64(v),
-		MustRegenerate: v[8]&flagMustRegenerate != 0,
-		TOTPEnabled:    v[8]&flagTOTPEnabled != 0,
-		PasswordSet:    v[8]&flagPasswordSet != 0,
+		Generation:      binary.BigEndian.Uint64(v),
+		MustRegenerate:  v[8]&flagMustRegenerate != 0,
+		TOTPEnabled:     v[8]&flagTOTPEnabled != 0,
+		PasswordSet:     v[8]&flagPasswordSet != 0,
+		RevokedSessions: string(v[sessionValueSize:]),
 	}, nil
 }
 
@@ -100,6 +110,13 @@ func (db *DB) putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
 		MustRegenerate: rec.MustRegenerate,
 		TOTPEnabled:    rec.TOTPSecret != nil,
 		PasswordSet:    rec.PasswordHash != nil,
+	}
+	if len(rec.Revoked) > 0 {
+		ids := make([]gateway.Revocation, len(rec.Revoked))
+		for i, r := range rec.Revoked {
+			ids[i] = gateway.Revocation{ID: r.ID}
+		}
+		st.RevokedSessions = gateway.RevokedString(ids)
 	}
 	return db.putSessionState(tx, user, st)
 }
@@ -320,6 +337,29 @@ func (db *DB) BumpGeneration(user string) (uint64, error) {
 		return 0, fmt.Errorf("raise session generation of %q: %w", user, err)
 	}
 	return gen, nil
+}
+
+// RevokeSession implements gateway.Store.
+func (db *DB) RevokeSession(user string, id uint64, until, now time.Time) error {
+	err := db.updateAccount(user, func(_ *bolt.Tx, rec *accountRecord, _ bool) error {
+		revs := make([]gateway.Revocation, len(rec.Revoked))
+		for i, r := range rec.Revoked {
+			revs[i] = gateway.Revocation{ID: r.ID, Until: time.Unix(r.Until, 0)}
+		}
+		revs, full := gateway.AddRevocation(revs, id, until, now)
+		if full {
+			rec.Generation++
+		}
+		rec.Revoked = nil
+		for _, r := range revs {
+			rec.Revoked = append(rec.Revoked, revocationRecord{ID: r.ID, Until: r.Until.Unix()})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("end session of %q: %w", user, err)
+	}
+	return nil
 }
 
 // SessionKeys implements gateway.Store.

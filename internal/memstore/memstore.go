@@ -42,6 +42,7 @@ type account struct {
 	mustRegenerate bool
 	generation     uint64
 	pending        *gateway.Enrollment
+	revoked        []gateway.Revocation
 }
 
 // SetPassword creates user or replaces its password hash, like the
@@ -92,10 +93,11 @@ func (s *Store) SessionState(user string) (gateway.SessionState, error) {
 		return gateway.SessionState{}, nil
 	}
 	return gateway.SessionState{
-		Generation:     a.generation,
-		MustRegenerate: a.mustRegenerate,
-		TOTPEnabled:    a.totpSecret != "",
-		PasswordSet:    a.passwordHash != nil,
+		Generation:      a.generation,
+		MustRegenerate:  a.mustRegenerate,
+		TOTPEnabled:     a.totpSecret != "",
+		PasswordSet:     a.passwordHash != nil,
+		RevokedSessions: gateway.RevokedString(a.revoked),
 	}, nil
 }
 
@@ -197,6 +199,19 @@ func (s *Store) BumpGeneration(user string) (uint64, error) {
 	a := s.accountLocked(user)
 	a.generation++
 	return a.generation, nil
+}
+
+// RevokeSession implements gateway.Store.
+func (s *Store) RevokeSession(user string, id uint64, until, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.accountLocked(user)
+	revoked, full := gateway.AddRevocation(a.revoked, id, until, now)
+	if full {
+		a.generation++
+	}
+	a.revoked = revoked
+	return nil
 }
 
 // SessionKeys implements gateway.Store.

@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("BackupCodes", func(t *testing.T) { testBackupCodes(t, open) })
 	t.Run("DisableTOTP", func(t *testing.T) { testDisableTOTP(t, open) })
 	t.Run("BumpGeneration", func(t *testing.T) { testBumpGeneration(t, open) })
+	t.Run("RevokeSession", func(t *testing.T) { testRevokeSession(t, open) })
 	t.Run("Lockout", func(t *testing.T) { testLockout(t, open) })
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
 }
