@@ -551,3 +551,32 @@ func TestLogout_MakesACopiedCookieUseless(t *testing.T) {
 		t.Fatalf("logout ended the other device's session too: %d", r.StatusCode)
 	}
 }
+
+func TestUpstream_DoesNotSeeTheGatewaysCookies(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	session := c.cookie("totp_auth_session").Value
+	tests := []struct {
+		name   string
+		cookie []string
+		want   []string // Cookie lines the upstream gets
+	}{
+		{"only ours", []string{"totp_auth_session=" + session}, nil},
+		{"ours among others", []string{"theme=dark; totp_auth_session=" + session + "; lang=en"}, []string{"theme=dark; lang=en"}},
+		{"several lines", []string{"a=1", "totp_auth_session=" + session + ";totp_auth_session_pending=x", "b=2"}, []string{"a=1", "b=2"}},
+		{"a look-alike name stays", []string{"totp_auth_session=" + session + "; totp_auth_session_theme=1"}, []string{"totp_auth_session_theme=1"}},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header["Cookie"] = tt.cookie
+		if r := e.client().do(req); r.StatusCode != 200 {
+			t.Fatalf("%s: %d", tt.name, r.StatusCode)
+		}
+		got := (<-e.upstream)["Cookie"]
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%s: upstream got Cookie %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

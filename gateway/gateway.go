@@ -122,8 +122,8 @@ func (g *Gateway) decoyHash() []byte {
 
 // Handle serves the built-in pages and gates everything else. When it
 // returns ok, r carries the user header (and no client-supplied spelling of
-// it) and may go on to the upstream; otherwise Handle has written the
-// response itself.
+// it), no longer carries the gateway's own cookies, and may go on to the
+// upstream; otherwise Handle has written the response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
 	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
@@ -152,6 +152,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 			return "", false
 		}
 	}
+	g.stripOwnCookies(r.Header)
 	r.Header.Set(g.cfg.UserHeader, s.User)
 	return s.User, true
 }

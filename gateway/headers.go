@@ -42,3 +42,48 @@ func contentSecurityPolicy(css string) string {
 	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
 		"img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }
+
+// stripOwnCookies removes the gateway's cookies from the request before it
+// goes upstream. The session cookie is a credential for every site that
+// shares it (cookie_domain); the upstream has no use for it and should not
+// be able to log or replay it. Other cookies pass unchanged.
+func (g *Gateway) stripOwnCookies(h http.Header) {
+	lines := h["Cookie"]
+	if len(lines) == 0 {
+		return
+	}
+	kept := lines[:0:0]
+	changed := false
+	for _, line := range lines {
+		if !strings.Contains(line, g.cfg.CookieName) {
+			kept = append(kept, line)
+			continue
+		}
+		changed = true
+		var b strings.Builder
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if g.ownCookie(name) || strings.TrimSpace(part) == "" {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(strings.TrimSpace(part))
+		}
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
+		}
+	}
+	switch {
+	case !changed:
+	case len(kept) == 0:
+		delete(h, "Cookie")
+	default:
+		h["Cookie"] = kept
+	}
+}
+
+func (g *Gateway) ownCookie(name string) bool {
+	return name == g.cfg.CookieName || name == g.pendingCookieName() || name == g.csrfCookieName()
+}
