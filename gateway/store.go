@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -80,8 +81,8 @@ const MaxRevokedSessions = 64
 // Revocation is one session ended by logout, remembered until the session
 // would have expired anyway.
 type Revocation struct {
-	ID    uint64
-	Until time.Time
+	ID    uint64    `json:"id"`
+	Until time.Time `json:"until"`
 }
 
 // RevokedString packs the ids of revs into the form
@@ -92,6 +93,20 @@ func RevokedString(revs []Revocation) string {
 		b = binary.BigEndian.AppendUint64(b, r.ID)
 	}
 	return string(b)
+}
+
+// SpendBackupCode returns codes without the one whose hash is hash, and
+// whether it was there: the rule both stores apply inside their write.
+func SpendBackupCode(codes [][]byte, hash []byte) ([][]byte, bool) {
+	if len(hash) == 0 {
+		return codes, false
+	}
+	for i, c := range codes {
+		if bytes.Equal(c, hash) {
+			return append(codes[:i:i], codes[i+1:]...), true
+		}
+	}
+	return codes, false
 }
 
 // AddRevocation returns revs without the revocations over at now, plus

@@ -24,13 +24,7 @@ type accountRecord struct {
 	Generation     uint64         `json:"generation,omitempty"`
 	Pending        *pendingRecord `json:"pending,omitempty"`
 	// Revoked lists sessions ended by logout until they would expire.
-	Revoked []revocationRecord `json:"revoked,omitempty"`
-}
-
-// revocationRecord is one session ended by logout.
-type revocationRecord struct {
-	ID    uint64 `json:"id"`
-	Until int64  `json:"until"` // Unix seconds
+	Revoked []gateway.Revocation `json:"revoked,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -112,11 +106,7 @@ func (db *DB) putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
 		PasswordSet:    rec.PasswordHash != nil,
 	}
 	if len(rec.Revoked) > 0 {
-		ids := make([]gateway.Revocation, len(rec.Revoked))
-		for i, r := range rec.Revoked {
-			ids[i] = gateway.Revocation{ID: r.ID}
-		}
-		st.RevokedSessions = gateway.RevokedString(ids)
+		st.RevokedSessions = gateway.RevokedString(rec.Revoked)
 	}
 	return db.putSessionState(tx, user, st)
 }
@@ -274,14 +264,12 @@ func (db *DB) UseBackupCode(user string, hash []byte) error {
 		if !stored || len(hash) == 0 {
 			return gateway.ErrCodeUsed
 		}
-		for i, c := range rec.BackupCodes {
-			if bytes.Equal(c, hash) {
-				rec.BackupCodes = append(rec.BackupCodes[:i:i], rec.BackupCodes[i+1:]...)
-				rec.MustRegenerate = true
-				return nil
-			}
+		left, ok := gateway.SpendBackupCode(rec.BackupCodes, hash)
+		if !ok {
+			return gateway.ErrCodeUsed
 		}
-		return gateway.ErrCodeUsed
+		rec.BackupCodes, rec.MustRegenerate = left, true
+		return nil
 	})
 	if err != nil {
 		return wrapUnlessSentinel(err, "use backup code of %q", user)
@@ -342,18 +330,11 @@ func (db *DB) BumpGeneration(user string) (uint64, error) {
 // RevokeSession implements gateway.Store.
 func (db *DB) RevokeSession(user string, id uint64, until, now time.Time) error {
 	err := db.updateAccount(user, func(_ *bolt.Tx, rec *accountRecord, _ bool) error {
-		revs := make([]gateway.Revocation, len(rec.Revoked))
-		for i, r := range rec.Revoked {
-			revs[i] = gateway.Revocation{ID: r.ID, Until: time.Unix(r.Until, 0)}
-		}
-		revs, full := gateway.AddRevocation(revs, id, until, now)
+		revs, full := gateway.AddRevocation(rec.Revoked, id, until, now)
 		if full {
 			rec.Generation++
 		}
-		rec.Revoked = nil
-		for _, r := range revs {
-			rec.Revoked = append(rec.Revoked, revocationRecord{ID: r.ID, Until: r.Until.Unix()})
-		}
+		rec.Revoked = revs
 		return nil
 	})
 	if err != nil {

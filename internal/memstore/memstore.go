@@ -157,14 +157,12 @@ func (s *Store) UseBackupCode(user string, hash []byte) error {
 	if !ok || len(hash) == 0 {
 		return gateway.ErrCodeUsed
 	}
-	for i, c := range a.backupCodes {
-		if bytes.Equal(c, hash) {
-			a.backupCodes = append(a.backupCodes[:i:i], a.backupCodes[i+1:]...)
-			a.mustRegenerate = true
-			return nil
-		}
+	left, ok := gateway.SpendBackupCode(a.backupCodes, hash)
+	if !ok {
+		return gateway.ErrCodeUsed
 	}
-	return gateway.ErrCodeUsed
+	a.backupCodes, a.mustRegenerate = left, true
+	return nil
 }
 
 // ReplaceBackupCodes implements gateway.Store.
