@@ -1,0 +1,99 @@
+package gateway
+
+import (
+	"net/http"
+	"time"
+)
+
+// The password step (SPEC §3 flow 2).
+
+func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, g.cfg.Prefix+"/account", http.StatusSeeOther)
+}
+
+func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
+	redirect := SafeRedirect(r.URL.Query().Get("redirect"))
+	if s, _, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && !wantsJSON(r) {
+		http.Redirect(w, r, redirect, http.StatusSeeOther)
+		return
+	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "login_required", "redirect": redirect})
+		return
+	}
+	g.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Redirect: redirect})
+}
+
+func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
+	f, ok := g.readPost(w, r)
+	if !ok {
+		return
+	}
+	user := CanonicalUser(f.get("username"))
+	password := f.get("password")
+	redirect := SafeRedirect(f.get("redirect"))
+	p := page{Title: "Sign in", Redirect: redirect, User: user}
+	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
+		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
+		return
+	}
+	if g.hashes.saturated() {
+		g.refuseBusy(w, r, "password", user)
+		return
+	}
+	a, ok := g.beginAttempt(w, r, "password", user, "login", p)
+	if !ok {
+		return
+	}
+	match, answered := g.passwordMatches(w, r, a, "password", user, password)
+	if answered {
+		return
+	}
+	if !match {
+		g.failAttempt(r, a, user)
+		g.audit(r, "password", "failure", user)
+		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
+		return
+	}
+	// A right password gives its slot back but resets nothing: only a
+	// completed sign-in does, or knowing the password would buy fresh
+	// code guesses.
+	g.releaseAttempt(a)
+	acct, err := g.cfg.Store.Account(user)
+	if err != nil {
+		g.internalError(w, r, "read account", err)
+		return
+	}
+	now := g.cfg.Clock.Now()
+	next := func(stage pendingStage, status, page string) {
+		if err := g.setPendingCookie(w, r, PendingLogin{User: user, Stage: stage, Issued: now, Redirect: redirect}); err != nil {
+			g.internalError(w, r, "set pending cookie", err)
+			return
+		}
+		g.audit(r, "password", "ok", user)
+		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
+	}
+	switch {
+	case acct.TOTPSecret != "":
+		next(stageSecondFactor, "2fa_required", "2fa")
+	case !g.cfg.Optional2FA:
+		next(stageEnroll, "enroll_required", "setup")
+	default:
+		g.completeSignIn(w, r, user, acct.Generation, now, "password")
+		g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
+	}
+}
+
+// completeSignIn starts the session, resets the user's failure counter and
+// logs the sign-in. Callers answer the request afterwards.
+func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time, method string) bool {
+	if err := g.cfg.Store.ResetFailures("user:" + user); err != nil {
+		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
+	}
+	if err := g.startSession(w, r, user, generation, now); err != nil {
+		g.internalError(w, r, "set session cookie", err)
+		return false
+	}
+	g.audit(r, "sign_in", "ok", user, methodField(method))
+	return true
+}

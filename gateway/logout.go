@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"net/http"
+)
+
+// Sign-out of one session or of every session (SPEC §3 flow 7).
+
+func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
+	if _, ok := g.readPost(w, r); !ok {
+		return
+	}
+	now := g.cfg.Clock.Now()
+	user := ""
+	if s, ok := g.readSession(r, now); ok {
+		user = s.User
+		// End the session on the server too, so a copy of the cookie
+		// taken before now is worthless.
+		if err := g.cfg.Store.RevokeSession(s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+			g.internalError(w, r, "end session", err)
+			return
+		}
+	} else if p, ok := g.readPending(r, now); ok {
+		user = p.User
+	}
+	g.clearCookie(w, r, g.cfg.CookieName)
+	g.clearCookie(w, r, g.pendingCookieName())
+	g.audit(r, "logout", "ok", user)
+	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+}
+
+func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
+	s, _, ok := g.requireSession(w, r, true)
+	if !ok {
+		return
+	}
+	if _, ok := g.readPost(w, r); !ok {
+		return
+	}
+	if _, err := g.cfg.Store.BumpGeneration(s.User); err != nil {
+		g.internalError(w, r, "end sessions", err)
+		return
+	}
+	g.clearCookie(w, r, g.cfg.CookieName)
+	g.clearCookie(w, r, g.pendingCookieName())
+	g.audit(r, "logout_all", "ok", s.User)
+	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+}

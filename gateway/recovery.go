@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"net/http"
+)
+
+// Backup codes after recovery and on request (SPEC §3 flow 5).
+
+func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
+	s, st, ok := g.requireSession(w, r, true)
+	if !ok {
+		return
+	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "regenerate_required": st.MustRegenerate})
+		return
+	}
+	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate,
+		Redirect: SafeRedirect(r.URL.Query().Get("redirect"))})
+}
+
+func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
+	s, st, ok := g.requireSession(w, r, true)
+	if !ok {
+		return
+	}
+	f, ok := g.readPost(w, r)
+	if !ok {
+		return
+	}
+	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
+	if !st.TOTPEnabled {
+		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Turn on two-factor authentication first.", "backup", pg)
+		return
+	}
+	a, acct, ok := g.beginAccountAttempt(w, r, "backup_codes_regenerated", s.User, "backup", pg)
+	if !ok {
+		return
+	}
+	if !st.MustRegenerate {
+		// Outside recovery a fresh set needs a current code: a borrowed
+		// session alone must not mint working codes.
+		_, match, err := g.checkSecondFactor(r, acct, f.get("code"), false)
+		if err != nil {
+			g.releaseAttempt(a)
+			g.internalError(w, r, "check code", err)
+			return
+		}
+		if !match {
+			g.failAttempt(r, a, s.User)
+			g.audit(r, "backup_codes_regenerated", "failure", s.User)
+			g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right.", "backup", pg)
+			return
+		}
+	}
+	var codes []string
+	var hashes [][]byte
+	var err error
+	if herr := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); herr != nil {
+		g.busy(w, r, a, "backup_codes_regenerated", s.User)
+		return
+	}
+	g.releaseAttempt(a)
+	if err == nil {
+		err = g.cfg.Store.ReplaceBackupCodes(s.User, hashes)
+	}
+	if err != nil {
+		g.internalError(w, r, "replace backup codes", err)
+		return
+	}
+	g.audit(r, "backup_codes_regenerated", "ok", s.User)
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
+		return
+	}
+	next := g.cfg.Prefix + "/account"
+	if st.MustRegenerate {
+		// Recovery interrupted a sign-in: go on to where it was headed.
+		next = SafeRedirect(f.get("redirect"))
+	}
+	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
+}

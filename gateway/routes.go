@@ -1,0 +1,48 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// The route table of the built-in pages under the prefix.
+
+// serveAuth routes the built-in pages. sub is the path below the prefix.
+func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) {
+	type route struct {
+		get, post func(http.ResponseWriter, *http.Request)
+	}
+	routes := map[string]route{
+		"":             {get: g.getIndex},
+		"login":        {get: g.getLogin, post: g.postLogin},
+		"2fa":          {get: g.getSecondFactor, post: g.postSecondFactor},
+		"setup":        {get: g.getSetup, post: g.postSetup},
+		"backup-codes": {get: g.getBackupCodes, post: g.postBackupCodes},
+		"account":      {get: g.getAccount},
+		"whoami":       {get: g.getWhoami},
+		"disable":      {post: g.postDisable},
+		"logout":       {post: g.postLogout},
+		"logout-all":   {post: g.postLogoutAll},
+	}
+	rt, ok := routes[sub]
+	if !ok {
+		g.problem(w, r, http.StatusNotFound, "not_found", "There is no such page.", "", page{Title: "Not found"})
+		return
+	}
+	switch {
+	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && rt.get != nil:
+		rt.get(w, r)
+	case r.Method == http.MethodPost && rt.post != nil:
+		rt.post(w, r)
+	default:
+		var allow []string
+		if rt.get != nil {
+			allow = append(allow, "GET", "HEAD")
+		}
+		if rt.post != nil {
+			allow = append(allow, "POST")
+		}
+		w.Header().Set("Allow", fmt.Sprint(allow))
+		jsonError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+}

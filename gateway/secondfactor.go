@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+)
+
+// The second-factor step (SPEC §3 flow 4).
+
+func (g *Gateway) getSecondFactor(w http.ResponseWriter, r *http.Request) {
+	p, ok := g.requirePending(w, r, stageSecondFactor)
+	if !ok {
+		return
+	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "2fa_required", "redirect": p.Redirect})
+		return
+	}
+	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User})
+}
+
+func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
+	p, ok := g.requirePending(w, r, stageSecondFactor)
+	if !ok {
+		return
+	}
+	f, ok := g.readPost(w, r)
+	if !ok {
+		return
+	}
+	pg := page{Title: "Two-factor authentication", User: p.User}
+	a, acct, ok := g.beginAccountAttempt(w, r, "second_factor", p.User, "2fa", pg)
+	if !ok {
+		return
+	}
+	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), true)
+	switch {
+	case errors.Is(err, ErrBusy):
+		g.busy(w, r, a, "second_factor", p.User)
+		return
+	case err != nil:
+		g.releaseAttempt(a)
+		g.internalError(w, r, "check code", err)
+		return
+	case !ok:
+		g.failAttempt(r, a, p.User)
+		g.audit(r, "second_factor", "failure", p.User)
+		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right. Check your app's clock and try the current code.", "2fa", pg)
+		return
+	}
+	g.releaseAttempt(a)
+	method := "totp"
+	if usedBackup {
+		method = "backup_code"
+		g.audit(r, "backup_code", "ok", p.User)
+	}
+	if !g.completeSignIn(w, r, p.User, acct.Generation, g.cfg.Clock.Now(), method) {
+		return
+	}
+	if usedBackup {
+		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(p.Redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": p.Redirect})
+		return
+	}
+	g.seeOther(w, r, p.Redirect, map[string]string{"status": "ok", "redirect": p.Redirect})
+}
