@@ -142,7 +142,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); err != nil {
+	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
 	}
