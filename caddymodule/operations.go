@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
 
@@ -91,11 +92,11 @@ type opReport struct {
 
 // listUsers lists every user the database or the configuration knows.
 func (d *database) listUsers(now time.Time) (userListing, error) {
-	accounts, err := d.db.Accounts()
+	accounts, err := operator.Accounts(d.db)
 	if err != nil {
 		return userListing{}, err
 	}
-	locks, err := d.db.Locks(now)
+	locks, err := operator.Locks(d.db, now)
 	if err != nil {
 		return userListing{}, err
 	}
@@ -240,7 +241,7 @@ func (d *database) addUser(name string, hash []byte) (opReport, error) {
 	if acct.PasswordHash != nil {
 		return opReport{}, alreadyAdded(name)
 	}
-	if err := d.db.SetPassword(name, hash); err != nil {
+	if err := operator.SetPassword(d.db, name, hash); err != nil {
 		return opReport{}, err
 	}
 	msg := fmt.Sprintf("Added %s. They set up their authenticator app at their first sign-in.", name)
@@ -270,10 +271,10 @@ func (d *database) setPassword(name string, hash []byte) (opReport, error) {
 	if acct.PasswordHash == nil {
 		return opReport{}, notInDatabase(name)
 	}
-	if err := d.db.SetPassword(name, hash); err != nil {
+	if err := operator.SetPassword(d.db, name, hash); err != nil {
 		return opReport{}, err
 	}
-	if _, err := d.db.BumpGeneration(name); err != nil {
+	if _, err := gateway.BumpGeneration(d.db, name); err != nil {
 		return opReport{}, err
 	}
 	return opReport{DB: d.path, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
@@ -292,7 +293,7 @@ func (d *database) removeUser(name string) (opReport, error) {
 	if err != nil {
 		return opReport{}, err
 	}
-	err = d.db.RemoveAccount(name)
+	err = operator.RemoveAccount(d.db, name)
 	if errors.Is(err, gateway.ErrNotFound) {
 		return opReport{}, refuse(http.StatusNotFound, "there is no user %s in the database", name)
 	}
@@ -315,7 +316,7 @@ func (d *database) resetTwoFactor(name string, now time.Time) (opReport, error) 
 		return opReport{}, err
 	}
 	config, known := d.configUsers()
-	err = d.db.ResetTOTP(name)
+	err = operator.ResetTOTP(d.db, name)
 	switch {
 	case errors.Is(err, gateway.ErrNotFound) && config[name]:
 		return opReport{DB: d.path, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
@@ -329,7 +330,7 @@ func (d *database) resetTwoFactor(name string, now time.Time) (opReport, error) 
 	}
 	msg := fmt.Sprintf("Reset the 2FA of %s and signed them out everywhere: "+
 		"their next sign-in, with their password, sets up a new authenticator app.", name)
-	if lock, err := d.db.LockState("user:"+name, now); err != nil {
+	if lock, err := operator.LockState(d.db, "user:"+name, now); err != nil {
 		return opReport{}, err
 	} else if lock != nil {
 		msg += fmt.Sprintf(" They are locked out until %s: `caddy totp-auth user unlock %s` lifts that.",
@@ -357,11 +358,11 @@ func (d *database) unlockIP(ip string, now time.Time) (opReport, error) {
 }
 
 func (d *database) unlock(key, what string, now time.Time) (opReport, error) {
-	c, err := d.db.Counter(key)
+	c, err := operator.Counter(d.db, key)
 	if err != nil {
 		return opReport{}, err
 	}
-	if err := d.db.Unlock(key); err != nil {
+	if err := operator.Unlock(d.db, key); err != nil {
 		return opReport{}, err
 	}
 	d.invalidateLocks()

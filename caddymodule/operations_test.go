@@ -54,7 +54,7 @@ func mustHash(t *testing.T, password string) []byte {
 func enrollUser(t *testing.T, d *database, user string) {
 	t.Helper()
 	now := time.Now()
-	e, err := d.db.PendingEnrollment(user, now, func() (gateway.Enrollment, error) {
+	e, err := gateway.PendingEnrollment(d.db, user, now, func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
 	})
 	if err != nil {
@@ -64,7 +64,7 @@ func enrollUser(t *testing.T, d *database, user string) {
 	for i := range codes {
 		codes[i] = mustHash(t, "code")
 	}
-	if err := d.db.ConfirmEnrollment(user, e.Secret, 1, codes, now); err != nil {
+	if err := gateway.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,11 +73,11 @@ func enrollUser(t *testing.T, d *database, user string) {
 func lock(t *testing.T, d *database, key string, now time.Time) {
 	t.Helper()
 	limits := []gateway.Limit{{Key: key, Max: 1}}
-	a, l, err := d.db.TakeAttempt(now, time.Hour, limits)
+	a, l, err := gateway.TakeAttempt(d.db, now, time.Hour, limits)
 	if err != nil || l != nil {
 		t.Fatalf("TakeAttempt: %v %v", l, err)
 	}
-	if _, err := d.db.FailAttempt(a, now, time.Hour); err != nil {
+	if _, err := gateway.FailAttempt(d.db, a, now, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

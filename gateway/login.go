@@ -87,7 +87,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 // completeSignIn starts the session, resets the user's failure counter and
 // logs the sign-in. Callers answer the request afterwards.
 func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time, method string) bool {
-	if err := g.cfg.Store.ResetFailures("user:" + user); err != nil {
+	if err := ResetFailures(g.cfg.Store, "user:"+user); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
 	if err := g.startSession(w, r, user, generation, now); err != nil {
