@@ -159,6 +159,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 		}
 	}
 	g.stripOwnCookies(r.Header)
+	g.stripIdentityTrailers(r)
 	r.Header.Set(g.cfg.UserHeader, s.User)
 	return s.User, true
 }
