@@ -31,6 +31,10 @@ func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 		"/%5Cevil.example":       "/",
 		" /app":                  "/",
 		"/.totp-auth/login?r=//": "/.totp-auth/login?r=//",
+		"/..//evil.example":      "/evil.example",
+		"/a/./b/../c/?x=/../":    "/a/c/?x=/../",
+		"/a//b":                  "/a/b",
+		"/%2e%2e//evil.example":  "/%2e%2e/evil.example",
 	}
 	for in, want := range tests {
 		if got := SafeRedirect(in); got != want {
