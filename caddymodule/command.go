@@ -30,6 +30,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
 
@@ -100,7 +101,7 @@ app at their first sign-in. A name that a ` + "`user`" + ` line in the Caddyfile
 defines is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/add", args[0], cost, true, (*database).addUser)
+			return o.changePassword("users/add", args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
 		},
 	}
 	add.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -112,7 +113,9 @@ it, and ends all their sessions. Users defined by a ` + "`user`" + ` line in the
 Caddyfile change their password there.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/passwd", args[0], cost, false, (*database).setPassword)
+			return o.changePassword("users/passwd", args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
+				return d.users().ChangePassword(name, hash)
+			})
 		},
 	}
 	passwd.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -122,7 +125,7 @@ Caddyfile change their password there.`,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return o.change("users/remove", adminRequest{User: args[0]}, false,
-				func(d *database) (opReport, error) { return d.removeUser(args[0]) })
+				func(d *database) (operator.Report, error) { return d.users().Remove(args[0]) })
 		},
 	}
 	var asJSON bool
@@ -142,7 +145,7 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return o.change("users/reset-2fa", adminRequest{User: args[0]}, false,
-				func(d *database) (opReport, error) { return d.resetTwoFactor(args[0], time.Now()) })
+				func(d *database) (operator.Report, error) { return d.users().ResetTwoFactor(args[0], time.Now()) })
 		},
 	}
 	var ip string
@@ -158,10 +161,10 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if ip != "" {
 				return o.change("users/unlock", adminRequest{IP: ip}, false,
-					func(d *database) (opReport, error) { return d.unlockIP(ip, time.Now()) })
+					func(d *database) (operator.Report, error) { return d.users().UnlockIP(ip, time.Now()) })
 			}
 			return o.change("users/unlock", adminRequest{User: args[0]}, false,
-				func(d *database) (opReport, error) { return d.unlockUser(args[0], time.Now()) })
+				func(d *database) (operator.Report, error) { return d.users().UnlockUser(args[0], time.Now()) })
 		},
 	}
 	unlock.Flags().StringVar(&ip, "ip", "", "unlock this client IP instead of a user")
@@ -410,7 +413,7 @@ func configuredPaths(dbs []configuredDB) string {
 }
 
 // change runs an operation that changes the database and prints its report.
-func (o *options) change(op string, req adminRequest, create bool, direct func(*database) (opReport, error)) error {
+func (o *options) change(op string, req adminRequest, create bool, direct func(*database) (operator.Report, error)) error {
 	t, err := o.connect(create)
 	if err != nil {
 		return err
@@ -422,7 +425,7 @@ func (o *options) change(op string, req adminRequest, create bool, direct func(*
 // changePassword runs an operation that sets user's password. The
 // password is asked for once the database is found, so that a database
 // that cannot be reached is reported before anyone types.
-func (o *options) changePassword(op, user string, cost int, create bool, direct func(*database, string, []byte) (opReport, error)) error {
+func (o *options) changePassword(op, user string, cost int, create bool, direct func(*database, string, []byte) (operator.Report, error)) error {
 	t, err := o.connect(create)
 	if err != nil {
 		return err
@@ -432,7 +435,7 @@ func (o *options) changePassword(op, user string, cost int, create bool, direct 
 	if err != nil {
 		return err
 	}
-	if err := passwordCheck(listing, op, user); err != nil {
+	if err := operator.CheckPassword(listing, op, user); err != nil {
 		return err
 	}
 	hash, err := o.readPasswordHash(user, cost)
@@ -440,11 +443,11 @@ func (o *options) changePassword(op, user string, cost int, create bool, direct 
 		return err
 	}
 	return o.apply(t, op, adminRequest{User: user, PasswordHash: string(hash)},
-		func(d *database) (opReport, error) { return direct(d, user, hash) })
+		func(d *database) (operator.Report, error) { return direct(d, user, hash) })
 }
 
-func (o *options) apply(t *target, op string, req adminRequest, direct func(*database) (opReport, error)) error {
-	var report opReport
+func (o *options) apply(t *target, op string, req adminRequest, direct func(*database) (operator.Report, error)) error {
+	var report operator.Report
 	var err error
 	if t.admin != nil {
 		req.DB = t.path
@@ -484,11 +487,11 @@ func (o *options) list(asJSON bool) error {
 }
 
 // users lists the users of the target's database.
-func (t *target) users() (userListing, error) {
+func (t *target) users() (operator.Listing, error) {
 	if t.admin == nil {
-		return t.offline.listUsers(time.Now())
+		return t.offline.users().List(time.Now())
 	}
-	var l userListing
+	var l operator.Listing
 	err := t.admin.call(http.MethodGet, "/totp-auth/users?db="+url.QueryEscape(t.path), nil, &l)
 	return l, err
 }
@@ -501,7 +504,7 @@ func (t *target) adminAddress() string {
 }
 
 // printUsers writes a listing as a table.
-func printUsers(w io.Writer, l userListing, now time.Time) {
+func printUsers(w io.Writer, l operator.Listing, now time.Time) {
 	if len(l.Users) == 0 {
 		fmt.Fprintln(w, "No users yet: add one with `caddy totp-auth user add <name>` or a `user` line in the Caddyfile.")
 	} else {
@@ -542,7 +545,7 @@ func printUsers(w io.Writer, l userListing, now time.Time) {
 }
 
 func untilText(t, now time.Time) string {
-	return fmt.Sprintf("%s (in %s)", formatTime(t), t.Sub(now).Round(time.Second))
+	return fmt.Sprintf("%s (in %s)", operator.FormatTime(t), t.Sub(now).Round(time.Second))
 }
 
 func (o *options) rotateKey() error {
@@ -654,7 +657,7 @@ func (o *options) readPasswordHash(user string, cost int) ([]byte, error) {
 	if cost < bcrypt.MinCost || cost > bcrypt.MaxCost {
 		return nil, fmt.Errorf("--cost must be between %d and %d", bcrypt.MinCost, bcrypt.MaxCost)
 	}
-	name, err := userName(user)
+	name, err := operator.UserName(user)
 	if err != nil {
 		return nil, err
 	}

@@ -355,3 +355,8 @@ func openDatabases() []*database {
 var (
 	_ caddy.Destructor = (*database)(nil)
 )
+
+// users is the operator's view of the database (package operator).
+func (d *database) users() *operator.Users {
+	return &operator.Users{Store: d.db, DB: d.path, ConfigUsers: d.configUsers, LocksChanged: d.invalidateLocks}
+}
