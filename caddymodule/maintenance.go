@@ -7,11 +7,11 @@ import (
 	"github.com/totp-auth/totp_auth/storage"
 )
 
-// This file holds what operators do to a database. The admin API calls
-// these on the database a running Caddy holds; the `caddy totp-auth`
-// commands call them on a database they opened themselves when Caddy is
-// not running. Either way each operation is written once, here, and so
-// are the sentences that report it.
+// This file holds what operators do that only the bbolt file allows: key
+// rotation and backup. The user operations work on any store and live in
+// package operator. The admin API calls these on the database a running
+// Caddy holds; the `caddy totp-auth` commands call them on a database they
+// opened themselves when Caddy is not running.
 
 // rotationReport answers `caddy totp-auth rotate-key`.
 type rotationReport struct {
