@@ -67,7 +67,11 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
-	uri := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	uri, err := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	if err != nil {
+		g.internalError(w, r, "build otpauth URI", err)
+		return
+	}
 	qr, err := qrDataURL(uri)
 	if err != nil {
 		g.internalError(w, r, "render QR code", err)
