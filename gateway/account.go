@@ -8,7 +8,7 @@ import (
 // The account page, whoami and disabling 2FA (SPEC §3 flow 6).
 
 func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -31,7 +31,7 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 }
 
 func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -43,7 +43,7 @@ func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -53,7 +53,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.cfg.Prefix + "/account"}
 	if !st.TOTPEnabled {
-		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Two-factor authentication is already off.", "", pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, "disable", s.User, "", pg)

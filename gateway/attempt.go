@@ -114,7 +114,7 @@ func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind, user 
 		g.paused.Add(-1)
 	}
 	w.Header().Set("Retry-After", "1")
-	g.problem(w, r, http.StatusServiceUnavailable, "busy", "The server is busy checking other sign-ins. Try again in a moment.", "", page{Title: "Busy"})
+	g.problem(w, r, problem{status: http.StatusServiceUnavailable, code: "busy", msg: "The server is busy checking other sign-ins. Try again in a moment."}, page{Title: "Busy"})
 }
 
 // checkPassword compares password with user's hash, or with the decoy

@@ -27,7 +27,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if p != nil && p.Stage == stageEnroll {
 		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
 	}
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return enrollee{}, false
 	}
@@ -55,7 +55,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.pending != nil && acct.TOTPSecret != "" {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -113,7 +113,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if acct.TOTPSecret != "" {
 		if e.pending != nil {
 			g.releaseAttempt(a)
-			g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 			return
 		}
 		// Replacing a working authenticator needs the password too, so a

@@ -34,7 +34,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := SafeRedirect(f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
-		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
 		return
 	}
 	if g.hashes.saturated() {
@@ -52,7 +52,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		g.failAttempt(r, a, user)
 		g.audit(r, "password", "failure", user)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password.", page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a

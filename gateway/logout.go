@@ -30,7 +30,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}

@@ -46,7 +46,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		g.failAttempt(r, a, p.User)
 		g.audit(r, "second_factor", "failure", p.User)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right. Check your app's clock and try the current code.", "2fa", pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right. Check your app's clock and try the current code.", page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)
