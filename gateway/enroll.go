@@ -106,7 +106,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		g.showSetup(w, r, e, status, msg)
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "enrollment", e.user, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventEnrollment, e.user, "", pg)
 	if !ok {
 		return
 	}
@@ -118,13 +118,13 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		// Replacing a working authenticator needs the password too, so a
 		// borrowed session cannot take over the second factor.
-		match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, f.get("password"))
+		match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, f.get("password"))
 		if answered {
 			return
 		}
 		if !match {
 			g.failAttempt(r, a, e.user)
-			g.audit(r, "enrollment", "failure", e.user)
+			g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
 			return
 		}
@@ -145,14 +145,14 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
 		g.failAttempt(r, a, e.user)
-		g.audit(r, "enrollment", "failure", e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
 		return
 	}
 	var codes []string
 	var hashes [][]byte
 	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
-		g.busy(w, r, a, "enrollment", e.user)
+		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}
 	if err == nil {
@@ -167,7 +167,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "confirm enrollment", err)
 		return
 	}
-	g.audit(r, "enrollment", "ok", e.user)
+	g.audit(r, EventEnrollment, OutcomeOK, e.user)
 	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, now, FactorEnrollment) {
 		return
 	}

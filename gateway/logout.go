@@ -25,7 +25,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
-	g.audit(r, "logout", "ok", user)
+	g.audit(r, EventLogout, OutcomeOK, user)
 	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
 }
 
@@ -43,6 +43,6 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	}
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
-	g.audit(r, "logout_all", "ok", s.User)
+	g.audit(r, EventLogoutAll, OutcomeOK, s.User)
 	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
 }

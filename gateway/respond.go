@@ -58,7 +58,7 @@ func (g *Gateway) readPost(w http.ResponseWriter, r *http.Request) (form, bool) 
 		return form{}, false
 	}
 	if !g.checkCSRF(r, f) {
-		g.audit(r, "csrf", "refused", "")
+		g.audit(r, EventCSRF, OutcomeRefused, "")
 		g.problem(w, r, problem{status: http.StatusForbidden, code: "csrf", msg: "This form has expired or came from another site. Reload the page and try again."}, page{Title: "Form expired"})
 		return form{}, false
 	}
