@@ -20,7 +20,7 @@ type enrollee struct {
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
 	now := g.cfg.Clock.Now()
 	if p, ok := g.readPending(r, now); ok && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: &p, redirect: p.Redirect}, true
+		return enrollee{user: p.User, pending: &p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {

@@ -39,6 +39,10 @@ type Gateway struct {
 	userHeaderKey string
 	hashes        *hashLimiter
 	sessions      sessionCache
+	// memberOf maps users to their groups; portal is PortalDomains.
+	memberOf map[string][]string
+	portal   []string
+	activity activity
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -85,6 +89,8 @@ func New(cfg Config) (*Gateway, error) {
 		userHeaderKey: headerKey(cfg.UserHeader),
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
 		decoyDone:     make(chan struct{}),
+		memberOf:      membership(cfg.Groups),
+		portal:        cfg.PortalDomains,
 	}
 	go g.decoyHash()
 	return g, nil
@@ -126,6 +132,7 @@ func (g *Gateway) decoyHash() []byte {
 // upstream; otherwise Handle has written the response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
+	stripGroups(r)
 	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
@@ -137,12 +144,15 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	case err != nil:
 		g.internalError(w, r, "check session", err)
 		return "", false
-	case s == nil:
+	case !g.sessionPasses(s, state):
 		g.gateRefuse(w, r)
 		return "", false
 	case state.MustRegenerate:
 		g.securityHeaders(w)
 		g.requireRegeneration(w, r)
+		return "", false
+	case !g.allows(g.cfg.Allow, s.User):
+		g.forbidden(w, r, s.User)
 		return "", false
 	}
 	if now.Sub(s.LastSeen) >= g.slideAfter() {
@@ -154,6 +164,9 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	}
 	g.stripOwnCookies(r.Header)
 	r.Header.Set(g.cfg.UserHeader, s.User)
+	if groups := g.groupsValue(s.User); groups != "" {
+		r.Header.Set(GroupsHeader, groups)
+	}
 	return s.User, true
 }
 

@@ -12,7 +12,7 @@ func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
-	redirect := SafeRedirect(r.URL.Query().Get("redirect"))
+	redirect := g.safeRedirect(r, r.URL.Query().Get("redirect"))
 	if s, _, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && !wantsJSON(r) {
 		http.Redirect(w, r, redirect, http.StatusSeeOther)
 		return
@@ -31,7 +31,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	user := CanonicalUser(f.get("username"))
 	password := f.get("password")
-	redirect := SafeRedirect(f.get("redirect"))
+	redirect := g.safeRedirect(r, f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
 		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)

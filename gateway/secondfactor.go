@@ -58,9 +58,10 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	if !g.completeSignIn(w, r, p.User, acct.Generation, g.cfg.Clock.Now(), method) {
 		return
 	}
+	redirect := g.safeRedirect(r, p.Redirect)
 	if usedBackup {
-		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(p.Redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": p.Redirect})
+		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": redirect})
 		return
 	}
-	g.seeOther(w, r, p.Redirect, map[string]string{"status": "ok", "redirect": p.Redirect})
+	g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 }

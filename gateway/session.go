@@ -146,10 +146,12 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 	if v.kind != kindSession || v.user == "" {
 		return Session{}, false
 	}
-	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
+	// Verify answers cannot slide the cookie; the server remembers them.
+	lastSeen := g.activity.lastSeen(v.id, v.lastSeen)
+	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
-	return Session{User: v.user, ID: v.id, Generation: v.gen, Issued: v.issued, LastSeen: v.lastSeen}, true
+	return Session{User: v.user, ID: v.id, Generation: v.gen, Issued: v.issued, LastSeen: lastSeen}, true
 }
 
 // readPending returns the request's pending login if authentic and younger
