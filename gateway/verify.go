@@ -201,6 +201,9 @@ func (g *Gateway) fromForwarded(h http.Header) (original, error) {
 	if proto != "http" && proto != "https" {
 		return original{}, fmt.Errorf("X-Forwarded-Proto %q is neither http nor https", proto)
 	}
+	if _, ok := g.portalHost(host); !ok {
+		return original{}, fmt.Errorf("X-Forwarded-Host %q is not a host[:port] under the portal's domains", host)
+	}
 	if !strings.HasPrefix(uri, "/") {
 		return original{}, fmt.Errorf("X-Forwarded-Uri %q is not a path", uri)
 	}
