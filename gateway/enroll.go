@@ -159,7 +159,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "enrollment", "ok", e.user)
-	if e.pending != nil && !g.completeSignIn(w, r, e.user, acct.Generation, now, "enrollment") {
+	// The session starts now, not when the request came in: making the
+	// backup codes takes a while, and a short idle_timeout would count it.
+	if e.pending != nil && !g.completeSignIn(w, r, e.user, acct.Generation, g.cfg.Clock.Now(), "enrollment") {
 		return
 	}
 	if wantsJSON(r) {

@@ -274,10 +274,17 @@ func letters(s string) bool {
 
 // queryPolicy reads the per-app policy a caller may add to the verify URI:
 // ?allow_users=a,b&allow_groups=g. A list given but empty, a parameter
-// given twice, an unknown group or an unknown parameter is refused.
+// given twice or an unknown group is refused. Other parameters are the
+// app's own: Caddy's forward_auth keeps the original query unless its uri
+// sets one. A client can add these parameters to its own request only
+// when the caller's verify URI has no query; they then only narrow who
+// passes, since the block's policy applies as well.
 func (g *Gateway) queryPolicy(q url.Values) (Policy, error) {
 	var p Policy
 	for name, vals := range q {
+		if name != "allow_users" && name != "allow_groups" {
+			continue
+		}
 		if len(vals) != 1 {
 			return Policy{}, fmt.Errorf("verify parameter %s is given %d times", name, len(vals))
 		}
@@ -296,8 +303,6 @@ func (g *Gateway) queryPolicy(q url.Values) (Policy, error) {
 			p.Users = list
 		case "allow_groups":
 			p.Groups = list
-		default:
-			return Policy{}, fmt.Errorf("unknown verify parameter %q: use allow_users and allow_groups", name)
 		}
 	}
 	if err := checkPolicy(p, g.cfg.Groups, "verify URI"); err != nil {

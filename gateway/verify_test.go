@@ -235,7 +235,8 @@ func TestVerify_BlockAndAppPoliciesGive403(t *testing.T) {
 		{alice, "?allow_users=", 400},
 		{alice, "?allow_users=bob,", 400},
 		{alice, "?allow_users=bob&allow_users=alice", 400},
-		{alice, "?allow_user=alice", 400},
+		{alice, "?allow_user=bob&x=1", 200}, // the app's own query, kept by forward_auth
+		{bob, "?x=1&allow_groups=admins", 403},
 	}
 	for _, tt := range tests {
 		r := tt.c.verify("verify"+tt.query, forwarded(), "application/json")
