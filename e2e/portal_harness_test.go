@@ -76,10 +76,18 @@ type portalSetup struct {
 }
 
 // portalURL, appURL and nginxURL are the origins browsers see.
-func (s *portalSetup) portalURL() string { return fmt.Sprintf("http://auth.%s:%d", portalDomain, s.portalPort) }
-func (s *portalSetup) appURL() string    { return fmt.Sprintf("http://app.%s:%d", portalDomain, s.appPort) }
-func (s *portalSetup) wikiURL() string   { return fmt.Sprintf("http://wiki.%s:%d", portalDomain, s.appPort) }
-func (s *portalSetup) nginxURL() string  { return fmt.Sprintf("http://app.%s:%d", portalDomain, s.nginxPort) }
+func (s *portalSetup) portalURL() string {
+	return fmt.Sprintf("http://auth.%s:%d", portalDomain, s.portalPort)
+}
+func (s *portalSetup) appURL() string {
+	return fmt.Sprintf("http://app.%s:%d", portalDomain, s.appPort)
+}
+func (s *portalSetup) wikiURL() string {
+	return fmt.Sprintf("http://wiki.%s:%d", portalDomain, s.appPort)
+}
+func (s *portalSetup) nginxURL() string {
+	return fmt.Sprintf("http://app.%s:%d", portalDomain, s.nginxPort)
+}
 
 // startPortal starts the portal for users (alice in admins and staff, bob
 // in staff, carol in no group; the portal lets admins and staff through)
