@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -100,47 +99,10 @@ func (g *Gateway) groupsValue(user string) string {
 	return strings.Join(g.memberOf[user], ",")
 }
 
-// sessionPasses reports whether a session proves enough to pass a block
-// or a verify request.
-func (g *Gateway) sessionPasses(s *Session, st SessionState) bool {
-	return s != nil
-}
-
-// stripGroups removes every spelling of GroupsHeader from the client's
-// request headers and trailers, so the upstream sees only what the gateway
-// sets.
-func stripGroups(r *http.Request) {
-	stripHeaderKey(r.Header, groupsHeaderKey)
-	if len(r.Trailer) > 0 {
-		stripHeaderKey(r.Trailer, groupsHeaderKey)
-		r.Body = &trailerStripper{ReadCloser: r.Body, r: r, key: groupsHeaderKey}
-	}
-}
-
-// stripHeaderKey deletes every name in h that headerKey folds to key.
-func stripHeaderKey(h http.Header, key string) {
-	for name := range h {
-		if len(name) == len(key) && headerKey(name) == key {
-			delete(h, name)
-		}
-	}
-}
-
-// trailerStripper removes a header from the request's trailers once the
-// body is read to its end, which is when the server fills them in.
-type trailerStripper struct {
-	io.ReadCloser
-	r   *http.Request
-	key string
-}
-
-func (t *trailerStripper) Read(p []byte) (int, error) {
-	n, err := t.ReadCloser.Read(p)
-	if err != nil {
-		stripHeaderKey(t.r.Trailer, t.key)
-	}
-	return n, err
-}
+// verifyAdmits reports whether s may pass a verify request: only a
+// session proven with a second factor, whatever this block requires of
+// its own pages (SPEC §12).
+func verifyAdmits(s Session) bool { return s.Level >= LevelTwoFactor }
 
 // forbidden answers a signed-in user whom the policy does not let pass:
 // 403, with a page naming the user and offering to sign out or to sign in

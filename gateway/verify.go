@@ -77,7 +77,7 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		g.internalError(w, r, "check session", err)
 		return
 	}
-	if !g.sessionPasses(s, st) {
+	if s == nil || !verifyAdmits(*s) {
 		g.verifySignIn(w, r, flavor, portal+g.cfg.Prefix+"/login?redirect="+url.QueryEscape(o.url))
 		return
 	}

@@ -430,3 +430,26 @@ func TestVerify_WithoutPortalIsNotFound(t *testing.T) {
 		t.Fatalf("verify without portal domains: %d, want 404", r.StatusCode)
 	}
 }
+
+// Verify passes only sessions proven with a second factor, also where the
+// portal's own block lets password-only sessions in; the login page then
+// asks for the second factor instead of bouncing the browser back to an
+// app that would send it here again.
+func TestVerify_PasswordOnlySessionIsAskedForTheSecondFactor(t *testing.T) {
+	e := portalEnv(t, func(c *gateway.Config) { c.Optional2FA = true })
+	c := e.client()
+	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword, "redirect": appURL})
+	if r.StatusCode != 200 || r.JSON["status"] != "ok" {
+		t.Fatalf("password-only sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	if r := c.getJSON("/portal-page"); r.StatusCode != 200 {
+		t.Fatalf("the portal's own block: %d, want 200 for a password-only session", r.StatusCode)
+	}
+	if r := c.verify("verify", forwarded(), "application/json"); r.StatusCode != http.StatusUnauthorized || r.Header.Get("Remote-User") != "" {
+		t.Fatalf("verify with a password-only session: %d Remote-User %q, want 401", r.StatusCode, r.Header.Get("Remote-User"))
+	}
+	r = c.getHTML("/.totp-auth/login?redirect=" + url.QueryEscape(appURL))
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/setup" {
+		t.Fatalf("login page for an app behind verify: %d Location %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
+	}
+}
