@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -40,6 +41,10 @@ var subdirectives = []struct{ name, args string }{
 	{"drift", "<steps>"},
 	{"user_header", "<name>"},
 	{"user", "<name> <password-hash>"},
+	{"group", "<name> <user>..."},
+	{"allow_users", "<user>..."},
+	{"allow_groups", "<group>..."},
+	{"portal", "<domain>..."},
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -62,9 +67,15 @@ var subdirectives = []struct{ name, args string }{
 //	    drift               <steps>
 //	    user_header         <name>
 //	    user                <name> <password-hash>
+//	    group               <name> <user>...
+//	    allow_users         <user>...
+//	    allow_groups        <group>...
+//	    portal              <domain>...
 //	}
 //
-// Every subdirective is optional; user may be repeated. The defaults are
+// Every subdirective is optional; user and group may be repeated. A group
+// named in allow_groups must be defined by a group line of the same block
+// (snippets brought in with import reuse groups across blocks). The defaults are
 // documented on the fields of TOTPAuth. Secrets (encryption_key,
 // session_keys) may be placeholders such as {env.TOTP_AUTH_KEY}, which are
 // read when the configuration is loaded.
@@ -82,13 +93,16 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("totp_auth takes no arguments on its own line, only a block of settings: totp_auth { ... }")
 	}
 	seen := make(map[string]bool)
+	// allow_groups is checked against the groups once the block is read,
+	// since a group line may come after it.
+	var allowGroupsAt string
 	for d.NextBlock(0) {
 		name := d.Val()
 		args, known := usage(name)
 		if !known {
 			return d.Errf("unknown totp_auth setting %q: use one of %s", name, settingNames())
 		}
-		if name != "user" && seen[name] {
+		if name != "user" && name != "group" && seen[name] {
 			return d.Errf("%s is set twice in this totp_auth block: keep one", name)
 		}
 		seen[name] = true
@@ -162,11 +176,47 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.UserHeader = v
 		case "user":
 			err = t.addUser(d, vals[0], vals[1])
+		case "group":
+			err = t.addGroup(d, vals)
+		case "allow_users":
+			t.AllowUsers = vals
+		case "allow_groups":
+			t.AllowGroups = vals
+			allowGroupsAt = d.Errf("").Error()
+		case "portal":
+			for _, domain := range vals {
+				if _, perr := gateway.PortalDomain(domain); perr != nil {
+					return d.Errf("portal: %v", perr)
+				}
+			}
+			t.Portal = vals
 		}
 		if err != nil {
 			return err
 		}
 	}
+	for _, group := range t.AllowGroups {
+		if _, ok := t.Groups[group]; !ok {
+			return fmt.Errorf("allow_groups names group %q, which this totp_auth block does not define: add `group %s <user>...` to it%s",
+				group, group, allowGroupsAt)
+		}
+	}
+	return nil
+}
+
+// addGroup records one `group <name> <user>...` line.
+func (t *TOTPAuth) addGroup(d *caddyfile.Dispenser, vals []string) error {
+	if len(vals) < 2 {
+		return d.Errf("group %s has no members: write it as `group <name> <user>...`", vals[0])
+	}
+	name := vals[0]
+	if _, dup := t.Groups[name]; dup {
+		return d.Errf("group %s is defined twice in this totp_auth block: keep one line", name)
+	}
+	if t.Groups == nil {
+		t.Groups = make(map[string][]string)
+	}
+	t.Groups[name] = vals[1:]
 	return nil
 }
 

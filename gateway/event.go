@@ -17,6 +17,7 @@ const (
 	EventLogoutAll              EventKind = "logout_all"
 	EventLockout                EventKind = "lockout"
 	EventCSRF                   EventKind = "csrf"
+	EventAccess                 EventKind = "access"
 )
 
 // Outcome is how a security event ended.
@@ -24,11 +25,12 @@ type Outcome string
 
 // The outcomes of events.
 const (
-	OutcomeOK      Outcome = "ok"
-	OutcomeFailure Outcome = "failure"
-	OutcomeLocked  Outcome = "locked"
-	OutcomeRefused Outcome = "refused"
-	OutcomeBusy    Outcome = "busy"
+	OutcomeOK        Outcome = "ok"
+	OutcomeFailure   Outcome = "failure"
+	OutcomeLocked    Outcome = "locked"
+	OutcomeRefused   Outcome = "refused"
+	OutcomeBusy      Outcome = "busy"
+	OutcomeForbidden Outcome = "forbidden"
 )
 
 // Event is one security-relevant outcome, as logged and counted.
