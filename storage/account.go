@@ -154,7 +154,7 @@ func (db *DB) Account(user string) (gateway.Account, error) {
 		a.MustRegenerate = rec.MustRegenerate
 		a.Generation = rec.Generation
 		if rec.TOTPSecret != nil {
-			secret, err := db.keys.Load().open(purposeTOTPSecret, user, rec.TOTPSecret)
+			secret, err := db.keys.Load().Open(purposeTOTPSecret, user, rec.TOTPSecret)
 			if err != nil {
 				return fmt.Errorf("decrypt totp secret of %q: %w", user, err)
 			}
@@ -177,7 +177,7 @@ func (db *DB) PendingEnrollment(user string, now time.Time, create func() (gatew
 			return err
 		}
 		if p := rec.Pending; p != nil && now.UnixNano() < p.Expires {
-			secret, err := db.keys.Load().open(purposePendingSecret, user, p.Secret)
+			secret, err := db.keys.Load().Open(purposePendingSecret, user, p.Secret)
 			if err != nil {
 				return fmt.Errorf("decrypt pending enrollment: %w", err)
 			}
@@ -192,7 +192,7 @@ func (db *DB) PendingEnrollment(user string, now time.Time, create func() (gatew
 		if err != nil {
 			return err
 		}
-		sealed, err := db.keys.Load().seal(id, purposePendingSecret, user, []byte(fresh.Secret))
+		sealed, err := db.keys.Load().Seal(id, purposePendingSecret, user, []byte(fresh.Secret))
 		if err != nil {
 			return fmt.Errorf("encrypt pending enrollment: %w", err)
 		}
@@ -217,7 +217,7 @@ func (db *DB) ConfirmEnrollment(user, secret string, step int64, backupHashes []
 			return gateway.ErrNoEnrollment
 		}
 		keys := db.keys.Load()
-		pending, err := keys.open(purposePendingSecret, user, p.Secret)
+		pending, err := keys.Open(purposePendingSecret, user, p.Secret)
 		if err != nil {
 			return fmt.Errorf("decrypt pending enrollment: %w", err)
 		}
@@ -228,7 +228,7 @@ func (db *DB) ConfirmEnrollment(user, secret string, step int64, backupHashes []
 		if err != nil {
 			return err
 		}
-		if rec.TOTPSecret, err = keys.seal(id, purposeTOTPSecret, user, pending); err != nil {
+		if rec.TOTPSecret, err = keys.Seal(id, purposeTOTPSecret, user, pending); err != nil {
 			return fmt.Errorf("encrypt totp secret: %w", err)
 		}
 		rec.LastStep = step
@@ -378,7 +378,7 @@ func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error))
 			purpose string
 			value   []byte
 		}{{keySessionHash, purposeSessionHash, hashKey}, {keySessionBlock, purposeSessionBlock, blockKey}} {
-			sealed, err := keys.seal(id, f.purpose, "", f.value)
+			sealed, err := keys.Seal(id, f.purpose, "", f.value)
 			if err != nil {
 				return fmt.Errorf("encrypt %s: %w", f.key, err)
 			}
@@ -402,10 +402,10 @@ func (db *DB) readSessionKeys(tx *bolt.Tx) (hashKey, blockKey []byte, found bool
 		return nil, nil, false, nil
 	}
 	keys := db.keys.Load()
-	if hashKey, err = keys.open(purposeSessionHash, "", h); err != nil {
+	if hashKey, err = keys.Open(purposeSessionHash, "", h); err != nil {
 		return nil, nil, false, fmt.Errorf("decrypt session hash key: %w", err)
 	}
-	if blockKey, err = keys.open(purposeSessionBlock, "", b); err != nil {
+	if blockKey, err = keys.Open(purposeSessionBlock, "", b); err != nil {
 		return nil, nil, false, fmt.Errorf("decrypt session block key: %w", err)
 	}
 	return hashKey, blockKey, true, nil
