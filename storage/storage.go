@@ -52,7 +52,6 @@ var (
 	keySessionBlock = []byte("session_block_key")
 )
 
-
 // Options configures Open. The zero value is not enough: Keys needs one key.
 type Options struct {
 	// Keys are the encryption keys for the secrets at rest. Keys[0] is the
