@@ -44,21 +44,16 @@ func (db *DB) updateCounters(keys []string, change func(load func(string) (gatew
 			batch.Queue("SELECT pg_advisory_xact_lock($1)", id)
 		}
 		loaded := make(map[string]gateway.Counter, len(keys))
-		batch.Queue("SELECT key, window_start, locked_until, failures, in_flight FROM counters WHERE key = ANY($1)", keys).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var (
-						c            gateway.Counter
-						start, until int64
-					)
-					if err := rows.Scan(&c.Key, &start, &until, &c.Failures, &c.InFlight); err != nil {
-						return err
-					}
-					c.WindowStart, c.LockedUntil = fromUnixNano(start), fromUnixNano(until)
-					loaded[c.Key] = c
+		batch.Queue("SELECT "+counterColumns+" FROM counters WHERE key = ANY($1)", keys).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				c, err := scanCounter(rows)
+				if err != nil {
+					return err
 				}
-				return rows.Err()
-			})
+				loaded[c.Key] = c
+			}
+			return rows.Err()
+		})
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return fmt.Errorf("lock and read counters: %w", err)
 		}
