@@ -148,3 +148,13 @@ func (db *DB) inTx(fn func(ctx context.Context, tx pgx.Tx) error) error {
 	defer cancel()
 	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
 }
+
+// Describe names the database connString points at, without its password,
+// for logs and messages; "" if it does not parse.
+func Describe(connString string) string {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return ""
+	}
+	return "postgres " + describe(cfg)
+}
