@@ -19,8 +19,13 @@ type enrollee struct {
 
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
 	now := g.cfg.Clock.Now()
-	if p, ok := g.readPending(r, now); ok && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: &p, redirect: p.Redirect}, true
+	p, _, err := g.pending(r, now)
+	if err != nil {
+		g.internalError(w, r, "check pending sign-in", err)
+		return enrollee{}, false
+	}
+	if p != nil && p.Stage == stageEnroll {
+		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {
@@ -142,7 +147,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); err != nil {
+	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
 	}
@@ -159,7 +164,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "enrollment", "ok", e.user)
-	if e.pending != nil && !g.completeSignIn(w, r, e.user, acct.Generation, now, "enrollment") {
+	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, now, FactorEnrollment) {
 		return
 	}
 	if wantsJSON(r) {
