@@ -120,6 +120,11 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 // and without an error.
 var errUnchanged = errors.New("unchanged")
 
+// testHookLocked, when set by a test, runs after updateAccount has read
+// (and locked) the row and before it changes it: a test of a race makes
+// the window wide, so that it would fail every time without the lock.
+var testHookLocked func()
+
 // updateAccount runs change on user's locked row in one transaction and
 // saves the result, unless change returns an error. Saving marks the
 // account stored.
@@ -128,6 +133,9 @@ func (db *DB) updateAccount(user string, change func(ctx context.Context, tx pgx
 		r, err := lockAccount(ctx, tx, user)
 		if err != nil {
 			return err
+		}
+		if testHookLocked != nil {
+			testHookLocked()
 		}
 		if err := change(ctx, tx, &r); err != nil {
 			return err
