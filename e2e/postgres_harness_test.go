@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -134,4 +135,62 @@ func on(from *client, port int) *client {
 	u, _ := url.Parse(other.base)
 	other.base = fmt.Sprintf("http://%s:%d", u.Hostname(), port)
 	return other
+}
+
+// rowLock holds a row lock on one row of the store's tables, as a slow
+// transaction of another instance would, until release is called. A race
+// test holds it while its requests arrive, so that they all reach their
+// transactions before any of them may finish: without the store's own
+// locking they would then all act on the same stale row.
+type rowLock struct {
+	t    *testing.T
+	conn *pgx.Conn
+	dsn  string
+}
+
+func lockRow(t *testing.T, dsn, table, column, value string) *rowLock {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &rowLock{t: t, conn: conn, dsn: dsn}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err = conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM totp_auth.%s WHERE %s = $1 FOR UPDATE) AS locked", table, column), value).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Fatalf("no %s row with %s = %q to lock", table, column, value)
+	}
+	return l
+}
+
+// releaseAfterWaiters waits until n other sessions wait for a lock (or d
+// passes), and a little longer for more to queue up, then ends the
+// transaction holding the row.
+func (l *rowLock) releaseAfterWaiters(n int, d time.Duration) {
+	l.t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		var waiting int
+		err := l.conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&waiting)
+		if err != nil {
+			l.t.Fatal(err)
+		}
+		if waiting >= n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := l.conn.Exec(ctx, "ROLLBACK"); err != nil {
+		l.t.Fatal(err)
+	}
 }
