@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,7 +14,9 @@ import (
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-// accountRow is one row of the accounts table, secrets still sealed.
+// accountRow is one row of the accounts table, secrets still sealed. A
+// row with Stored false keeps only the generation of a removed user, so
+// that sessions of the name stay ended if it is added again.
 type accountRow struct {
 	Stored         bool
 	PasswordHash   []byte
@@ -44,21 +48,95 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
 		return r, fmt.Errorf("decode revoked sessions: %w", err)
 	}
+	if len(r.BackupCodes) == 0 {
+		r.BackupCodes = nil
+	}
 	return r, nil
 }
 
-// sessionState is what the hot path needs of r.
-func (r accountRow) sessionState() gateway.SessionState {
-	st := gateway.SessionState{
-		Generation:     r.Generation,
+// withheld is r in the form the gateway works on, with its secrets
+// withheld (see gateway.Store.Accounts): it decrypts nothing.
+func withheld(user string, r accountRow) gateway.Account {
+	if !r.Stored {
+		return gateway.Account{Name: user, Generation: r.Generation}
+	}
+	a := gateway.Account{
+		Name:           user,
+		PasswordHash:   r.PasswordHash,
+		LastStep:       r.LastStep,
+		BackupCodes:    r.BackupCodes,
 		MustRegenerate: r.MustRegenerate,
-		TOTPEnabled:    r.TOTPSecret != nil,
-		PasswordSet:    r.PasswordHash != nil,
+		Generation:     r.Generation,
+		Revoked:        r.Revoked,
+		Stored:         true,
 	}
-	if len(r.Revoked) > 0 {
-		st.RevokedSessions = gateway.RevokedString(r.Revoked)
+	if r.TOTPSecret != nil {
+		a.TOTPSecret = gateway.SecretWithheld
 	}
-	return st
+	if r.PendingSecret != nil {
+		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires)}
+	}
+	return a
+}
+
+// account decrypts r into the form the gateway works on.
+func (db *DB) account(user string, r accountRow) (gateway.Account, error) {
+	a := withheld(user, r)
+	if !r.Stored {
+		return a, nil
+	}
+	keys := db.keys.Load()
+	if r.TOTPSecret != nil {
+		secret, err := keys.Open(secrets.PurposeTOTPSecret, user, r.TOTPSecret)
+		if err != nil {
+			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
+		}
+		a.TOTPSecret = string(secret)
+	}
+	if r.PendingSecret != nil {
+		secret, err := keys.Open(secrets.PurposePendingSecret, user, r.PendingSecret)
+		if err != nil {
+			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
+		}
+		a.Pending.Secret = string(secret)
+	}
+	return a, nil
+}
+
+// row seals a into the stored form. Secrets a did not change keep their
+// ciphertext from old, the row a was loaded from.
+func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old accountRow) (accountRow, error) {
+	if a.Removed {
+		return accountRow{Generation: a.Generation}, nil
+	}
+	r := accountRow{
+		Stored:         true,
+		PasswordHash:   a.PasswordHash,
+		LastStep:       a.LastStep,
+		BackupCodes:    a.BackupCodes,
+		MustRegenerate: a.MustRegenerate,
+		Generation:     a.Generation,
+		Revoked:        a.Revoked,
+	}
+	var err error
+	switch {
+	case a.TOTPSecret == "":
+	case a.TOTPSecret == was.TOTPSecret:
+		r.TOTPSecret = old.TOTPSecret
+	default:
+		if r.TOTPSecret, err = db.seal(ctx, tx, secrets.PurposeTOTPSecret, a.Name, []byte(a.TOTPSecret)); err != nil {
+			return r, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
+		}
+	}
+	if p := a.Pending; p != nil {
+		r.PendingExpires = p.Expires.UnixNano()
+		if was.Pending != nil && was.Pending.Secret == p.Secret {
+			r.PendingSecret = old.PendingSecret
+		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
+			return r, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
+		}
+	}
+	return r, nil
 }
 
 // loadAccount reads user's row; a user without one yields the zero row.
@@ -94,18 +172,18 @@ func lockAccount(ctx context.Context, tx pgx.Tx, user string) (accountRow, error
 
 // saveAccount writes r as user's row (locked by lockAccount).
 func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) error {
-	revoked, err := json.Marshal(r.Revoked)
-	if err != nil {
-		return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
-	}
-	if r.Revoked == nil {
-		revoked = []byte("[]")
+	revoked := []byte("[]")
+	if len(r.Revoked) > 0 {
+		var err error
+		if revoked, err = json.Marshal(r.Revoked); err != nil {
+			return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
+		}
 	}
 	codes := r.BackupCodes
 	if codes == nil {
 		codes = [][]byte{}
 	}
-	_, err = tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
+	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
@@ -116,37 +194,65 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	return nil
 }
 
-// errUnchanged, returned by a change, ends its transaction without writing
-// and without an error.
-var errUnchanged = errors.New("unchanged")
-
-// testHookLocked, when set by a test, runs after updateAccount has read
+// testHookLocked, when set by a test, runs after UpdateAccount has read
 // (and locked) the row and before it changes it: a test of a race makes
 // the window wide, so that it would fail every time without the lock.
 var testHookLocked func()
 
-// updateAccount runs change on user's locked row in one transaction and
-// saves the result, unless change returns an error. Saving marks the
-// account stored.
-func (db *DB) updateAccount(user string, change func(ctx context.Context, tx pgx.Tx, r *accountRow) error) error {
+// UpdateAccount implements gateway.Store: one transaction holding the
+// user's row (SELECT … FOR UPDATE), so updates of one user from every
+// instance queue, and the trigger tells every instance once it commits.
+func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+	var fnErr error
 	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
-		r, err := lockAccount(ctx, tx, user)
+		old, err := lockAccount(ctx, tx, user)
 		if err != nil {
 			return err
 		}
 		if testHookLocked != nil {
 			testHookLocked()
 		}
-		if err := change(ctx, tx, &r); err != nil {
+		was, err := db.account(user, old)
+		if err != nil {
 			return err
 		}
-		r.Stored = true
+		// fn changes a copy: was stays as loaded, to compare secrets with.
+		a := was
+		a.PasswordHash = bytes.Clone(was.PasswordHash)
+		a.BackupCodes = cloneCodes(was.BackupCodes)
+		a.Revoked = append([]gateway.Revocation(nil), was.Revoked...)
+		if was.Pending != nil {
+			p := *was.Pending
+			a.Pending = &p
+		}
+		if fnErr = fn(&a); fnErr != nil {
+			return fnErr
+		}
+		a.Name = user
+		r, err := db.row(ctx, tx, a, was, old)
+		if err != nil {
+			return err
+		}
 		return saveAccount(ctx, tx, user, r)
 	})
-	if errors.Is(err, errUnchanged) {
+	if fnErr != nil && err == fnErr {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("update account %q: %w", user, err)
+	}
+	return nil
+}
+
+func cloneCodes(codes [][]byte) [][]byte {
+	if len(codes) == 0 {
 		return nil
 	}
-	return err
+	out := make([][]byte, len(codes))
+	for i, c := range codes {
+		out[i] = bytes.Clone(c)
+	}
+	return out
 }
 
 // Account implements gateway.Store.
@@ -154,27 +260,47 @@ func (db *DB) Account(user string) (gateway.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	r, err := loadAccount(ctx, db.pool, user, false)
-	if err != nil || !r.Stored {
+	if err != nil {
 		return gateway.Account{Name: user}, err
 	}
-	a := gateway.Account{
-		Name:           user,
-		Stored:         true,
-		PasswordHash:   r.PasswordHash,
-		LastStep:       r.LastStep,
-		BackupCodes:    r.BackupCodes,
-		MustRegenerate: r.MustRegenerate,
-		Generation:     r.Generation,
-	}
-	if r.TOTPSecret != nil {
-		secret, err := db.keys.Load().Open(secrets.PurposeTOTPSecret, user, r.TOTPSecret)
-		if err != nil {
-			return gateway.Account{Name: user}, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
-		}
-		a.TOTPSecret = string(secret)
+	a, err := db.account(user, r)
+	if err != nil {
+		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
 	}
 	return a, nil
 }
+
+// Accounts implements gateway.Store.
+func (db *DB) Accounts() ([]gateway.Account, error) {
+	ctx, cancel := db.op()
+	defer cancel()
+	rows, err := db.pool.Query(ctx, "SELECT name, "+accountColumns+" FROM accounts WHERE stored ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	defer rows.Close()
+	var list []gateway.Account
+	for rows.Next() {
+		var name string
+		r, err := scanAccount(prefixed{rows, &name})
+		if err != nil {
+			return nil, fmt.Errorf("list accounts: %w", err)
+		}
+		list = append(list, withheld(name, r))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return list, nil
+}
+
+// prefixed scans one column into first, then the rest as scanAccount asks.
+type prefixed struct {
+	row   pgx.Row
+	first *string
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
 
 // seal seals plain for purpose and user under the key the database
 // currently uses.

@@ -151,7 +151,7 @@ func (db *DB) readSessionState(user string) (gateway.SessionState, error) {
 	if err != nil {
 		return gateway.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
 	}
-	return r.sessionState(), nil
+	return gateway.SessionStateOf(withheld(user, r)), nil
 }
 
 // listen keeps a connection LISTENing, reconnecting when it drops.

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,7 +31,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 			defer wg.Done()
 			db := instances[i%2]
 			<-start
-			a, lock, err := db.TakeAttempt(t0, 15*time.Minute, limits)
+			a, lock, err := gateway.TakeAttempt(db, t0, 15*time.Minute, limits)
 			if err != nil {
 				t.Error(err)
 				return
@@ -39,7 +40,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 				return
 			}
 			evaluated.Add(1)
-			if _, err := db.FailAttempt(a, t0, 15*time.Minute); err != nil {
+			if _, err := gateway.FailAttempt(db, a, t0, 15*time.Minute); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -49,8 +50,12 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 	if n := evaluated.Load(); n > max {
 		t.Fatalf("%d guesses evaluated, want at most %d", n, max)
 	}
-	c, err := instances[0].Counter("user:alice")
-	if err != nil {
+	var c gateway.Counter
+	err := instances[0].UpdateCounters([]string{"user:alice"}, func(cs map[string]*gateway.Counter) error {
+		c = *cs["user:alice"]
+		return errors.New("read only")
+	})
+	if err == nil || err.Error() != "read only" {
 		t.Fatal(err)
 	}
 	if c.Failures != int(evaluated.Load()) || c.InFlight != 0 {
@@ -65,11 +70,11 @@ func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	window := time.Minute
 	limits := []gateway.Limit{{Key: "user:alice", Max: 5}}
-	at, _, err := a.TakeAttempt(t0, window, limits)
+	at, _, err := gateway.TakeAttempt(a, t0, window, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.FailAttempt(at, t0, window); err != nil {
+	if _, err := gateway.FailAttempt(a, at, t0, window); err != nil {
 		t.Fatal(err)
 	}
 
@@ -82,16 +87,16 @@ func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", lockPruning, b.schema); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := a.PruneCounters(t0.Add(2*window), window); err != nil || n != 0 {
+	if n, err := gateway.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 0 {
 		t.Fatalf("pruned %d (%v) while another instance prunes, want 0", n, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := a.PruneCounters(t0.Add(window/2), window); err != nil || n != 0 {
+	if n, err := gateway.PruneCounters(a, t0.Add(window/2), window); err != nil || n != 0 {
 		t.Fatalf("pruned %d (%v) inside the window, want 0", n, err)
 	}
-	if n, err := a.PruneCounters(t0.Add(2*window), window); err != nil || n != 1 {
+	if n, err := gateway.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v) after the window, want 1", n, err)
 	}
 }

@@ -71,7 +71,7 @@ func warm(t *testing.T, db *DB) {
 func TestRace_TOTPStepAcceptedOnceAcrossInstances(t *testing.T) {
 	n := race(t,
 		func(db *DB) { enroll(t, db, "alice") },
-		func(db *DB) error { return db.AcceptStep("alice", 1000) },
+		func(db *DB) error { return gateway.AcceptStep(db, "alice", 1000) },
 		gateway.ErrStepReused)
 	if n != 1 {
 		t.Fatalf("one time step accepted %d times, want once", n)
@@ -83,11 +83,11 @@ func TestRace_BackupCodeSpentOnceAcrossInstances(t *testing.T) {
 	n := race(t,
 		func(db *DB) {
 			enroll(t, db, "alice")
-			if err := db.ReplaceBackupCodes("alice", [][]byte{code, []byte("$2a$10$fakehash.two")}); err != nil {
+			if err := gateway.ReplaceBackupCodes(db, "alice", [][]byte{code, []byte("$2a$10$fakehash.two")}); err != nil {
 				t.Fatal(err)
 			}
 		},
-		func(db *DB) error { return db.UseBackupCode("alice", code) },
+		func(db *DB) error { return gateway.UseBackupCode(db, "alice", code) },
 		gateway.ErrCodeUsed)
 	if n != 1 {
 		t.Fatalf("one backup code spent %d times, want once", n)

@@ -18,10 +18,10 @@ func enroll(t testing.TB, db *DB, user string) {
 	create := func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{Secret: secretA, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := db.PendingEnrollment(user, t0, create); err != nil {
+	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.ConfirmEnrollment(user, secretA, 1, nil, t0); err != nil {
+	if err := gateway.ConfirmEnrollment(db, user, secretA, 1, nil, t0); err != nil {
 		t.Fatal(err)
 	}
 }
