@@ -25,7 +25,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 		return enrollee{}, false
 	}
 	if p != nil && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
+		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {
@@ -164,7 +164,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "enrollment", "ok", e.user)
-	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, now, FactorEnrollment) {
+	// The session starts now, not when the request came in: making the
+	// backup codes takes a while, and a short idle_timeout would count it.
+	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
 		return
 	}
 	if wantsJSON(r) {

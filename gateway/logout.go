@@ -7,7 +7,8 @@ import (
 // Sign-out of one session or of every session (SPEC §3 flow 7).
 
 func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
-	if _, ok := g.readPost(w, r); !ok {
+	f, ok := g.readPost(w, r)
+	if !ok {
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -26,7 +27,12 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, "logout", "ok", user)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	next := g.cfg.Prefix + "/login"
+	if target := f.get("redirect"); target != "" {
+		// "Sign in as someone else": the login page, going on to target.
+		next = g.loginAgainURL(r, target)
+	}
+	g.seeOther(w, r, next, map[string]string{"status": "ok"})
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
