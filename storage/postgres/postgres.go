@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,10 @@ import (
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
+
+// defaultMaxConns is the size of the connection pool unless the
+// connection string sets pool_max_conns.
+const defaultMaxConns = 16
 
 // DefaultSchema is where the tables live when Options.Schema is empty.
 const DefaultSchema = "totp_auth"
@@ -104,6 +109,11 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 	if err != nil {
 		// pgx's message may quote the string, password included.
 		return nil, errors.New("postgres: the connection string does not parse: write it as a libpq keyword/value string (host=… dbname=…) or a postgres:// URL")
+	}
+	if !strings.Contains(connString, "pool_max_conns") {
+		// pgx's default (4 on small machines) is too few once requests
+		// queue for a contended lock: heartbeats would queue behind them.
+		cfg.MaxConns = defaultMaxConns
 	}
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	cfg.ConnConfig.RuntimeParams["application_name"] = "totp_auth"
