@@ -36,11 +36,20 @@ const port = 5432
 // accept connections.
 const startTimeout = 30 * time.Second
 
+// Options configures StartWith.
+type Options struct {
+	// Durable keeps PostgreSQL's own defaults for fsync and
+	// synchronous_commit, for measurements; tests leave them off, which
+	// is faster and loses nothing a test needs.
+	Durable bool
+}
+
 // Server is one running cluster. Its methods are safe for concurrent use.
 type Server struct {
 	bin  string // directory with initdb and postgres
 	dir  string // temp dir: data/ and the socket
 	cred *syscall.Credential
+	opts Options
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -48,9 +57,12 @@ type Server struct {
 	dbs  atomic.Int64
 }
 
-// Start creates a cluster and starts its server. Call Stop when done
+// Start creates a cluster and starts its server. Call Close when done
 // (from TestMain, after m.Run).
-func Start() (*Server, error) {
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// StartWith is Start with options.
+func StartWith(opts Options) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -59,7 +71,7 @@ func Start() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create cluster directory: %w", err)
 	}
-	s := &Server{bin: bin, dir: dir}
+	s := &Server{bin: bin, dir: dir, opts: opts}
 	if err := s.init(); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -125,9 +137,12 @@ func (s *Server) start() error {
 		return fmt.Errorf("create server log: %w", err)
 	}
 	defer log.Close()
-	cmd := s.command("postgres", "-D", s.dataDir(), "-p", strconv.Itoa(port), "-k", s.dir,
-		"-c", "listen_addresses=", "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
+	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(port), "-k", s.dir,
+		"-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=32MB"}
+	if !s.opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := s.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
