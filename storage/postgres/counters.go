@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/totp-auth/totp_auth/gateway"
 )
@@ -63,55 +64,73 @@ func (db *DB) counterLockIDs(keys []string) []int64 {
 	return slices.Compact(ids)
 }
 
-// UpdateCounters implements gateway.Store: the locks, the read and (in a
-// second round trip) the writes of one transaction.
+// UpdateCounters implements gateway.Store: one transaction in two round
+// trips, the first taking the locks and reading, the second writing and
+// committing. Attempts on one key queue for its lock, so the fewer round
+// trips a transaction holds it, the more failures per second one key
+// records.
 func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
-	var fnErr error
-	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
-		batch := &pgx.Batch{}
-		// A counter transaction does not wait for its commit to reach the
-		// disk: attempts on one key queue behind each other's locks, and
-		// a flush each would bound a flood's failures to the disk's
-		// flushes per second. A crash of the database server may forget
-		// the last fraction of a second of failures (at most three
-		// wal_writer_delay); it never leaves a counter half written.
-		batch.Queue("SET LOCAL synchronous_commit TO OFF")
-		for _, id := range db.counterLockIDs(keys) {
-			batch.Queue("SELECT pg_advisory_xact_lock($1)", id)
-		}
-		cs := make(map[string]*gateway.Counter, len(keys))
-		for _, k := range keys {
-			cs[k] = &gateway.Counter{Key: k}
-		}
-		batch.Queue("SELECT "+counterColumns+" FROM counters WHERE key = ANY($1)", keys).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				c, err := scanCounter(rows)
-				if err != nil {
-					return err
-				}
-				*cs[c.Key] = c
-			}
-			return rows.Err()
-		})
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-			return fmt.Errorf("lock and read counters: %w", err)
-		}
-		if fnErr = fn(cs); fnErr != nil {
-			return fnErr
-		}
-		return putCounters(ctx, tx, keys, cs)
-	})
-	if fnErr != nil && err == fnErr {
-		return fnErr
-	}
+	ctx, cancel := db.op()
+	defer cancel()
+	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("update counters: %w", err)
+	}
+	// A connection left in a transaction by an error below is not reused:
+	// the pool closes any connection that is not idle when released.
+	defer conn.Release()
+
+	cs := make(map[string]*gateway.Counter, len(keys))
+	for _, k := range keys {
+		cs[k] = &gateway.Counter{Key: k}
+	}
+	read := &pgx.Batch{}
+	read.Queue("BEGIN")
+	// A counter transaction does not wait for its commit to reach the
+	// disk: with a flush each, a flood's failures would be bounded by the
+	// disk's flushes per second. A crash of the database server may forget
+	// the last fraction of a second of failures (at most three
+	// wal_writer_delay); it never leaves a counter half written.
+	read.Queue("SET LOCAL synchronous_commit TO OFF")
+	for _, id := range db.counterLockIDs(keys) {
+		read.Queue("SELECT pg_advisory_xact_lock($1)", id)
+	}
+	read.Queue("SELECT "+counterColumns+" FROM counters WHERE key = ANY($1)", keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			c, err := scanCounter(rows)
+			if err != nil {
+				return err
+			}
+			*cs[c.Key] = c
+		}
+		return rows.Err()
+	})
+	if err := conn.SendBatch(ctx, read).Close(); err != nil {
+		rollback(conn)
+		return fmt.Errorf("update counters: lock and read: %w", err)
+	}
+	if err := fn(cs); err != nil {
+		rollback(conn)
+		return err
+	}
+	write := counterWrites(keys, cs)
+	write.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, write).Close(); err != nil {
+		rollback(conn)
+		return fmt.Errorf("update counters: write: %w", err)
 	}
 	return nil
 }
 
-// putCounters saves the counters under keys, deleting the empty ones.
-func putCounters(ctx context.Context, tx pgx.Tx, keys []string, cs map[string]*gateway.Counter) error {
+// rollback ends the transaction on conn, if it still can.
+func rollback(conn *pgxpool.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, _ = conn.Exec(ctx, "ROLLBACK")
+}
+
+// counterWrites saves the counters under keys, deleting the empty ones.
+func counterWrites(keys []string, cs map[string]*gateway.Counter) *pgx.Batch {
 	batch := &pgx.Batch{}
 	for _, k := range slices.Compact(slices.Sorted(slices.Values(keys))) {
 		c := *cs[k]
@@ -125,10 +144,7 @@ func putCounters(ctx context.Context, tx pgx.Tx, keys []string, cs map[string]*g
 				locked_until = EXCLUDED.locked_until, failures = EXCLUDED.failures, in_flight = EXCLUDED.in_flight`,
 			k, unixNano(c.WindowStart), unixNano(c.LockedUntil), c.Failures, c.InFlight)
 	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("write counters: %w", err)
-	}
-	return nil
+	return batch
 }
 
 // Counters implements gateway.Store.
