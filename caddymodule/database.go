@@ -29,7 +29,7 @@ var databases = caddy.NewUsagePool()
 // db_path share one database; the offline commands make one of their own.
 type database struct {
 	path   string
-	db     *storage.DB
+	db     store
 	logger *zap.Logger
 
 	// keyMu is held for writing while the key changes, and for reading
