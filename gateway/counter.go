@@ -122,6 +122,7 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 	}
 	cs := counterSet{load: load}
 	starts := make([]time.Time, len(limits))
+	failures := make([]int, len(limits))
 	for i, l := range limits {
 		c, err := cs.get(l.Key)
 		if err != nil {
@@ -141,11 +142,12 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 		c.InFlight++
 		cs.set(c)
 		starts[i] = c.WindowStart
+		failures[i] = c.Failures
 	}
 	if lock != nil {
 		return Attempt{}, lock, nil, nil
 	}
-	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts}, nil, cs.changed(), nil
+	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts, Failures: failures}, nil, cs.changed(), nil
 }
 
 // ReleaseSlots is Store.ReleaseAttempt over the counters load returns (see

@@ -14,6 +14,7 @@ import (
 type enrollee struct {
 	user     string
 	pending  *PendingLogin
+	session  *Session // the signed-in user's session, when not pending
 	redirect string
 }
 
@@ -26,7 +27,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if !ok {
 		return enrollee{}, false
 	}
-	return enrollee{user: s.User, redirect: g.cfg.Prefix + "/account"}, true
+	return enrollee{user: s.User, session: s, redirect: g.cfg.Prefix + "/account"}, true
 }
 
 var errEnrollmentExpired = errors.New("enrollment expired")
@@ -72,10 +73,20 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		writeJSON(w, status, map[string]string{"secret": enr.Secret, "otpauth_uri": uri, "qr_png": qr})
 		return
 	}
+	moving := acct.TOTPSecret != ""
 	g.render(w, r, status, "setup", page{
-		Title: "Set up two-factor authentication", User: e.user, QR: template.URL(qr), Secret: enr.Secret,
-		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "", Error: errMsg,
+		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
+		Expires: inWords(enr.Expires.Sub(now)), NeedPassword: moving, Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
+}
+
+// setupTitle names the setup page: a first enrollment, or a move to a new
+// authenticator app.
+func setupTitle(moving bool) string {
+	if moving {
+		return "Move to a new authenticator app"
+	}
+	return "Set up two-factor authentication"
 }
 
 func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +98,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Set up two-factor authentication", Continue: g.cfg.Prefix + "/setup"}
+	pg := page{Title: setupTitle(e.pending == nil), Continue: g.cfg.Prefix + "/setup"}
 	// refuse answers API clients with the error code and shows browsers
 	// the setup form again, with the message.
 	refuse := func(status int, code, msg string) {
@@ -114,9 +125,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !match {
-			g.failAttempt(r, a, e.user)
+			note := g.failAttempt(r, a, e.user)
 			g.audit(r, "enrollment", "failure", e.user)
-			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
+			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password."+note)
 			return
 		}
 	}
@@ -135,9 +146,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	code, _ := normalizeTOTPCode(f.get("code"))
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
-		g.failAttempt(r, a, e.user)
+		note := g.failAttempt(r, a, e.user)
 		g.audit(r, "enrollment", "failure", e.user)
-		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
+		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key."+g.serverTime()+note)
 		return
 	}
 	var codes []string
@@ -159,12 +170,13 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "enrollment", "ok", e.user)
-	if e.pending != nil && !g.completeSignIn(w, r, e.user, acct.Generation, now, "enrollment") {
+	if e.pending == nil {
+		g.showCodesOnce(w, r, *e.session, codesMoved, codes, e.redirect)
 		return
 	}
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backup_codes": codes})
+	s, ok := g.completeSignIn(w, r, e.user, acct.Generation, now, "enrollment")
+	if !ok {
 		return
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "Two-factor authentication is on", Codes: codes, Continue: e.redirect})
+	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)
 }

@@ -50,9 +50,9 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, user)
+		note := g.failAttempt(r, a, user)
 		g.audit(r, "password", "failure", user)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
+		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password."+note, "login", p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a
@@ -86,14 +86,15 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 
 // completeSignIn starts the session, resets the user's failure counter and
 // logs the sign-in. Callers answer the request afterwards.
-func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time, method string) bool {
+func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time, method string) (Session, bool) {
 	if err := g.cfg.Store.ResetFailures("user:" + user); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
-	if err := g.startSession(w, r, user, generation, now); err != nil {
+	s, err := g.startSession(w, r, user, generation, now)
+	if err != nil {
 		g.internalError(w, r, "set session cookie", err)
-		return false
+		return Session{}, false
 	}
 	g.audit(r, "sign_in", "ok", user, methodField(method))
-	return true
+	return s, true
 }

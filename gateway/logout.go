@@ -26,7 +26,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, "logout", "ok", user)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneSignedOut), map[string]string{"status": "ok"})
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
@@ -44,5 +44,5 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, "logout_all", "ok", s.User)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneSignedOutEverywhere), map[string]string{"status": "ok"})
 }

@@ -47,9 +47,9 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !match {
-			g.failAttempt(r, a, s.User)
+			note := g.failAttempt(r, a, s.User)
 			g.audit(r, "backup_codes_regenerated", "failure", s.User)
-			g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right.", "backup", pg)
+			g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right."+g.serverTime()+note, "backup", pg)
 			return
 		}
 	}
@@ -69,14 +69,10 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "backup_codes_regenerated", "ok", s.User)
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
-		return
-	}
-	next := g.cfg.Prefix + "/account"
+	next, reason := g.accountURL(f.get("redirect")), codesRegenerated
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
-		next = SafeRedirect(f.get("redirect"))
+		next, reason = SafeRedirect(f.get("redirect")), codesRecovered
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
+	g.showCodesOnce(w, r, *s, reason, codes, next)
 }

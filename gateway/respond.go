@@ -104,12 +104,14 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 	return PendingLogin{}, false
 }
 
-// startSession signs user in and ends any pending login.
-func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time) error {
+// startSession signs user in, ends any pending login and returns the new
+// session.
+func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time) (Session, error) {
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return err
+		return Session{}, err
 	}
 	g.clearCookie(w, r, g.pendingCookieName())
-	return g.setSessionCookie(w, r, Session{User: user, ID: binary.BigEndian.Uint64(id[:]), Generation: generation, Issued: now, LastSeen: now})
+	s := Session{User: user, ID: binary.BigEndian.Uint64(id[:]), Generation: generation, Issued: now, LastSeen: now}
+	return s, g.setSessionCookie(w, r, s)
 }

@@ -44,9 +44,9 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "check code", err)
 		return
 	case !ok:
-		g.failAttempt(r, a, p.User)
+		note := g.failAttempt(r, a, p.User)
 		g.audit(r, "second_factor", "failure", p.User)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right. Check your app's clock and try the current code.", "2fa", pg)
+		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right."+g.serverTime()+note, "2fa", pg)
 		return
 	}
 	g.releaseAttempt(a)
@@ -55,7 +55,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		method = "backup_code"
 		g.audit(r, "backup_code", "ok", p.User)
 	}
-	if !g.completeSignIn(w, r, p.User, acct.Generation, g.cfg.Clock.Now(), method) {
+	if _, ok := g.completeSignIn(w, r, p.User, acct.Generation, g.cfg.Clock.Now(), method); !ok {
 		return
 	}
 	if usedBackup {
