@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -88,7 +89,8 @@ const (
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	op := strings.TrimPrefix(r.URL.Path, "/totp-auth/")
 	if op == "databases" || op == "users" {
-		if r.Method != http.MethodGet {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
 			return apiError(http.StatusMethodNotAllowed, "use GET")
 		}
 		if op == "databases" {
@@ -110,7 +112,13 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
 		return apiError(http.StatusMethodNotAllowed, "use POST")
+	}
+	// Only JSON, as Caddy's own /load takes: a browser cannot send it
+	// across origins without a preflight, which the admin endpoint refuses.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return apiError(http.StatusUnsupportedMediaType, "send the request body as Content-Type: application/json")
 	}
 	var req adminRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))

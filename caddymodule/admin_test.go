@@ -20,8 +20,17 @@ import (
 // endpoint would, and returns the recorder and the handler's error.
 func adminCall(t *testing.T, method, target, body string) (*httptest.ResponseRecorder, error) {
 	t.Helper()
+	return adminCallAs(t, method, target, "application/json", body)
+}
+
+// adminCallAs is adminCall with the body sent as contentType.
+func adminCallAs(t *testing.T, method, target, contentType, body string) (*httptest.ResponseRecorder, error) {
+	t.Helper()
 	a := &AdminAPI{logger: zap.NewNop()}
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	rec := httptest.NewRecorder()
 	return rec, a.serve(rec, req)
 }
@@ -54,6 +63,32 @@ func TestAdminAPI_ChangesNeedPOST(t *testing.T) {
 	}
 	if _, err := adminCall(t, http.MethodPost, "/totp-auth/users", `{"db":"`+db+`"}`); apiStatus(t, err) != http.StatusMethodNotAllowed {
 		t.Errorf("POST users: %v, want 405", err)
+	}
+}
+
+func TestAdminAPI_ChangesNeedAJSONBody(t *testing.T) {
+	db := adminDB(t)
+	body := `{"db":"` + db + `","user":"carol"}`
+	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		if _, err := adminCallAs(t, http.MethodPost, "/totp-auth/users/unlock", ct, body); apiStatus(t, err) != http.StatusUnsupportedMediaType {
+			t.Errorf("POST with Content-Type %q: %v, want 415", ct, err)
+		}
+	}
+	if _, err := adminCallAs(t, http.MethodPost, "/totp-auth/users/unlock", "application/json; charset=utf-8", body); err != nil {
+		t.Errorf("POST with JSON: %v", err)
+	}
+}
+
+func TestAdminAPI_WrongMethodNamesTheAllowedOnes(t *testing.T) {
+	db := adminDB(t)
+	for _, tc := range []struct{ method, op, allow string }{
+		{http.MethodGet, "users/unlock", "POST"},
+		{http.MethodPost, "users", "GET, HEAD"},
+	} {
+		rec, err := adminCall(t, tc.method, "/totp-auth/"+tc.op+"?db="+db, `{"db":"`+db+`"}`)
+		if apiStatus(t, err) != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: %v, Allow %q, want 405 with Allow %q", tc.method, tc.op, err, rec.Header().Get("Allow"), tc.allow)
+		}
 	}
 }
 

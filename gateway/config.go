@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Defaults for the zero values of Config.
@@ -22,6 +23,10 @@ const (
 	DefaultMaxFailuresPerIP = 50
 	DefaultDrift            = 1
 	DefaultUserHeader       = "Remote-User"
+	// DefaultBackupCodeCost keeps a check of all ten backup-code hashes
+	// near one cost-14 password check's CPU; 40 bits per code and the
+	// lockout carry the rest.
+	DefaultBackupCodeCost = 10
 
 	// PendingTTL is how long a pending cookie (password checked, second
 	// factor not yet) stays valid.
@@ -85,6 +90,11 @@ type Config struct {
 	// checked at once; 0 means one. HashQueue is how many more may wait;
 	// 0 means 8. Anything beyond is refused at once with 503.
 	HashWorkers, HashQueue int
+	// BackupCodeCost is the bcrypt cost of the backup-code hashes made at
+	// enrollment and regeneration. 0 means DefaultBackupCodeCost (10); it
+	// must lie between bcrypt.MinCost (4) and bcrypt.MaxCost (31). Only
+	// tests have a reason to lower it.
+	BackupCodeCost int
 	// BusyPause is how long a request refused for a full hashing queue is
 	// held before its 503 goes out. It is refused at once (it never waits
 	// for, or takes, a hashing slot); the pause only keeps clients that
@@ -141,6 +151,9 @@ func (c *Config) setDefaults() {
 	if c.HashQueue <= 0 {
 		c.HashQueue = 8
 	}
+	if c.BackupCodeCost == 0 {
+		c.BackupCodeCost = DefaultBackupCodeCost
+	}
 	if c.BusyPause == 0 {
 		c.BusyPause = 500 * time.Millisecond
 	}
@@ -168,6 +181,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("cookie_name %q is not a valid cookie name: use letters, digits, '_' or '-'", c.CookieName)
 	case !validName(c.UserHeader):
 		return fmt.Errorf("user_header %q is not a valid header name", c.UserHeader)
+	case c.BackupCodeCost < bcrypt.MinCost || c.BackupCodeCost > bcrypt.MaxCost:
+		return fmt.Errorf("backup code cost %d is out of range: use %d to %d (default %d)", c.BackupCodeCost, bcrypt.MinCost, bcrypt.MaxCost, DefaultBackupCodeCost)
 	case (c.SessionHashKey == nil) != (c.SessionBlockKey == nil):
 		return errors.New("session_keys needs both a hash key and a block key")
 	}

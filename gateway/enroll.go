@@ -20,8 +20,13 @@ type enrollee struct {
 
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
 	now := g.cfg.Clock.Now()
-	if p, ok := g.readPending(r, now); ok && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: &p, redirect: p.Redirect}, true
+	p, _, err := g.pending(r, now)
+	if err != nil {
+		g.internalError(w, r, "check pending sign-in", err)
+		return enrollee{}, false
+	}
+	if p != nil && p.Stage == stageEnroll {
+		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {
@@ -153,7 +158,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); err != nil {
+	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
 	}
@@ -174,8 +179,14 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.showCodesOnce(w, r, *e.session, codesMoved, codes, e.redirect)
 		return
 	}
-	s, ok := g.completeSignIn(w, r, e.user, acct.Generation, now, "enrollment")
-	if !ok {
+	// The session's id is chosen here, so the codes can be bound to it.
+	id, err := newSessionID()
+	if err != nil {
+		g.internalError(w, r, "start session", err)
+		return
+	}
+	s := Session{User: e.user, ID: id, Generation: acct.Generation}
+	if !g.completeSignIn(w, r, s, now, FactorEnrollment) {
 		return
 	}
 	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)

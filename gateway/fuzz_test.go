@@ -43,8 +43,9 @@ func FuzzSafeRedirect(f *testing.F) {
 
 func FuzzCookieDecode(f *testing.F) {
 	codec := newCookieCodec(make([]byte, 64), make([]byte, 32))
-	good, _ := codec.encode("c", kindSession, 0, time.Unix(1e9, 0), time.Unix(1e9, 0), 3, 7, "alice", "")
-	pending, _ := codec.encode("c", kindPending, stageEnroll, time.Unix(1e9, 0), time.Unix(1e9, 0), 0, 0, "bob", "/app?x=1")
+	t0 := time.Unix(1e9, 0)
+	good, _ := codec.encode("c", cookieValue{kind: kindSession, level: LevelTwoFactor, factor: FactorTOTP, issued: t0, lastSeen: t0, expires: t0.Add(time.Hour), gen: 3, id: 7, credential: 9, user: "alice"})
+	pending, _ := codec.encode("c", cookieValue{kind: kindPending, stage: stageEnroll, issued: t0, lastSeen: t0, gen: 2, user: "bob", redirect: "/app?x=1"})
 	for _, s := range []string{good, pending, "", "garbage", good[:len(good)/2], strings.Repeat("A", 300)} {
 		f.Add(s)
 	}
@@ -54,7 +55,7 @@ func FuzzCookieDecode(f *testing.F) {
 			return
 		}
 		// Only values this codec signed decode at all; they round-trip.
-		again, err := codec.encode("c", v.kind, v.stage, v.issued, v.lastSeen, v.gen, v.id, v.user, v.redirect)
+		again, err := codec.encode("c", v)
 		if err != nil {
 			t.Fatalf("decoded value does not encode again: %v", err)
 		}
@@ -67,9 +68,14 @@ func FuzzCookieDecode(f *testing.F) {
 func FuzzCookieLayout(f *testing.F) {
 	// The binary layout under the signature, as if a key had leaked: no
 	// input may panic or yield a user name longer than the value.
-	f.Add(append([]byte{cookieVersion, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 5}, "alice"...))
+	header := func(userLen byte) []byte {
+		b := []byte{cookieVersion, byte(kindSession), 0, byte(LevelTwoFactor), byte(FactorTOTP)}
+		b = append(b, make([]byte, cookieHeaderLen-len(b)-1)...)
+		return append(b, userLen)
+	}
+	f.Add(append(header(5), "alice"...))
 	f.Add([]byte{})
-	f.Add([]byte{cookieVersion, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 255})
+	f.Add(header(255))
 	codec := newCookieCodec(make([]byte, 64), make([]byte, 32))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		value, err := codec.sc.Encode("c", raw)

@@ -45,6 +45,8 @@ type Gateway struct {
 	sessions      sessionCache
 	// posted remembers the one-time form tokens posted to this process.
 	posted postedTokens
+	// credentials fingerprints each configured user's password hash.
+	credentials map[string]uint64
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -90,6 +92,7 @@ func New(cfg Config) (*Gateway, error) {
 		pages:         pages,
 		userHeaderKey: headerKey(cfg.UserHeader),
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
+		credentials:   credentials(hashKey, cfg.Users),
 		decoyDone:     make(chan struct{}),
 	}
 	go g.decoyHash()
@@ -146,6 +149,9 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	case s == nil:
 		g.gateRefuse(w, r)
 		return "", false
+	case !g.Admits(*s):
+		g.stepUp(w, r, s, state, r.URL.RequestURI())
+		return "", false
 	case state.MustRegenerate:
 		g.securityHeaders(w)
 		g.requireRegeneration(w, r)
@@ -159,6 +165,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 		}
 	}
 	g.stripOwnCookies(r.Header)
+	g.stripIdentityTrailers(r)
 	r.Header.Set(g.cfg.UserHeader, s.User)
 	return s.User, true
 }
@@ -185,8 +192,10 @@ func (g *Gateway) authPath(path string) (string, bool) {
 
 // session returns the request's valid session and its stored state, or a
 // nil session when there is none: no cookie, a forged or expired one, one
-// ended by logout or from before a logout-all, or one of a user who no
-// longer exists.
+// ended by logout or from before a logout-all, one proven against a
+// password hash the configuration no longer holds, or one of a user who
+// no longer exists. Whether the session is enough for this block is
+// Admits' question.
 func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionState, error) {
 	s, ok := g.readSession(r, now)
 	if !ok {
@@ -196,13 +205,34 @@ func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionStat
 	if err != nil {
 		return nil, SessionState{}, err
 	}
-	if _, configured := g.cfg.Users[s.User]; !configured && !st.PasswordSet {
-		return nil, SessionState{}, nil
-	}
-	if st.Generation != s.Generation || st.Revoked(s.ID) {
+	if !g.current(s.User, s.Generation, s.Credential, st) || st.Revoked(s.ID) {
 		return nil, SessionState{}, nil
 	}
 	return &s, st, nil
+}
+
+// stepUp answers a request whose session is below this block's level as a
+// sign-in still pending: the password was proven, the second factor (or
+// the enrollment) is still due. Browsers go to that step; API clients get
+// 401 naming it, with the pending cookie to continue.
+func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, target string) {
+	stage, step := stageSecondFactor, "2fa"
+	if !st.TOTPEnabled {
+		stage, step = stageEnroll, "setup"
+	}
+	p := PendingLogin{User: s.User, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: SafeRedirect(target),
+		Generation: s.Generation, Credential: s.Credential}
+	if err := g.setPendingCookie(w, r, p); err != nil {
+		g.internalError(w, r, "set pending cookie", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if acceptsHTML(r) && !wantsJSON(r) {
+		http.Redirect(w, r, g.cfg.Prefix+"/"+step, http.StatusSeeOther)
+		return
+	}
+	status := map[string]string{"2fa": "2fa_required", "setup": "enroll_required"}[step]
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": status, "redirect": p.Redirect})
 }
 
 // gateRefuse answers a request without a session: browsers go to the login

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -23,6 +24,33 @@ func (g *Gateway) stripIdentity(h http.Header) {
 			delete(h, name)
 		}
 	}
+}
+
+// stripIdentityTrailers removes the identity header from the request's
+// trailers: those the client declared now, and those that arrive after
+// the body, at the moment the body is read to its end (which is when
+// net/http fills them in, and when a proxy copies them on).
+func (g *Gateway) stripIdentityTrailers(r *http.Request) {
+	g.stripIdentity(r.Trailer)
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, g: g}
+	}
+}
+
+// trailerGuard strips the identity header from r.Trailer once the body
+// it wraps reaches its end, before the reader learns of the end.
+type trailerGuard struct {
+	io.ReadCloser
+	r *http.Request
+	g *Gateway
+}
+
+func (b *trailerGuard) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.g.stripIdentity(b.r.Trailer)
+	}
+	return n, err
 }
 
 // securityHeaders are sent with every built-in page and API answer.
@@ -66,8 +94,10 @@ func (g *Gateway) stripOwnCookies(h http.Header) {
 		changed = true
 		var b strings.Builder
 		for part := range strings.SplitSeq(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if g.ownCookie(name) || strings.TrimSpace(part) == "" {
+			// Spaces or tabs around the name are trimmed, as net/http
+			// does when the gateway reads the cookie: `name =v` is ours.
+			name, _, _ := strings.Cut(part, "=")
+			if g.ownCookie(strings.Trim(name, " \t")) || strings.TrimSpace(part) == "" {
 				continue
 			}
 			if b.Len() > 0 {

@@ -13,7 +13,7 @@ func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := SafeRedirect(r.URL.Query().Get("redirect"))
-	if s, _, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && !wantsJSON(r) {
+	if s, _, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && g.Admits(*s) && !wantsJSON(r) {
 		http.Redirect(w, r, redirect, http.StatusSeeOther)
 		return
 	}
@@ -66,7 +66,8 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	now := g.cfg.Clock.Now()
 	next := func(stage pendingStage, status, page string) {
-		if err := g.setPendingCookie(w, r, PendingLogin{User: user, Stage: stage, Issued: now, Redirect: redirect}); err != nil {
+		p := PendingLogin{User: user, Stage: stage, Issued: now, Redirect: redirect, Generation: acct.Generation, Credential: g.credential(user)}
+		if err := g.setPendingCookie(w, r, p); err != nil {
 			g.internalError(w, r, "set pending cookie", err)
 			return
 		}
@@ -79,22 +80,22 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	case !g.cfg.Optional2FA:
 		next(stageEnroll, "enroll_required", "setup")
 	default:
-		g.completeSignIn(w, r, user, acct.Generation, now, "password")
+		g.completeSignIn(w, r, Session{User: user, Generation: acct.Generation}, now, FactorPassword)
 		g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 	}
 }
 
-// completeSignIn starts the session, resets the user's failure counter and
-// logs the sign-in. Callers answer the request afterwards.
-func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time, method string) (Session, bool) {
-	if err := g.cfg.Store.ResetFailures("user:" + user); err != nil {
+// completeSignIn starts the session s (see startSession), resets the
+// user's failure counter and logs the sign-in. Callers answer the request
+// afterwards.
+func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Session, now time.Time, factor Factor) bool {
+	if err := g.cfg.Store.ResetFailures("user:" + s.User); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
-	s, err := g.startSession(w, r, user, generation, now)
-	if err != nil {
+	if err := g.startSession(w, r, s, factor, now); err != nil {
 		g.internalError(w, r, "set session cookie", err)
-		return Session{}, false
+		return false
 	}
-	g.audit(r, "sign_in", "ok", user, methodField(method))
-	return s, true
+	g.audit(r, "sign_in", "ok", s.User, methodField(factor.String()))
+	return true
 }

@@ -55,3 +55,23 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 		}
 	}
 }
+
+func TestBackupCodeCost_DefaultIsTenAndTheSettingIsUsed(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	if c.BackupCodeCost != 10 {
+		t.Fatalf("default backup code cost = %d, want 10", c.BackupCodeCost)
+	}
+	_, hashes, err := newBackupCodes(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost(hashes[0]); err != nil || cost != bcrypt.MinCost {
+		t.Fatalf("backup code hash cost = %d (%v), want %d", cost, err, bcrypt.MinCost)
+	}
+	c.BackupCodeCost = 3
+	c.Store = struct{ Store }{}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "backup code cost 3") {
+		t.Fatalf("cost 3 accepted: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/url"
+	"path"
 	"strings"
 )
 
@@ -30,5 +31,23 @@ func SafeRedirect(target string) string {
 	if p, err := url.PathUnescape(u.EscapedPath()); err != nil || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') {
 		return "/"
 	}
-	return target
+	return cleanPath(target)
+}
+
+// cleanPath resolves dot segments and repeated slashes in the path part of
+// target exactly as http.Redirect does for a browser's Location, so the
+// JSON answer names the same target as the redirect: "/..//evil.example"
+// is "/evil.example" both ways, never a path a script could turn into
+// "//evil.example".
+func cleanPath(target string) string {
+	p, query := target, ""
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		p, query = target[:i], target[i:]
+	}
+	trailing := strings.HasSuffix(p, "/")
+	p = path.Clean(p)
+	if trailing && !strings.HasSuffix(p, "/") {
+		p += "/"
+	}
+	return p + query
 }

@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
 
 func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 	tests := map[string]string{
@@ -27,6 +31,10 @@ func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 		"/%5Cevil.example":       "/",
 		" /app":                  "/",
 		"/.totp-auth/login?r=//": "/.totp-auth/login?r=//",
+		"/..//evil.example":      "/evil.example",
+		"/a/./b/../c/?x=/../":    "/a/c/?x=/../",
+		"/a//b":                  "/a/b",
+		"/%2e%2e//evil.example":  "/%2e%2e/evil.example",
 	}
 	for in, want := range tests {
 		if got := SafeRedirect(in); got != want {
@@ -36,7 +44,7 @@ func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 }
 
 func TestBackupCodes_ShapeAlphabetAndNormalisation(t *testing.T) {
-	codes, hashes, err := newBackupCodes()
+	codes, hashes, err := newBackupCodes(bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +68,9 @@ func TestBackupCodes_ShapeAlphabetAndNormalisation(t *testing.T) {
 			t.Errorf("duplicate code %q", c)
 		}
 		seen[n] = true
+		if cost, err := bcrypt.Cost(hashes[i]); err != nil || cost != bcrypt.MinCost {
+			t.Fatalf("hash %d has cost %d (%v), want %d", i, cost, err, bcrypt.MinCost)
+		}
 		if h, ok := matchBackupCode(hashes, n); !ok || string(h) != string(hashes[i]) {
 			t.Errorf("code %q does not match its own hash", c)
 		}

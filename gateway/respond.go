@@ -67,8 +67,10 @@ func (g *Gateway) loginURL(redirect string) string {
 }
 
 // requireSession returns the signed-in user's session, or answers 401
-// (API) or a redirect to the login page (browser). Unless allowRecovery,
-// a user who must regenerate backup codes is sent there instead.
+// (API) or a redirect to the login page (browser). A session below this
+// block's level is sent on to its missing step (see stepUp). Unless
+// allowRecovery, a user who must regenerate backup codes is sent there
+// instead.
 func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, SessionState, bool) {
 	s, st, err := g.session(r, g.cfg.Clock.Now())
 	switch {
@@ -82,6 +84,13 @@ func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, allowRe
 			http.Redirect(w, r, g.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 		}
 		return nil, st, false
+	case !g.Admits(*s):
+		target := g.cfg.Prefix + "/account"
+		if r.Method == http.MethodGet {
+			target = r.URL.RequestURI()
+		}
+		g.stepUp(w, r, s, st, target)
+		return nil, st, false
 	case st.MustRegenerate && !allowRecovery:
 		g.requireRegeneration(w, r)
 		return nil, st, false
@@ -89,12 +98,16 @@ func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, allowRe
 	return s, st, true
 }
 
-// requirePending returns the pending login at stage, or answers as
-// requireSession does without one.
+// requirePending returns the pending login at stage if it is still in
+// force, or answers as requireSession does without one.
 func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage pendingStage) (PendingLogin, bool) {
-	p, ok := g.readPending(r, g.cfg.Clock.Now())
-	if ok && p.Stage == stage {
-		return p, true
+	p, _, err := g.pending(r, g.cfg.Clock.Now())
+	if err != nil {
+		g.internalError(w, r, "check pending sign-in", err)
+		return PendingLogin{}, false
+	}
+	if p != nil && p.Stage == stage {
+		return *p, true
 	}
 	if wantsJSON(r) || r.Method != http.MethodGet {
 		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Your sign-in has expired. Please sign in again.", "", page{Title: "Sign in again"})
@@ -104,14 +117,31 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 	return PendingLogin{}, false
 }
 
-// startSession signs user in, ends any pending login and returns the new
-// session.
-func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, user string, generation uint64, now time.Time) (Session, error) {
+// newSessionID returns a random session id.
+func newSessionID() (uint64, error) {
 	var id [8]byte
 	if _, err := rand.Read(id[:]); err != nil {
-		return Session{}, err
+		return 0, err
 	}
+	return binary.BigEndian.Uint64(id[:]), nil
+}
+
+// startSession signs s.User in with a session proven by factor and ends
+// any pending login. s carries the user, generation and (if already
+// chosen) the id; the rest is filled in here.
+func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, s Session, factor Factor, now time.Time) error {
+	if s.ID == 0 {
+		var err error
+		if s.ID, err = newSessionID(); err != nil {
+			return err
+		}
+	}
+	s.Factor, s.Level = factor, LevelTwoFactor
+	if factor == FactorPassword {
+		s.Level = LevelPassword
+	}
+	s.Credential = g.credential(s.User)
+	s.Issued, s.LastSeen, s.Expires = now, now, now.Add(g.cfg.SessionTTL)
 	g.clearCookie(w, r, g.pendingCookieName())
-	s := Session{User: user, ID: binary.BigEndian.Uint64(id[:]), Generation: generation, Issued: now, LastSeen: now}
-	return s, g.setSessionCookie(w, r, s)
+	return g.setSessionCookie(w, r, s)
 }

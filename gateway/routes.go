@@ -1,8 +1,8 @@
 package gateway
 
 import (
-	"fmt"
 	"net/http"
+	"strings"
 )
 
 // The route table of the built-in pages under the prefix.
@@ -48,7 +48,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		if rt.post != nil {
 			allow = append(allow, "POST")
 		}
-		w.Header().Set("Allow", fmt.Sprint(allow))
+		w.Header().Set("Allow", strings.Join(allow, ", "))
 		jsonError(w, http.StatusMethodNotAllowed, "method_not_allowed")
 	}
 }

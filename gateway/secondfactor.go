@@ -50,12 +50,12 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.releaseAttempt(a)
-	method := "totp"
+	factor := FactorTOTP
 	if usedBackup {
-		method = "backup_code"
+		factor = FactorBackupCode
 		g.audit(r, "backup_code", "ok", p.User)
 	}
-	if _, ok := g.completeSignIn(w, r, p.User, acct.Generation, g.cfg.Clock.Now(), method); !ok {
+	if !g.completeSignIn(w, r, Session{User: p.User, Generation: acct.Generation}, g.cfg.Clock.Now(), factor) {
 		return
 	}
 	if usedBackup {

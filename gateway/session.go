@@ -1,24 +1,53 @@
 package gateway
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"net/http"
-	"sync"
 	"time"
-
-	"github.com/gorilla/securecookie"
 )
 
-// cookieKind keeps a pending cookie from ever being read as a session: the
-// kind is inside the signed value, and securecookie also binds the value to
-// the cookie's name.
-type cookieKind byte
+// Level is how much a session proves about its user (SPEC §4 rule 17).
+// Levels are ordered: a block admits a session whose level is at least
+// the one it requires.
+type Level byte
 
 const (
-	kindSession cookieKind = 1
-	kindPending cookieKind = 2
+	// LevelPassword is a session proven by the password alone, possible
+	// only on a block with require_2fa false.
+	LevelPassword Level = 1
+	// LevelTwoFactor is a session proven by the password and a second
+	// factor; Factor says which.
+	LevelTwoFactor Level = 2
 )
+
+// Factor names what raised a session to its level, for the log and for
+// rules that depend on how a user signed in. New second factors (such as
+// passkeys) are new Factors at LevelTwoFactor: the cookie has room for them.
+type Factor byte
+
+const (
+	FactorPassword   Factor = 1
+	FactorTOTP       Factor = 2
+	FactorBackupCode Factor = 3
+	// FactorEnrollment is a TOTP code confirming a new authenticator.
+	FactorEnrollment Factor = 4
+)
+
+func (f Factor) String() string {
+	switch f {
+	case FactorPassword:
+		return "password"
+	case FactorTOTP:
+		return "totp"
+	case FactorBackupCode:
+		return "backup_code"
+	case FactorEnrollment:
+		return "enrollment"
+	}
+	return "unknown"
+}
 
 // pendingStage says what a pending cookie is waiting for.
 type pendingStage byte
@@ -34,96 +63,63 @@ type Session struct {
 	// ID names this session, so that logout can end it on the server.
 	ID         uint64
 	Generation uint64
+	Level      Level
+	Factor     Factor
+	// Credential fingerprints the configured password hash the session
+	// was proven against (0 for users in the database): changing the
+	// hash ends the session.
+	Credential uint64
 	// Issued bounds the absolute lifetime; LastSeen the idle time.
 	Issued, LastSeen time.Time
+	// Expires is the absolute end the issuing block gave the session; no
+	// block accepts it later, whatever its own session_ttl.
+	Expires time.Time
 }
 
 // PendingLogin is a user whose password was right but whose second factor
-// is still due. It is never a session.
+// is still due. It is never a session. It carries what a session does to
+// be ended: the generation and the credential fingerprint.
 type PendingLogin struct {
-	User     string
-	Stage    pendingStage
-	Issued   time.Time
-	Redirect string
+	User       string
+	Stage      pendingStage
+	Issued     time.Time
+	Redirect   string
+	Generation uint64
+	Credential uint64
 }
 
-const cookieVersion = 2
-
-// cookieCodec signs (HMAC-SHA256) and encrypts (AES) cookie values. The
-// value layout is a small fixed binary header and the user name, so decoding
-// a session costs no reflection.
-type cookieCodec struct {
-	sc *securecookie.SecureCookie
-}
-
-func newCookieCodec(hashKey, blockKey []byte) *cookieCodec {
-	sc := securecookie.New(hashKey, blockKey)
-	sc.SetSerializer(securecookie.NopEncoder{})
-	// Expiry is checked against the cookie's own timestamps with the
-	// gateway's clock, not securecookie's wall clock.
-	sc.MaxAge(0)
-	sc.MaxLength(4096)
-	return &cookieCodec{sc: sc}
-}
-
-var errBadCookie = errors.New("malformed cookie value")
-
-// Layout: version, kind, stage, issued (8), lastSeen/unused (8),
-// generation (8), session id (8), len(user) (1), user, redirect.
-const cookieHeaderLen = 1 + 1 + 1 + 8 + 8 + 8 + 8 + 1
-
-func (c *cookieCodec) encode(name string, kind cookieKind, stage pendingStage, issued, lastSeen time.Time, gen, id uint64, user, redirect string) (string, error) {
-	if len(user) > 255 {
-		return "", errors.New("user name too long for a cookie")
+// RequiredLevel is the level a session needs to pass this block.
+func (g *Gateway) RequiredLevel() Level {
+	if g.cfg.Optional2FA {
+		return LevelPassword
 	}
-	b := make([]byte, cookieHeaderLen, cookieHeaderLen+len(user)+len(redirect))
-	b[0] = cookieVersion
-	b[1] = byte(kind)
-	b[2] = byte(stage)
-	binary.BigEndian.PutUint64(b[3:], uint64(issued.Unix()))
-	binary.BigEndian.PutUint64(b[11:], uint64(lastSeen.Unix()))
-	binary.BigEndian.PutUint64(b[19:], gen)
-	binary.BigEndian.PutUint64(b[27:], id)
-	b[35] = byte(len(user))
-	b = append(b, user...)
-	b = append(b, redirect...)
-	return c.sc.Encode(name, b)
+	return LevelTwoFactor
 }
 
-type cookieValue struct {
-	kind             cookieKind
-	stage            pendingStage
-	issued, lastSeen time.Time
-	gen, id          uint64
-	user, redirect   string
-}
-
-func (c *cookieCodec) decode(name, value string) (cookieValue, error) {
-	var b []byte
-	if err := c.sc.Decode(name, value, &b); err != nil {
-		return cookieValue{}, err
-	}
-	if len(b) < cookieHeaderLen || b[0] != cookieVersion {
-		return cookieValue{}, errBadCookie
-	}
-	n := int(b[35])
-	if len(b) < cookieHeaderLen+n {
-		return cookieValue{}, errBadCookie
-	}
-	return cookieValue{
-		kind:     cookieKind(b[1]),
-		stage:    pendingStage(b[2]),
-		issued:   time.Unix(int64(binary.BigEndian.Uint64(b[3:])), 0),
-		lastSeen: time.Unix(int64(binary.BigEndian.Uint64(b[11:])), 0),
-		gen:      binary.BigEndian.Uint64(b[19:]),
-		id:       binary.BigEndian.Uint64(b[27:]),
-		user:     string(b[cookieHeaderLen : cookieHeaderLen+n]),
-		redirect: string(b[cookieHeaderLen+n:]),
-	}, nil
-}
+// Admits reports whether s may pass this block. A session below the
+// block's level is a sign-in still pending here, never a pass: the gate,
+// the built-in pages and forward-auth answers all decide through this.
+func (g *Gateway) Admits(s Session) bool { return s.Level >= g.RequiredLevel() }
 
 func (g *Gateway) pendingCookieName() string { return g.cfg.CookieName + "_pending" }
 func (g *Gateway) csrfCookieName() string    { return g.cfg.CookieName + "_csrf" }
+
+// credentials fingerprints every configured password hash, keyed so that
+// the fingerprint says nothing about the hash.
+func credentials(key []byte, users map[string][]byte) map[string]uint64 {
+	out := make(map[string]uint64, len(users))
+	for name, hash := range users {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte("totp_auth credential v1\x00"))
+		m.Write(hash)
+		out[name] = binary.BigEndian.Uint64(m.Sum(nil)) | 1 // never 0, the database users' value
+	}
+	return out
+}
+
+// credential is what a session of user must carry here: the fingerprint of
+// the configured hash, or 0 for a user of the database.
+func (g *Gateway) credential(user string) uint64 { return g.credentials[user] }
 
 // readSession returns the request's session if its cookie is authentic and
 // neither its absolute nor its idle lifetime has run out at now. The
@@ -143,17 +139,19 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 			g.sessions.put(ck.Value, v)
 		}
 	}
-	if v.kind != kindSession || v.user == "" {
+	if v.kind != kindSession || v.user == "" || v.level < LevelPassword {
 		return Session{}, false
 	}
-	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
+	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.expires) ||
+		!now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
-	return Session{User: v.user, ID: v.id, Generation: v.gen, Issued: v.issued, LastSeen: v.lastSeen}, true
+	return Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
+		Issued: v.issued, LastSeen: v.lastSeen, Expires: v.expires}, true
 }
 
 // readPending returns the request's pending login if authentic and younger
-// than PendingTTL.
+// than PendingTTL. The generation is checked by the caller.
 func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, bool) {
 	name := g.pendingCookieName()
 	ck, err := r.Cookie(name)
@@ -167,11 +165,42 @@ func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, boo
 	if !now.Before(v.issued.Add(PendingTTL)) || v.issued.After(now.Add(time.Minute)) {
 		return PendingLogin{}, false
 	}
-	return PendingLogin{User: v.user, Stage: v.stage, Issued: v.issued, Redirect: v.redirect}, true
+	return PendingLogin{User: v.user, Stage: v.stage, Issued: v.issued, Redirect: v.redirect, Generation: v.gen, Credential: v.credential}, true
+}
+
+// current reports whether a session or pending sign-in of user with this
+// generation and credential is still in force: the user exists here (a
+// `user` line with the same hash, or a password in the store) and nothing
+// ended their sessions since.
+func (g *Gateway) current(user string, generation, credential uint64, st SessionState) bool {
+	if _, configured := g.cfg.Users[user]; !configured && !st.PasswordSet {
+		return false
+	}
+	return st.Generation == generation && credential == g.credential(user)
+}
+
+// pending returns the request's pending sign-in if it is still in force,
+// with the user's stored state.
+func (g *Gateway) pending(r *http.Request, now time.Time) (*PendingLogin, SessionState, error) {
+	p, ok := g.readPending(r, now)
+	if !ok {
+		return nil, SessionState{}, nil
+	}
+	st, err := g.cfg.Store.SessionState(p.User)
+	if err != nil {
+		return nil, SessionState{}, err
+	}
+	if !g.current(p.User, p.Generation, p.Credential, st) {
+		return nil, SessionState{}, nil
+	}
+	return &p, st, nil
 }
 
 func (g *Gateway) setSessionCookie(w http.ResponseWriter, r *http.Request, s Session) error {
-	val, err := g.codec.encode(g.cfg.CookieName, kindSession, 0, s.Issued, s.LastSeen, s.Generation, s.ID, s.User, "")
+	val, err := g.codec.encode(g.cfg.CookieName, cookieValue{
+		kind: kindSession, level: s.Level, factor: s.Factor, issued: s.Issued, lastSeen: s.LastSeen, expires: s.Expires,
+		gen: s.Generation, id: s.ID, credential: s.Credential, user: s.User,
+	})
 	if err != nil {
 		return err
 	}
@@ -181,7 +210,10 @@ func (g *Gateway) setSessionCookie(w http.ResponseWriter, r *http.Request, s Ses
 
 func (g *Gateway) setPendingCookie(w http.ResponseWriter, r *http.Request, p PendingLogin) error {
 	name := g.pendingCookieName()
-	val, err := g.codec.encode(name, kindPending, p.Stage, p.Issued, p.Issued, 0, 0, p.User, p.Redirect)
+	val, err := g.codec.encode(name, cookieValue{
+		kind: kindPending, stage: p.Stage, issued: p.Issued, lastSeen: p.Issued, expires: p.Issued.Add(PendingTTL),
+		gen: p.Generation, credential: p.Credential, user: p.User, redirect: p.Redirect,
+	})
 	if err != nil {
 		return err
 	}
@@ -210,34 +242,4 @@ func (g *Gateway) cookie(r *http.Request, name, value string, maxAge int) *http.
 // cookie: sliding on every request would set a cookie on every response.
 func (g *Gateway) slideAfter() time.Duration {
 	return min(time.Minute, g.cfg.IdleTimeout/4)
-}
-
-// sessionCache remembers session cookie values that passed the MAC check,
-// by their exact string, so a browser's every request does not pay for
-// HMAC, AES and base64 again. Only authentic values get in, and only under
-// their full text, so a forged value can never hit; expiry and generation
-// are still checked on every request.
-type sessionCache struct {
-	mu sync.RWMutex
-	m  map[string]cookieValue
-}
-
-// sessionCacheSize bounds the cache; when full it starts over, which costs
-// one decode per active session.
-const sessionCacheSize = 4096
-
-func (c *sessionCache) get(value string) (cookieValue, bool) {
-	c.mu.RLock()
-	v, ok := c.m[value]
-	c.mu.RUnlock()
-	return v, ok
-}
-
-func (c *sessionCache) put(value string, v cookieValue) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= sessionCacheSize {
-		c.m = make(map[string]cookieValue, 64)
-	}
-	c.m[value] = v
-	c.mu.Unlock()
 }

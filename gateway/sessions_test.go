@@ -1,0 +1,208 @@
+package gateway_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// Sessions know what they prove (SPEC §4 rules 17–19).
+
+// sibling starts a second gateway on e's store and clock, as a second site
+// block naming the same database does.
+func (e *env) sibling(mods ...func(*gateway.Config)) *env {
+	e.t.Helper()
+	shared := func(c *gateway.Config) {
+		c.Store = e.store
+		c.Clock = e.clock
+	}
+	o := newEnv(e.t, append([]func(*gateway.Config){shared}, mods...)...)
+	o.store, o.clock = e.store, e.clock
+	return o
+}
+
+// on returns a client of other holding c's cookies: both servers listen on
+// 127.0.0.1, and cookies do not care for ports, as a shared host or
+// cookie_domain would have it.
+func (c *client) on(other *env) *client {
+	return &client{e: other, jar: c.jar, http: c.http}
+}
+
+func optional2FA(c *gateway.Config) { c.Optional2FA = true }
+
+func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *testing.T) {
+	lax := newEnv(t, optional2FA)
+	strict := lax.sibling()
+	c := lax.client()
+	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatalf("password-only sign-in on the lax block: %d %s", r.StatusCode, r.Body)
+	}
+	if r := c.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("lax block refused its own session: %d %s", r.StatusCode, r.Body)
+	}
+
+	s := c.on(strict)
+	r := s.getJSON("/app")
+	if r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "enroll_required" {
+		t.Fatalf("level-1 session on the strict block: %d %s, want 401 enroll_required", r.StatusCode, r.Body)
+	}
+	select {
+	case h := <-strict.upstream:
+		t.Fatalf("level-1 session reached the strict block's upstream as %q", h.Get("Remote-User"))
+	default:
+	}
+	if r := s.getJSON("/.totp-auth/whoami"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami on the strict block: %d, want 401", r.StatusCode)
+	}
+	if r := s.getHTML("/app?x=1"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/setup" {
+		t.Fatalf("browser on the strict block: %d to %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
+	}
+
+	// The pending sign-in it was turned into enrolls, and the session it
+	// ends in passes.
+	r = s.getJSON("/.totp-auth/setup")
+	if r.StatusCode != 200 {
+		t.Fatalf("setup from the stepped-up session: %d %s", r.StatusCode, r.Body)
+	}
+	secret := r.JSON["secret"].(string)
+	if r := s.postJSON("/.totp-auth/setup", map[string]string{"code": strict.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
+	}
+	if r := s.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("level-2 session on the strict block: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+func TestLevel_PasswordOnlySessionOfADatabaseUserOpensNoPageOfAStrictBlock(t *testing.T) {
+	lax := newEnv(t, optional2FA)
+	strict := lax.sibling()
+	lax.store.SetPassword("carol", passwordHash(t))
+	c := lax.client()
+	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "carol", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatal(r.Body)
+	}
+	s := c.on(strict)
+	if r := s.getHTML("/reports?q=1"); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/setup" {
+		t.Fatalf("level-1 session of a database user: %d to %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	for _, path := range []string{"/.totp-auth/account", "/.totp-auth/whoami", "/.totp-auth/backup-codes"} {
+		if r := s.getJSON(path); r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with a level-1 session on the strict block: %d, want 401", path, r.StatusCode)
+		}
+	}
+}
+
+func TestLevel_StrictBlockAsksAnEnrolledUserForTheSecondFactor(t *testing.T) {
+	strict := newEnv(t)
+	lax := strict.sibling(optional2FA)
+	owner := strict.client()
+	secret, _ := owner.enroll("alice")
+	// alice turns 2FA off on the lax block (password + code): every
+	// session she then makes there is level 1. She turns it on again on
+	// the strict block; the lax block's sessions stay level 1.
+	c := lax.client()
+	lax.clock.Advance(30 * time.Second)
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": lax.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatal(r.Body)
+	}
+	lax.clock.Advance(30 * time.Second)
+	if r := c.postJSON("/.totp-auth/disable", map[string]string{"password": testPassword, "code": lax.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("disable: %d %s", r.StatusCode, r.Body)
+	}
+	c2 := lax.client()
+	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	secret, _ = strict.client().enroll("alice")
+
+	s := c2.on(strict)
+	r := s.getJSON("/app")
+	if r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "2fa_required" {
+		t.Fatalf("level-1 session of an enrolled user on the strict block: %d %s, want 401 2fa_required", r.StatusCode, r.Body)
+	}
+	strict.clock.Advance(30 * time.Second)
+	r = s.postJSON("/.totp-auth/2fa", map[string]string{"code": strict.code(secret, 0)})
+	if r.StatusCode != 200 || r.JSON["redirect"] != "/app" {
+		t.Fatalf("second factor after the step-up: %d %s, want 200 on to /app", r.StatusCode, r.Body)
+	}
+	if r := s.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("after the second factor: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+func TestLevel_AdmitsComparesTheSessionLevelWithTheBlock(t *testing.T) {
+	strict, lax := newEnv(t).gw, newEnv(t, optional2FA).gw
+	for _, tc := range []struct {
+		gw    *gateway.Gateway
+		level gateway.Level
+		want  bool
+	}{
+		{strict, gateway.LevelPassword, false},
+		{strict, gateway.LevelTwoFactor, true},
+		{lax, gateway.LevelPassword, true},
+		{lax, gateway.LevelTwoFactor, true},
+		{strict, 0, false},
+		{lax, 0, false},
+	} {
+		if got := tc.gw.Admits(gateway.Session{User: "alice", Level: tc.level}); got != tc.want {
+			t.Errorf("Admits(level %d) on a block requiring %d = %v, want %v", tc.level, tc.gw.RequiredLevel(), got, tc.want)
+		}
+	}
+}
+
+func TestConfigUser_ChangingTheHashEndsSessionsAndPendingSignIns(t *testing.T) {
+	before := newEnv(t)
+	c := before.client()
+	secret, _ := c.enroll("alice")
+	pending := before.client()
+	before.clock.Advance(30 * time.Second)
+	if r := pending.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+		t.Fatal(r.Body)
+	}
+
+	// The same block after a reload with the same hash keeps both.
+	same := before.sibling()
+	if r := c.on(same).getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("session after a reload with the same hash: %d", r.StatusCode)
+	}
+
+	// A new hash of the same password: a reload that changes the line.
+	newHash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := before.sibling(func(cfg *gateway.Config) { cfg.Users = map[string][]byte{"alice": newHash} })
+	if r := c.on(after).getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("session proven against the old hash: %d, want 401", r.StatusCode)
+	}
+	if r := pending.on(after).postJSON("/.totp-auth/2fa", map[string]string{"code": after.code(secret, 0)}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("pending sign-in from before the new hash: %d %s, want 401", r.StatusCode, r.Body)
+	}
+	// Signing in against the new hash works.
+	fresh := after.client()
+	fresh.signIn("alice", secret)
+}
+
+func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
+	e := newEnv(t)
+	e.store.SetPassword("dora", passwordHash(t))
+	attacker := e.client()
+	if r := attacker.postJSON("/.totp-auth/login", map[string]string{"username": "dora", "password": testPassword}); r.JSON["status"] != "enroll_required" {
+		t.Fatal(r.Body)
+	}
+	// The operator changes dora's password (`user passwd`), which raises
+	// her generation.
+	e.store.SetPassword("dora", passwordHash(t))
+	if _, err := e.store.BumpGeneration("dora"); err != nil {
+		t.Fatal(err)
+	}
+	if r := attacker.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("pending enrollment from before the password change shows a secret: %d %s", r.StatusCode, r.Body)
+	}
+	if r := attacker.postJSON("/.totp-auth/setup", map[string]string{"code": "123456"}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("pending enrollment from before the password change: %d %s", r.StatusCode, r.Body)
+	}
+}

@@ -1,0 +1,89 @@
+package gateway_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// What reaches the upstream (SPEC §4 rules 10 and 23).
+
+func TestUpstream_OddSpellingsOfOurCookieAreRemovedToo(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	session := c.cookie("totp_auth_session").Value
+	for _, tt := range []struct {
+		name   string
+		cookie string
+		want   []string
+	}{
+		{"space before =", "totp_auth_session =" + session, nil},
+		{"tab before =", "totp_auth_session\t=" + session + "; lang=en", []string{"lang=en"}},
+		{"spaces around", "theme=dark;  totp_auth_session  =" + session, []string{"theme=dark"}},
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		req.Header["Cookie"] = []string{tt.cookie}
+		if r := e.client().do(req); r.StatusCode != 200 {
+			t.Fatalf("%s: %d (the gateway should read this spelling as its cookie)", tt.name, r.StatusCode)
+		}
+		got := (<-e.upstream)["Cookie"]
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("%s: upstream got Cookie %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestUpstream_IdentityInRequestTrailersIsRemoved(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	trailers := make(chan http.Header, 1)
+	srv := httptest.NewServer(e.gw.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		trailers <- r.Trailer.Clone()
+	})))
+	defer srv.Close()
+	for _, name := range []string{"Remote-User", "Remote_User", "remote-user"} {
+		body := &trailerBody{r: strings.NewReader("payload"), value: "root"}
+		req, _ := http.NewRequest("POST", srv.URL+"/upload", body)
+		req.ContentLength = -1
+		req.Trailer = http.Header{name: nil}
+		body.trailer, body.name = req.Trailer, name
+		req.Header.Set("Accept", "application/json")
+		req.AddCookie(c.cookie("totp_auth_session"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", name, resp.StatusCode)
+		}
+		got := <-trailers
+		for k, v := range got {
+			if strings.EqualFold(strings.ReplaceAll(k, "_", "-"), "remote-user") {
+				t.Errorf("trailer %s: upstream got %s: %q", name, k, v)
+			}
+		}
+	}
+}
+
+// trailerBody sets a trailer's value when the body is read to its end, as
+// net/http's client wants.
+type trailerBody struct {
+	r           io.Reader
+	trailer     http.Header
+	name, value string
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.trailer[b.name] = []string{b.value}
+	}
+	return n, err
+}
