@@ -71,6 +71,22 @@ type Config struct {
 	UserHeader string
 	// Users maps canonical user names to bcrypt or argon2id password hashes.
 	Users map[string][]byte
+	// Groups maps group names to the canonical names of their members
+	// (SPEC §11). Default: no groups.
+	Groups map[string][]string
+	// Allow is who may pass this gateway. The zero Policy (the default)
+	// lets every user pass.
+	Allow Policy
+	// PortalDomains, when set, make this gateway the sign-in portal for
+	// those domains and their subdomains (SPEC §12): verify answers other
+	// proxies, and the sign-in flow may send a browser back to an absolute
+	// URL under them. Default: none (no portal mode).
+	PortalDomains []string
+	// TrustedProxy reports whether the caller of r is one whose forwarded
+	// headers may be believed (Caddy's trusted_proxies). Verify refuses
+	// every other caller. nil trusts no caller.
+	TrustedProxy func(r *http.Request) bool
+
 	// SessionHashKey and SessionBlockKey are the cookie keys; when nil they
 	// are generated once and kept in the Store.
 	SessionHashKey, SessionBlockKey []byte
@@ -151,6 +167,9 @@ func (c *Config) setDefaults() {
 	if c.HashQueue <= 0 {
 		c.HashQueue = 8
 	}
+	if c.TrustedProxy == nil {
+		c.TrustedProxy = func(*http.Request) bool { return false }
+	}
 	if c.BackupCodeCost == 0 {
 		c.BackupCodeCost = DefaultBackupCodeCost
 	}
@@ -191,6 +210,19 @@ func (c *Config) validate() error {
 	}
 	if c.SessionBlockKey != nil && len(c.SessionBlockKey) != 32 {
 		return fmt.Errorf("session block key is %d bytes; use exactly 32 random bytes (AES-256)", len(c.SessionBlockKey))
+	}
+	if err := checkGroups(c.Groups); err != nil {
+		return err
+	}
+	if err := checkPolicy(c.Allow, c.Groups, "allow"); err != nil {
+		return err
+	}
+	for _, d := range c.PortalDomains {
+		if canon, err := PortalDomain(d); err != nil {
+			return err
+		} else if canon != d {
+			return fmt.Errorf("portal domain %q is not in canonical form: write %q", d, canon)
+		}
 	}
 	for name, hash := range c.Users {
 		if name != CanonicalUser(name) || name == "" {

@@ -26,7 +26,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 		return enrollee{}, false
 	}
 	if p != nil && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
+		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {
@@ -60,7 +60,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) {
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) {
 		secret, err := newTOTPSecret()
 		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
 	})
@@ -137,7 +137,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
 	if errors.Is(err, errEnrollmentExpired) {
 		g.releaseAttempt(a)
 		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
@@ -163,7 +163,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		err = g.cfg.Store.ConfirmEnrollment(e.user, enr.Secret, step, hashes, now)
+		err = ConfirmEnrollment(g.cfg.Store, e.user, enr.Secret, step, hashes, now)
 	}
 	g.releaseAttempt(a)
 	if errors.Is(err, ErrNoEnrollment) {
@@ -185,8 +185,10 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "start session", err)
 		return
 	}
+	// The session starts now, not when the request came in: making the
+	// backup codes takes a while, and a short idle_timeout would count it.
 	s := Session{User: e.user, ID: id, Generation: acct.Generation}
-	if !g.completeSignIn(w, r, s, now, FactorEnrollment) {
+	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), FactorEnrollment) {
 		return
 	}
 	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)

@@ -7,7 +7,8 @@ import (
 // Sign-out of one session or of every session (SPEC §3 flow 7).
 
 func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
-	if _, ok := g.readPost(w, r); !ok {
+	f, ok := g.readPost(w, r)
+	if !ok {
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -16,7 +17,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 		user = s.User
 		// End the session on the server too, so a copy of the cookie
 		// taken before now is worthless.
-		if err := g.cfg.Store.RevokeSession(s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}
@@ -26,7 +27,12 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, "logout", "ok", user)
-	g.seeOther(w, r, g.donePage(doneSignedOut), map[string]string{"status": "ok"})
+	next := g.donePage(doneSignedOut)
+	if target := f.get("redirect"); target != "" {
+		// "Sign in as someone else": the login page, going on to target.
+		next = g.loginAgainURL(r, target)
+	}
+	g.seeOther(w, r, next, map[string]string{"status": "ok"})
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
@@ -37,7 +43,7 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	if _, ok := g.readPost(w, r); !ok {
 		return
 	}
-	if _, err := g.cfg.Store.BumpGeneration(s.User); err != nil {
+	if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "end sessions", err)
 		return
 	}

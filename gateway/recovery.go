@@ -16,7 +16,7 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate,
-		Redirect: SafeRedirect(r.URL.Query().Get("redirect"))})
+		Redirect: g.safeRedirect(r, r.URL.Query().Get("redirect"))})
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
@@ -62,7 +62,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	if err == nil {
-		err = g.cfg.Store.ReplaceBackupCodes(s.User, hashes)
+		err = ReplaceBackupCodes(g.cfg.Store, s.User, hashes)
 	}
 	if err != nil {
 		g.internalError(w, r, "replace backup codes", err)
@@ -72,7 +72,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	next, reason := g.accountURL(f.get("redirect")), codesRegenerated
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
-		next, reason = SafeRedirect(f.get("redirect")), codesRecovered
+		next, reason = g.safeRedirect(r, f.get("redirect")), codesRecovered
 	}
 	g.showCodesOnce(w, r, *s, reason, codes, next)
 }
