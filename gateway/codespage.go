@@ -109,7 +109,8 @@ func (g *Gateway) decodeShownCodes(value string) (shownCodes, error) {
 
 // showCodesOnce answers a post that made a new set of backup codes: API
 // clients get the codes in the answer, browsers a redirect to the codes
-// page, which the codes cookie lets show them for codesShownFor.
+// page, which the codes cookie lets show them for codesShownFor. next is
+// where the page continues to, already made safe by the caller.
 func (g *Gateway) showCodesOnce(w http.ResponseWriter, r *http.Request, s Session, reason codesReason, codes []string, next string) {
 	if wantsJSON(r) {
 		body := map[string]any{"backup_codes": codes}
@@ -125,7 +126,7 @@ func (g *Gateway) showCodesOnce(w http.ResponseWriter, r *http.Request, s Sessio
 		return
 	}
 	val, err := g.encodeShownCodes(shownCodes{Session: s.ID, Made: g.cfg.Clock.Now(), Reason: reason,
-		Set: setFingerprint(acct.BackupCodes), User: s.User, Continue: SafeRedirect(next), Codes: codes})
+		Set: setFingerprint(acct.BackupCodes), User: s.User, Continue: next, Codes: codes})
 	if err != nil {
 		g.internalError(w, r, "set codes cookie", err)
 		return

@@ -33,6 +33,9 @@ type Attempt struct {
 	// WindowStarts records, per limit, the window the slot was taken in, so
 	// a late release never frees a slot of a newer window.
 	WindowStarts []time.Time
+	// Failures records, per limit, how many failures its counter held when
+	// the slot was taken, so a failed attempt can say how many are left.
+	Failures []int
 }
 
 // Lock describes a counter that refuses attempts.
