@@ -169,6 +169,14 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "read account", err)
 		return
 	}
+	if wantsJSON(r) {
+		if !ok {
+			jsonError(w, http.StatusGone, "codes_gone")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": c.Codes})
+		return
+	}
 	if !ok {
 		g.render(w, r, http.StatusOK, "message", page{Title: "Backup codes are shown once",
 			Notice:   "New backup codes are shown once, right after they are made, and only in the browser that made them. If you did not save them, make a new set on your account page: it replaces every old code.",

@@ -37,7 +37,8 @@ const formTokenTTL = time.Hour
 const formTokensPerCookie = 8
 
 // maxRememberedTokens bounds the tokens remembered in memory; when full,
-// expired ones are dropped, then the oldest half.
+// expired ones are dropped, then older ones until half is free. A token
+// dropped early is still known by the cookie of the browser that sent it.
 const maxRememberedTokens = 10000
 
 // newFormToken returns a fresh token for one rendered page.
@@ -70,7 +71,8 @@ func (p *postedTokens) claim(token string, now time.Time) bool {
 	return true
 }
 
-// prune drops expired tokens, and the older half if that frees too little.
+// prune drops expired tokens, then (if that frees too little) tokens older
+// than half the TTL and any others until half of the room is free.
 func (p *postedTokens) prune(now time.Time) {
 	for k, at := range p.seen {
 		if now.Sub(at) >= formTokenTTL {
