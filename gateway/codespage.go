@@ -136,7 +136,7 @@ func (g *Gateway) showCodesOnce(w http.ResponseWriter, r *http.Request, s Sessio
 	http.Redirect(w, r, g.cfg.Prefix+"/codes", http.StatusSeeOther)
 }
 
-// shownCodes returns the codes the request's codes cookie may still show
+// readShownCodes returns the codes the request's codes cookie may still show
 // to session s at now.
 func (g *Gateway) readShownCodes(r *http.Request, s *Session, now time.Time) (shownCodes, bool, error) {
 	ck, err := r.Cookie(g.codesCookieName())
