@@ -159,7 +159,7 @@ func (g *Gateway) readShownCodes(r *http.Request, s *Session, now time.Time) (sh
 
 // getCodes shows a new set of backup codes to the session that made it.
 func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := g.requireSession(w, r, false)
+	s, _, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -196,7 +196,7 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 
 // getCodesText offers the same codes as a text file to save.
 func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := g.requireSession(w, r, false)
+	s, _, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -206,7 +206,8 @@ func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		g.problem(w, r, http.StatusGone, "codes_gone", "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them.", "",
+		g.problem(w, r, problem{status: http.StatusGone, code: "codes_gone",
+			msg: "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them."},
 			page{Title: "Backup codes are shown once", Continue: g.cfg.Prefix + "/account"})
 		return
 	}

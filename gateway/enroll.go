@@ -28,7 +28,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if p != nil && p.Stage == stageEnroll {
 		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return enrollee{}, false
 	}
@@ -56,7 +56,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.pending != nil && acct.TOTPSecret != "" {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -68,7 +68,11 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
-	uri := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	uri, err := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	if err != nil {
+		g.internalError(w, r, "build otpauth URI", err)
+		return
+	}
 	qr, err := qrDataURL(uri)
 	if err != nil {
 		g.internalError(w, r, "render QR code", err)
@@ -113,25 +117,25 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		g.showSetup(w, r, e, status, msg)
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "enrollment", e.user, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventEnrollment, e.user, "", pg)
 	if !ok {
 		return
 	}
 	if acct.TOTPSecret != "" {
 		if e.pending != nil {
 			g.releaseAttempt(a)
-			g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 			return
 		}
 		// Replacing a working authenticator needs the password too, so a
 		// borrowed session cannot take over the second factor.
-		match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, f.get("password"))
+		match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, f.get("password"))
 		if answered {
 			return
 		}
 		if !match {
 			note := g.failAttempt(r, a, e.user)
-			g.audit(r, "enrollment", "failure", e.user)
+			g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password."+note)
 			return
 		}
@@ -152,14 +156,14 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
 		note := g.failAttempt(r, a, e.user)
-		g.audit(r, "enrollment", "failure", e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key."+g.serverTime()+note)
 		return
 	}
 	var codes []string
 	var hashes [][]byte
 	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
-		g.busy(w, r, a, "enrollment", e.user)
+		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}
 	if err == nil {
@@ -174,9 +178,13 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "confirm enrollment", err)
 		return
 	}
-	g.audit(r, "enrollment", "ok", e.user)
+	g.audit(r, EventEnrollment, OutcomeOK, e.user)
 	if e.pending == nil {
-		g.showCodesOnce(w, r, *e.session, codesMoved, codes, e.redirect)
+		reason := codesEnrolled // turned on from the account page
+		if acct.TOTPSecret != "" {
+			reason = codesMoved
+		}
+		g.showCodesOnce(w, r, *e.session, reason, codes, e.redirect)
 		return
 	}
 	// The session's id is chosen here, so the codes can be bound to it.

@@ -124,7 +124,7 @@ func (g *Gateway) answerResent(w http.ResponseWriter, r *http.Request, sub strin
 		inCookie = inCookie || t == token
 	}
 	if inCookie || !g.posted.claim(token, g.cfg.Clock.Now()) {
-		g.audit(r, "form_resent", "refused", CanonicalUser(vals.Get("username")))
+		g.audit(r, EventFormResent, OutcomeRefused, CanonicalUser(vals.Get("username")))
 		http.Redirect(w, r, g.resentTarget(sub, vals), http.StatusSeeOther)
 		return true
 	}
