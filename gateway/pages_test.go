@@ -297,3 +297,21 @@ func TestPages_MovingToANewAppSaysWhatHappensToTheBackupCodes(t *testing.T) {
 		t.Errorf("the move page calls itself set-up:\n%s", page)
 	}
 }
+
+func TestPages_TurningOnFromTheAccountPageIsNoMove(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.Optional2FA = true })
+	c := e.client()
+	r, _ := c.sendForm("/.totp-auth/login", "/.totp-auth/login", url.Values{"username": {"alice"}, "password": {testPassword}})
+	if r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", r.StatusCode)
+	}
+	page := c.getHTML("/.totp-auth/setup").Body
+	if !strings.Contains(page, "<h1>Set up two-factor authentication</h1>") {
+		t.Fatalf("turning 2FA on is titled otherwise:\n%s", page)
+	}
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	c.sendForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {e.code(secret, 0)}})
+	if r := c.getHTML("/.totp-auth/codes"); !strings.Contains(r.Body, "<h1>Two-factor authentication is on</h1>") {
+		t.Fatalf("after turning 2FA on the codes page says:\n%s", r.Body)
+	}
+}
