@@ -50,6 +50,9 @@ func asciiHost(host string) (string, bool) {
 	if host == "" || len(host) > 253 || strings.HasSuffix(host, ".") {
 		return "", false
 	}
+	if plainHost(host) {
+		return host, true
+	}
 	a, err := idna.Lookup.ToASCII(host)
 	if err != nil || a == "" {
 		return "", false
@@ -62,6 +65,28 @@ func asciiHost(host string) (string, bool) {
 		}
 	}
 	return a, true
+}
+
+// plainHost reports whether host is already what IDNA's lookup profile
+// would return for it: lower-case ASCII letters, digits and '-' in labels
+// of 1 to 63 characters that neither start nor end with '-' nor hold "--"
+// in the third and fourth places. Such a name needs no mapping; anything else goes through IDNA.
+func plainHost(host string) bool {
+	for label := range strings.SplitSeq(host, ".") {
+		n := len(label)
+		// "--" in the third and fourth places marks punycode ("xn--")
+		// and other reserved labels, which IDNA checks.
+		if n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' || n >= 4 && label[2:4] == "--" {
+			return false
+		}
+		for i := 0; i < n; i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // inDomains reports whether the ASCII host equals one of domains or lies

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 )
@@ -40,9 +42,22 @@ func (g *Gateway) getVerifyNginx(w http.ResponseWriter, r *http.Request) {
 	g.verify(w, r, originalHeaders)
 }
 
+// verifyPath reports whether sub (the path below the prefix) is a verify
+// endpoint, and which.
+func verifyPath(sub string) (verifyFlavor, bool) {
+	switch sub {
+	case "verify":
+		return forwardedHeaders, true
+	case "verify/nginx":
+		return originalHeaders, true
+	}
+	return 0, false
+}
+
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFlavor) {
 	w.Header().Set("Cache-Control", "no-store")
 	if len(g.portal) == 0 {
+		g.securityHeaders(w)
 		g.problem(w, r, http.StatusNotFound, "not_found", "There is no such page.", "", page{Title: "Not found"})
 		return
 	}
@@ -127,6 +142,71 @@ func (g *Gateway) badVerify(w http.ResponseWriter, r *http.Request, err error) {
 // a host outside the portal's domains, or disagrees with the other
 // flavor's headers where those are sent too.
 func (g *Gateway) readOriginal(r *http.Request, flavor verifyFlavor) (original, error) {
+	key := originalKey(r.Header, flavor)
+	if o, ok := g.originals.get(key); ok {
+		return o, nil
+	}
+	o, err := g.parseOriginal(r, flavor)
+	if err == nil {
+		g.originals.put(key, o)
+	}
+	return o, err
+}
+
+// originalHeaderNames are every header readOriginal looks at, in both
+// flavors: the answer depends on nothing else.
+var originalHeaderNames = []string{"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri", "X-Original-Url", "X-Original-Method"}
+
+// originalKey is everything readOriginal's answer depends on, as one
+// unambiguous string: the flavor, and per header the count of its values
+// and each value with its length.
+func originalKey(h http.Header, flavor verifyFlavor) string {
+	var b strings.Builder
+	b.WriteByte(byte('0' + flavor))
+	for _, name := range originalHeaderNames {
+		vs := h[name]
+		b.WriteString(strconv.Itoa(len(vs)))
+		b.WriteByte(';')
+		for _, v := range vs {
+			b.WriteString(strconv.Itoa(len(v)))
+			b.WriteByte(':')
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+// originalCache remembers the answers of readOriginal that were accepted,
+// by the exact headers they were read from, so that an app's requests do
+// not parse the same URL again and again. Only accepted answers get in,
+// under everything the answer depends on; portal domains are fixed for the
+// life of a Gateway.
+type originalCache struct {
+	mu sync.RWMutex
+	m  map[string]original
+}
+
+// originalCacheSize bounds the cache; when full it starts over.
+const originalCacheSize = 4096
+
+func (c *originalCache) get(key string) (original, bool) {
+	c.mu.RLock()
+	o, ok := c.m[key]
+	c.mu.RUnlock()
+	return o, ok
+}
+
+func (c *originalCache) put(key string, o original) {
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= originalCacheSize {
+		c.m = make(map[string]original, 64)
+	}
+	c.m[key] = o
+	c.mu.Unlock()
+}
+
+// parseOriginal is readOriginal without the cache.
+func (g *Gateway) parseOriginal(r *http.Request, flavor verifyFlavor) (original, error) {
 	var o original
 	var err error
 	if flavor == forwardedHeaders {
