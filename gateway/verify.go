@@ -85,6 +85,9 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 			"make the proxy send the portal's name (Caddy: header_up Host {upstream_hostport}; nginx: proxy_set_header Host)", r.Host))
 		return
 	}
+	// Caddy's {upstream_hostport} names the port even when it is the
+	// scheme's own; the browser's URL does not.
+	self = strings.TrimSuffix(self, map[string]string{"https": ":443", "http": ":80"}[o.scheme])
 	portal := o.scheme + "://" + self
 	now := g.cfg.Clock.Now()
 	s, st, err := g.session(r, now)
@@ -112,10 +115,10 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
+	// The groups header goes out even when empty: a proxy that copies it
+	// onto the request then replaces whatever the client sent.
 	w.Header().Set(g.cfg.UserHeader, s.User)
-	if groups := g.groupsValue(s.User); groups != "" {
-		w.Header().Set(GroupsHeader, groups)
-	}
+	w.Header().Set(GroupsHeader, g.groupsValue(s.User))
 	w.WriteHeader(http.StatusOK)
 }
 

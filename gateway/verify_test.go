@@ -434,6 +434,21 @@ func TestVerify_HostOfTheVerifyRequestMustBeThePortals(t *testing.T) {
 	}
 }
 
+func TestVerify_LoginLocationDropsTheSchemesOwnPort(t *testing.T) {
+	e := portalEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/.totp-auth/verify", nil)
+	req.Header.Set(trustedMark, "yes")
+	req.Header.Set("Accept", "application/json")
+	for k, v := range forwarded() {
+		req.Header.Set(k, v)
+	}
+	req.Host = portalHost + ":443" // as Caddy's header_up Host {upstream_hostport} sends it
+	r := e.client().do(req)
+	if want := "https://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL); r.StatusCode != 401 || r.Header.Get("Location") != want {
+		t.Fatalf("verify under Host %s: %d Location %q, want 401 %s", req.Host, r.StatusCode, r.Header.Get("Location"), want)
+	}
+}
+
 func TestVerify_WithoutPortalIsNotFound(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.TrustedProxy = func(*http.Request) bool { return true } })
 	c := signedIn(t, e, "alice")
