@@ -479,3 +479,33 @@ func TestVerify_PasswordOnlySessionIsAskedForTheSecondFactor(t *testing.T) {
 		t.Fatalf("login page for an app behind verify: %d Location %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
 	}
 }
+
+// A redirect target is checked again where it is used: a sign-in begun at
+// a portal for example.com and finished at one that no longer serves
+// that domain (same keys and database, as after a reload) ends at "/".
+func TestVerify_RedirectIsCheckedAgainWhenUsed(t *testing.T) {
+	hashKey, blockKey := make([]byte, 32), make([]byte, 32)
+	for i := range hashKey {
+		hashKey[i], blockKey[i] = byte(i), byte(255-i)
+	}
+	keys := func(c *gateway.Config) { c.SessionHashKey, c.SessionBlockKey = hashKey, blockKey }
+	a := portalEnv(t, keys)
+	b := portalEnv(t, keys, func(c *gateway.Config) {
+		c.Store = a.store
+		c.Clock = a.clock
+		c.PortalDomains = []string{"other.example.net"}
+	})
+	ca := a.client()
+	secret, _ := ca.enroll("alice")
+	ca.postJSON("/.totp-auth/logout", nil)
+	a.clock.Advance(30 * time.Second)
+	r := ca.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword, "redirect": appURL})
+	if r.StatusCode != 200 || r.JSON["redirect"] != appURL {
+		t.Fatalf("login at the first portal: %d %s", r.StatusCode, r.Body)
+	}
+	cb := &client{e: b, jar: ca.jar, http: ca.http} // the same browser (cookies ignore ports)
+	r = cb.postJSON("/.totp-auth/2fa", map[string]string{"code": a.code(secret, 0)})
+	if r.StatusCode != 200 || r.JSON["redirect"] != "/" {
+		t.Fatalf("2fa at a portal without example.com: %d %s, want redirect /", r.StatusCode, r.Body)
+	}
+}
