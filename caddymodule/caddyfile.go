@@ -10,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
 )
@@ -222,8 +221,8 @@ func (t *TOTPAuth) addGroup(d *caddyfile.Dispenser, vals []string) error {
 }
 
 // addUser records one `user` line, refusing a second line for the same
-// canonical name and hashes that are clearly not what `caddy hash-password`
-// prints. The gateway checks the hash in full when the config is loaded.
+// canonical name and a hash that is not what `caddy hash-password` prints
+// (gateway.CheckPasswordHash).
 func (t *TOTPAuth) addUser(d *caddyfile.Dispenser, name, hash string) error {
 	canon := gateway.CanonicalUser(name)
 	if canon == "" {
@@ -232,22 +231,8 @@ func (t *TOTPAuth) addUser(d *caddyfile.Dispenser, name, hash string) error {
 	if _, dup := t.Users[canon]; dup {
 		return d.Errf("user %q is defined twice (user names ignore case and surrounding spaces): keep one line", canon)
 	}
-	raw, err := decodeHash(hash)
-	if err != nil {
+	if err := gateway.CheckPasswordHash(decodeHash(hash)); err != nil {
 		return d.Errf("user %s: %v", canon, err)
-	}
-	s := string(raw)
-	switch {
-	case strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"):
-		if _, err := bcrypt.Cost(raw); err != nil {
-			return d.Errf("user %s: the bcrypt hash is malformed (%v), perhaps cut short when copied: make a new one with `caddy hash-password`", canon, err)
-		}
-	case strings.HasPrefix(s, "$argon2id$"):
-		if strings.Count(s, "$") != 5 {
-			return d.Errf("user %s: the argon2id hash is malformed, perhaps cut short when copied: make a new one with `caddy hash-password --algorithm argon2id`", canon)
-		}
-	default:
-		return d.Errf("user %s: the password hash is neither bcrypt nor argon2id: make one with `caddy hash-password`", canon)
 	}
 	if t.Users == nil {
 		t.Users = make(map[string]string)

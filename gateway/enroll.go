@@ -59,7 +59,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) {
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) {
 		secret, err := newTOTPSecret()
 		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
 	})
@@ -126,7 +126,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
 	if errors.Is(err, errEnrollmentExpired) {
 		g.releaseAttempt(a)
 		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
@@ -152,7 +152,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		err = g.cfg.Store.ConfirmEnrollment(e.user, enr.Secret, step, hashes, now)
+		err = ConfirmEnrollment(g.cfg.Store, e.user, enr.Secret, step, hashes, now)
 	}
 	g.releaseAttempt(a)
 	if errors.Is(err, ErrNoEnrollment) {

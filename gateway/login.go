@@ -88,16 +88,18 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	case !g.cfg.Optional2FA:
 		next(stageEnroll, "enroll_required", "setup")
 	default:
-		g.completeSignIn(w, r, Session{User: user, Generation: acct.Generation}, now, FactorPassword)
+		if !g.completeSignIn(w, r, Session{User: user, Generation: acct.Generation}, now, FactorPassword) {
+			return
+		}
 		g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 	}
 }
 
 // completeSignIn starts the session s (see startSession), resets the
-// user's failure counter and logs the sign-in. Callers answer the request
-// afterwards.
+// user's failure counter and logs the sign-in. When it reports false it
+// has answered 500 itself; otherwise callers answer the request.
 func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Session, now time.Time, factor Factor) bool {
-	if err := g.cfg.Store.ResetFailures("user:" + s.User); err != nil {
+	if err := ResetFailures(g.cfg.Store, "user:"+s.User); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
 	if err := g.startSession(w, r, s, factor, now); err != nil {

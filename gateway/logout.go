@@ -17,7 +17,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 		user = s.User
 		// End the session on the server too, so a copy of the cookie
 		// taken before now is worthless.
-		if err := g.cfg.Store.RevokeSession(s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}
@@ -43,7 +43,7 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	if _, ok := g.readPost(w, r); !ok {
 		return
 	}
-	if _, err := g.cfg.Store.BumpGeneration(s.User); err != nil {
+	if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "end sessions", err)
 		return
 	}

@@ -62,7 +62,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	if err == nil {
-		err = g.cfg.Store.ReplaceBackupCodes(s.User, hashes)
+		err = ReplaceBackupCodes(g.cfg.Store, s.User, hashes)
 	}
 	if err != nil {
 		g.internalError(w, r, "replace backup codes", err)
