@@ -47,6 +47,8 @@ type Gateway struct {
 	activity activity
 	// originals caches accepted verify headers (see readOriginal).
 	originals originalCache
+	// verifyLog bounds the log lines of refused verify calls.
+	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 

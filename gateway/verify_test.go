@@ -509,3 +509,22 @@ func TestVerify_RedirectIsCheckedAgainWhenUsed(t *testing.T) {
 		t.Fatalf("2fa at a portal without example.com: %d %s, want redirect /", r.StatusCode, r.Body)
 	}
 }
+
+// Refused verify calls cost a log line at most once a second, so a flood
+// of them cannot flood the log.
+func TestVerify_RefusalsLogAtMostOncePerSecond(t *testing.T) {
+	e := portalEnv(t)
+	c := e.client()
+	for i := 0; i < 20; i++ {
+		c.verify("verify", forwarded(), "application/json", true)
+		c.verify("verify", with(forwarded(), "X-Forwarded-Host", "evil.net"), "application/json")
+	}
+	if n := e.logs.FilterMessageSnippet("totp_auth verify").Len(); n != 1 {
+		t.Fatalf("40 refusals within one second logged %d lines, want 1", n)
+	}
+	e.clock.Advance(time.Second)
+	c.verify("verify", forwarded(), "application/json", true)
+	if n := e.logs.FilterMessageSnippet("totp_auth verify").Len(); n != 2 {
+		t.Fatalf("a refusal a second later: %d lines in all, want 2", n)
+	}
+}
