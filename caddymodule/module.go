@@ -218,6 +218,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	t.warnUncoveredPortal(portal)
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,

@@ -528,3 +528,36 @@ func TestVerify_RefusalsLogAtMostOncePerSecond(t *testing.T) {
 		t.Fatalf("a refusal a second later: %d lines in all, want 2", n)
 	}
 }
+
+// A session cookie that does not reach the app would make the login page
+// and the app send the browser to each other forever: the login page says
+// so instead.
+func TestVerify_LoginPageBreaksTheLoopWhenTheCookieCannotReachTheApp(t *testing.T) {
+	e := portalEnv(t)
+	c := signedIn(t, e, "alice")
+	r := c.getHTML("/.totp-auth/login?redirect=" + url.QueryEscape(appURL))
+	if r.StatusCode != http.StatusBadRequest || r.Header.Get("Location") != "" || !strings.Contains(r.Body, "cookie_domain") {
+		t.Fatalf("without cookie_domain: %d Location %q, want a 400 page naming cookie_domain\n%s", r.StatusCode, r.Header.Get("Location"), r.Body)
+	}
+	// With a cookie_domain above the app, the browser goes back to it.
+	e2 := portalEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.com" })
+	c2 := e2.client()
+	c2.jar = hostOnlyJar{c2.jar}
+	c2.http.Jar = c2.jar
+	c2.enroll("alice")
+	r = c2.getHTML("/.totp-auth/login?redirect=" + url.QueryEscape(appURL))
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != appURL {
+		t.Fatalf("with cookie_domain example.com: %d Location %q, want 303 %s", r.StatusCode, r.Header.Get("Location"), appURL)
+	}
+}
+
+// hostOnlyJar keeps cookies set for a parent domain as cookies of the
+// test server's own address, which a cookie jar would otherwise refuse.
+type hostOnlyJar struct{ http.CookieJar }
+
+func (j hostOnlyJar) SetCookies(u *url.URL, cs []*http.Cookie) {
+	for _, c := range cs {
+		c.Domain = ""
+	}
+	j.CookieJar.SetCookies(u, cs)
+}
