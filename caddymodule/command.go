@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "totp-auth",
-		Usage: "user|rotate-key|backup ...",
+		Usage: "user|rotate-key|backup|migrate ...",
 		Short: "Manages totp_auth users, encryption keys and backups",
 		Long: `
 Manages the users, the encryption key and the backups of a totp_auth
@@ -31,6 +31,8 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user unlock <name>      lift a lockout (--ip for a client IP)
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
+  caddy totp-auth migrate --to-postgres <connection>
+                                          copy the database into PostgreSQL
 
 --config names Caddy's configuration, as for caddy reload: the commands
 read the admin endpoint, the database, its key and the users of its
@@ -39,7 +41,11 @@ Without it, --address gives the admin endpoint (default: CADDY_ADMIN or
 localhost:2019), --db the database (default: the one the running Caddy has
 open, or <caddy data dir>/totp_auth/totp.db), and --key or TOTP_AUTH_KEY
 the key when Caddy is stopped and the key is not in the key file beside
-the database.`,
+the database.
+
+With PostgreSQL (postgres in the Caddyfile, or --postgres <connection>),
+the commands always work on the database directly, Caddy running or not,
+and every running instance notices each change at once.`,
 		CobraFunc: addCommands,
 	})
 }
@@ -47,6 +53,7 @@ the database.`,
 // options are the flags every totp-auth command takes.
 type options struct {
 	db, address, config, adapter, key string
+	postgres                          string
 	out, errOut                       io.Writer
 	in                                *os.File
 }
@@ -57,6 +64,7 @@ func addCommands(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&o.address, "address", "", "the address of Caddy's admin endpoint (default: from --config, CADDY_ADMIN or localhost:2019)")
 	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration file, to read the admin endpoint, the database, its key and the `user` lines from")
 	root.PersistentFlags().StringVarP(&o.adapter, "adapter", "a", "", "the adapter of --config")
+	root.PersistentFlags().StringVar(&o.postgres, "postgres", "", "a PostgreSQL database (connection string or postgres:// URL) to work on directly; running instances notice every change at once (default: from --config)")
 	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
@@ -79,7 +87,7 @@ app at their first sign-in. A name that a ` + "`user`" + ` line in the Caddyfile
 defines is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/add", args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
+			return o.changePassword(operator.OpAddUser, args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
 		},
 	}
 	add.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -91,7 +99,7 @@ it, and ends all their sessions. Users defined by a ` + "`user`" + ` line in the
 Caddyfile change their password there.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/passwd", args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
+			return o.changePassword(operator.OpSetPassword, args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
 				return d.users().ChangePassword(name, hash)
 			})
 		},
@@ -102,7 +110,7 @@ Caddyfile change their password there.`,
 		Short: "Removes a user and everything stored about them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/remove", adminRequest{User: args[0]}, false,
+			return o.change(routeRemoveUser, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().Remove(args[0]) })
 		},
 	}
@@ -122,7 +130,7 @@ Their next sign-in, with their password, sets up a new authenticator app.
 This is how a user who lost their phone and their backup codes gets back in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/reset-2fa", adminRequest{User: args[0]}, false,
+			return o.change(routeResetTwoFactor, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().ResetTwoFactor(args[0], time.Now()) })
 		},
 	}
@@ -138,15 +146,31 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
 			if ip != "" {
-				return o.change("users/unlock", adminRequest{IP: ip}, false,
+				return o.change(routeUnlock, adminRequest{IP: ip}, false,
 					func(d *database) (operator.Report, error) { return d.users().UnlockIP(ip, time.Now()) })
 			}
-			return o.change("users/unlock", adminRequest{User: args[0]}, false,
+			return o.change(routeUnlock, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().UnlockUser(args[0], time.Now()) })
 		},
 	}
 	unlock.Flags().StringVar(&ip, "ip", "", "unlock this client IP instead of a user")
 	user.AddCommand(add, passwd, remove, list, reset, unlock)
+
+	var toPostgres string
+	migrate := &cobra.Command{
+		Use:   "migrate --to-postgres <connection>",
+		Short: "Copies a bbolt database into PostgreSQL, for several instances",
+		Long: `Copies the bbolt database (--db, --config, or the default one) into an
+empty PostgreSQL database: users keep their authenticator apps, unused
+backup codes and sessions; failure counters and locks come along. Stop the
+Caddy that uses the file first. The secrets stay sealed under the same
+key, which then becomes encryption_key of every instance.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return o.migrate(toPostgres) },
+	}
+	migrate.Flags().StringVar(&toPostgres, "to-postgres", "", "the PostgreSQL database to copy into: a libpq connection string or a postgres:// URL")
+	_ = migrate.MarkFlagRequired("to-postgres")
+	root.AddCommand(migrate)
 
 	root.AddCommand(&cobra.Command{
 		Use:   "rotate-key",

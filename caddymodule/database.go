@@ -29,7 +29,7 @@ var databases = caddy.NewUsagePool()
 // db_path share one database; the offline commands make one of their own.
 type database struct {
 	path   string
-	db     *storage.DB
+	db     store
 	logger *zap.Logger
 
 	// keyMu is held for writing while the key changes, and for reading
@@ -320,10 +320,9 @@ func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
 	}
 	expires := now.Add(lockCacheTTL)
 	for _, l := range locks {
-		switch {
-		case strings.HasPrefix(l.Key, "user:"):
+		if _, ok := gateway.UserCounter.Name(l.Key); ok {
 			users++
-		case strings.HasPrefix(l.Key, "ip:"):
+		} else if _, ok := gateway.IPCounter.Name(l.Key); ok {
 			ips++
 		}
 		if end := now.Add(l.RetryAfter); end.Before(expires) {
