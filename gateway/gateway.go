@@ -51,6 +51,10 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
+	// originals caches accepted verify headers (see readOriginal).
+	originals originalCache
+	// verifyLog bounds the log lines of refused verify calls.
+	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -142,6 +146,12 @@ func (g *Gateway) decoyHash() []byte {
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
 	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+		// Verify answers another proxy on every request of its apps: it
+		// goes first, and sets the page headers only on pages it shows.
+		if flavor, ok := verifyPath(sub); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			g.verify(w, r, flavor)
+			return "", false
+		}
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
 		return "", false
