@@ -27,6 +27,10 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
+	// pagesJS is the one script of the pages: copy and print buttons, which
+	// stay hidden without it (the pages work without JavaScript).
+	//go:embed assets/pages.js
+	pagesJS string
 )
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
@@ -39,6 +43,8 @@ type Gateway struct {
 	userHeaderKey string
 	hashes        *hashLimiter
 	sessions      sessionCache
+	// posted remembers the one-time form tokens posted to this process.
+	posted postedTokens
 	// credentials fingerprints each configured user's password hash.
 	credentials map[string]uint64
 	// memberOf maps users to their groups; portal is PortalDomains.
@@ -90,7 +96,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:           cfg,
 		codec:         newCookieCodec(hashKey, blockKey),
 		csrfKey:       csrfKey.Sum(nil),
-		csp:           contentSecurityPolicy(styleCSS),
+		csp:           contentSecurityPolicy(styleCSS, pagesJS),
 		pages:         pages,
 		userHeaderKey: headerKey(cfg.UserHeader),
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),

@@ -54,9 +54,9 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, user)
+		note := g.failAttempt(r, a, user)
 		g.audit(r, EventPassword, OutcomeFailure, user)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password.", page: "login"}, p)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password." + note, page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a
