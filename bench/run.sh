@@ -73,6 +73,7 @@ key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 # bbolt file, and a second Caddy shares it.
 out_name=$mode
 store_line="db_path $work/totp.db"
+servers_option=""
 if [ "$pg" = 1 ]; then
 	out_name=$mode-postgres
 	"$work/loadgen" postgres -dsn-file "$work/dsn" -lifetime 30m >"$work/postgres.log" 2>&1 &
@@ -88,6 +89,10 @@ if [ "$pg" = 1 ]; then
 	fi
 	store_line="postgres \"$(cat "$work/dsn")\""
 	cheap_hash=$("$work/loadgen" hash -password "$password")
+	# The cluster's attack sites learn each client's IP from
+	# X-Forwarded-For; nothing else sends one.
+	servers_option=$(printf '\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}')
+	attackers=$(for i in $(seq 0 31); do printf '\t\tuser attacker%d %s\n' "$i" "$cheap_hash"; done)
 fi
 
 if [ "$profile" = 1 ]; then
@@ -111,6 +116,7 @@ cat >"$work/Caddyfile" <<EOF
 	log {
 		level ERROR
 	}
+$servers_option
 }
 
 # (a) plain reverse_proxy
@@ -156,7 +162,7 @@ http://:$1 {
 		encryption_key $key
 		max_failures 1000000000
 		max_failures_per_ip 1000000000
-		user attacker $cheap_hash
+$attackers
 	}
 	reverse_proxy 127.0.0.1:$up_port
 }
@@ -185,6 +191,9 @@ if [ "$pg" = 1 ]; then
 	storage file_system $work/caddy-data-b
 	log {
 		level ERROR
+	}
+	servers {
+		trusted_proxies static 127.0.0.1/32
 	}
 }
 
