@@ -87,7 +87,7 @@ app at their first sign-in. A name that a ` + "`user`" + ` line in the Caddyfile
 defines is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/add", args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
+			return o.changePassword(operator.OpAddUser, args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
 		},
 	}
 	add.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -99,7 +99,7 @@ it, and ends all their sessions. Users defined by a ` + "`user`" + ` line in the
 Caddyfile change their password there.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/passwd", args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
+			return o.changePassword(operator.OpSetPassword, args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
 				return d.users().ChangePassword(name, hash)
 			})
 		},
@@ -110,7 +110,7 @@ Caddyfile change their password there.`,
 		Short: "Removes a user and everything stored about them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/remove", adminRequest{User: args[0]}, false,
+			return o.change(routeRemoveUser, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().Remove(args[0]) })
 		},
 	}
@@ -130,7 +130,7 @@ Their next sign-in, with their password, sets up a new authenticator app.
 This is how a user who lost their phone and their backup codes gets back in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/reset-2fa", adminRequest{User: args[0]}, false,
+			return o.change(routeResetTwoFactor, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().ResetTwoFactor(args[0], time.Now()) })
 		},
 	}
@@ -146,10 +146,10 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
 			if ip != "" {
-				return o.change("users/unlock", adminRequest{IP: ip}, false,
+				return o.change(routeUnlock, adminRequest{IP: ip}, false,
 					func(d *database) (operator.Report, error) { return d.users().UnlockIP(ip, time.Now()) })
 			}
-			return o.change("users/unlock", adminRequest{User: args[0]}, false,
+			return o.change(routeUnlock, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().UnlockUser(args[0], time.Now()) })
 		},
 	}

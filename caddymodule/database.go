@@ -320,10 +320,9 @@ func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
 	}
 	expires := now.Add(lockCacheTTL)
 	for _, l := range locks {
-		switch {
-		case strings.HasPrefix(l.Key, "user:"):
+		if _, ok := gateway.UserCounter.Name(l.Key); ok {
 			users++
-		case strings.HasPrefix(l.Key, "ip:"):
+		} else if _, ok := gateway.IPCounter.Name(l.Key); ok {
 			ips++
 		}
 		if end := now.Add(l.RetryAfter); end.Before(expires) {

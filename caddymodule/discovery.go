@@ -60,7 +60,7 @@ func (o *options) connect(create bool) (*target, error) {
 		return nil, err
 	}
 	var listing databasesListing
-	err = client.call(http.MethodGet, "/totp-auth/databases", nil, &listing)
+	err = client.call(http.MethodGet, routeDatabases.path(), nil, &listing)
 	running := !errors.Is(err, errAdminNotRunning)
 	if err != nil && running {
 		return nil, err

@@ -1,11 +1,13 @@
 // Package caddymodule is the Caddy adapter for totp_auth: it registers the
 // http.handlers.totp_auth module and its Caddyfile directive, turns the
 // configuration into a gateway.Config, opens the database, and hands every
-// request to the gateway. It also holds what operators use while Caddy
-// runs or not: the admin API module admin.api.totp_auth (admin.go), the
-// `caddy totp-auth` commands (command.go), the operations both perform
-// (operations.go), key files and rotation (keys.go), and the metrics
-// (metrics.go).
+// request to the gateway. It also holds the Caddy side of what operators
+// use while Caddy runs or not: the admin API module admin.api.totp_auth
+// (admin.go), the `caddy totp-auth` commands (command.go for the tree,
+// commandfuncs.go for what they run, with discovery, admin client, table,
+// backup file and password prompt apart), key files and rotation
+// (keys.go, maintenance.go), and the metrics (metrics.go). The user
+// operations themselves work on any store and live in internal/operator.
 //
 // Nothing about passwords, TOTP, sessions or lockout lives here; that is the
 // gateway package. Build it into Caddy with

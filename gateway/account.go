@@ -8,7 +8,7 @@ import (
 // The account page, whoami and disabling 2FA (SPEC §3 flow 6).
 
 func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -31,7 +31,7 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 }
 
 func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -43,7 +43,7 @@ func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -53,14 +53,14 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.cfg.Prefix + "/account"}
 	if !st.TOTPEnabled {
-		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Two-factor authentication is already off.", "", pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
 		return
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "disable", s.User, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventDisable, s.User, "", pg)
 	if !ok {
 		return
 	}
-	pwOK, answered := g.passwordMatches(w, r, a, "disable", s.User, f.get("password"))
+	pwOK, answered := g.passwordMatches(w, r, a, EventDisable, s.User, f.get("password"))
 	if answered {
 		return
 	}
@@ -72,7 +72,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	if !pwOK || !codeOK {
 		g.failAttempt(r, a, s.User)
-		g.audit(r, "disable", "failure", s.User)
+		g.audit(r, EventDisable, OutcomeFailure, s.User)
 		if wantsJSON(r) {
 			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
 			return
@@ -85,7 +85,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "disable two-factor", err)
 		return
 	}
-	g.audit(r, "disable", "ok", s.User)
+	g.audit(r, EventDisable, OutcomeOK, s.User)
 	if !g.cfg.Optional2FA {
 		// Two-factor is required here: every session ends, and the next
 		// sign-in enrolls a new authenticator.

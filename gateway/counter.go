@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -273,3 +274,20 @@ func (s *counterSet) changed() []Counter {
 func (c Counter) Over(now time.Time, window time.Duration) bool {
 	return !c.Locked(now) && !now.Before(c.WindowStart.Add(window))
 }
+
+// CounterKind is what a failure counter counts against. A counter's key is
+// its kind followed by the user name or the client address.
+type CounterKind string
+
+// The kinds of failure counters (SPEC §4 rules 5 and 13).
+const (
+	UserCounter CounterKind = "user:"
+	IPCounter   CounterKind = "ip:"
+)
+
+// Key is the key of the counter of this kind for name.
+func (k CounterKind) Key(name string) string { return string(k) + name }
+
+// Name returns the user name or client address in key, if key is a
+// counter of this kind.
+func (k CounterKind) Name(key string) (string, bool) { return strings.CutPrefix(key, string(k)) }

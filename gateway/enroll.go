@@ -27,7 +27,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if p != nil && p.Stage == stageEnroll {
 		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return enrollee{}, false
 	}
@@ -55,7 +55,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.pending != nil && acct.TOTPSecret != "" {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -67,7 +67,11 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
-	uri := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	uri, err := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	if err != nil {
+		g.internalError(w, r, "build otpauth URI", err)
+		return
+	}
 	qr, err := qrDataURL(uri)
 	if err != nil {
 		g.internalError(w, r, "render QR code", err)
@@ -102,25 +106,25 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		g.showSetup(w, r, e, status, msg)
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "enrollment", e.user, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventEnrollment, e.user, "", pg)
 	if !ok {
 		return
 	}
 	if acct.TOTPSecret != "" {
 		if e.pending != nil {
 			g.releaseAttempt(a)
-			g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 			return
 		}
 		// Replacing a working authenticator needs the password too, so a
 		// borrowed session cannot take over the second factor.
-		match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, f.get("password"))
+		match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, f.get("password"))
 		if answered {
 			return
 		}
 		if !match {
 			g.failAttempt(r, a, e.user)
-			g.audit(r, "enrollment", "failure", e.user)
+			g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
 			return
 		}
@@ -141,14 +145,14 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
 		g.failAttempt(r, a, e.user)
-		g.audit(r, "enrollment", "failure", e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
 		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
 		return
 	}
 	var codes []string
 	var hashes [][]byte
 	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
-		g.busy(w, r, a, "enrollment", e.user)
+		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}
 	if err == nil {
@@ -163,7 +167,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "confirm enrollment", err)
 		return
 	}
-	g.audit(r, "enrollment", "ok", e.user)
+	g.audit(r, EventEnrollment, OutcomeOK, e.user)
 	// The session starts now, not when the request came in: making the
 	// backup codes takes a while, and a short idle_timeout would count it.
 	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {

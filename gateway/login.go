@@ -42,25 +42,25 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := g.safeRedirect(r, f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
-		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
 		return
 	}
 	if g.hashes.saturated() {
-		g.refuseBusy(w, r, "password", user)
+		g.refuseBusy(w, r, EventPassword, user)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, "password", user, "login", p)
+	a, ok := g.beginAttempt(w, r, EventPassword, user, "login", p)
 	if !ok {
 		return
 	}
-	match, answered := g.passwordMatches(w, r, a, "password", user, password)
+	match, answered := g.passwordMatches(w, r, a, EventPassword, user, password)
 	if answered {
 		return
 	}
 	if !match {
 		g.failAttempt(r, a, user)
-		g.audit(r, "password", "failure", user)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
+		g.audit(r, EventPassword, OutcomeFailure, user)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password.", page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a
@@ -79,7 +79,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 			g.internalError(w, r, "set pending cookie", err)
 			return
 		}
-		g.audit(r, "password", "ok", user)
+		g.audit(r, EventPassword, OutcomeOK, user)
 		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
 	}
 	switch {
@@ -99,13 +99,13 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 // user's failure counter and logs the sign-in. When it reports false it
 // has answered 500 itself; otherwise callers answer the request.
 func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Session, now time.Time, factor Factor) bool {
-	if err := ResetFailures(g.cfg.Store, "user:"+s.User); err != nil {
+	if err := ResetFailures(g.cfg.Store, UserCounter.Key(s.User)); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
 	if err := g.startSession(w, r, s, factor, now); err != nil {
 		g.internalError(w, r, "set session cookie", err)
 		return false
 	}
-	g.audit(r, "sign_in", "ok", s.User, methodField(factor.String()))
+	g.audit(r, EventSignIn, OutcomeOK, s.User, methodField(factor.String()))
 	return true
 }

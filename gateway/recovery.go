@@ -7,7 +7,7 @@ import (
 // Backup codes after recovery and on request (SPEC §3 flow 5).
 
 func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, true)
+	s, st, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}
@@ -20,7 +20,7 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, true)
+	s, st, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}
@@ -30,10 +30,10 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
 	if !st.TOTPEnabled {
-		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Turn on two-factor authentication first.", "backup", pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
 		return
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "backup_codes_regenerated", s.User, "backup", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventBackupCodesRegenerated, s.User, "backup", pg)
 	if !ok {
 		return
 	}
@@ -48,8 +48,8 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		}
 		if !match {
 			g.failAttempt(r, a, s.User)
-			g.audit(r, "backup_codes_regenerated", "failure", s.User)
-			g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right.", "backup", pg)
+			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right.", page: "backup"}, pg)
 			return
 		}
 	}
@@ -57,7 +57,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	var hashes [][]byte
 	var err error
 	if herr := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); herr != nil {
-		g.busy(w, r, a, "backup_codes_regenerated", s.User)
+		g.busy(w, r, a, EventBackupCodesRegenerated, s.User)
 		return
 	}
 	g.releaseAttempt(a)
@@ -68,7 +68,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "replace backup codes", err)
 		return
 	}
-	g.audit(r, "backup_codes_regenerated", "ok", s.User)
+	g.audit(r, EventBackupCodesRegenerated, OutcomeOK, s.User)
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
 		return

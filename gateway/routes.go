@@ -29,7 +29,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 	}
 	rt, ok := routes[sub]
 	if !ok {
-		g.problem(w, r, http.StatusNotFound, "not_found", "There is no such page.", "", page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	switch {

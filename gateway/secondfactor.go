@@ -30,14 +30,14 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := page{Title: "Two-factor authentication", User: p.User}
-	a, acct, ok := g.beginAccountAttempt(w, r, "second_factor", p.User, "2fa", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventSecondFactor, p.User, "2fa", pg)
 	if !ok {
 		return
 	}
 	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), true)
 	switch {
 	case errors.Is(err, ErrBusy):
-		g.busy(w, r, a, "second_factor", p.User)
+		g.busy(w, r, a, EventSecondFactor, p.User)
 		return
 	case err != nil:
 		g.releaseAttempt(a)
@@ -45,15 +45,15 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	case !ok:
 		g.failAttempt(r, a, p.User)
-		g.audit(r, "second_factor", "failure", p.User)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right. Check your app's clock and try the current code.", "2fa", pg)
+		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right. Check your app's clock and try the current code.", page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)
 	factor := FactorTOTP
 	if usedBackup {
 		factor = FactorBackupCode
-		g.audit(r, "backup_code", "ok", p.User)
+		g.audit(r, EventBackupCode, OutcomeOK, p.User)
 	}
 	if !g.completeSignIn(w, r, Session{User: p.User, Generation: acct.Generation}, g.cfg.Clock.Now(), factor) {
 		return

@@ -43,7 +43,7 @@ func (g *Gateway) getVerifyNginx(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFlavor) {
 	w.Header().Set("Cache-Control", "no-store")
 	if len(g.portal) == 0 {
-		g.problem(w, r, http.StatusNotFound, "not_found", "There is no such page.", "", page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	if !g.cfg.TrustedProxy(r) {
@@ -86,7 +86,7 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	if !g.allows(g.cfg.Allow, s.User) || !g.allows(app, s.User) {
-		g.audit(r, "access", "forbidden", s.User, zap.String("url", o.url))
+		g.audit(r, EventAccess, OutcomeForbidden, s.User, zap.String("url", o.url))
 		if wantsJSON(r) || !acceptsHTML(r) {
 			jsonError(w, http.StatusForbidden, "forbidden")
 			return

@@ -2,8 +2,9 @@
 // (password hashes of users managed in the database, TOTP secrets, last
 // accepted time steps, backup-code hashes, pending enrollments, session
 // generations), the failure counters of the lockout, and the session cookie
-// keys. It implements gateway.Store, and it adds the operator functions the
-// admin API and the `caddy totp-auth` commands use.
+// keys. It implements gateway.Store: it loads, locks and saves records in
+// bbolt transactions and applies no rule of its own (those are gateway's).
+// It adds what only a file allows: key rotation and backup.
 //
 // Secrets (TOTP secrets, pending enrollment secrets, cookie keys) are kept
 // only as AES-256-GCM ciphertext. Every ciphertext names the key it was
