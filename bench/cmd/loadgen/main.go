@@ -13,6 +13,7 @@
 //	loadgen postgres -dsn-file F   run a throwaway PostgreSQL cluster until stopped
 //	loadgen hash -password P       print a bcrypt hash of P at the lowest cost
 //	loadgen cluster ...            two instances on one PostgreSQL: failed attempts/s, logout propagation
+//	loadgen users -n N ...         what N database users cost bbolt and PostgreSQL
 //
 // Everything it dials or listens on is a 127.0.0.1 address, and every loop
 // in it is bounded both in time and in count.
@@ -44,11 +45,13 @@ func main() {
 	case "run":
 		err = run(args)
 	case "postgres":
-		err = postgres(args)
+		err = runPostgres(args)
 	case "cluster":
 		err = cluster(args)
 	case "hash":
 		err = hash(args)
+	case "users":
+		err = users(args)
 	default:
 		usage()
 		os.Exit(2)
@@ -60,7 +63,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster [flags]; see bench/README.md")
+	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|users [flags]; see bench/README.md")
 }
 
 // freePorts prints n distinct free ports on 127.0.0.1. All listeners stay
