@@ -7,6 +7,8 @@
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
 #   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
 #                           instance, failed attempts/s and logout propagation
+#   bench/run.sh --users    only: what 100,000 database users cost bbolt and
+#                           PostgreSQL (about 2 minutes)
 #
 # Everything listens and connects on 127.0.0.1 only; every process it starts
 # is killed on exit. The report also goes to bench/out/<mode>.txt.
@@ -16,18 +18,20 @@ cd "$(dirname "$0")/.."
 mode=full
 profile=0
 pg=0
+users_only=0
 for arg in "$@"; do
 	case "$arg" in
+	--users) users_only=1 ;;
 	--postgres) pg=1 ;;
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--profile) profile=1 ;;
 	-h | --help)
-		sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
-		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres)" >&2
+		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --users)" >&2
 		exit 2
 		;;
 	esac
@@ -57,6 +61,31 @@ trap 'exit 130' INT TERM
 echo "building Caddy with totp_auth and the load generator into $work"
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/loadgen" ./bench/cmd/loadgen
+
+# --users measures only what 100,000 database users cost each store (see
+# bench/README.md), then exits. The bbolt files go to /dev/shm when there
+# is one: seeding them takes one transaction per user.
+if [ "$users_only" = 1 ]; then
+	"$work/loadgen" postgres -dsn-file "$work/dsn" -lifetime 30m >"$work/postgres.log" 2>&1 &
+	pids+=("$!")
+	for _ in $(seq 1 120); do
+		[ -s "$work/dsn" ] && break
+		sleep 0.5
+	done
+	if [ ! -s "$work/dsn" ]; then
+		echo "PostgreSQL did not start; its log:" >&2
+		cat "$work/postgres.log" >&2
+		exit 1
+	fi
+	files="$work/users"
+	if [ -d /dev/shm ]; then
+		files=$(mktemp -d /dev/shm/totp-bench-users.XXXXXX)
+		trap 'rm -rf "$files"; cleanup' EXIT
+	fi
+	mkdir -p "$files" bench/out
+	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" | tee bench/out/users.txt
+	exit 0
+fi
 
 mapfile -t ports < <("$work/loadgen" freeport -n 10)
 up_port=${ports[0]} plain_port=${ports[1]} totp_port=${ports[2]} basic_port=${ports[3]} admin_port=${ports[4]}
