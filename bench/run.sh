@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark of totp_auth against plain reverse_proxy and basic_auth in one
-# Caddy process, plus the wrong-password flood (SPEC §6). See bench/README.md.
+# Caddy process, plus the wrong-password flood, plus portal mode: Caddy's
+# forward_auth to verify against forward_auth to a plain 200 (SPEC §6).
+# See bench/README.md.
 #
-#   bench/run.sh            full run, about 3 minutes
-#   bench/run.sh --quick    short run for CI, under 90 s
+#   bench/run.sh            full run, about 4 minutes
+#   bench/run.sh --quick    short run for CI, under 2 minutes
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
 #   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
 #                           instance, failed attempts/s and logout propagation
 #   bench/run.sh --users    only: what 100,000 database users cost bbolt and
 #                           PostgreSQL (about 2 minutes)
+#   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s)
 #
 # Everything listens and connects on 127.0.0.1 only; every process it starts
 # is killed on exit. The report also goes to bench/out/<mode>.txt.
@@ -19,6 +22,7 @@ mode=full
 profile=0
 pg=0
 users_only=0
+portal_only=0
 for arg in "$@"; do
 	case "$arg" in
 	--users) users_only=1 ;;
@@ -26,12 +30,13 @@ for arg in "$@"; do
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--profile) profile=1 ;;
+	--portal) portal_only=1 ;;
 	-h | --help)
-		sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
-		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --users)" >&2
+		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --users, --portal)" >&2
 		exit 2
 		;;
 	esac
@@ -39,8 +44,10 @@ done
 
 if [ "$mode" = quick ]; then
 	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s)
+	portal_flags=(-mode quick -rounds 4 -load 2s -warmup 500ms)
 else
 	run_flags=(-mode full -rounds 8 -load 3s -latency 2s -warmup 1s -flood 10s -flood-ramp 1s)
+	portal_flags=(-mode full -rounds 8 -load 3s -warmup 1s)
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/totp-bench.XXXXXX")
@@ -87,9 +94,10 @@ if [ "$users_only" = 1 ]; then
 	exit 0
 fi
 
-mapfile -t ports < <("$work/loadgen" freeport -n 10)
+mapfile -t ports < <("$work/loadgen" freeport -n 14)
 up_port=${ports[0]} plain_port=${ports[1]} totp_port=${ports[2]} basic_port=${ports[3]} admin_port=${ports[4]}
 b_totp_port=${ports[5]} a_attack_port=${ports[6]} b_attack_port=${ports[7]} a_walk_port=${ports[8]} b_walk_port=${ports[9]}
+portal_port=${ports[10]} ok_port=${ports[11]} fa_verify_port=${ports[12]} fa_ok_port=${ports[13]}
 
 password="bench-password-$RANDOM$RANDOM"
 # What a user does: `caddy hash-password`, bcrypt at its default cost 14.
@@ -120,7 +128,7 @@ if [ "$pg" = 1 ]; then
 	cheap_hash=$("$work/loadgen" hash -password "$password")
 	# The cluster's attack sites learn each client's IP from
 	# X-Forwarded-For; nothing else sends one.
-	servers_option=$(printf '\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}')
+	servers_option=$(printf '\tservers 127.0.0.1:%s {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}' "$a_attack_port")
 	attackers=$(for i in $(seq 0 31); do printf '\t\tuser attacker%d %s\n' "$i" "$cheap_hash"; done)
 fi
 
@@ -144,6 +152,11 @@ cat >"$work/Caddyfile" <<EOF
 	storage file_system $work/caddy-data
 	log {
 		level ERROR
+	}
+	# The forward_auth sites call the portal from 127.0.0.1: a trusted
+	# proxy there, and only there.
+	servers 127.0.0.1:$portal_port {
+		trusted_proxies static 127.0.0.1/32
 	}
 $servers_option
 }
@@ -172,6 +185,48 @@ http://:$basic_port {
 	bind 127.0.0.1
 	basic_auth {
 		bench $hash
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+
+# (d) the sign-in portal for *.bench.test, with its own database
+http://:$portal_port {
+	bind 127.0.0.1
+	totp_auth {
+		db_path $work/portal.db
+		encryption_key $key
+		issuer bench
+		portal bench.test
+		max_failures_per_ip 1000000000
+		user bench $hash
+	}
+	respond "the portal"
+}
+
+# (e) an endpoint that only answers 200, for forward_auth to ask instead
+http://:$ok_port {
+	bind 127.0.0.1
+	respond 200
+}
+
+# (f) forward_auth to the portal's verify + reverse_proxy
+http://:$fa_verify_port {
+	bind 127.0.0.1
+	forward_auth 127.0.0.1:$portal_port {
+		uri /.totp-auth/verify?
+		header_up Host auth.bench.test:$portal_port
+		copy_headers Remote-User Remote-Groups
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+
+# (g) the same forward_auth to the plain 200 + reverse_proxy
+http://:$fa_ok_port {
+	bind 127.0.0.1
+	forward_auth 127.0.0.1:$ok_port {
+		uri /ok?
+		header_up Host auth.bench.test:$portal_port
+		copy_headers Remote-User Remote-Groups
 	}
 	reverse_proxy 127.0.0.1:$up_port
 }
@@ -221,7 +276,7 @@ if [ "$pg" = 1 ]; then
 	log {
 		level ERROR
 	}
-	servers {
+	servers 127.0.0.1:$b_attack_port {
 		trusted_proxies static 127.0.0.1/32
 	}
 }
@@ -263,7 +318,7 @@ if [ "$pg" = 1 ]; then
 fi
 
 if ! "$work/loadgen" wait -timeout 30s \
-	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port"; then
+	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port,127.0.0.1:$portal_port,127.0.0.1:$ok_port,127.0.0.1:$fa_verify_port,127.0.0.1:$fa_ok_port"; then
 	echo "Caddy did not come up; its log:" >&2
 	tail -n 50 "$work/caddy.log" >&2
 	exit 1
@@ -280,10 +335,22 @@ fi
 read -r -a extra_flags <<<"${BENCH_LOADGEN_FLAGS:-}"
 
 status=0
-"$work/loadgen" run "${run_flags[@]}" "${profile_flags[@]}" "${extra_flags[@]}" \
-	-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" \
-	-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
-	tee "bench/out/$out_name.txt" || status=$?
+out="bench/out/$out_name.txt"
+if [ "$portal_only" = 1 ]; then
+	out="bench/out/$mode-portal.txt"
+	: >"$out"
+else
+	"$work/loadgen" run "${run_flags[@]}" "${profile_flags[@]}" "${extra_flags[@]}" \
+		-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" \
+		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
+		tee "$out" || status=$?
+fi
+if [ "$status" = 0 ]; then
+	"$work/loadgen" portal "${portal_flags[@]}" \
+		-portal "127.0.0.1:$portal_port" -verify "127.0.0.1:$fa_verify_port" -ok "127.0.0.1:$fa_ok_port" \
+		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
+		tee -a "$out" || status=$?
+fi
 
 if [ "$status" != 0 ]; then
 	echo "the load generator failed; the end of Caddy's log:" >&2
@@ -295,7 +362,7 @@ if [ "$pg" = 1 ]; then
 	"$work/loadgen" cluster -attack-a "127.0.0.1:$a_attack_port" -attack-b "127.0.0.1:$b_attack_port" \
 		-walk-a "127.0.0.1:$a_walk_port" -walk-b "127.0.0.1:$b_walk_port" \
 		-user attacker -walk-user walker -password "$password" |
-		tee -a "bench/out/$out_name.txt" || status=$?
+		tee -a "$out" || status=$?
 	if [ "$status" != 0 ]; then
 		echo "the cluster measurement failed; the ends of the Caddy logs:" >&2
 		tail -n 20 "$work/caddy.log" "$work/caddy-b.log" >&2

@@ -62,7 +62,7 @@ func addCommands(root *cobra.Command) {
 	o := &options{}
 	root.PersistentFlags().StringVar(&o.db, "db", "", "the database file (default: the one Caddy has open, or <caddy data dir>/totp_auth/totp.db)")
 	root.PersistentFlags().StringVar(&o.address, "address", "", "the address of Caddy's admin endpoint (default: from --config, CADDY_ADMIN or localhost:2019)")
-	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration file, to read the admin endpoint, the database, its key and the `user` lines from")
+	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration `file`, to read the admin endpoint, the database, its key and the user lines from")
 	root.PersistentFlags().StringVarP(&o.adapter, "adapter", "a", "", "the adapter of --config")
 	root.PersistentFlags().StringVar(&o.postgres, "postgres", "", "a PostgreSQL database (connection string or postgres:// URL) to work on directly; running instances notice every change at once (default: from --config)")
 	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
@@ -178,8 +178,10 @@ key, which then becomes encryption_key of every instance.`,
 		Long: `Re-encrypts every TOTP secret and session key under a new key, in one
 transaction. When the key lives in the key file beside the database (no
 encryption_key in the Caddyfile), that is all: the new key goes into the
-key file, the old one into <key file>.old until Caddy next starts, in an
-order that lets a restart at any moment open the database. When the
+key file, the old one into <key file>.<its id>, in an order that lets a
+restart at any moment open the database. Retired keys stay until you
+remove them: a backup opens only with the key that was current when it
+was made, and the command says which backups need which key. When the
 Caddyfile names the key, nothing is changed; the command prints a new key
 and how to put it into the Caddyfile, and loading that configuration
 re-encrypts.`,

@@ -157,8 +157,11 @@ type TOTPAuth struct {
 	// Caddy's forward_auth and Traefik, GET <prefix>/verify/nginx answers
 	// nginx auth_request, and the sign-in flow may end at an absolute URL
 	// under these domains. Verify believes forwarded headers only from
-	// callers the server's trusted_proxies trusts. Default: none (no
-	// portal mode; the verify endpoints answer 404).
+	// callers the server's trusted_proxies trusts. Set cookie_domain to a
+	// parent of these domains (and of the portal's own name), or their
+	// apps never receive the session cookie; Caddy warns at start when it
+	// does not cover one. Default: none (no portal mode; the verify
+	// endpoints answer 404).
 	Portal []string `json:"portal,omitempty"`
 
 	gateway *gateway.Gateway
@@ -218,6 +221,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	t.warnUncoveredPortal(portal)
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,

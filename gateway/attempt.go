@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -40,7 +39,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 		if pageName == "" {
 			pageName = "message"
 		}
-		p.Error = fmt.Sprintf("Too many failed attempts. Try again in %s.", (time.Duration(secs) * time.Second).String())
+		p.Error = lockedMessage(time.Duration(secs) * time.Second)
 		if p.Continue == "" {
 			p.Continue = g.cfg.Prefix + "/login"
 		}
@@ -67,16 +66,19 @@ func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, ki
 	return a, acct, true
 }
 
-// failAttempt records a failed attempt and logs any lock it triggers.
-func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) {
+// failAttempt records a failed attempt and logs any lock it triggers. It
+// returns what a person should read after the failure's own message: how
+// many attempts are left when they are few, or that sign-in is now locked.
+func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) string {
 	locks, err := FailAttempt(g.cfg.Store, a, g.cfg.Clock.Now(), g.cfg.Lockout)
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: record failed attempt: " + err.Error())
-		return
+		return ""
 	}
 	for _, l := range locks {
 		g.audit(r, EventLockout, OutcomeLocked, user, lockField(l.Key))
 	}
+	return g.attemptsLeft(a, locks)
 }
 
 func (g *Gateway) releaseAttempt(a Attempt) {

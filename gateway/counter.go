@@ -34,6 +34,9 @@ type Attempt struct {
 	// WindowStarts records, per limit, the window the slot was taken in, so
 	// a late release never frees a slot of a newer window.
 	WindowStarts []time.Time
+	// Failures records, per limit, how many failures its counter held when
+	// the slot was taken, so a failed attempt can say how many are left.
+	Failures []int
 }
 
 // Lock describes a counter that refuses attempts.
@@ -144,6 +147,7 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 	}
 	cs := counterSet{load: load}
 	starts := make([]time.Time, len(limits))
+	failures := make([]int, len(limits))
 	for i, l := range limits {
 		c, err := cs.get(l.Key)
 		if err != nil {
@@ -163,11 +167,12 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 		c.InFlight++
 		cs.set(c)
 		starts[i] = c.WindowStart
+		failures[i] = c.Failures
 	}
 	if lock != nil {
 		return Attempt{}, lock, nil, nil
 	}
-	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts}, nil, cs.changed(), nil
+	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts, Failures: failures}, nil, cs.changed(), nil
 }
 
 // ReleaseSlots is ReleaseAttempt over the counters load returns (see

@@ -14,6 +14,7 @@ import (
 type enrollee struct {
 	user     string
 	pending  *PendingLogin
+	session  *Session // the signed-in user's session, when not pending
 	redirect string
 }
 
@@ -31,7 +32,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if !ok {
 		return enrollee{}, false
 	}
-	return enrollee{user: s.User, redirect: g.cfg.Prefix + "/account"}, true
+	return enrollee{user: s.User, session: s, redirect: g.cfg.Prefix + "/account"}, true
 }
 
 var errEnrollmentExpired = errors.New("enrollment expired")
@@ -81,10 +82,20 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		writeJSON(w, status, map[string]string{"secret": enr.Secret, "otpauth_uri": uri, "qr_png": qr})
 		return
 	}
+	moving := acct.TOTPSecret != ""
 	g.render(w, r, status, "setup", page{
-		Title: "Set up two-factor authentication", User: e.user, QR: template.URL(qr), Secret: enr.Secret,
-		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "", Error: errMsg,
+		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
+		Expires: inWords(enr.Expires.Sub(now)), NeedPassword: moving, Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
+}
+
+// setupTitle names the setup page: a first enrollment, or a move to a new
+// authenticator app.
+func setupTitle(moving bool) string {
+	if moving {
+		return "Move to a new authenticator app"
+	}
+	return "Set up two-factor authentication"
 }
 
 func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +107,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Set up two-factor authentication", Continue: g.cfg.Prefix + "/setup"}
+	pg := page{Title: setupTitle(e.pending == nil), Continue: g.cfg.Prefix + "/setup"}
 	// refuse answers API clients with the error code and shows browsers
 	// the setup form again, with the message.
 	refuse := func(status int, code, msg string) {
@@ -123,9 +134,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !match {
-			g.failAttempt(r, a, e.user)
+			note := g.failAttempt(r, a, e.user)
 			g.audit(r, EventEnrollment, OutcomeFailure, e.user)
-			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
+			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password."+note)
 			return
 		}
 	}
@@ -144,9 +155,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	code, _ := normalizeTOTPCode(f.get("code"))
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
-		g.failAttempt(r, a, e.user)
+		note := g.failAttempt(r, a, e.user)
 		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
-		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
+		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key."+g.serverTime()+note)
 		return
 	}
 	var codes []string
@@ -168,14 +179,25 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, EventEnrollment, OutcomeOK, e.user)
+	if e.pending == nil {
+		reason := codesEnrolled // turned on from the account page
+		if acct.TOTPSecret != "" {
+			reason = codesMoved
+		}
+		g.showCodesOnce(w, r, *e.session, reason, codes, e.redirect)
+		return
+	}
+	// The session's id is chosen here, so the codes can be bound to it.
+	id, err := newSessionID()
+	if err != nil {
+		g.internalError(w, r, "start session", err)
+		return
+	}
 	// The session starts now, not when the request came in: making the
 	// backup codes takes a while, and a short idle_timeout would count it.
-	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
+	s := Session{User: e.user, ID: id, Generation: acct.Generation}
+	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), FactorEnrollment) {
 		return
 	}
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backup_codes": codes})
-		return
-	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "Two-factor authentication is on", Codes: codes, Continue: e.redirect})
+	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)
 }

@@ -18,6 +18,9 @@ const (
 	EventLockout                EventKind = "lockout"
 	EventCSRF                   EventKind = "csrf"
 	EventAccess                 EventKind = "access"
+	// EventFormResent is a form the browser posted again (a reload of the
+	// page that answered it), answered unevaluated.
+	EventFormResent EventKind = "form_resent"
 )
 
 // Outcome is how a security event ended.

@@ -27,6 +27,10 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
+	// pagesJS is the one script of the pages: copy and print buttons, which
+	// stay hidden without it (the pages work without JavaScript).
+	//go:embed assets/pages.js
+	pagesJS string
 )
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
@@ -39,12 +43,18 @@ type Gateway struct {
 	userHeaderKey string
 	hashes        *hashLimiter
 	sessions      sessionCache
+	// posted remembers the one-time form tokens posted to this process.
+	posted postedTokens
 	// credentials fingerprints each configured user's password hash.
 	credentials map[string]uint64
 	// memberOf maps users to their groups; portal is PortalDomains.
 	memberOf map[string][]string
 	portal   []string
 	activity activity
+	// originals caches accepted verify headers (see readOriginal).
+	originals originalCache
+	// verifyLog bounds the log lines of refused verify calls.
+	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -86,7 +96,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:           cfg,
 		codec:         newCookieCodec(hashKey, blockKey),
 		csrfKey:       csrfKey.Sum(nil),
-		csp:           contentSecurityPolicy(styleCSS),
+		csp:           contentSecurityPolicy(styleCSS, pagesJS),
 		pages:         pages,
 		userHeaderKey: headerKey(cfg.UserHeader),
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
@@ -136,6 +146,12 @@ func (g *Gateway) decoyHash() []byte {
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
 	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+		// Verify answers another proxy on every request of its apps: it
+		// goes first, and sets the page headers only on pages it shows.
+		if flavor, ok := verifyPath(sub); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			g.verify(w, r, flavor)
+			return "", false
+		}
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
 		return "", false

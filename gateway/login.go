@@ -15,11 +15,7 @@ func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := g.safeRedirect(r, r.URL.Query().Get("redirect"))
 	if s, st, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && g.Admits(*s) && !wantsJSON(r) {
-		if !verifyAdmits(*s) && !strings.HasPrefix(redirect, "/") {
-			// Back to an app behind verify, which needs the second
-			// factor even where this block does not: ask for it now,
-			// or the app would send the browser straight back here.
-			g.stepUp(w, r, s, st, redirect)
+		if !strings.HasPrefix(redirect, "/") && g.holdForApp(w, r, s, st, redirect) {
 			return
 		}
 		http.Redirect(w, r, redirect, http.StatusSeeOther)
@@ -58,9 +54,9 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, user)
+		note := g.failAttempt(r, a, user)
 		g.audit(r, EventPassword, OutcomeFailure, user)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password.", page: "login"}, p)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password." + note, page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a

@@ -27,7 +27,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, EventLogout, OutcomeOK, user)
-	next := g.cfg.Prefix + "/login"
+	next := g.donePage(doneSignedOut)
 	if target := f.get("redirect"); target != "" {
 		// "Sign in as someone else": the login page, going on to target.
 		next = g.loginAgainURL(r, target)
@@ -50,5 +50,5 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, EventLogoutAll, OutcomeOK, s.User)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneSignedOutEverywhere), map[string]string{"status": "ok"})
 }

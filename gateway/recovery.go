@@ -47,9 +47,9 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !match {
-			g.failAttempt(r, a, s.User)
+			note := g.failAttempt(r, a, s.User)
 			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right.", page: "backup"}, pg)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "backup"}, pg)
 			return
 		}
 	}
@@ -69,14 +69,10 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, EventBackupCodesRegenerated, OutcomeOK, s.User)
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
-		return
-	}
-	next := g.cfg.Prefix + "/account"
+	next, reason := g.accountURL(f.get("redirect")), codesRegenerated
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
-		next = g.safeRedirect(r, f.get("redirect"))
+		next, reason = g.safeRedirect(r, f.get("redirect")), codesRecovered
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
+	g.showCodesOnce(w, r, *s, reason, codes, next)
 }

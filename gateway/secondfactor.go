@@ -44,9 +44,9 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "check code", err)
 		return
 	case !ok:
-		g.failAttempt(r, a, p.User)
+		note := g.failAttempt(r, a, p.User)
 		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right. Check your app's clock and try the current code.", page: "2fa"}, pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)

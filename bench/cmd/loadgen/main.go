@@ -14,6 +14,7 @@
 //	loadgen hash -password P       print a bcrypt hash of P at the lowest cost
 //	loadgen cluster ...            two instances on one PostgreSQL: failed attempts/s, logout propagation
 //	loadgen users -n N ...         what N database users cost bbolt and PostgreSQL
+//	loadgen portal ...             forward_auth to verify against forward_auth to a plain 200
 //
 // Everything it dials or listens on is a 127.0.0.1 address, and every loop
 // in it is bounded both in time and in count.
@@ -52,6 +53,8 @@ func main() {
 		err = hash(args)
 	case "users":
 		err = users(args)
+	case "portal":
+		err = portal(args)
 	default:
 		usage()
 		os.Exit(2)
@@ -63,7 +66,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|users [flags]; see bench/README.md")
+	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|users|portal [flags]; see bench/README.md")
 }
 
 // freePorts prints n distinct free ports on 127.0.0.1. All listeners stay
