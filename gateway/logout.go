@@ -16,8 +16,9 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	if s, ok := g.readSession(r, now); ok {
 		user = s.User
 		// End the session on the server too, so a copy of the cookie
-		// taken before now is worthless.
-		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+		// taken before now is worthless, until the cookie's own absolute
+		// expiry: a block with a longer session_ttl accepts it until then.
+		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}

@@ -1,0 +1,97 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// A logout on a block with a shorter session_ttl than the block that
+// issued the session keeps it ended until the cookie's own absolute
+// expiry: the issuing block would accept a copy until then (SPEC §4
+// rule 22).
+func TestLogout_EndedSessionStaysEndedUntilTheCookiesOwnExpiry(t *testing.T) {
+	long := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 24 * time.Hour; c.IdleTimeout = 24 * time.Hour })
+	short := long.sibling(func(c *gateway.Config) { c.SessionTTL = time.Hour; c.IdleTimeout = time.Hour })
+	c := long.client()
+	secret, _ := c.enroll("alice")
+	stolen := c.cookie("totp_auth_session")
+	if r := c.on(short).postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatalf("logout on the short block: %d %s", r.StatusCode, r.Body)
+	}
+	// Two hours on, the user signs in and out again on the short block:
+	// that logout forgets revocations whose time is over.
+	long.clock.Advance(2 * time.Hour)
+	again := short.client()
+	again.signIn("alice", secret)
+	if r := again.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatalf("second logout: %d %s", r.StatusCode, r.Body)
+	}
+	req, _ := http.NewRequest("GET", long.srv.URL+"/app", nil)
+	req.Header.Set("Accept", "application/json")
+	req.AddCookie(&http.Cookie{Name: stolen.Name, Value: stolen.Value})
+	if r := long.client().do(req); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a copy of the logged-out cookie on the issuing block 2h later: %d %s, want 401", r.StatusCode, r.Body)
+	}
+}
+
+// canceledStore fails SessionState with an error that wraps
+// context.Canceled while on is set, as a database store does when it is
+// closed under a request that is still being answered.
+type canceledStore struct {
+	gateway.Store
+	on *atomic.Bool
+}
+
+func (s canceledStore) SessionState(user string) (gateway.SessionState, error) {
+	if s.on.Load() {
+		return gateway.SessionState{}, fmt.Errorf("session state: %w", context.Canceled)
+	}
+	return s.Store.SessionState(user)
+}
+
+// A store error that wraps context.Canceled is still an error: verify and
+// the gate answer 500, never an empty 200 (which a forward-auth proxy
+// would take for "signed in").
+func TestVerify_CanceledStoreErrorIsNever2xx(t *testing.T) {
+	var on atomic.Bool
+	e := portalEnv(t, func(c *gateway.Config) { c.Store = canceledStore{Store: c.Store, on: &on} })
+	c := signedIn(t, e, "alice")
+	on.Store(true)
+	for _, path := range []string{"verify", "verify/nginx"} {
+		hdr := forwarded()
+		if path == "verify/nginx" {
+			hdr = originalHeaders()
+		}
+		if r := c.verify(path, hdr, "application/json"); r.StatusCode != http.StatusInternalServerError {
+			t.Errorf("%s with a canceled store: %d %q, want 500", path, r.StatusCode, r.Body)
+		}
+	}
+	if r := c.getJSON("/app"); r.StatusCode != http.StatusInternalServerError {
+		t.Errorf("the gate with a canceled store: %d %q, want 500", r.StatusCode, r.Body)
+	}
+}
+
+// A refused verify call logs the reason, not megabytes of what the client
+// sent: the line stays short however long the original URL is.
+func TestVerify_RefusalLogLineIsBounded(t *testing.T) {
+	e := portalEnv(t)
+	c := e.client()
+	long := "/%zz" + strings.Repeat("a", 64<<10)
+	if r := c.verify("verify", with(forwarded(), "X-Forwarded-Uri", long), "application/json"); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("an undecodable X-Forwarded-Uri: %d, want 400", r.StatusCode)
+	}
+	lines := e.logs.FilterMessageSnippet("totp_auth verify").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d verify log lines, want 1", len(lines))
+	}
+	if n := len(fmt.Sprint(lines[0].ContextMap())); n > 2048 {
+		t.Fatalf("the refusal's log line carries %d bytes of fields, want at most 2048", n)
+	}
+}
