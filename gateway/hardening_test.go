@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -93,5 +94,31 @@ func TestVerify_RefusalLogLineIsBounded(t *testing.T) {
 	}
 	if n := len(fmt.Sprint(lines[0].ContextMap())); n > 2048 {
 		t.Fatalf("the refusal's log line carries %d bytes of fields, want at most 2048", n)
+	}
+}
+
+// A logout on another block ends a session that verify keeps alive on the
+// portal, although that block sees the cookie idle past its timeout: the
+// portal remembers idle time the cookie does not carry (SPEC §4 rule 22,
+// §12).
+func TestLogout_OnAnotherBlockEndsASessionVerifyKeepsAlive(t *testing.T) {
+	portal := portalEnv(t)
+	plain := portal.sibling()
+	c := signedIn(t, portal, "alice")
+	for i := 0; i < 4; i++ {
+		portal.clock.Advance(30 * time.Minute)
+		if r := c.verify("verify", forwarded(), "application/json"); r.StatusCode != 200 {
+			t.Fatalf("verify after %d half hours: %d", i+1, r.StatusCode)
+		}
+	}
+	stolen := c.cookie("totp_auth_session")
+	if r := c.on(plain).postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatalf("logout on the plain block: %d %s", r.StatusCode, r.Body)
+	}
+	thief := portal.client()
+	u, _ := url.Parse(portal.srv.URL)
+	thief.jar.SetCookies(u, []*http.Cookie{stolen})
+	if r := thief.verify("verify", forwarded(), "application/json"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("verify with a cookie logged out on another block: %d, want 401", r.StatusCode)
 	}
 }
