@@ -122,3 +122,25 @@ func TestLogout_OnAnotherBlockEndsASessionVerifyKeepsAlive(t *testing.T) {
 		t.Fatalf("verify with a cookie logged out on another block: %d, want 401", r.StatusCode)
 	}
 }
+
+// Posting logout again and again with one copied cookie revokes that one
+// session once: it cannot fill the user's revocations and so end every
+// other session of the user.
+func TestLogout_RepeatedWithOneCookieEndsNoOtherSession(t *testing.T) {
+	e := newEnv(t)
+	victim := e.client()
+	secret, _ := victim.enroll("alice")
+	copied := e.client()
+	copied.signIn("alice", secret)
+	stolen := copied.cookie("totp_auth_session")
+	u, _ := url.Parse(e.srv.URL)
+	for i := 0; i <= gateway.MaxRevokedSessions; i++ {
+		copied.jar.SetCookies(u, []*http.Cookie{stolen})
+		if r := copied.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+			t.Fatalf("logout %d: %d %s", i, r.StatusCode, r.Body)
+		}
+	}
+	if r := victim.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("the user's other session after %d logouts of one cookie: %d, want 200", gateway.MaxRevokedSessions+1, r.StatusCode)
+	}
+}
