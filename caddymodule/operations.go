@@ -347,13 +347,15 @@ func (d *database) unlockUser(name string, now time.Time) (opReport, error) {
 	return d.unlock("user:"+name, name, now)
 }
 
-// unlockIP lifts a client IP's lock and forgets its failures.
+// unlockIP lifts the lock of a client IP (of its /64 for IPv6, as the
+// gateway counts it) and forgets its failures.
 func (d *database) unlockIP(ip string, now time.Time) (opReport, error) {
 	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
 	if err != nil {
 		return opReport{}, refuse(http.StatusBadRequest, "%q is not an IP address", ip)
 	}
-	return d.unlock("ip:"+addr.String(), addr.String(), now)
+	key := gateway.ClientKey(addr.String())
+	return d.unlock(key, strings.TrimPrefix(key, "ip:"), now)
 }
 
 func (d *database) unlock(key, what string, now time.Time) (opReport, error) {

@@ -2,7 +2,9 @@ package gateway
 
 import (
 	"errors"
+
 	"fmt"
+	"go.uber.org/zap"
 	"net/http"
 	"strconv"
 	"time"
@@ -16,7 +18,7 @@ import (
 func (g *Gateway) userLimits(r *http.Request, user string) []Limit {
 	return []Limit{
 		{Key: "user:" + user, Max: g.cfg.MaxFailures},
-		{Key: "ip:" + g.cfg.ClientIP(r), Max: g.cfg.MaxFailuresPerIP},
+		{Key: ClientKey(g.cfg.ClientIP(r)), Max: g.cfg.MaxFailuresPerIP},
 	}
 }
 
@@ -29,7 +31,8 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, use
 		return Attempt{}, false
 	}
 	if lock != nil {
-		g.audit(r, kind, "locked", user)
+		logged, suppressed := g.lockLines.allow(lock.Key, g.cfg.Clock.Now())
+		g.auditLine(r, logged, kind, "locked", user, lockField(lock.Key), zap.Int("refusals_not_logged", suppressed))
 		secs := max(1, int((lock.RetryAfter+time.Second-1)/time.Second))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		if wantsJSON(r) {
@@ -127,12 +130,15 @@ func (g *Gateway) checkPassword(r *http.Request, user, password string) (bool, e
 			return false, err
 		}
 		hash, known = acct.PasswordHash, acct.PasswordHash != nil
+		if known {
+			g.noteHash(hash)
+		}
 	}
 	if !known {
 		hash = g.decoyHash()
 	}
 	var match bool
-	err := g.hashes.do(r.Context(), func() { match = comparePassword(hash, password) })
+	err := g.hash(r, func() { match = comparePassword(hash, password) })
 	return match && known, err
 }
 
@@ -177,7 +183,7 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 	}
 	var hash []byte
 	var match bool
-	if err := g.hashes.do(r.Context(), func() { hash, match = matchBackupCode(acct.BackupCodes, code) }); err != nil {
+	if err := g.hash(r, func() { hash, match = matchBackupCode(acct.BackupCodes, code) }); err != nil {
 		return false, false, err
 	}
 	if !match {

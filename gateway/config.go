@@ -72,6 +72,12 @@ type Config struct {
 
 	// Store keeps accounts, counters and keys. Required.
 	Store Store
+	// StoredPasswordHashes, when set, calls fn with every password hash
+	// the store holds, so that the decoy checked for unknown names costs
+	// as much as the costliest of them as well as of Users (SPEC §4 rule
+	// 24). Nil means none are listed; either way a stored hash costlier
+	// than the decoy makes a costlier decoy once it is checked.
+	StoredPasswordHashes func(fn func(hash []byte)) error
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
 	// Logger receives one line per security event; nil means no logging.

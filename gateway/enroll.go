@@ -147,7 +147,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); err != nil {
+	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes() }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
 	}

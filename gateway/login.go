@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"time"
 )
@@ -37,11 +40,18 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
 		return
 	}
-	if g.hashes.saturated() {
-		g.refuseBusy(w, r, "password", user)
+	// Until the password is right, an unknown name is logged and counted
+	// only as a keyed hash: it may be a password typed into the wrong box.
+	subject, err := g.subject(user)
+	if err != nil {
+		g.internalError(w, r, "read account", err)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, "password", user, "login", p)
+	if g.hashes.saturated(g.clientPrefix(r)) {
+		g.refuseBusy(w, r, "password", subject)
+		return
+	}
+	a, ok := g.beginAttempt(w, r, "password", subject, "login", p)
 	if !ok {
 		return
 	}
@@ -50,8 +60,8 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, user)
-		g.audit(r, "password", "failure", user)
+		g.failAttempt(r, a, subject)
+		g.audit(r, "password", "failure", subject)
 		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
 		return
 	}
@@ -98,4 +108,27 @@ func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Sessi
 	}
 	g.audit(r, "sign_in", "ok", s.User, methodField(factor.String()))
 	return true
+}
+
+// subject is how the log and the failure counters name the user a sign-in
+// attempt is for: the name itself when such a user exists here, otherwise
+// a keyed hash of what was typed. A password typed into the user-name box
+// is then neither logged nor stored, while repeats of one wrong name still
+// share one counter and one log value that monitoring can match. The
+// "Unknown-" prefix holds an upper-case letter, which no canonical user
+// name does.
+func (g *Gateway) subject(user string) (string, error) {
+	if _, ok := g.cfg.Users[user]; ok {
+		return user, nil
+	}
+	acct, err := g.cfg.Store.Account(user)
+	if err != nil {
+		return "", err
+	}
+	if acct.PasswordHash != nil {
+		return user, nil
+	}
+	m := hmac.New(sha256.New, g.nameKey)
+	m.Write([]byte(user))
+	return "Unknown-" + hex.EncodeToString(m.Sum(nil)[:8]), nil
 }

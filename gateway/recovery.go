@@ -56,7 +56,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	var codes []string
 	var hashes [][]byte
 	var err error
-	if herr := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes() }); herr != nil {
+	if herr := g.hash(r, func() { codes, hashes, err = newBackupCodes() }); herr != nil {
 		g.busy(w, r, a, "backup_codes_regenerated", s.User)
 		return
 	}

@@ -94,11 +94,22 @@ func (db *DB) TakeAttempt(now time.Time, window time.Duration, limits []gateway.
 		return gateway.Attempt{}, nil, err
 	}
 	now = instant(now)
-	var (
-		attempt gateway.Attempt
-		lock    *gateway.Lock
-	)
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	// A refusal writes nothing: learn it in a read transaction, so a
+	// flood against a locked counter costs no commit and no fsync.
+	var lock *gateway.Lock
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		_, lock, _, err = gateway.TakeSlots(now, window, limits, counterLoader(tx.Bucket(bucketCounters)))
+		return err
+	})
+	if err != nil {
+		return gateway.Attempt{}, nil, fmt.Errorf("take attempt: %w", err)
+	}
+	if lock != nil {
+		return gateway.Attempt{}, lock, nil
+	}
+	var attempt gateway.Attempt
+	err = db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCounters)
 		// Batch may run this more than once: set the results, never add to them.
 		var (

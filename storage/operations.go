@@ -279,3 +279,25 @@ func (db *DB) Backup(w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// EachPasswordHash calls fn with the password hash of every user that has
+// one, for the gateway's decoy (gateway.Config.StoredPasswordHashes). The
+// bytes are valid only during the call.
+func (db *DB) EachPasswordHash(fn func(hash []byte)) error {
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {
+			rec, _, err := loadAccount(tx, string(k))
+			if err != nil {
+				return err
+			}
+			if rec.PasswordHash != nil {
+				fn(rec.PasswordHash)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("list password hashes: %w", err)
+	}
+	return nil
+}
