@@ -244,7 +244,7 @@ func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
 	now := time.Now()
 	lock(t, d, "user:carol", now)
 	lock(t, d, gateway.ClientKey("2001:db8::1"), now) // counted by its /64
-	lock(t, d, "user:admin", now) // a guessed name, no user
+	lock(t, d, "user:admin", now)                     // a guessed name, no user
 	l := mustList(t, d, now)
 	if u := findUser(l, "carol"); u == nil || u.LockedUntil == nil || !u.LockedUntil.After(now.Add(59*time.Minute)) {
 		t.Fatalf("carol = %+v, want locked for an hour", u)
