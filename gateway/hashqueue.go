@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrBusy means the hashing queue is full; the request is refused at once.
@@ -20,7 +21,10 @@ var ErrBusy = errors.New("too many password checks in progress")
 // with the most takes the place of that network's newest, which is
 // refused at once. One network, however many addresses it uses, then
 // holds no more than its share of the slots, and a sign-in from anywhere
-// else waits behind at most one request of it.
+// else waits behind at most one request of it. Between networks with as
+// many waiting, a network served less in the last half minute takes the
+// place of one served more, so that many networks flooding at once still
+// leave a place for one that is rarely here.
 type hashLimiter struct {
 	workers, queue int
 
@@ -31,7 +35,13 @@ type hashLimiter struct {
 	// lists the networks with waiting requests in the order they are served.
 	byNet map[string][]*hashWaiter
 	order []string
+	// served counts the checks each network was given since servedSince.
+	served      map[string]int
+	servedSince time.Time
 }
+
+// servedWindow is how long served counts last before they start over.
+const servedWindow = 30 * time.Second
 
 // hashWaiter is one request waiting for a worker. ready receives nil when
 // it was given a worker, ErrBusy when it lost its place.
@@ -40,7 +50,7 @@ type hashWaiter struct {
 }
 
 func newHashLimiter(workers, queue int) *hashLimiter {
-	return &hashLimiter{workers: workers, queue: queue, byNet: make(map[string][]*hashWaiter)}
+	return &hashLimiter{workers: workers, queue: queue, byNet: make(map[string][]*hashWaiter), served: make(map[string]int)}
 }
 
 // saturated reports whether a request from network net would be refused
@@ -53,18 +63,31 @@ func (l *hashLimiter) saturated(net string) bool {
 
 // victim returns the network whose newest waiting request a request from
 // net may take the place of in a full queue, or "" if none: one with at
-// least two more waiting than net, so that places never swap back and forth.
+// least two more waiting than net, or one more and served more often. In
+// both cases net would not take the place back, so places never swap
+// back and forth.
 func (l *hashLimiter) victim(net string) string {
-	mine, best, most := len(l.byNet[net]), "", 0
+	mine, used := len(l.byNet[net]), l.served[net]
+	best, most, bestUsed := "", 0, 0
 	for _, n := range l.order {
-		if c := len(l.byNet[n]); c > most {
-			best, most = n, c
+		c, u := len(l.byNet[n]), l.served[n]
+		if c > most || c == most && u > bestUsed {
+			best, most, bestUsed = n, c, u
 		}
 	}
-	if most < mine+2 {
-		return ""
+	if most >= mine+2 || most == mine+1 && bestUsed > used {
+		return best
 	}
-	return best
+	return ""
+}
+
+// serve counts a check given to net. l.mu must be held.
+func (l *hashLimiter) serve(net string) {
+	if now := time.Now(); now.Sub(l.servedSince) > servedWindow || len(l.served) >= 4096 {
+		clear(l.served)
+		l.servedSince = now
+	}
+	l.served[net]++
 }
 
 // do runs fn when a worker is free, or returns ErrBusy when the queue is
@@ -73,6 +96,7 @@ func (l *hashLimiter) do(ctx context.Context, net string, fn func()) error {
 	l.mu.Lock()
 	if l.running < l.workers && l.waiting == 0 {
 		l.running++
+		l.serve(net)
 		l.mu.Unlock()
 		defer l.finish(net)
 		fn()
@@ -153,13 +177,14 @@ func (l *hashLimiter) finish(net string) {
 		}
 	}
 	for l.running < l.workers && l.waiting > 0 {
-		net := l.order[0]
-		w := l.remove(net, l.byNet[net][0])
-		if len(l.byNet[net]) > 0 {
+		next := l.order[0]
+		w := l.remove(next, l.byNet[next][0])
+		if len(l.byNet[next]) > 0 {
 			// Still waiting: to the back of the line of networks.
-			l.order = append(l.order[1:], net)
+			l.order = append(l.order[1:], next)
 		}
 		l.running++
+		l.serve(next)
 		w.ready <- nil
 	}
 }

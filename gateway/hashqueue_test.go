@@ -61,6 +61,49 @@ func TestHashQueue_OneNetworkCannotHoldEveryPlace(t *testing.T) {
 	}
 }
 
+func TestHashQueue_AmongManyNetworksOneRarelyServedGetsAPlace(t *testing.T) {
+	l := newHashLimiter(1, 3)
+	release := make(chan struct{})
+	results := make(chan error, 16)
+	start := func(net string) {
+		go func() { results <- l.do(context.Background(), net, func() { <-release }) }()
+	}
+	// Three flooding networks were each served before.
+	l.mu.Lock()
+	l.servedSince = time.Now()
+	l.served["a"], l.served["b"], l.served["c"] = 2, 3, 1
+	l.mu.Unlock()
+	start("x") // holds the worker
+	waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.running == 1 })
+	for _, n := range []string{"a", "b", "c"} {
+		start(n)
+		waitFor(t, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.byNet[n]) == 1 })
+	}
+	// A network served as often as none of them takes the place of the
+	// most served one; then none of them can take it back.
+	start("user")
+	if err := <-results; err != ErrBusy {
+		t.Fatalf("most served network's waiter: %v, want ErrBusy", err)
+	}
+	l.mu.Lock()
+	_, bWaits := l.byNet["b"]
+	_, userWaits := l.byNet["user"]
+	v := l.victim("b")
+	l.mu.Unlock()
+	if bWaits || !userWaits {
+		t.Fatalf("after the swap: b waiting %v, user waiting %v", bWaits, userWaits)
+	}
+	if v == "user" {
+		t.Fatal("the evicted network may take the place back")
+	}
+	close(release)
+	for range 4 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestHashQueue_CancelledWaiterGivesItsPlaceBack(t *testing.T) {
 	l := newHashLimiter(1, 1)
 	release := make(chan struct{})
