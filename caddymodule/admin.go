@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"go.uber.org/zap"
 )
 
@@ -104,7 +105,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		listing, err := d.listUsers(time.Now())
+		listing, err := d.users().List(time.Now())
 		if err != nil {
 			return adminFailure(err)
 		}
@@ -134,18 +135,18 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	var result any
 	switch op {
 	case "users/add":
-		result, err = d.addUser(req.User, []byte(req.PasswordHash))
+		result, err = d.users().Add(req.User, []byte(req.PasswordHash))
 	case "users/passwd":
-		result, err = d.setPassword(req.User, []byte(req.PasswordHash))
+		result, err = d.users().ChangePassword(req.User, []byte(req.PasswordHash))
 	case "users/remove":
-		result, err = d.removeUser(req.User)
+		result, err = d.users().Remove(req.User)
 	case "users/reset-2fa":
-		result, err = d.resetTwoFactor(req.User, now)
+		result, err = d.users().ResetTwoFactor(req.User, now)
 	case "users/unlock":
 		if req.IP != "" {
-			result, err = d.unlockIP(req.IP, now)
+			result, err = d.users().UnlockIP(req.IP, now)
 		} else {
-			result, err = d.unlockUser(req.User, now)
+			result, err = d.users().UnlockUser(req.User, now)
 		}
 	case "rotate-key":
 		result, err = d.rotateKey()
@@ -222,9 +223,9 @@ func apiError(status int, msg string) error {
 // adminFailure answers a refused operation with its status, anything else
 // with 500.
 func adminFailure(err error) error {
-	var refused *opError
+	var refused *operator.Refusal
 	if errors.As(err, &refused) {
-		return apiError(refused.status, refused.msg)
+		return apiError(refused.Status, refused.Message)
 	}
 	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"go.uber.org/zap"
 )
 
@@ -105,14 +106,14 @@ func TestAdminAPI_AddAndListWithoutRevealingHashes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var l userListing
+	var l operator.Listing
 	if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil {
 		t.Fatal(err)
 	}
-	if u := findUser(l, "bob"); u == nil || u.Source != sourceDatabase {
+	if u := findUser(l, "bob"); u == nil || u.Source != operator.SourceDatabase {
 		t.Errorf("bob = %+v", u)
 	}
-	if u := findUser(l, "carol"); u == nil || u.Source != sourceConfig {
+	if u := findUser(l, "carol"); u == nil || u.Source != operator.SourceConfig {
 		t.Errorf("carol = %+v", u)
 	}
 	if strings.Contains(rec.Body.String(), "$2a$") || strings.Contains(rec.Body.String(), hash) {

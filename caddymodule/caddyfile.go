@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/hex"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -9,7 +10,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
 )
@@ -41,6 +41,10 @@ var subdirectives = []struct{ name, args string }{
 	{"drift", "<steps>"},
 	{"user_header", "<name>"},
 	{"user", "<name> <password-hash>"},
+	{"group", "<name> <user>..."},
+	{"allow_users", "<user>..."},
+	{"allow_groups", "<group>..."},
+	{"portal", "<domain>..."},
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -63,9 +67,15 @@ var subdirectives = []struct{ name, args string }{
 //	    drift               <steps>
 //	    user_header         <name>
 //	    user                <name> <password-hash>
+//	    group               <name> <user>...
+//	    allow_users         <user>...
+//	    allow_groups        <group>...
+//	    portal              <domain>...
 //	}
 //
-// Every subdirective is optional; user may be repeated. The defaults are
+// Every subdirective is optional; user and group may be repeated. A group
+// named in allow_groups must be defined by a group line of the same block
+// (snippets brought in with import reuse groups across blocks). The defaults are
 // documented on the fields of TOTPAuth. Secrets (encryption_key,
 // session_keys) may be placeholders such as {env.TOTP_AUTH_KEY}, which are
 // read when the configuration is loaded.
@@ -83,13 +93,16 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		return d.Errf("totp_auth takes no arguments on its own line, only a block of settings: totp_auth { ... }")
 	}
 	seen := make(map[string]bool)
+	// allow_groups is checked against the groups once the block is read,
+	// since a group line may come after it.
+	var allowGroupsAt string
 	for d.NextBlock(0) {
 		name := d.Val()
 		args, known := usage(name)
 		if !known {
 			return d.Errf("unknown totp_auth setting %q: use one of %s", name, settingNames())
 		}
-		if name != "user" && seen[name] {
+		if name != "user" && name != "group" && seen[name] {
 			return d.Errf("%s is set twice in this totp_auth block: keep one", name)
 		}
 		seen[name] = true
@@ -163,17 +176,53 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.UserHeader = v
 		case "user":
 			err = t.addUser(d, vals[0], vals[1])
+		case "group":
+			err = t.addGroup(d, vals)
+		case "allow_users":
+			t.AllowUsers = vals
+		case "allow_groups":
+			t.AllowGroups = vals
+			allowGroupsAt = d.Errf("").Error()
+		case "portal":
+			for _, domain := range vals {
+				if _, perr := gateway.PortalDomain(domain); perr != nil {
+					return d.Errf("portal: %v", perr)
+				}
+			}
+			t.Portal = vals
 		}
 		if err != nil {
 			return err
 		}
 	}
+	for _, group := range t.AllowGroups {
+		if _, ok := t.Groups[group]; !ok {
+			return fmt.Errorf("allow_groups names group %q, which this totp_auth block does not define: add `group %s <user>...` to it%s",
+				group, group, allowGroupsAt)
+		}
+	}
+	return nil
+}
+
+// addGroup records one `group <name> <user>...` line.
+func (t *TOTPAuth) addGroup(d *caddyfile.Dispenser, vals []string) error {
+	if len(vals) < 2 {
+		return d.Errf("group %s has no members: write it as `group <name> <user>...`", vals[0])
+	}
+	name := vals[0]
+	if _, dup := t.Groups[name]; dup {
+		return d.Errf("group %s is defined twice in this totp_auth block: keep one line", name)
+	}
+	if t.Groups == nil {
+		t.Groups = make(map[string][]string)
+	}
+	t.Groups[name] = vals[1:]
 	return nil
 }
 
 // addUser records one `user` line, refusing a second line for the same
-// canonical name and hashes that are clearly not what `caddy hash-password`
-// prints. The gateway checks the hash in full when the config is loaded.
+// canonical name and a hash that is not what `caddy hash-password` prints
+// (gateway.CheckPasswordHash).
 func (t *TOTPAuth) addUser(d *caddyfile.Dispenser, name, hash string) error {
 	canon := gateway.CanonicalUser(name)
 	if canon == "" {
@@ -182,22 +231,8 @@ func (t *TOTPAuth) addUser(d *caddyfile.Dispenser, name, hash string) error {
 	if _, dup := t.Users[canon]; dup {
 		return d.Errf("user %q is defined twice (user names ignore case and surrounding spaces): keep one line", canon)
 	}
-	raw, err := decodeHash(hash)
-	if err != nil {
+	if err := gateway.CheckPasswordHash(decodeHash(hash)); err != nil {
 		return d.Errf("user %s: %v", canon, err)
-	}
-	s := string(raw)
-	switch {
-	case strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"):
-		if _, err := bcrypt.Cost(raw); err != nil {
-			return d.Errf("user %s: the bcrypt hash is malformed (%v), perhaps cut short when copied: make a new one with `caddy hash-password`", canon, err)
-		}
-	case strings.HasPrefix(s, "$argon2id$"):
-		if strings.Count(s, "$") != 5 {
-			return d.Errf("user %s: the argon2id hash is malformed, perhaps cut short when copied: make a new one with `caddy hash-password --algorithm argon2id`", canon)
-		}
-	default:
-		return d.Errf("user %s: the password hash is neither bcrypt nor argon2id: make one with `caddy hash-password`", canon)
 	}
 	if t.Users == nil {
 		t.Users = make(map[string]string)

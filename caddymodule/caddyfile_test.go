@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
 const (
@@ -211,5 +213,34 @@ func TestTOTPAuth_ZeroValueMarshalsToEmptyObject(t *testing.T) {
 	}
 	if string(b) != "{}" {
 		t.Errorf("got %s, want {} so that adapted configs show only what was set", b)
+	}
+}
+
+func TestUserHash_EachMistakeHasOneMessageWhereverTheHashComesFrom(t *testing.T) {
+	for _, hash := range []string{
+		"hunter2",
+		"$2a$14$abc",
+		base64.StdEncoding.EncodeToString([]byte("$2a$14$abc")),
+		"$argon2id$v=19$m=47104",
+		"$1$abc$def",
+	} {
+		t.Run(hash, func(t *testing.T) {
+			var h TOTPAuth
+			fromCaddyfile := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("totp_auth {\nuser alice " + hash + "\n}"))
+			_, fromJSON := canonicalUsers(map[string]string{"alice": hash})
+			_, fromGateway := gateway.New(gateway.Config{Store: memstore.New(), Users: map[string][]byte{"alice": decodeHash(hash)}})
+			if fromCaddyfile == nil || fromJSON == nil || fromGateway == nil {
+				t.Fatalf("accepted: Caddyfile %v, JSON %v, gateway %v", fromCaddyfile, fromJSON, fromGateway)
+			}
+			_, msg, _ := strings.Cut(fromGateway.Error(), "user alice: ")
+			if msg == "" || !strings.Contains(msg, "caddy hash-password") {
+				t.Fatalf("gateway message %q does not say how to make a hash", fromGateway)
+			}
+			for from, err := range map[string]error{"Caddyfile": fromCaddyfile, "JSON": fromJSON} {
+				if !strings.Contains(err.Error(), msg) {
+					t.Errorf("%s says %q, the gateway %q: want one message", from, err, msg)
+				}
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
 
@@ -171,7 +172,7 @@ func (d *database) forgetReplacedKey(ks keySet) {
 // and which one counts would depend on the configuration.
 func (d *database) hold(owner any, h holder) error {
 	if len(h.users) > 0 {
-		accounts, err := d.db.Accounts()
+		accounts, err := operator.Accounts(d.db)
 		if err != nil {
 			return err
 		}
@@ -268,7 +269,7 @@ func (d *database) startPruning() {
 			case <-t.C:
 			}
 			window := d.pruneWindow()
-			n, err := d.db.PruneCounters(time.Now(), window)
+			n, err := operator.PruneCounters(d.db, time.Now(), window)
 			if err != nil {
 				d.logger.Error("pruning old failure counters", zap.String("db_path", d.path), zap.Error(err))
 			} else if n > 0 {
@@ -313,7 +314,7 @@ func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
 	gen := c.generation
 	c.mu.Unlock()
 
-	locks, err := d.db.Locks(now)
+	locks, err := operator.Locks(d.db, now)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -354,3 +355,8 @@ func openDatabases() []*database {
 var (
 	_ caddy.Destructor = (*database)(nil)
 )
+
+// users is the operator's view of the database (package operator).
+func (d *database) users() *operator.Users {
+	return &operator.Users{Store: d.db, DB: d.path, ConfigUsers: d.configUsers, LocksChanged: d.invalidateLocks}
+}

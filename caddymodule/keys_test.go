@@ -28,7 +28,7 @@ func keyFileDatabase(t *testing.T) (dbPath string, key storage.Key) {
 		t.Fatal(err)
 	}
 	d.holders[offlineHolder{}] = holder{keyFile: ks.file}
-	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	enrollUser(t, d, "bob")
@@ -179,7 +179,7 @@ func TestReload_NewKeyWithTheOldOneListedReencryptsTheOpenDatabase(t *testing.T)
 	path := filepath.Join(t.TempDir(), "totp.db")
 	old := &TOTPAuth{DBPath: path, EncryptionKey: key64}
 	mustProvision(t, old)
-	if _, err := old.db.addUser("bob", mustHash(t, "pw")); err != nil {
+	if _, err := old.db.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	enrollUser(t, old.db, "bob")

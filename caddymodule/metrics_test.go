@@ -128,7 +128,7 @@ func TestMetrics_LockedUsersFollowLocksAndUnlocks(t *testing.T) {
 	if m["caddy_totp_auth_locked_users"] != base+1 || m["caddy_totp_auth_locked_client_ips"] < 1 {
 		t.Fatalf("after a lock: users %v, IPs %v", m["caddy_totp_auth_locked_users"], m["caddy_totp_auth_locked_client_ips"])
 	}
-	if _, err := d.unlockUser("carol", now); err != nil {
+	if _, err := d.users().UnlockUser("carol", now); err != nil {
 		t.Fatal(err)
 	}
 	if got := gather(t, reg)["caddy_totp_auth_locked_users"]; got != base {

@@ -121,6 +121,32 @@ type TOTPAuth struct {
 	// Default: none (users may also live in the database).
 	Users map[string]string `json:"users,omitempty"`
 
+	// Groups of users, by group name, each with the names of its members
+	// (Caddyfile or database users). The upstream receives a signed-in
+	// user's groups in the Remote-Groups header, comma-separated; any
+	// spelling of that header sent by the client is always removed.
+	// Default: no groups.
+	Groups map[string][]string `json:"groups,omitempty"`
+
+	// The users who may pass this handler. A signed-in user who is neither
+	// listed here nor a member of a group in allow_groups gets 403.
+	// Default: every user may pass (when allow_groups is not set either).
+	AllowUsers []string `json:"allow_users,omitempty"`
+
+	// The groups (defined in groups) whose members may pass this handler;
+	// with allow_users, being in either one suffices. Default: every user
+	// may pass (when allow_users is not set either).
+	AllowGroups []string `json:"allow_groups,omitempty"`
+
+	// Makes this handler the sign-in portal for other servers and proxies
+	// on these domains and their subdomains: GET <prefix>/verify answers
+	// Caddy's forward_auth and Traefik, GET <prefix>/verify/nginx answers
+	// nginx auth_request, and the sign-in flow may end at an absolute URL
+	// under these domains. Verify believes forwarded headers only from
+	// callers the server's trusted_proxies trusts. Default: none (no
+	// portal mode; the verify endpoints answer 404).
+	Portal []string `json:"portal,omitempty"`
+
 	gateway *gateway.Gateway
 	// dbKey is the key this handler holds in databases, "" if none.
 	dbKey string
@@ -188,25 +214,32 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	groups, allow, portal, err := t.policy()
+	if err != nil {
+		return err
+	}
 	cfg := gateway.Config{
-		Issuer:               t.Issuer,
-		Prefix:               t.Prefix,
-		SessionTTL:           time.Duration(t.SessionTTL),
-		IdleTimeout:          time.Duration(t.IdleTimeout),
-		CookieName:           t.CookieName,
-		CookieDomain:         t.CookieDomain,
-		Optional2FA:          t.Require2FA != nil && !*t.Require2FA,
-		MaxFailures:          t.MaxFailures,
-		Lockout:              time.Duration(t.Lockout),
-		MaxFailuresPerIP:     t.MaxFailuresPerIP,
-		Drift:                gateway.DefaultDrift,
-		UserHeader:           t.UserHeader,
-		Users:                users,
-		Store:                d.db,
-		StoredPasswordHashes: d.db.EachPasswordHash,
-		Logger:               t.logger,
-		ClientIP:             clientIP,
-		Events:               func(e gateway.Event) { recordEvent(d, e) },
+		Groups:           groups,
+		Allow:            allow,
+		PortalDomains:    portal,
+		TrustedProxy:     trustedProxy,
+		Issuer:           t.Issuer,
+		Prefix:           t.Prefix,
+		SessionTTL:       time.Duration(t.SessionTTL),
+		IdleTimeout:      time.Duration(t.IdleTimeout),
+		CookieName:       t.CookieName,
+		CookieDomain:     t.CookieDomain,
+		Optional2FA:      t.Require2FA != nil && !*t.Require2FA,
+		MaxFailures:      t.MaxFailures,
+		Lockout:          time.Duration(t.Lockout),
+		MaxFailuresPerIP: t.MaxFailuresPerIP,
+		Drift:            gateway.DefaultDrift,
+		UserHeader:       t.UserHeader,
+		Users:            users,
+		Store:            d.db,
+		Logger:           t.logger,
+		ClientIP:         clientIP,
+		Events:           func(e gateway.Event) { recordEvent(d, e) },
 	}
 	if t.Drift != nil {
 		cfg.Drift = *t.Drift
@@ -306,8 +339,8 @@ func canonicalUsers(users map[string]string) (map[string][]byte, error) {
 		if _, dup := out[canon]; dup {
 			return nil, fmt.Errorf("users: %q is defined twice (user names ignore case and surrounding spaces): keep one", canon)
 		}
-		h, err := decodeHash(hash)
-		if err != nil {
+		h := decodeHash(hash)
+		if err := gateway.CheckPasswordHash(h); err != nil {
 			return nil, fmt.Errorf("users: %s: %w", canon, err)
 		}
 		out[canon] = h
@@ -316,16 +349,15 @@ func canonicalUsers(users map[string]string) (map[string][]byte, error) {
 }
 
 // decodeHash accepts a hash as `caddy hash-password` prints it, or base64
-// of it, as basic_auth historically required.
-func decodeHash(s string) ([]byte, error) {
-	if strings.HasPrefix(s, "$") {
-		return []byte(s), nil
+// of it, as basic_auth historically required. Anything else it returns as
+// it is, for gateway.CheckPasswordHash to refuse.
+func decodeHash(s string) []byte {
+	if !strings.HasPrefix(s, "$") {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil && strings.HasPrefix(string(b), "$") {
+			return b
+		}
 	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || !strings.HasPrefix(string(b), "$") {
-		return nil, errors.New("the password hash is neither a bcrypt/argon2id hash nor base64 of one: paste the output of `caddy hash-password` as it is")
-	}
-	return b, nil
+	return []byte(s)
 }
 
 // Interface guards

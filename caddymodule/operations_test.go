@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
 
@@ -54,7 +55,7 @@ func mustHash(t *testing.T, password string) []byte {
 func enrollUser(t *testing.T, d *database, user string) {
 	t.Helper()
 	now := time.Now()
-	e, err := d.db.PendingEnrollment(user, now, func() (gateway.Enrollment, error) {
+	e, err := gateway.PendingEnrollment(d.db, user, now, func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
 	})
 	if err != nil {
@@ -64,7 +65,7 @@ func enrollUser(t *testing.T, d *database, user string) {
 	for i := range codes {
 		codes[i] = mustHash(t, "code")
 	}
-	if err := d.db.ConfirmEnrollment(user, e.Secret, 1, codes, now); err != nil {
+	if err := gateway.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,16 +74,16 @@ func enrollUser(t *testing.T, d *database, user string) {
 func lock(t *testing.T, d *database, key string, now time.Time) {
 	t.Helper()
 	limits := []gateway.Limit{{Key: key, Max: 1}}
-	a, l, err := d.db.TakeAttempt(now, time.Hour, limits)
+	a, l, err := gateway.TakeAttempt(d.db, now, time.Hour, limits)
 	if err != nil || l != nil {
 		t.Fatalf("TakeAttempt: %v %v", l, err)
 	}
-	if _, err := d.db.FailAttempt(a, now, time.Hour); err != nil {
+	if _, err := gateway.FailAttempt(d.db, a, now, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func findUser(l userListing, name string) *userReport {
+func findUser(l operator.Listing, name string) *operator.UserReport {
 	for i := range l.Users {
 		if l.Users[i].Name == name {
 			return &l.Users[i]
@@ -91,9 +92,9 @@ func findUser(l userListing, name string) *userReport {
 	return nil
 }
 
-func mustList(t *testing.T, d *database, now time.Time) userListing {
+func mustList(t *testing.T, d *database, now time.Time) operator.Listing {
 	t.Helper()
-	l, err := d.listUsers(now)
+	l, err := d.users().List(now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +104,11 @@ func mustList(t *testing.T, d *database, now time.Time) userListing {
 // refusal returns the HTTP status of an operation's refusal, or fails.
 func refusal(t *testing.T, err error) int {
 	t.Helper()
-	var refused *opError
+	var refused *operator.Refusal
 	if !errors.As(err, &refused) {
 		t.Fatalf("err = %v, want a refusal", err)
 	}
-	return refused.status
+	return refused.Status
 }
 
 func generation(t *testing.T, d *database, user string) uint64 {
@@ -121,7 +122,7 @@ func generation(t *testing.T, d *database, user string) uint64 {
 
 func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth), "carol")
-	r, err := d.addUser(" Bob ", mustHash(t, "pw"))
+	r, err := d.users().Add(" Bob ", mustHash(t, "pw"))
 	if err != nil || !strings.Contains(r.Message, "Added bob") {
 		t.Fatalf("addUser = %+v, %v", r, err)
 	}
@@ -129,10 +130,10 @@ func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
 	if !l.SourcesKnown || len(l.Users) != 2 {
 		t.Fatalf("listing %+v: want bob and carol with known sources", l)
 	}
-	if u := findUser(l, "bob"); u == nil || u.Source != sourceDatabase || u.TwoFactor || u.LockedUntil != nil {
+	if u := findUser(l, "bob"); u == nil || u.Source != operator.SourceDatabase || u.TwoFactor || u.LockedUntil != nil {
 		t.Errorf("bob = %+v, want a database user without 2FA, not locked", u)
 	}
-	if u := findUser(l, "carol"); u == nil || u.Source != sourceConfig {
+	if u := findUser(l, "carol"); u == nil || u.Source != operator.SourceConfig {
 		t.Errorf("carol = %+v, want source Caddyfile", u)
 	}
 	st, err := d.db.SessionState("bob")
@@ -144,10 +145,10 @@ func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
 func TestOperations_CaddyfileUsersAreManagedInTheCaddyfile(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth), "carol")
 	hash := mustHash(t, "pw")
-	for name, op := range map[string]func() (opReport, error){
-		"add":    func() (opReport, error) { return d.addUser("Carol", hash) },
-		"passwd": func() (opReport, error) { return d.setPassword("carol", hash) },
-		"remove": func() (opReport, error) { return d.removeUser("carol") },
+	for name, op := range map[string]func() (operator.Report, error){
+		"add":    func() (operator.Report, error) { return d.users().Add("Carol", hash) },
+		"passwd": func() (operator.Report, error) { return d.users().ChangePassword("carol", hash) },
+		"remove": func() (operator.Report, error) { return d.users().Remove("carol") },
 	} {
 		_, err := op()
 		if refusal(t, err) != http.StatusConflict || !strings.Contains(err.Error(), "`user` line in the Caddyfile") {
@@ -159,23 +160,23 @@ func TestOperations_CaddyfileUsersAreManagedInTheCaddyfile(t *testing.T) {
 func TestOperations_AddTwiceAndUnknownUsersAreRefused(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth))
 	hash := mustHash(t, "pw")
-	if _, err := d.addUser("bob", hash); err != nil {
+	if _, err := d.users().Add("bob", hash); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.addUser("BOB", hash)
+	_, err := d.users().Add("BOB", hash)
 	if refusal(t, err) != http.StatusConflict || !strings.Contains(err.Error(), "user passwd bob") {
 		t.Errorf("second add: %v", err)
 	}
-	for name, op := range map[string]func() (opReport, error){
-		"passwd":    func() (opReport, error) { return d.setPassword("nobody", hash) },
-		"remove":    func() (opReport, error) { return d.removeUser("nobody") },
-		"reset-2fa": func() (opReport, error) { return d.resetTwoFactor("nobody", time.Now()) },
+	for name, op := range map[string]func() (operator.Report, error){
+		"passwd":    func() (operator.Report, error) { return d.users().ChangePassword("nobody", hash) },
+		"remove":    func() (operator.Report, error) { return d.users().Remove("nobody") },
+		"reset-2fa": func() (operator.Report, error) { return d.users().ResetTwoFactor("nobody", time.Now()) },
 	} {
 		if _, err := op(); refusal(t, err) != http.StatusNotFound {
 			t.Errorf("%s of an unknown user: %v, want 404", name, err)
 		}
 	}
-	if _, err := d.addUser("bob", []byte("hunter2")); refusal(t, err) != http.StatusBadRequest {
+	if _, err := d.users().Add("bob", []byte("hunter2")); refusal(t, err) != http.StatusBadRequest {
 		t.Errorf("add with a plaintext password as hash: %v, want 400", err)
 	}
 }
@@ -183,7 +184,7 @@ func TestOperations_AddTwiceAndUnknownUsersAreRefused(t *testing.T) {
 func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth))
 	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "bob\x00", "bo\nb"} {
-		if _, err := d.addUser(name, mustHash(t, "pw")); refusal(t, err) != http.StatusBadRequest {
+		if _, err := d.users().Add(name, mustHash(t, "pw")); refusal(t, err) != http.StatusBadRequest {
 			t.Errorf("addUser(%q): %v, want 400", name, err)
 		}
 	}
@@ -191,11 +192,11 @@ func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
 
 func TestOperations_PasswdEndsSessions(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth))
-	if _, err := d.addUser("bob", mustHash(t, "old")); err != nil {
+	if _, err := d.users().Add("bob", mustHash(t, "old")); err != nil {
 		t.Fatal(err)
 	}
 	before := generation(t, d, "bob")
-	if _, err := d.setPassword("bob", mustHash(t, "new")); err != nil {
+	if _, err := d.users().ChangePassword("bob", mustHash(t, "new")); err != nil {
 		t.Fatal(err)
 	}
 	acct, err := d.db.Account("bob")
@@ -219,7 +220,7 @@ func TestOperations_ResetTwoFactorForcesEnrollmentAndEndsSessions(t *testing.T) 
 		t.Fatalf("carol before reset = %+v, want 2FA on with 10 codes", u)
 	}
 	before := generation(t, d, "carol")
-	r, err := d.resetTwoFactor("carol", now)
+	r, err := d.users().ResetTwoFactor("carol", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestOperations_ResetTwoFactorForcesEnrollmentAndEndsSessions(t *testing.T) 
 	if generation(t, d, "carol") <= before {
 		t.Error("reset-2fa left carol's sessions valid")
 	}
-	if r, err := d.resetTwoFactor("dave", now); err != nil {
+	if r, err := d.users().ResetTwoFactor("dave", now); err != nil {
 		t.Errorf("reset of a Caddyfile user without 2FA: %v", err)
 	} else if !strings.Contains(r.Message, "nothing to reset") {
 		t.Errorf("message %q", r.Message)
@@ -256,32 +257,32 @@ func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
 		t.Errorf("locked unknown names = %+v", l.LockedUnknownNames)
 	}
 
-	if r, err := d.unlockUser("Carol", now); err != nil || !strings.Contains(r.Message, "Unlocked carol") {
+	if r, err := d.users().UnlockUser("Carol", now); err != nil || !strings.Contains(r.Message, "Unlocked carol") {
 		t.Fatalf("unlockUser = %+v, %v", r, err)
 	}
-	if r, err := d.unlockIP("2001:0db8:0:0::1", now); err != nil || !strings.Contains(r.Message, "Unlocked 2001:db8::/64") {
+	if r, err := d.users().UnlockIP("2001:0db8:0:0::1", now); err != nil || !strings.Contains(r.Message, "Unlocked 2001:db8::/64") {
 		t.Fatalf("unlockIP = %+v, %v", r, err)
 	}
 	l = mustList(t, d, now)
 	if u := findUser(l, "carol"); u.LockedUntil != nil || len(l.LockedClientIPs) != 0 {
 		t.Errorf("after unlock: carol %+v, IPs %+v", u, l.LockedClientIPs)
 	}
-	if r, _ := d.unlockUser("carol", now); !strings.Contains(r.Message, "was not locked") {
+	if r, _ := d.users().UnlockUser("carol", now); !strings.Contains(r.Message, "was not locked") {
 		t.Errorf("second unlock: %q", r.Message)
 	}
-	if _, err := d.unlockIP("not-an-ip", now); refusal(t, err) != http.StatusBadRequest {
+	if _, err := d.users().UnlockIP("not-an-ip", now); refusal(t, err) != http.StatusBadRequest {
 		t.Errorf("unlockIP(not-an-ip): %v", err)
 	}
 }
 
 func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth))
-	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	enrollUser(t, d, "bob")
 	before := generation(t, d, "bob")
-	if r, err := d.removeUser("bob"); err != nil || !strings.Contains(r.Message, "Removed bob") {
+	if r, err := d.users().Remove("bob"); err != nil || !strings.Contains(r.Message, "Removed bob") {
 		t.Fatalf("removeUser = %+v, %v", r, err)
 	}
 	if findUser(mustList(t, d, time.Now()), "bob") != nil {
@@ -299,24 +300,24 @@ func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
 func TestOperations_OfflineListingCannotSeeTheCaddyfile(t *testing.T) {
 	d := testDatabase(t, offlineHolder{})
 	enrollUser(t, d, "carol") // 2FA state of a Caddyfile user
-	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	l := mustList(t, d, time.Now())
 	if l.SourcesKnown {
 		t.Error("an offline listing claims to know the configuration")
 	}
-	if u := findUser(l, "carol"); u == nil || u.Source != sourceUnknown {
-		t.Errorf("carol = %+v, want source %q", u, sourceUnknown)
+	if u := findUser(l, "carol"); u == nil || u.Source != operator.SourceUnknown {
+		t.Errorf("carol = %+v, want source %q", u, operator.SourceUnknown)
 	}
-	if u := findUser(l, "bob"); u == nil || u.Source != sourceDatabase {
+	if u := findUser(l, "bob"); u == nil || u.Source != operator.SourceDatabase {
 		t.Errorf("bob = %+v, want source database", u)
 	}
 }
 
 func TestHold_UserLineForADatabaseUserIsRefused(t *testing.T) {
 	d := testDatabase(t, offlineHolder{})
-	if _, err := d.addUser("dave", mustHash(t, "pw")); err != nil {
+	if _, err := d.users().Add("dave", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	enrollUser(t, d, "carol") // state without a password is no conflict
@@ -331,7 +332,7 @@ func TestHold_UserLineForADatabaseUserIsRefused(t *testing.T) {
 
 func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth))
-	if _, err := d.addUser("bob", mustHash(t, "pw")); err != nil {
+	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
 	enrollUser(t, d, "bob")
@@ -363,7 +364,7 @@ func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth)) // the `user carol` line is gone
 	enrollUser(t, d, "carol")
-	r, err := d.addUser("carol", mustHash(t, "pw"))
+	r, err := d.users().Add("carol", mustHash(t, "pw"))
 	if err != nil || !strings.Contains(r.Message, "keeps the 2FA enrollment") || !strings.Contains(r.Message, "reset-2fa carol") {
 		t.Fatalf("addUser = %+v, %v", r, err)
 	}
@@ -373,7 +374,7 @@ func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.
 }
 
 func TestPasswordCheck_RefusesBeforeAnyoneTypes(t *testing.T) {
-	l := userListing{Users: []userReport{{Name: "bob", Source: sourceDatabase}, {Name: "carol", Source: sourceConfig}, {Name: "erin", Source: sourceNone}}}
+	l := operator.Listing{Users: []operator.UserReport{{Name: "bob", Source: operator.SourceDatabase}, {Name: "carol", Source: operator.SourceConfig}, {Name: "erin", Source: operator.SourceNone}}}
 	tests := []struct {
 		op, name string
 		status   int // 0: no refusal
@@ -389,7 +390,7 @@ func TestPasswordCheck_RefusesBeforeAnyoneTypes(t *testing.T) {
 		{"users/passwd", "erin", http.StatusNotFound},
 	}
 	for _, tc := range tests {
-		err := passwordCheck(l, tc.op, tc.name)
+		err := operator.CheckPassword(l, tc.op, tc.name)
 		if tc.status == 0 {
 			if err != nil {
 				t.Errorf("%s %q: %v", tc.op, tc.name, err)

@@ -45,8 +45,8 @@ func chromiumPath(t *testing.T) string {
 
 // newBrowser starts a headless Chromium for t, with a profile of its own in
 // the test's directory, and returns the context of its first tab. The
-// browser ends with the test.
-func newBrowser(t *testing.T) context.Context {
+// browser ends with the test. extra adds command-line options.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	bin := chromiumPath(t)
 	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
@@ -54,7 +54,7 @@ func newBrowser(t *testing.T) context.Context {
 	var output logBuffer
 	// Without the background-networking flags Chromium tries to reach
 	// Google's services at start, which a closed network refuses.
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.Headless,
 		chromedp.NoSandbox, // tests may run as root, where the sandbox refuses to start
@@ -75,6 +75,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.UserDataDir(filepath.Join(t.TempDir(), "profile")),
 		chromedp.WindowSize(1024, 800),
 		chromedp.CombinedOutput(&output),
+	}, extra...)...,
 	)
 	ctx, cancelBrowser := chromedp.NewContext(ctx)
 	t.Cleanup(func() {

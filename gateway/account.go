@@ -81,7 +81,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.releaseAttempt(a)
-	if err := g.cfg.Store.DisableTOTP(s.User); err != nil {
+	if err := DisableTOTP(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "disable two-factor", err)
 		return
 	}
@@ -89,7 +89,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if !g.cfg.Optional2FA {
 		// Two-factor is required here: every session ends, and the next
 		// sign-in enrolls a new authenticator.
-		if _, err := g.cfg.Store.BumpGeneration(s.User); err != nil {
+		if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
 			g.internalError(w, r, "end sessions", err)
 			return
 		}

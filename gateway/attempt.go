@@ -25,7 +25,7 @@ func (g *Gateway) userLimits(r *http.Request, user string) []Limit {
 // beginAttempt takes a slot in the user's and the client's counters before
 // anything is evaluated; when a counter is locked it answers 429.
 func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, user, pageName string, p page) (Attempt, bool) {
-	a, lock, err := g.cfg.Store.TakeAttempt(g.cfg.Clock.Now(), g.cfg.Lockout, g.userLimits(r, user))
+	a, lock, err := TakeAttempt(g.cfg.Store, g.cfg.Clock.Now(), g.cfg.Lockout, g.userLimits(r, user))
 	if err != nil {
 		g.internalError(w, r, "take attempt", err)
 		return Attempt{}, false
@@ -72,7 +72,7 @@ func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, ki
 
 // failAttempt records a failed attempt and logs any lock it triggers.
 func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) {
-	locks, err := g.cfg.Store.FailAttempt(a, g.cfg.Clock.Now(), g.cfg.Lockout)
+	locks, err := FailAttempt(g.cfg.Store, a, g.cfg.Clock.Now(), g.cfg.Lockout)
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: record failed attempt: " + err.Error())
 		return
@@ -83,7 +83,7 @@ func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) {
 }
 
 func (g *Gateway) releaseAttempt(a Attempt) {
-	if err := g.cfg.Store.ReleaseAttempt(a); err != nil {
+	if err := ReleaseAttempt(g.cfg.Store, a); err != nil {
 		g.cfg.Logger.Error("totp_auth: release attempt: " + err.Error())
 	}
 }
@@ -171,7 +171,7 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 		if !match {
 			return false, false, nil
 		}
-		err := g.cfg.Store.AcceptStep(acct.Name, step)
+		err := AcceptStep(g.cfg.Store, acct.Name, step)
 		if errors.Is(err, ErrStepReused) {
 			return false, false, nil
 		}
@@ -189,7 +189,7 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 	if !match {
 		return false, false, nil
 	}
-	err = g.cfg.Store.UseBackupCode(acct.Name, hash)
+	err = UseBackupCode(g.cfg.Store, acct.Name, hash)
 	if errors.Is(err, ErrCodeUsed) {
 		return false, false, nil
 	}

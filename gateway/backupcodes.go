@@ -13,13 +13,10 @@ const (
 	backupAlphabet  = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 	backupCodeLen   = 8
 	backupCodeCount = 10
-	// backupCodeCost keeps a check of all ten hashes near one cost-14
-	// password check's CPU; 40 bits per code and the lockout carry the rest.
-	backupCodeCost = 10
 )
 
-// newBackupCodes returns a fresh set of codes and their bcrypt hashes.
-func newBackupCodes() (codes []string, hashes [][]byte, err error) {
+// newBackupCodes returns a fresh set of codes and their bcrypt hashes at cost.
+func newBackupCodes(cost int) (codes []string, hashes [][]byte, err error) {
 	for range backupCodeCount {
 		b := make([]byte, backupCodeLen)
 		for i := range b {
@@ -29,7 +26,7 @@ func newBackupCodes() (codes []string, hashes [][]byte, err error) {
 			}
 			b[i] = backupAlphabet[n]
 		}
-		h, err := bcrypt.GenerateFromPassword(b, backupCodeCost)
+		h, err := bcrypt.GenerateFromPassword(b, cost)
 		if err != nil {
 			return nil, nil, fmt.Errorf("hash backup code: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Defaults for the zero values of Config.
@@ -22,6 +23,10 @@ const (
 	DefaultMaxFailuresPerIP = 50
 	DefaultDrift            = 1
 	DefaultUserHeader       = "Remote-User"
+	// DefaultBackupCodeCost keeps a check of all ten backup-code hashes
+	// near one cost-14 password check's CPU; 40 bits per code and the
+	// lockout carry the rest.
+	DefaultBackupCodeCost = 10
 
 	// PendingTTL is how long a pending cookie (password checked, second
 	// factor not yet) stays valid.
@@ -66,18 +71,28 @@ type Config struct {
 	UserHeader string
 	// Users maps canonical user names to bcrypt or argon2id password hashes.
 	Users map[string][]byte
+	// Groups maps group names to the canonical names of their members
+	// (SPEC §11). Default: no groups.
+	Groups map[string][]string
+	// Allow is who may pass this gateway. The zero Policy (the default)
+	// lets every user pass.
+	Allow Policy
+	// PortalDomains, when set, make this gateway the sign-in portal for
+	// those domains and their subdomains (SPEC §12): verify answers other
+	// proxies, and the sign-in flow may send a browser back to an absolute
+	// URL under them. Default: none (no portal mode).
+	PortalDomains []string
+	// TrustedProxy reports whether the caller of r is one whose forwarded
+	// headers may be believed (Caddy's trusted_proxies). Verify refuses
+	// every other caller. nil trusts no caller.
+	TrustedProxy func(r *http.Request) bool
+
 	// SessionHashKey and SessionBlockKey are the cookie keys; when nil they
 	// are generated once and kept in the Store.
 	SessionHashKey, SessionBlockKey []byte
 
 	// Store keeps accounts, counters and keys. Required.
 	Store Store
-	// StoredPasswordHashes, when set, calls fn with every password hash
-	// the store holds, so that the decoy checked for unknown names costs
-	// as much as the costliest of them as well as of Users (SPEC §4 rule
-	// 24). Nil means none are listed; either way a stored hash costlier
-	// than the decoy makes a costlier decoy once it is checked.
-	StoredPasswordHashes func(fn func(hash []byte)) error
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
 	// Logger receives one line per security event; nil means no logging.
@@ -91,6 +106,11 @@ type Config struct {
 	// checked at once; 0 means one. HashQueue is how many more may wait;
 	// 0 means 8. Anything beyond is refused at once with 503.
 	HashWorkers, HashQueue int
+	// BackupCodeCost is the bcrypt cost of the backup-code hashes made at
+	// enrollment and regeneration. 0 means DefaultBackupCodeCost (10); it
+	// must lie between bcrypt.MinCost (4) and bcrypt.MaxCost (31). Only
+	// tests have a reason to lower it.
+	BackupCodeCost int
 	// BusyPause is how long a request refused for a full hashing queue is
 	// held before its 503 goes out. It is refused at once (it never waits
 	// for, or takes, a hashing slot); the pause only keeps clients that
@@ -147,6 +167,12 @@ func (c *Config) setDefaults() {
 	if c.HashQueue <= 0 {
 		c.HashQueue = 8
 	}
+	if c.TrustedProxy == nil {
+		c.TrustedProxy = func(*http.Request) bool { return false }
+	}
+	if c.BackupCodeCost == 0 {
+		c.BackupCodeCost = DefaultBackupCodeCost
+	}
 	if c.BusyPause == 0 {
 		c.BusyPause = 500 * time.Millisecond
 	}
@@ -174,6 +200,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("cookie_name %q is not a valid cookie name: use letters, digits, '_' or '-'", c.CookieName)
 	case !validName(c.UserHeader):
 		return fmt.Errorf("user_header %q is not a valid header name", c.UserHeader)
+	case c.BackupCodeCost < bcrypt.MinCost || c.BackupCodeCost > bcrypt.MaxCost:
+		return fmt.Errorf("backup code cost %d is out of range: use %d to %d (default %d)", c.BackupCodeCost, bcrypt.MinCost, bcrypt.MaxCost, DefaultBackupCodeCost)
 	case (c.SessionHashKey == nil) != (c.SessionBlockKey == nil):
 		return errors.New("session_keys needs both a hash key and a block key")
 	}
@@ -182,6 +210,19 @@ func (c *Config) validate() error {
 	}
 	if c.SessionBlockKey != nil && len(c.SessionBlockKey) != 32 {
 		return fmt.Errorf("session block key is %d bytes; use exactly 32 random bytes (AES-256)", len(c.SessionBlockKey))
+	}
+	if err := checkGroups(c.Groups); err != nil {
+		return err
+	}
+	if err := checkPolicy(c.Allow, c.Groups, "allow"); err != nil {
+		return err
+	}
+	for _, d := range c.PortalDomains {
+		if canon, err := PortalDomain(d); err != nil {
+			return err
+		} else if canon != d {
+			return fmt.Errorf("portal domain %q is not in canonical form: write %q", d, canon)
+		}
 	}
 	for name, hash := range c.Users {
 		if name != CanonicalUser(name) || name == "" {

@@ -7,11 +7,10 @@ import (
 	"time"
 )
 
-// This file holds the rules of the lockout's failure counters, written once
-// for every Store: the transitions below are pure functions over the
-// counters an attempt names. A Store loads those counters, calls the
-// transition and saves what it returns (deleting the Empty ones if it
-// likes), all inside one transaction or lock.
+// This file holds the rules of the lockout's failure counters (SPEC §4
+// rules 5 and 13), written once for every Store: the transitions below are
+// pure functions over the counters an attempt names. TakeAttempt and its
+// siblings (update.go) run them inside one Store.UpdateCounters.
 
 // busyRetry is what a refusal says when every slot of a counter is held by
 // an attempt still being evaluated: those end within seconds, so asking the
@@ -19,6 +18,28 @@ import (
 const busyRetry = time.Second
 
 var errBadAttempt = errors.New("attempt has a different number of limits and window starts")
+
+// Limit names one failure counter and how many failures it allows per window.
+type Limit struct {
+	Key string
+	Max int
+}
+
+// Attempt is a slot taken in one or more failure counters before a password
+// or code is evaluated. It ends with exactly one of ReleaseAttempt
+// (correct, or refused unevaluated) or FailAttempt.
+type Attempt struct {
+	Limits []Limit
+	// WindowStarts records, per limit, the window the slot was taken in, so
+	// a late release never frees a slot of a newer window.
+	WindowStarts []time.Time
+}
+
+// Lock describes a counter that refuses attempts.
+type Lock struct {
+	Key        string
+	RetryAfter time.Duration
+}
 
 // Counter is one failure counter of the lockout, as a Store keeps it under
 // its key. The zero value with a Key is a counter that never counted.
@@ -71,14 +92,14 @@ func (c Counter) Refusal(now time.Time, window time.Duration, max int) time.Dura
 }
 
 // Empty reports whether c holds nothing worth keeping: no failures, no
-// slots in flight and no lock, ended or not. A Store may delete an empty
+// slots in flight and no lock, ended or not. A Store deletes an empty
 // counter instead of saving it.
 func (c Counter) Empty() bool {
 	return c.Failures == 0 && c.InFlight == 0 && c.LockedUntil.IsZero()
 }
 
 // WithoutFailures returns c with its failures and its lock forgotten, as
-// Store.ResetFailures does. Slots still in flight stay taken, so their
+// ResetFailures does. Slots still in flight stay taken, so their
 // release still matches.
 func (c Counter) WithoutFailures() Counter {
 	c.Failures = 0
@@ -112,7 +133,7 @@ func CheckAttempt(a Attempt) error {
 	return nil
 }
 
-// TakeSlots is Store.TakeAttempt over the counters load returns. load is
+// TakeSlots is TakeAttempt over the counters load returns. load is
 // called once per key and must return a Counter with only the Key for a
 // key without one. On success save lists each counter that took a slot; on
 // a refusal it is empty, since nothing may be written anywhere.
@@ -148,7 +169,7 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts}, nil, cs.changed(), nil
 }
 
-// ReleaseSlots is Store.ReleaseAttempt over the counters load returns (see
+// ReleaseSlots is ReleaseAttempt over the counters load returns (see
 // TakeSlots). save lists each counter that gave a slot back. A slot taken
 // in a window that is over went with that window: releasing it frees
 // nothing in a newer one.
@@ -171,7 +192,7 @@ func ReleaseSlots(a Attempt, load func(key string) (Counter, error)) (save []Cou
 	return cs.changed(), nil
 }
 
-// FailSlots is Store.FailAttempt over the counters load returns (see
+// FailSlots is FailAttempt over the counters load returns (see
 // TakeSlots). It counts one failure in each counter of a, freeing the slot
 // a holds there if its window is still the current one; each counter that
 // thereby reaches its Max is locked for window from now and listed in
@@ -245,4 +266,10 @@ func (s *counterSet) changed() []Counter {
 		out = append(out, s.byKey[k])
 	}
 	return out
+}
+
+// Over reports whether c's window and lock are both over at now, so that
+// forgetting it changes nothing: what pruning deletes.
+func (c Counter) Over(now time.Time, window time.Duration) bool {
+	return !c.Locked(now) && !now.Before(c.WindowStart.Add(window))
 }

@@ -73,10 +73,15 @@ func (g *Gateway) costliestHash() ([]byte, float64) {
 	for _, n := range names {
 		consider(g.cfg.Users[n])
 	}
-	if g.cfg.StoredPasswordHashes != nil {
-		err := g.cfg.StoredPasswordHashes(func(h []byte) { consider(append([]byte(nil), h...)) })
+	if g.cfg.Store != nil {
+		accounts, err := g.cfg.Store.Accounts()
 		if err != nil {
 			g.cfg.Logger.Error("could not list the stored password hashes for the decoy; it follows the configured users only", zap.Error(err))
+		}
+		for _, a := range accounts {
+			if a.PasswordHash != nil {
+				consider(a.PasswordHash)
+			}
 		}
 	}
 	if model == nil {

@@ -25,7 +25,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 		return enrollee{}, false
 	}
 	if p != nil && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: p, redirect: p.Redirect}, true
+		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
 	s, _, ok := g.requireSession(w, r, true)
 	if !ok {
@@ -59,7 +59,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) {
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) {
 		secret, err := newTOTPSecret()
 		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
 	})
@@ -126,7 +126,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := g.cfg.Store.PendingEnrollment(e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
+	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
 	if errors.Is(err, errEnrollmentExpired) {
 		g.releaseAttempt(a)
 		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
@@ -147,12 +147,12 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes() }); err != nil {
+	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
 	}
 	if err == nil {
-		err = g.cfg.Store.ConfirmEnrollment(e.user, enr.Secret, step, hashes, now)
+		err = ConfirmEnrollment(g.cfg.Store, e.user, enr.Secret, step, hashes, now)
 	}
 	g.releaseAttempt(a)
 	if errors.Is(err, ErrNoEnrollment) {
@@ -164,7 +164,9 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, "enrollment", "ok", e.user)
-	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, now, FactorEnrollment) {
+	// The session starts now, not when the request came in: making the
+	// backup codes takes a while, and a short idle_timeout would count it.
+	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
 		return
 	}
 	if wantsJSON(r) {

@@ -42,6 +42,10 @@ type Gateway struct {
 	// credentials fingerprints each configured user's password hash.
 	credentials map[string]uint64
 	lockLines   lockLines
+	// memberOf maps users to their groups; portal is PortalDomains.
+	memberOf map[string][]string
+	portal   []string
+	activity activity
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -96,6 +100,8 @@ func New(cfg Config) (*Gateway, error) {
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
 		credentials:   credentials(hashKey, cfg.Users),
 		decoyDone:     make(chan struct{}),
+		memberOf:      membership(cfg.Groups),
+		portal:        cfg.PortalDomains,
 	}
 	go g.decoyHash()
 	return g, nil
@@ -128,6 +134,9 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 		g.securityHeaders(w)
 		g.requireRegeneration(w, r)
 		return "", false
+	case !g.allows(g.cfg.Allow, s.User):
+		g.forbidden(w, r, s.User)
+		return "", false
 	}
 	if now.Sub(s.LastSeen) >= g.slideAfter() {
 		s.LastSeen = now
@@ -139,6 +148,9 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	g.stripOwnCookies(r.Header)
 	g.stripIdentityTrailers(r)
 	r.Header.Set(g.cfg.UserHeader, s.User)
+	if groups := g.groupsValue(s.User); groups != "" {
+		r.Header.Set(GroupsHeader, groups)
+	}
 	return s.User, true
 }
 
@@ -192,7 +204,7 @@ func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st 
 	if !st.TOTPEnabled {
 		stage, step = stageEnroll, "setup"
 	}
-	p := PendingLogin{User: s.User, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: SafeRedirect(target),
+	p := PendingLogin{User: s.User, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: g.safeRedirect(r, target),
 		Generation: s.Generation, Credential: s.Credential}
 	if err := g.setPendingCookie(w, r, p); err != nil {
 		g.internalError(w, r, "set pending cookie", err)

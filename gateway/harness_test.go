@@ -102,11 +102,12 @@ func newEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 		upstream: make(chan http.Header, 100),
 	}
 	cfg := gateway.Config{
-		Issuer: "Test Lab",
-		Users:  map[string][]byte{"alice": passwordHash(t), "bob": passwordHash(t)},
-		Store:  faultyStore{Store: e.store, e: e},
-		Clock:  e.clock,
-		Logger: zap.New(core),
+		Issuer:         "Test Lab",
+		Users:          map[string][]byte{"alice": passwordHash(t), "bob": passwordHash(t)},
+		Store:          faultyStore{Store: e.store, e: e},
+		Clock:          e.clock,
+		Logger:         zap.New(core),
+		BackupCodeCost: bcrypt.MinCost,
 	}
 	for _, m := range mods {
 		m(&cfg)

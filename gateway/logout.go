@@ -7,7 +7,8 @@ import (
 // Sign-out of one session or of every session (SPEC §3 flow 7).
 
 func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
-	if _, ok := g.readPost(w, r); !ok {
+	f, ok := g.readPost(w, r)
+	if !ok {
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -18,7 +19,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 		// taken before now is worthless: on every block that shares the
 		// database, until the cookie's own expiry, which a block with a
 		// longer session_ttl would otherwise still honour (SPEC §4 rule 22).
-		if err := g.cfg.Store.RevokeSession(s.User, s.ID, s.Expires, now); err != nil {
+		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}
@@ -28,7 +29,12 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, "logout", "ok", user)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	next := g.cfg.Prefix + "/login"
+	if target := f.get("redirect"); target != "" {
+		// "Sign in as someone else": the login page, going on to target.
+		next = g.loginAgainURL(r, target)
+	}
+	g.seeOther(w, r, next, map[string]string{"status": "ok"})
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
@@ -39,7 +45,7 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	if _, ok := g.readPost(w, r); !ok {
 		return
 	}
-	if _, err := g.cfg.Store.BumpGeneration(s.User); err != nil {
+	if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "end sessions", err)
 		return
 	}

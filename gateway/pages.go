@@ -33,10 +33,17 @@ type page struct {
 // render writes the named page with status. Every page gets the CSRF token
 // of the visitor, so every form on it can post.
 func (g *Gateway) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	p.CSRF = g.csrfToken(w, r)
+	g.renderPage(w, r, status, name, p)
+}
+
+// renderPage writes the named page without a form token, for pages with
+// no form that are served where a cookie of the gateway's has no business,
+// such as a verify answer shown on another site.
+func (g *Gateway) renderPage(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Issuer = g.issuer(r)
 	p.Prefix = g.cfg.Prefix
 	p.CSS = template.CSS(styleCSS)
-	p.CSRF = g.csrfToken(w, r)
 	var buf bytes.Buffer
 	if err := g.pages.ExecuteTemplate(&buf, name, p); err != nil {
 		g.cfg.Logger.Error("totp_auth: render page", zap.String("page", name), zap.Error(err))

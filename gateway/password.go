@@ -12,22 +12,25 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// CheckPasswordHash accepts the hashes `caddy hash-password` prints.
+// CheckPasswordHash accepts the hashes `caddy hash-password` prints. It is
+// the one check of a password hash's form, wherever a hash comes from (a
+// Caddyfile line, JSON configuration, the admin API), so each mistake gets
+// one message that says how to make a good hash.
 func CheckPasswordHash(hash []byte) error {
 	s := string(hash)
 	switch {
 	case strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"):
 		if _, err := bcrypt.Cost(hash); err != nil {
-			return fmt.Errorf("malformed bcrypt hash (%v): make a new one with `caddy hash-password`", err)
+			return fmt.Errorf("the bcrypt hash is malformed (%v), perhaps cut short when copied: make a new one with `caddy hash-password`", err)
 		}
 		return nil
 	case strings.HasPrefix(s, "$argon2id$"):
 		if _, _, err := parseArgon2id(s); err != nil {
-			return fmt.Errorf("malformed argon2id hash (%v): make a new one with `caddy hash-password --algorithm argon2id`", err)
+			return fmt.Errorf("the argon2id hash is malformed (%v), perhaps cut short when copied: make a new one with `caddy hash-password --algorithm argon2id`", err)
 		}
 		return nil
 	}
-	return errors.New("password hash is neither bcrypt nor argon2id: make one with `caddy hash-password`")
+	return errors.New("the password hash is neither bcrypt nor argon2id: make one with `caddy hash-password`")
 }
 
 // comparePassword reports whether password matches hash, in time that

@@ -57,13 +57,19 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 	}
 }
 
+// storedAccounts is a Store that only lists accounts.
+type storedAccounts struct {
+	Store
+	accounts []Account
+}
+
+func (s storedAccounts) Accounts() ([]Account, error) { return s.accounts, nil }
+
 func TestDecoyHash_FollowsTheCostliestStoredHashToo(t *testing.T) {
 	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
 	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 7)
-	g := &Gateway{cfg: Config{
-		Users:                map[string][]byte{"alice": cheap},
-		StoredPasswordHashes: func(fn func([]byte)) error { fn(cheap); fn(dear); return nil },
-	}, decoyDone: make(chan struct{})}
+	store := storedAccounts{accounts: []Account{{Name: "bob", PasswordHash: cheap}, {Name: "carol", PasswordHash: dear}, {Name: "dave"}}}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: store}, decoyDone: make(chan struct{})}
 	g.cfg.setDefaults()
 	if c, err := bcrypt.Cost(g.decoyHash()); err != nil || c != 7 {
 		t.Fatalf("decoy cost %d (%v), want 7: the costliest stored hash", c, err)
@@ -103,5 +109,25 @@ func TestHashWork_OrdersAlgorithmsAndParameters(t *testing.T) {
 	big := []byte("$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
 	if !(hashWork(small) < hashWork(b10) && hashWork(b10) < hashWork(big) && hashWork(big) < hashWork(b14)) {
 		t.Fatalf("work: argon2 1 MiB %g, bcrypt 10 %g, argon2 64 MiB×3 %g, bcrypt 14 %g", hashWork(small), hashWork(b10), hashWork(big), hashWork(b14))
+	}
+}
+
+func TestBackupCodeCost_DefaultIsTenAndTheSettingIsUsed(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	if c.BackupCodeCost != 10 {
+		t.Fatalf("default backup code cost = %d, want 10", c.BackupCodeCost)
+	}
+	_, hashes, err := newBackupCodes(bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cost, err := bcrypt.Cost(hashes[0]); err != nil || cost != bcrypt.MinCost {
+		t.Fatalf("backup code hash cost = %d (%v), want %d", cost, err, bcrypt.MinCost)
+	}
+	c.BackupCodeCost = 3
+	c.Store = struct{ Store }{}
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "backup code cost 3") {
+		t.Fatalf("cost 3 accepted: %v", err)
 	}
 }

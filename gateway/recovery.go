@@ -16,7 +16,7 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate,
-		Redirect: SafeRedirect(r.URL.Query().Get("redirect"))})
+		Redirect: g.safeRedirect(r, r.URL.Query().Get("redirect"))})
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
@@ -56,13 +56,13 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	var codes []string
 	var hashes [][]byte
 	var err error
-	if herr := g.hash(r, func() { codes, hashes, err = newBackupCodes() }); herr != nil {
+	if herr := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); herr != nil {
 		g.busy(w, r, a, "backup_codes_regenerated", s.User)
 		return
 	}
 	g.releaseAttempt(a)
 	if err == nil {
-		err = g.cfg.Store.ReplaceBackupCodes(s.User, hashes)
+		err = ReplaceBackupCodes(g.cfg.Store, s.User, hashes)
 	}
 	if err != nil {
 		g.internalError(w, r, "replace backup codes", err)
@@ -76,7 +76,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	next := g.cfg.Prefix + "/account"
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
-		next = SafeRedirect(f.get("redirect"))
+		next = g.safeRedirect(r, f.get("redirect"))
 	}
 	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
 }

@@ -1,6 +1,10 @@
 package gateway
 
-import "testing"
+import (
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
 
 func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 	tests := map[string]string{
@@ -40,7 +44,7 @@ func TestSafeRedirect_AcceptsOnlySameSitePaths(t *testing.T) {
 }
 
 func TestBackupCodes_ShapeAlphabetAndNormalisation(t *testing.T) {
-	codes, hashes, err := newBackupCodes()
+	codes, hashes, err := newBackupCodes(bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +68,9 @@ func TestBackupCodes_ShapeAlphabetAndNormalisation(t *testing.T) {
 			t.Errorf("duplicate code %q", c)
 		}
 		seen[n] = true
+		if cost, err := bcrypt.Cost(hashes[i]); err != nil || cost != bcrypt.MinCost {
+			t.Fatalf("hash %d has cost %d (%v), want %d", i, cost, err, bcrypt.MinCost)
+		}
 		if h, ok := matchBackupCode(hashes, n); !ok || string(h) != string(hashes[i]) {
 			t.Errorf("code %q does not match its own hash", c)
 		}

@@ -23,6 +23,9 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"disable":      {post: g.postDisable},
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
+		"switch":       {get: g.getSwitch},
+		"verify":       {get: g.getVerify},
+		"verify/nginx": {get: g.getVerifyNginx},
 	}
 	rt, ok := routes[sub]
 	if !ok {

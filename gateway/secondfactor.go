@@ -58,9 +58,10 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	if !g.completeSignIn(w, r, Session{User: p.User, Generation: acct.Generation}, g.cfg.Clock.Now(), factor) {
 		return
 	}
+	redirect := g.safeRedirect(r, p.Redirect)
 	if usedBackup {
-		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(p.Redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": p.Redirect})
+		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": redirect})
 		return
 	}
-	g.seeOther(w, r, p.Redirect, map[string]string{"status": "ok", "redirect": p.Redirect})
+	g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 }

@@ -142,12 +142,14 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 	if v.kind != kindSession || v.user == "" || v.level < LevelPassword {
 		return Session{}, false
 	}
+	// Verify answers cannot slide the cookie; the server remembers them.
+	lastSeen := g.activity.lastSeen(v.id, v.lastSeen)
 	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.expires) ||
-		!now.Before(v.lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
+		!now.Before(lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
 	return Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
-		Issued: v.issued, LastSeen: v.lastSeen, Expires: v.expires}, true
+		Issued: v.issued, LastSeen: lastSeen, Expires: v.expires}, true
 }
 
 // readSessionToEnd returns the request's session for logout: any authentic

@@ -197,7 +197,7 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	// The operator changes dora's password (`user passwd`), which raises
 	// her generation.
 	e.store.SetPassword("dora", passwordHash(t))
-	if _, err := e.store.BumpGeneration("dora"); err != nil {
+	if _, err := gateway.BumpGeneration(e.store, "dora"); err != nil {
 		t.Fatal(err)
 	}
 	if r := attacker.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusUnauthorized {

@@ -1,14 +1,80 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"time"
 )
 
-// Errors a Store returns for conditions the flow acts on. Anything else a
-// Store returns is an internal failure, and the gateway fails closed on it.
+// Store is the persistence the gateway needs: reads, and atomic updates in
+// the style of bbolt's db.Update(func(*Tx) error). A Store only loads,
+// locks and saves records (and may encrypt them at rest); every rule of
+// what to change lives in this package, as functions over Account and
+// Counter that the gateway passes to UpdateAccount and UpdateCounters. Every
+// method is safe for concurrent use.
+type Store interface {
+	// Account returns the user's account with its secrets (TOTPSecret,
+	// Pending.Secret) decrypted. A user the store has no record of yields
+	// Account{Name: user} with the generation a removed record left behind
+	// (see UpdateAccount), and no error.
+	Account(user string) (Account, error)
+	// SessionState returns SessionStateOf the user's account as last
+	// committed. It is on the path of every request with a session: it
+	// must not decrypt anything or write, and should not take a lock that
+	// writers hold for long. A user the store has no record of yields
+	// SessionStateOf(Account{Name: user}) (with the generation a removed
+	// record left behind).
+	SessionState(user string) (SessionState, error)
+	// UpdateAccount loads the user's account as Account returns it, calls
+	// fn with it and, if fn returns nil, saves the account fn left in one
+	// atomic step: no other UpdateAccount of the same user interleaves, and
+	// a reader sees the account before or after, never between. If fn
+	// returns an error nothing is saved and UpdateAccount returns that
+	// error unchanged, so callers can test it with errors.Is; this is how a
+	// rule refuses (ErrStepReused, ErrCodeUsed, ErrNoEnrollment, ErrNotFound).
+	//
+	// fn may be called more than once (a store may retry a transaction),
+	// so it must set its results, never add to them, and have no other
+	// effect. A saved account with Removed set deletes the record; the
+	// store keeps only SessionStateOf it (its generation), and a later load
+	// of the name starts from that generation, so sessions of a removed
+	// user stay ended when the name is added again. After every committed
+	// save or removal, SessionState answers SessionStateOf the result.
+	UpdateAccount(user string, fn func(*Account) error) error
+	// Accounts returns every stored account, in name order, for operator
+	// listings. It decrypts nothing, so that one damaged secret does not
+	// hide every user: TOTPSecret and Pending.Secret hold SecretWithheld
+	// where the account has a secret, and "" where it has none.
+	Accounts() ([]Account, error)
+
+	// UpdateCounters loads the failure counters under keys (a key without
+	// one yields a Counter with only its Key), calls fn with them by key
+	// and, if fn returns nil, saves them all in one atomic step: those
+	// Empty are deleted, the others stored. Keys fn adds to the map are
+	// ignored. If fn returns an error nothing is saved and UpdateCounters
+	// returns that error unchanged. fn may be called more than once (bbolt
+	// batches these writes and retries a failed batch one by one), so it
+	// must set its results, never add to them.
+	UpdateCounters(keys []string, fn func(map[string]*Counter) error) error
+	// Counters returns every stored failure counter, for operator
+	// listings and metrics.
+	Counters() ([]Counter, error)
+	// PruneCounters deletes, in one atomic step, every stored counter for
+	// which drop returns true, and returns how many it deleted.
+	PruneCounters(drop func(Counter) bool) (int, error)
+
+	// SessionKeys returns the stored cookie keys, storing the result of
+	// generate first if there are none yet; concurrent first callers all
+	// get the keys one of them stored.
+	SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error)
+}
+
+// SecretWithheld stands for a secret in the accounts Store.Accounts lists.
+// It is no TOTP secret: base32 has no lower case.
+const SecretWithheld = "withheld"
+
+// Errors the rules return from inside an update, so the update saves
+// nothing and the caller learns why.
 var (
 	// ErrStepReused means a TOTP time step at or before the last accepted
 	// one was offered again (RFC 6238 §5.2).
@@ -43,8 +109,17 @@ type Account struct {
 	// Generation is compared with the generation in every session cookie;
 	// raising it ends every session of the user.
 	Generation uint64
-	// Stored reports whether the store has any record of this user.
+	// Pending is the enrollment shown but not yet confirmed, if any (it
+	// may have expired). Stores keep its secret encrypted at rest.
+	Pending *Enrollment
+	// Revoked lists sessions ended by logout until they would expire.
+	Revoked []Revocation
+	// Stored reports whether the store had a record of this user when the
+	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
+	// Removed, set by a rule inside UpdateAccount, makes the store delete
+	// the record instead of saving it (see Remove).
+	Removed bool
 }
 
 // SessionState is the part of an Account that every request with a session
@@ -63,6 +138,22 @@ type SessionState struct {
 	RevokedSessions string
 }
 
+// SessionStateOf is the one rule for what a request with a session checks
+// of an account. Stores call it on every account they commit and answer
+// SessionState with the result.
+func SessionStateOf(a Account) SessionState {
+	if a.Removed {
+		return SessionState{Generation: a.Generation}
+	}
+	return SessionState{
+		Generation:      a.Generation,
+		MustRegenerate:  a.MustRegenerate,
+		TOTPEnabled:     a.TOTPSecret != "",
+		PasswordSet:     a.PasswordHash != nil,
+		RevokedSessions: revokedString(a.Revoked),
+	}
+}
+
 // Revoked reports whether the session with this id was ended by logout.
 func (s SessionState) Revoked(id uint64) bool {
 	for i := 0; i+8 <= len(s.RevokedSessions); i += 8 {
@@ -73,11 +164,6 @@ func (s SessionState) Revoked(id uint64) bool {
 	return false
 }
 
-// MaxRevokedSessions bounds the sessions a store remembers as revoked per
-// user. Revoking one more raises the user's generation instead, which ends
-// every session of the user: never fewer than were asked.
-const MaxRevokedSessions = 64
-
 // Revocation is one session ended by logout, remembered until the session
 // would have expired anyway.
 type Revocation struct {
@@ -85,44 +171,17 @@ type Revocation struct {
 	Until time.Time `json:"until"`
 }
 
-// RevokedString packs the ids of revs into the form
+// revokedString packs the ids of revs into the form
 // SessionState.RevokedSessions holds.
-func RevokedString(revs []Revocation) string {
+func revokedString(revs []Revocation) string {
+	if len(revs) == 0 {
+		return ""
+	}
 	b := make([]byte, 0, 8*len(revs))
 	for _, r := range revs {
 		b = binary.BigEndian.AppendUint64(b, r.ID)
 	}
 	return string(b)
-}
-
-// SpendBackupCode returns codes without the one whose hash is hash, and
-// whether it was there: the rule both stores apply inside their write.
-func SpendBackupCode(codes [][]byte, hash []byte) ([][]byte, bool) {
-	if len(hash) == 0 {
-		return codes, false
-	}
-	for i, c := range codes {
-		if bytes.Equal(c, hash) {
-			return append(codes[:i:i], codes[i+1:]...), true
-		}
-	}
-	return codes, false
-}
-
-// AddRevocation returns revs without the revocations over at now, plus
-// one for id until until, and whether the list is full instead (then the
-// caller ends every session by raising the generation, and clears revs).
-func AddRevocation(revs []Revocation, id uint64, until, now time.Time) ([]Revocation, bool) {
-	kept := make([]Revocation, 0, len(revs)+1)
-	for _, r := range revs {
-		if now.Before(r.Until) {
-			kept = append(kept, r)
-		}
-	}
-	if len(kept) >= MaxRevokedSessions {
-		return nil, true
-	}
-	return append(kept, Revocation{ID: id, Until: until}), false
 }
 
 // Enrollment is a TOTP secret shown to the user but not yet confirmed.
@@ -131,85 +190,4 @@ type Enrollment struct {
 	Secret string
 	// Expires is when the enrollment stops being confirmable.
 	Expires time.Time
-}
-
-// Limit names one failure counter and how many failures it allows per window.
-type Limit struct {
-	Key string
-	Max int
-}
-
-// Attempt is a slot taken in one or more failure counters before a password
-// or code is evaluated. It ends with exactly one of Store.ReleaseAttempt
-// (correct, or refused unevaluated) or Store.FailAttempt.
-type Attempt struct {
-	Limits []Limit
-	// WindowStarts records, per limit, the window the slot was taken in, so
-	// a late release never frees a slot of a newer window.
-	WindowStarts []time.Time
-}
-
-// Lock describes a counter that refuses attempts.
-type Lock struct {
-	Key        string
-	RetryAfter time.Duration
-}
-
-// Store is the persistence the gateway needs. Every method is safe for
-// concurrent use, and every method that changes more than one value does so
-// atomically.
-type Store interface {
-	// Account returns the user's account with its TOTP secret decrypted.
-	// A user the store has no record of yields Account{Name: user} and no error.
-	Account(user string) (Account, error)
-	// SessionState returns what a request with a session must check.
-	// A user the store has no record of yields the zero SessionState.
-	SessionState(user string) (SessionState, error)
-
-	// PendingEnrollment returns the user's enrollment if it is still valid
-	// at now; otherwise it stores the result of create and returns that.
-	PendingEnrollment(user string, now time.Time, create func() (Enrollment, error)) (Enrollment, error)
-	// ConfirmEnrollment makes secret the user's TOTP secret, records step as
-	// the last accepted step, replaces the backup codes with backupHashes,
-	// clears MustRegenerate and removes the pending enrollment: all at once,
-	// and only while the pending enrollment still holds secret and has not
-	// expired at now (ErrNoEnrollment otherwise).
-	ConfirmEnrollment(user, secret string, step int64, backupHashes [][]byte, now time.Time) error
-	// AcceptStep records step as the user's last accepted TOTP step if it is
-	// later than the stored one, and returns ErrStepReused otherwise.
-	AcceptStep(user string, step int64) error
-	// UseBackupCode removes the unused code with this hash and sets
-	// MustRegenerate; ErrCodeUsed if no unused code has this hash.
-	UseBackupCode(user string, hash []byte) error
-	// ReplaceBackupCodes voids every code of the user, stores backupHashes
-	// as the new set and clears MustRegenerate.
-	ReplaceBackupCodes(user string, backupHashes [][]byte) error
-	// DisableTOTP removes the TOTP secret, the backup codes and any pending
-	// enrollment of the user, and clears MustRegenerate.
-	DisableTOTP(user string) error
-	// BumpGeneration raises the user's generation and returns the new one.
-	BumpGeneration(user string) (uint64, error)
-	// RevokeSession ends the user's session with this id: SessionState
-	// reports it in RevokedSessions until until (its expiry). Revocations
-	// over at now are forgotten; past MaxRevokedSessions the store raises
-	// the generation instead (see AddRevocation).
-	RevokeSession(user string, id uint64, until, now time.Time) error
-
-	// TakeAttempt takes one slot in each counter. A counter that is locked
-	// at now, or whose slots for the current window are all taken, refuses;
-	// then no slot is taken anywhere and the returned Lock says which
-	// counter refused and for how long. window is both the counting window
-	// (from the first failure) and the lock length.
-	TakeAttempt(now time.Time, window time.Duration, limits []Limit) (Attempt, *Lock, error)
-	// ReleaseAttempt gives the attempt's slots back.
-	ReleaseAttempt(a Attempt) error
-	// FailAttempt turns the attempt's slots into failures. Each counter that
-	// thereby reaches its Max is locked for window from now; those are returned.
-	FailAttempt(a Attempt, now time.Time, window time.Duration) ([]Lock, error)
-	// ResetFailures forgets the failures counted under key.
-	ResetFailures(key string) error
-
-	// SessionKeys returns the stored cookie keys, storing the result of
-	// generate first if there are none yet.
-	SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error)
 }

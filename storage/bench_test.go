@@ -14,7 +14,7 @@ import (
 func BenchmarkSessionState(b *testing.B) {
 	db := openTest(b, tempPath(b), mustKey(b))
 	for i := range 1000 {
-		if _, err := db.BumpGeneration("user" + strconv.Itoa(i)); err != nil {
+		if _, err := gateway.BumpGeneration(db, "user"+strconv.Itoa(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -44,12 +44,12 @@ func BenchmarkFailedAttempts(b *testing.B) {
 		for pb.Next() {
 			i := strconv.FormatInt(n.Add(1), 10)
 			limits := []gateway.Limit{{Key: "user:flood" + i, Max: 5}, {Key: "ip:flood" + i, Max: 50}}
-			a, lock, err := db.TakeAttempt(time.Now(), window, limits)
+			a, lock, err := gateway.TakeAttempt(db, time.Now(), window, limits)
 			if err != nil || lock != nil {
 				b.Error(err, lock)
 				return
 			}
-			if _, err := db.FailAttempt(a, time.Now(), window); err != nil {
+			if _, err := gateway.FailAttempt(db, a, time.Now(), window); err != nil {
 				b.Error(err)
 				return
 			}

@@ -52,18 +52,18 @@ func writeUntilKilled(path, hexKey string) error {
 		create := func() (gateway.Enrollment, error) {
 			return gateway.Enrollment{Secret: crashSecret(i), Expires: t0.Add(time.Hour)}, nil
 		}
-		if _, err := db.PendingEnrollment(user, t0, create); err != nil {
+		if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
 			return err
 		}
 		// Counter writes in between, so the kill may land in any kind of write.
-		a, _, err := db.TakeAttempt(t0, time.Hour, []gateway.Limit{{Key: "ip:" + user, Max: 5}})
+		a, _, err := gateway.TakeAttempt(db, t0, time.Hour, []gateway.Limit{{Key: "ip:" + user, Max: 5}})
 		if err != nil {
 			return err
 		}
-		if _, err := db.FailAttempt(a, t0, time.Hour); err != nil {
+		if _, err := gateway.FailAttempt(db, a, t0, time.Hour); err != nil {
 			return err
 		}
-		if err := db.ConfirmEnrollment(user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
+		if err := gateway.ConfirmEnrollment(db, user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
 			return err
 		}
 		// Only now is the enrollment confirmed to the caller.

@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 )
 
 // Fuzz targets for what the database file holds. The file is trusted less
@@ -258,15 +259,15 @@ func FuzzDecodeAccount(f *testing.F) {
 			return gateway.Enrollment{Secret: secret, Expires: fuzzNow.Add(gateway.EnrollmentTTL)}, nil
 		}
 	}
-	if _, err := db.PendingEnrollment("alice", fuzzNow, enrollment("JBSWY3DPEHPK3PXP")); err != nil {
+	if _, err := gateway.PendingEnrollment(db, "alice", fuzzNow, enrollment("JBSWY3DPEHPK3PXP")); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(rawAccount(f, db, "alice"))
-	if err := db.ConfirmEnrollment("alice", "JBSWY3DPEHPK3PXP", 7, [][]byte{[]byte("hash-1"), []byte("hash-2")}, fuzzNow); err != nil {
+	if err := gateway.ConfirmEnrollment(db, "alice", "JBSWY3DPEHPK3PXP", 7, [][]byte{[]byte("hash-1"), []byte("hash-2")}, fuzzNow); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(rawAccount(f, db, "alice"))
-	if err := db.SetPassword("alice", []byte("$2a$04$hash")); err != nil {
+	if err := operator.SetPassword(db, "alice", []byte("$2a$04$hash")); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(rawAccount(f, db, "alice"))
@@ -327,7 +328,7 @@ func FuzzDecodeAccount(f *testing.F) {
 
 		// A pending enrollment comes from the record only if it is
 		// authentic and unexpired; otherwise a fresh one replaces it.
-		e, err := db.PendingEnrollment(user, fuzzNow, enrollment(fresh))
+		e, err := gateway.PendingEnrollment(db, user, fuzzNow, enrollment(fresh))
 		if decodeErr != nil && err == nil {
 			t.Fatalf("PendingEnrollment read a record loadAccount refuses (%v)", decodeErr)
 		}
@@ -435,7 +436,7 @@ func FuzzAccountRoundTrip(f *testing.F) {
 			t.Fatalf("SessionState = %+v, %v; want %+v", st, err, want)
 		}
 		if pendingSecret != "" && fuzzNow.UnixNano() < expires {
-			e, err := db.PendingEnrollment(user, fuzzNow, func() (gateway.Enrollment, error) {
+			e, err := gateway.PendingEnrollment(db, user, fuzzNow, func() (gateway.Enrollment, error) {
 				return gateway.Enrollment{}, errors.New("the stored pending enrollment should have been used")
 			})
 			if err != nil || e.Secret != pendingSecret || e.Expires.UnixNano() != expires {
@@ -462,11 +463,11 @@ func FuzzDecodeCounter(f *testing.F) {
 	now := fuzzNow
 	window := 15 * time.Minute
 	// A counter as the code writes it, after one failure at now.
-	a, _, err := db.TakeAttempt(now, window, []gateway.Limit{{Key: key, Max: 5}})
+	a, _, err := gateway.TakeAttempt(db, now, window, []gateway.Limit{{Key: key, Max: 5}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := db.FailAttempt(a, now, window); err != nil {
+	if _, err := gateway.FailAttempt(db, a, now, window); err != nil {
 		f.Fatal(err)
 	}
 	err = db.bolt.View(func(tx *bolt.Tx) error {
@@ -512,27 +513,27 @@ func FuzzDecodeCounter(f *testing.F) {
 
 		// Every reader of the counters bucket copes with it.
 		putRaw(t, db, bucketCounters, key, v)
-		if _, err := db.Locks(now); err != nil {
+		if _, err := operator.Locks(db, now); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := db.LockState(key, now); err != nil {
+		if _, err := operator.LockState(db, key, now); err != nil {
 			t.Fatal(err)
 		}
-		a, lock, err := db.TakeAttempt(now, window, []gateway.Limit{{Key: key, Max: 5}, {Key: "ip:127.0.0.1", Max: 50}})
+		a, lock, err := gateway.TakeAttempt(db, now, window, []gateway.Limit{{Key: key, Max: 5}, {Key: "ip:127.0.0.1", Max: 50}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if lock == nil {
 			if v[0]&1 == 0 {
-				_, err = db.FailAttempt(a, now, window)
+				_, err = gateway.FailAttempt(db, a, now, window)
 			} else {
-				err = db.ReleaseAttempt(a)
+				err = gateway.ReleaseAttempt(db, a)
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := db.PruneCounters(now, window); err != nil {
+		if _, err := operator.PruneCounters(db, now, window); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -63,4 +64,44 @@ func (db *DB) SessionState(user string) (gateway.SessionState, error) {
 	}
 	db.states.m.Store(user, st)
 	return st, nil
+}
+
+// The sessions bucket holds, per user, what SessionState answers: the
+// generation (8 bytes, big endian), a flags byte, then the ids of revoked
+// sessions, 8 bytes each.
+// putSessionState writes it in the same transaction as the account, so
+// the hot path reads 9 bytes and decrypts nothing.
+const (
+	sessionValueSize   = 9
+	flagMustRegenerate = 1 << 0
+	flagTOTPEnabled    = 1 << 1
+	flagPasswordSet    = 1 << 2
+)
+
+func encodeSessionState(st gateway.SessionState) []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize+len(st.RevokedSessions)), st.Generation)
+	var flags byte
+	if st.MustRegenerate {
+		flags |= flagMustRegenerate
+	}
+	if st.TOTPEnabled {
+		flags |= flagTOTPEnabled
+	}
+	if st.PasswordSet {
+		flags |= flagPasswordSet
+	}
+	return append(append(v, flags), st.RevokedSessions...)
+}
+
+func decodeSessionState(v []byte) (gateway.SessionState, error) {
+	if len(v) < sessionValueSize || (len(v)-sessionValueSize)%8 != 0 {
+		return gateway.SessionState{}, fmt.Errorf("session state is %d bytes, want %d and 8 per revoked session", len(v), sessionValueSize)
+	}
+	return gateway.SessionState{
+		Generation:      binary.BigEndian.Uint64(v),
+		MustRegenerate:  v[8]&flagMustRegenerate != 0,
+		TOTPEnabled:     v[8]&flagTOTPEnabled != 0,
+		PasswordSet:     v[8]&flagPasswordSet != 0,
+		RevokedSessions: string(v[sessionValueSize:]),
+	}, nil
 }

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // The gateway ends every session of a user by raising the generation
@@ -26,7 +28,7 @@ func TestSessionState_NeverStaleAfterAWriteReturns(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 200; i++ {
-		gen, err := db.BumpGeneration("alice")
+		gen, err := gateway.BumpGeneration(db, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +46,7 @@ func TestSessionState_ReadAgainAfterReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := db.BumpGeneration("alice")
+	gen, err := gateway.BumpGeneration(db, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/internal/storetest"
 )
 
@@ -70,10 +71,10 @@ func enroll(t testing.TB, db *DB, user, secret string) {
 	create := func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := db.PendingEnrollment(user, t0, create); err != nil {
+	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := db.ConfirmEnrollment(user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
+	if err := gateway.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
@@ -215,7 +216,7 @@ func secretsIn(t *testing.T, db *DB) [][]byte {
 	create := func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{Secret: pending, Expires: t0.Add(time.Hour)}, nil
 	}
-	if _, err := db.PendingEnrollment("bob", t0, create); err != nil {
+	if _, err := gateway.PendingEnrollment(db, "bob", t0, create); err != nil {
 		t.Fatal(err)
 	}
 	hashKey := []byte("session-hash-key-0123456789abcdef")
@@ -321,7 +322,7 @@ func everything(t *testing.T, db *DB) (alice, bobPending string, hashKey []byte)
 	if err != nil {
 		t.Fatalf("Account(alice): %v", err)
 	}
-	e, err := db.PendingEnrollment("bob", t0, func() (gateway.Enrollment, error) {
+	e, err := gateway.PendingEnrollment(db, "bob", t0, func() (gateway.Enrollment, error) {
 		return gateway.Enrollment{}, errors.New("the pending enrollment was lost")
 	})
 	if err != nil {
@@ -444,7 +445,7 @@ func TestBackup_IsAConsistentCopyWhileInUse(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := db.BumpGeneration("bob"); err != nil {
+			if _, err := gateway.BumpGeneration(db, "bob"); err != nil {
 				done <- err
 				return
 			}
@@ -465,7 +466,7 @@ func TestBackup_IsAConsistentCopyWhileInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyDB := openTest(t, restored, key)
-	list, err := copyDB.Accounts()
+	list, err := operator.Accounts(copyDB)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,11 +483,11 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	key := mustKey(t)
 	db := openTest(t, path, key)
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	a, lock, err := db.TakeAttempt(t0, time.Minute, []gateway.Limit{{Key: "user:bob", Max: 3}})
+	a, lock, err := gateway.TakeAttempt(db, t0, time.Minute, []gateway.Limit{{Key: "user:bob", Max: 3}})
 	if err != nil || lock != nil {
 		t.Fatal(err, lock)
 	}
-	if _, err := db.FailAttempt(a, t0, time.Minute); err != nil {
+	if _, err := gateway.FailAttempt(db, a, t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// What a process killed now leaves on disk: the file as it is, still
@@ -503,7 +504,7 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	if got, err := after.Account("alice"); err != nil || got.TOTPSecret != "JBSWY3DPEHPK3PXP" {
 		t.Errorf("Account(alice) after the crash: %v", err)
 	}
-	if c, err := after.Counter("user:bob"); err != nil || c.Failures != 1 {
+	if c, err := operator.Counter(after, "user:bob"); err != nil || c.Failures != 1 {
 		t.Errorf("counter after the crash = %+v, %v; want 1 failure", c, err)
 	}
 }

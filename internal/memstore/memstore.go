@@ -1,15 +1,15 @@
 // Package memstore is a gateway.Store held in memory, for tests of the
-// gateway that need a real store but no file. It follows the same rules as
-// the bbolt store in package storage (both pass internal/storetest) and
-// keeps nothing across restarts. It does not encrypt anything.
+// gateway that need a real store but no file. Like the bbolt store in
+// package storage it only loads, locks and saves (both pass
+// internal/storetest); the rules are gateway's. It keeps nothing across
+// restarts and encrypts nothing.
 package memstore
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"fmt"
+	"sort"
 	"sync"
-	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
 )
@@ -17,7 +17,10 @@ import (
 // Store is an in-memory gateway.Store. The zero value is not usable; call New.
 type Store struct {
 	mu       sync.Mutex
-	accounts map[string]*account
+	accounts map[string]gateway.Account
+	// states holds SessionStateOf every account as last committed, and of
+	// removed ones, whose generation a new account of the name continues.
+	states   map[string]gateway.SessionState
 	counters map[string]gateway.Counter
 	hashKey  []byte
 	blockKey []byte
@@ -26,7 +29,8 @@ type Store struct {
 // New returns an empty Store.
 func New() *Store {
 	return &Store{
-		accounts: make(map[string]*account),
+		accounts: make(map[string]gateway.Account),
+		states:   make(map[string]gateway.SessionState),
 		counters: make(map[string]gateway.Counter),
 	}
 }
@@ -34,182 +38,130 @@ func New() *Store {
 // Interface guard.
 var _ gateway.Store = (*Store)(nil)
 
-type account struct {
-	passwordHash   []byte
-	totpSecret     string
-	lastStep       int64
-	backupCodes    [][]byte
-	mustRegenerate bool
-	generation     uint64
-	pending        *gateway.Enrollment
-	revoked        []gateway.Revocation
-}
-
-// SetPassword creates user or replaces its password hash, like the
-// operator function of the bbolt store, so gateway tests can have users
-// managed in the database.
+// SetPassword creates user or replaces its password hash, as the operator
+// command does, so gateway tests can have users managed in the store.
 func (s *Store) SetPassword(user string, hash []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.accountLocked(user).passwordHash = bytes.Clone(hash)
+	err := s.UpdateAccount(user, func(a *gateway.Account) error {
+		a.SetPassword(hash)
+		return nil
+	})
+	if err != nil {
+		panic(err) // UpdateAccount fails only when fn does
+	}
 }
 
-// accountLocked returns user's record, creating it; s.mu must be held.
-func (s *Store) accountLocked(user string) *account {
+// loadLocked returns a copy of user's account; s.mu must be held.
+func (s *Store) loadLocked(user string) gateway.Account {
 	a, ok := s.accounts[user]
 	if !ok {
-		a = &account{}
-		s.accounts[user] = a
+		return gateway.Account{Name: user, Generation: s.states[user].Generation}
 	}
-	return a
+	return clone(a)
 }
 
 // Account implements gateway.Store.
 func (s *Store) Account(user string) (gateway.Account, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[user]
-	if !ok {
-		return gateway.Account{Name: user}, nil
-	}
-	return gateway.Account{
-		Name:           user,
-		PasswordHash:   bytes.Clone(a.passwordHash),
-		TOTPSecret:     a.totpSecret,
-		LastStep:       a.lastStep,
-		BackupCodes:    cloneCodes(a.backupCodes),
-		MustRegenerate: a.mustRegenerate,
-		Generation:     a.generation,
-		Stored:         true,
-	}, nil
+	return s.loadLocked(user), nil
 }
 
 // SessionState implements gateway.Store.
 func (s *Store) SessionState(user string) (gateway.SessionState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[user]
-	if !ok {
-		return gateway.SessionState{}, nil
-	}
-	return gateway.SessionState{
-		Generation:      a.generation,
-		MustRegenerate:  a.mustRegenerate,
-		TOTPEnabled:     a.totpSecret != "",
-		PasswordSet:     a.passwordHash != nil,
-		RevokedSessions: gateway.RevokedString(a.revoked),
-	}, nil
+	return s.states[user], nil
 }
 
-// PendingEnrollment implements gateway.Store.
-func (s *Store) PendingEnrollment(user string, now time.Time, create func() (gateway.Enrollment, error)) (gateway.Enrollment, error) {
+// UpdateAccount implements gateway.Store.
+func (s *Store) UpdateAccount(user string, fn func(*gateway.Account) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a, ok := s.accounts[user]; ok && a.pending != nil && now.Before(a.pending.Expires) {
-		return *a.pending, nil
+	a := s.loadLocked(user)
+	if err := fn(&a); err != nil {
+		return err
 	}
-	e, err := create()
-	if err != nil {
-		return gateway.Enrollment{}, fmt.Errorf("create enrollment for %q: %w", user, err)
+	a.Name = user
+	if a.Removed {
+		delete(s.accounts, user)
+	} else {
+		a.Stored = true
+		s.accounts[user] = clone(a)
 	}
-	s.accountLocked(user).pending = &e
-	return e, nil
-}
-
-// ConfirmEnrollment implements gateway.Store.
-func (s *Store) ConfirmEnrollment(user, secret string, step int64, backupHashes [][]byte, now time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.accounts[user]
-	if !ok || a.pending == nil || !now.Before(a.pending.Expires) || secret == "" ||
-		subtle.ConstantTimeCompare([]byte(a.pending.Secret), []byte(secret)) != 1 {
-		return gateway.ErrNoEnrollment
-	}
-	a.totpSecret = secret
-	a.lastStep = step
-	a.backupCodes = cloneCodes(backupHashes)
-	a.mustRegenerate = false
-	a.pending = nil
+	s.states[user] = gateway.SessionStateOf(a)
 	return nil
 }
 
-// AcceptStep implements gateway.Store.
-func (s *Store) AcceptStep(user string, step int64) error {
+// Accounts implements gateway.Store.
+func (s *Store) Accounts() ([]gateway.Account, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.accounts[user]
-	last := int64(0)
-	if a != nil {
-		last = a.lastStep
+	list := make([]gateway.Account, 0, len(s.accounts))
+	for _, a := range s.accounts {
+		a = clone(a)
+		if a.TOTPSecret != "" {
+			a.TOTPSecret = gateway.SecretWithheld
+		}
+		if a.Pending != nil {
+			a.Pending.Secret = gateway.SecretWithheld
+		}
+		list = append(list, a)
 	}
-	if step <= last {
-		return gateway.ErrStepReused
+	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	return list, nil
+}
+
+// UpdateCounters implements gateway.Store.
+func (s *Store) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make(map[string]*gateway.Counter, len(keys))
+	for _, k := range keys {
+		c, ok := s.counters[k]
+		if !ok {
+			c = gateway.Counter{Key: k}
+		}
+		cs[k] = &c
 	}
-	s.accountLocked(user).lastStep = step
+	if err := fn(cs); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		c := *cs[k]
+		c.Key = k
+		if c.Empty() {
+			delete(s.counters, k)
+		} else {
+			s.counters[k] = c
+		}
+	}
 	return nil
 }
 
-// UseBackupCode implements gateway.Store.
-func (s *Store) UseBackupCode(user string, hash []byte) error {
+// Counters implements gateway.Store.
+func (s *Store) Counters() ([]gateway.Counter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, ok := s.accounts[user]
-	if !ok || len(hash) == 0 {
-		return gateway.ErrCodeUsed
+	list := make([]gateway.Counter, 0, len(s.counters))
+	for _, c := range s.counters {
+		list = append(list, c)
 	}
-	left, ok := gateway.SpendBackupCode(a.backupCodes, hash)
-	if !ok {
-		return gateway.ErrCodeUsed
-	}
-	a.backupCodes, a.mustRegenerate = left, true
-	return nil
+	sort.Slice(list, func(i, j int) bool { return list[i].Key < list[j].Key })
+	return list, nil
 }
 
-// ReplaceBackupCodes implements gateway.Store.
-func (s *Store) ReplaceBackupCodes(user string, backupHashes [][]byte) error {
+// PruneCounters implements gateway.Store.
+func (s *Store) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.accountLocked(user)
-	a.backupCodes = cloneCodes(backupHashes)
-	a.mustRegenerate = false
-	return nil
-}
-
-// DisableTOTP implements gateway.Store.
-func (s *Store) DisableTOTP(user string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a, ok := s.accounts[user]
-	if !ok {
-		return nil
+	n := 0
+	for k, c := range s.counters {
+		if drop(c) {
+			delete(s.counters, k)
+			n++
+		}
 	}
-	a.totpSecret = ""
-	a.backupCodes = nil
-	a.pending = nil
-	a.mustRegenerate = false
-	return nil
-}
-
-// BumpGeneration implements gateway.Store.
-func (s *Store) BumpGeneration(user string) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a := s.accountLocked(user)
-	a.generation++
-	return a.generation, nil
-}
-
-// RevokeSession implements gateway.Store.
-func (s *Store) RevokeSession(user string, id uint64, until, now time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	a := s.accountLocked(user)
-	revoked, full := gateway.AddRevocation(a.revoked, id, until, now)
-	if full {
-		a.generation++
-	}
-	a.revoked = revoked
-	return nil
+	return n, nil
 }
 
 // SessionKeys implements gateway.Store.
@@ -227,13 +179,21 @@ func (s *Store) SessionKeys(generate func() (hashKey, blockKey []byte, err error
 	return bytes.Clone(s.hashKey), bytes.Clone(s.blockKey), nil
 }
 
-func cloneCodes(codes [][]byte) [][]byte {
-	if len(codes) == 0 {
-		return nil
+// clone copies a so that neither the caller nor the store sees the
+// other's later changes.
+func clone(a gateway.Account) gateway.Account {
+	a.PasswordHash = bytes.Clone(a.PasswordHash)
+	if len(a.BackupCodes) > 0 {
+		codes := make([][]byte, len(a.BackupCodes))
+		for i, c := range a.BackupCodes {
+			codes[i] = bytes.Clone(c)
+		}
+		a.BackupCodes = codes
 	}
-	out := make([][]byte, len(codes))
-	for i, c := range codes {
-		out[i] = bytes.Clone(c)
+	if a.Pending != nil {
+		p := *a.Pending
+		a.Pending = &p
 	}
-	return out
+	a.Revoked = append([]gateway.Revocation(nil), a.Revoked...)
+	return a
 }

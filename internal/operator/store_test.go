@@ -1,4 +1,4 @@
-package storage
+package operator
 
 import (
 	"errors"
@@ -6,18 +6,35 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
+var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// enroll gives user an enabled TOTP secret and two backup codes.
+func enroll(t testing.TB, db gateway.Store, user, secret string) {
+	t.Helper()
+	create := func() (gateway.Enrollment, error) {
+		return gateway.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
+	}
+	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+		t.Fatalf("PendingEnrollment: %v", err)
+	}
+	if err := gateway.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
+		t.Fatalf("ConfirmEnrollment: %v", err)
+	}
+}
+
 func TestSetPassword_CreatesADatabaseUserUnderItsCanonicalName(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
-	if err := db.SetPassword("  Alice ", []byte("$2a$14$hash")); err != nil {
+	db := memstore.New()
+	if err := SetPassword(db, "  Alice ", []byte("$2a$14$hash")); err != nil {
 		t.Fatal(err)
 	}
 	a, err := db.Account("alice")
 	if err != nil || !a.Stored || string(a.PasswordHash) != "$2a$14$hash" || a.TOTPSecret != "" {
 		t.Fatalf("Account(alice) = %+v, %v; want a stored user with the hash", a, err)
 	}
-	if err := db.SetPassword("alice", []byte("$2a$14$other")); err != nil {
+	if err := SetPassword(db, "alice", []byte("$2a$14$other")); err != nil {
 		t.Fatal(err)
 	}
 	if a, _ := db.Account("alice"); string(a.PasswordHash) != "$2a$14$other" {
@@ -34,7 +51,7 @@ func TestSetPassword_CreatesADatabaseUserUnderItsCanonicalName(t *testing.T) {
 }
 
 func TestSetPassword_RefusesEmptyNameOrHash(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
+	db := memstore.New()
 	tests := []struct {
 		name, user string
 		hash       []byte
@@ -44,7 +61,7 @@ func TestSetPassword_RefusesEmptyNameOrHash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := db.SetPassword(tt.user, tt.hash); err == nil {
+			if err := SetPassword(db, tt.user, tt.hash); err == nil {
 				t.Error("SetPassword accepted it")
 			}
 		})
@@ -52,15 +69,15 @@ func TestSetPassword_RefusesEmptyNameOrHash(t *testing.T) {
 }
 
 func TestAccounts_SummarisesEveryAccountWithoutSecrets(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
-	if err := db.SetPassword("bob", []byte("$2a$14$hash")); err != nil {
+	db := memstore.New()
+	if err := SetPassword(db, "bob", []byte("$2a$14$hash")); err != nil {
 		t.Fatal(err)
 	}
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	if err := db.UseBackupCode("alice", []byte("hash-1")); err != nil {
+	if err := gateway.UseBackupCode(db, "alice", []byte("hash-1")); err != nil {
 		t.Fatal(err)
 	}
-	list, err := db.Accounts()
+	list, err := Accounts(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,11 +96,11 @@ func TestAccounts_SummarisesEveryAccountWithoutSecrets(t *testing.T) {
 }
 
 func TestRemoveAccount_DeletesTheUserAndEndsItsSessions(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
-	if err := db.RemoveAccount("alice"); !errors.Is(err, gateway.ErrNotFound) {
+	db := memstore.New()
+	if err := RemoveAccount(db, "alice"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("RemoveAccount of an unknown user = %v, want ErrNotFound", err)
 	}
-	if err := db.SetPassword("alice", []byte("$2a$14$hash")); err != nil {
+	if err := SetPassword(db, "alice", []byte("$2a$14$hash")); err != nil {
 		t.Fatal(err)
 	}
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
@@ -91,7 +108,7 @@ func TestRemoveAccount_DeletesTheUserAndEndsItsSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RemoveAccount("Alice"); err != nil {
+	if err := RemoveAccount(db, "Alice"); err != nil {
 		t.Fatalf("RemoveAccount: %v", err)
 	}
 	a, err := db.Account("alice")
@@ -103,24 +120,24 @@ func TestRemoveAccount_DeletesTheUserAndEndsItsSessions(t *testing.T) {
 		t.Errorf("SessionState after removal = %+v (before %+v), want a higher generation", after, before)
 	}
 	// Added again, the user does not get the old sessions back.
-	if err := db.SetPassword("alice", []byte("$2a$14$new")); err != nil {
+	if err := SetPassword(db, "alice", []byte("$2a$14$new")); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := db.SessionState("alice"); st.Generation < after.Generation {
 		t.Errorf("generation went back from %d to %d when the user was added again", after.Generation, st.Generation)
 	}
-	if list, _ := db.Accounts(); len(list) != 1 {
+	if list, _ := Accounts(db); len(list) != 1 {
 		t.Errorf("Accounts = %+v, want alice once", list)
 	}
 }
 
 func TestResetTOTP_ForcesEnrollmentAndEndsSessions(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
-	if err := db.ResetTOTP("alice"); !errors.Is(err, gateway.ErrNotFound) {
+	db := memstore.New()
+	if err := ResetTOTP(db, "alice"); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("ResetTOTP of an unknown user = %v, want ErrNotFound", err)
 	}
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	if err := db.ResetTOTP("alice"); err != nil {
+	if err := ResetTOTP(db, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	a, err := db.Account("alice")
@@ -133,61 +150,61 @@ func TestResetTOTP_ForcesEnrollmentAndEndsSessions(t *testing.T) {
 }
 
 // lockUp locks key with max 1 at t0 for window.
-func lockUp(t *testing.T, db *DB, key string, window time.Duration) {
+func lockUp(t *testing.T, db gateway.Store, key string, window time.Duration) {
 	t.Helper()
-	a, lock, err := db.TakeAttempt(t0, window, []gateway.Limit{{Key: key, Max: 1}})
+	a, lock, err := gateway.TakeAttempt(db, t0, window, []gateway.Limit{{Key: key, Max: 1}})
 	if err != nil || lock != nil {
 		t.Fatal(err, lock)
 	}
-	if locks, err := db.FailAttempt(a, t0, window); err != nil || len(locks) != 1 {
+	if locks, err := gateway.FailAttempt(db, a, t0, window); err != nil || len(locks) != 1 {
 		t.Fatal(err, locks)
 	}
 }
 
 func TestLocks_UnlockAndLockStateShowAndEndLocks(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
+	db := memstore.New()
 	lockUp(t, db, "user:alice", 15*time.Minute)
 	lockUp(t, db, "ip:192.0.2.1", 15*time.Minute)
 	now := t0.Add(5 * time.Minute)
 
-	lock, err := db.LockState("user:alice", now)
+	lock, err := LockState(db, "user:alice", now)
 	if err != nil || lock == nil || lock.RetryAfter != 10*time.Minute {
 		t.Fatalf("LockState = %+v, %v; want locked for 10m", lock, err)
 	}
-	if locks, err := db.Locks(now); err != nil || len(locks) != 2 {
+	if locks, err := Locks(db, now); err != nil || len(locks) != 2 {
 		t.Errorf("Locks = %+v, %v; want 2", locks, err)
 	}
-	if err := db.Unlock("user:alice"); err != nil {
+	if err := Unlock(db, "user:alice"); err != nil {
 		t.Fatal(err)
 	}
-	if lock, err := db.LockState("user:alice", now); err != nil || lock != nil {
+	if lock, err := LockState(db, "user:alice", now); err != nil || lock != nil {
 		t.Errorf("LockState after Unlock = %+v, %v; want none", lock, err)
 	}
-	if _, lock, err := db.TakeAttempt(now, 15*time.Minute, []gateway.Limit{{Key: "user:alice", Max: 1}}); err != nil || lock != nil {
+	if _, lock, err := gateway.TakeAttempt(db, now, 15*time.Minute, []gateway.Limit{{Key: "user:alice", Max: 1}}); err != nil || lock != nil {
 		t.Errorf("TakeAttempt after Unlock refused: %+v, %v", lock, err)
 	}
-	if locks, _ := db.Locks(t0.Add(15 * time.Minute)); len(locks) != 0 {
+	if locks, _ := Locks(db, t0.Add(15*time.Minute)); len(locks) != 0 {
 		t.Errorf("Locks after the lock ended = %+v, want none", locks)
 	}
-	if err := db.Unlock("user:nobody"); err != nil {
+	if err := Unlock(db, "user:nobody"); err != nil {
 		t.Errorf("Unlock of an unknown key = %v", err)
 	}
 }
 
 func TestPruneCounters_DeletesOnlyCountersWhoseWindowAndLockAreOver(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
+	db := memstore.New()
 	const window = 15 * time.Minute
 	lockUp(t, db, "user:locked", window) // locked until t0+15m
 	// A failure at t0+10m, window until t0+25m.
-	a, _, err := db.TakeAttempt(t0.Add(10*time.Minute), window, []gateway.Limit{{Key: "user:recent", Max: 5}})
+	a, _, err := gateway.TakeAttempt(db, t0.Add(10*time.Minute), window, []gateway.Limit{{Key: "user:recent", Max: 5}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.FailAttempt(a, t0.Add(10*time.Minute), window); err != nil {
+	if _, err := gateway.FailAttempt(db, a, t0.Add(10*time.Minute), window); err != nil {
 		t.Fatal(err)
 	}
 	// A slot taken at t0 and never given back, as after a crash.
-	if _, _, err := db.TakeAttempt(t0, window, []gateway.Limit{{Key: "user:stuck", Max: 5}}); err != nil {
+	if _, _, err := gateway.TakeAttempt(db, t0, window, []gateway.Limit{{Key: "user:stuck", Max: 5}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -201,95 +218,14 @@ func TestPruneCounters_DeletesOnlyCountersWhoseWindowAndLockAreOver(t *testing.T
 		{at: 25 * time.Minute, want: 1},
 	}
 	for _, tt := range tests {
-		n, err := db.PruneCounters(t0.Add(tt.at), window)
+		n, err := PruneCounters(db, t0.Add(tt.at), window)
 		if err != nil || n != tt.want {
 			t.Errorf("PruneCounters at +%s = %d, %v; want %d", tt.at, n, err, tt.want)
 		}
 		for _, key := range tt.left {
-			if c, err := db.Counter(key); err != nil || c.WindowStart.IsZero() {
+			if c, err := Counter(db, key); err != nil || c.WindowStart.IsZero() {
 				t.Errorf("at +%s counter %q is gone (%v), want it kept", tt.at, key, err)
 			}
 		}
-	}
-}
-
-func TestRotateKey_ToTheCurrentKeyChangesNothing(t *testing.T) {
-	path := tempPath(t)
-	key := mustKey(t)
-	db := openTest(t, path, key)
-	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	if err := db.RotateKey(key); err != nil {
-		t.Fatal(err)
-	}
-	if a, err := db.Account("alice"); err != nil || a.TOTPSecret != "JBSWY3DPEHPK3PXP" {
-		t.Errorf("Account after rotating to the same key: %v", err)
-	}
-}
-
-func TestRotateKey_WhileWritesRunLosesNoSecret(t *testing.T) {
-	path := tempPath(t)
-	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error)
-	go func() {
-		for i := range 30 {
-			secret := crashSecret(i)
-			create := func() (gateway.Enrollment, error) {
-				return gateway.Enrollment{Secret: secret, Expires: t0.Add(time.Hour)}, nil
-			}
-			user := "user" + string(rune('a'+i))
-			if _, err := db.PendingEnrollment(user, t0, create); err != nil {
-				done <- err
-				return
-			}
-			if err := db.ConfirmEnrollment(user, secret, 1, nil, t0); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	time.Sleep(5 * time.Millisecond)
-	if err := db.RotateKey(newKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db = openTest(t, path, newKey)
-	for i := range 30 {
-		if a, err := db.Account("user" + string(rune('a'+i))); err != nil || a.TOTPSecret != crashSecret(i) {
-			t.Errorf("user %d after rotation during writes: %v", i, err)
-		}
-	}
-}
-
-func TestTakeAttempt_RefusalOfALockedCounterWritesNothing(t *testing.T) {
-	db := openTest(t, tempPath(t), mustKey(t))
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	limits := []gateway.Limit{{Key: "user:x", Max: 1}}
-	a, _, err := db.TakeAttempt(t0, time.Hour, limits)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.FailAttempt(a, t0, time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	writes := func() int64 { st := db.bolt.Stats(); return st.TxStats.GetWrite() }
-	before := writes()
-	for range 50 {
-		_, lock, err := db.TakeAttempt(t0.Add(time.Minute), time.Hour, limits)
-		if err != nil || lock == nil {
-			t.Fatalf("locked counter: lock %v, err %v", lock, err)
-		}
-	}
-	if after := writes(); after != before {
-		t.Fatalf("50 refusals of a locked counter wrote %d pages", after-before)
 	}
 }

@@ -1,0 +1,120 @@
+package caddymodule
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/totp-auth/totp_auth/storage"
+)
+
+// This file holds what operators do that only the bbolt file allows: key
+// rotation and backup. The user operations work on any store and live in
+// package operator. The admin API calls these on the database a running
+// Caddy holds; the `caddy totp-auth` commands call them on a database they
+// opened themselves when Caddy is not running.
+
+// rotationReport answers `caddy totp-auth rotate-key`.
+type rotationReport struct {
+	DB string `json:"db"`
+	// Rotated is false when the configuration names the key: then the
+	// new key must go into the configuration first (see rotationSteps).
+	Rotated  bool   `json:"rotated"`
+	OldKeyID string `json:"old_key_id"`
+	KeyID    string `json:"key_id,omitempty"`
+	Message  string `json:"message,omitempty"`
+}
+
+// rotateKey re-encrypts every secret under a new key when the key lives
+// in the key file beside the database. The files change in an order that
+// lets a restart at any moment open the database:
+//
+//  1. the current key is copied to <key file>.old, which Caddy accepts
+//     as an older key, and which the next start removes;
+//  2. the new key replaces the key file (a restart now re-encrypts at
+//     open, accepting the old key from .old);
+//  3. one transaction re-encrypts every secret under the new key.
+//
+// When a configuration names the key, nothing is changed: the running
+// process cannot change the configuration, and a restart with the old
+// configuration would find secrets under a key it does not know.
+func (d *database) rotateKey() (rotationReport, error) {
+	d.keyMu.Lock()
+	defer d.keyMu.Unlock()
+	old := d.current
+	r := rotationReport{DB: d.path, OldKeyID: old.ID()}
+	file := d.keyFile()
+	if file == "" {
+		return r, nil
+	}
+	next, err := storage.NewKey()
+	if err != nil {
+		return r, err
+	}
+	if err := replaceKeyFile(oldKeyFile(file), old); err != nil {
+		return r, err
+	}
+	if err := replaceKeyFile(file, next); err != nil {
+		return r, err
+	}
+	if err := d.db.RotateKey(next); err != nil {
+		// The database is still under the old key. Put it back in the key
+		// file; if that fails too, the next start re-encrypts under the
+		// new key, accepting the old one from .old.
+		if rerr := replaceKeyFile(file, old); rerr != nil {
+			return r, fmt.Errorf("%w (and putting the old key back into %s failed: %v; the next start completes the rotation)", err, file, rerr)
+		}
+		return r, err
+	}
+	d.current = next
+	r.Rotated, r.KeyID = true, next.ID()
+	r.Message = fmt.Sprintf("Re-encrypted every secret under a new key (id %s, was %s); "+
+		"the new key is in %s. The old key stays in %s until Caddy next starts, "+
+		"so a restart at any moment works. Backups made before now need the old key: keep a copy of it with them.",
+		next.ID(), old.ID(), file, oldKeyFile(file))
+	return r, nil
+}
+
+// rotationSteps tells an operator whose configuration names the key how
+// to rotate to next.
+func rotationSteps(db, currentKeyID, next string) string {
+	return fmt.Sprintf(`Nothing was changed: encryption_key is set in your configuration, so the new key goes there first.
+
+1. In the totp_auth block for %s, set the new key and keep the current one (id %s) as an old key:
+
+       encryption_key      %s
+       old_encryption_keys <the current encryption_key value>
+
+   (With {env.…} placeholders: put the new key in a new variable and restart instead of reloading.)
+2. Run `+"`caddy reload`"+` (or restart Caddy). Loading the new key re-encrypts every secret under it in one
+   transaction; both keys are accepted until then, so a restart at any moment works.
+3. Once Caddy runs with the new key, remove old_encryption_keys. Backups made before the rotation need the old key.
+`, db, currentKeyID, next)
+}
+
+// backupReport answers `caddy totp-auth backup`.
+type backupReport struct {
+	DB    string `json:"db"`
+	Bytes int64  `json:"bytes"`
+	// KeyID names the key a restore needs.
+	KeyID string `json:"key_id"`
+	// KeyFile is where that key is, "" if the configuration names it.
+	KeyFile string `json:"key_file,omitempty"`
+}
+
+// backup writes a consistent copy of the database to w while it stays in
+// use. begin, if not nil, learns which key the copy needs before the first
+// byte is written.
+func (d *database) backup(w io.Writer, begin func(backupReport)) (backupReport, error) {
+	d.keyMu.RLock()
+	defer d.keyMu.RUnlock()
+	r := backupReport{DB: d.path, KeyID: d.current.ID(), KeyFile: d.keyFile()}
+	if begin != nil {
+		begin(r)
+	}
+	n, err := d.db.Backup(w)
+	if err != nil {
+		return backupReport{}, err
+	}
+	r.Bytes = n
+	return r, nil
+}

@@ -1,0 +1,93 @@
+package e2e_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// The whole portal flow in a real browser: an app behind a second Caddy's
+// forward_auth sends the browser to the portal, which signs it in (with
+// enrollment), sets the session cookie on the parent domain and sends it
+// back to the app's absolute URL, where the upstream sees the user.
+func TestBrowser_PortalSignInThroughForwardAuthReturnsToTheApp(t *testing.T) {
+	t.Parallel()
+	// Test host names resolve to 127.0.0.1 in this browser only.
+	browser := newBrowser(t, chromedp.Flag("host-resolver-rules", "MAP *."+portalDomain+" 127.0.0.1"))
+	s := startPortal(t, "allow_groups admins staff")
+	b := newTab(t, browser, s.appPort)
+	defer logScreenshots(t)
+
+	target := s.appURL() + "/hello?x=1&y=two"
+	b.do("open the app", chromedp.Navigate(target))
+	loc, err := url.Parse(b.location())
+	if err != nil || loc.Scheme+"://"+loc.Host != s.portalURL() || loc.Path != prefix+"/login" {
+		t.Fatalf("the app sent the browser to %s, want the portal's login page %s%s/login", b.location(), s.portalURL(), prefix)
+	}
+	if got := loc.Query().Get("redirect"); got != target {
+		t.Fatalf("the login page carries redirect %q, want the app's absolute URL %q", got, target)
+	}
+	b.base = s.portalURL()
+	b.expectHeading("Sign in")
+	b.shot("portal-login")
+	b.fill("#username", "alice")
+	b.fill("#password", testPassword)
+	b.click("button[type=submit]")
+
+	b.at(prefix + "/setup")
+	secret := b.text("#secret")
+	app := &authenticator{t: t, secret: strings.ReplaceAll(secret, " ", "")}
+	b.fill("#code", app.code())
+	b.click("form[action$='/setup'] button[type=submit]")
+	b.expectHeading("Two-factor authentication is on")
+	if got := b.attr("a.continue", "href"); got != target {
+		t.Fatalf("the page after enrollment continues to %q, want the app's URL %q", got, target)
+	}
+	b.shot("portal-codes")
+	b.click("a.continue")
+
+	if got := b.location(); got != target {
+		t.Fatalf("after sign-in the browser is at %s, want %s", got, target)
+	}
+	e := recordedOf(t, response{status: 200, body: []byte(b.text("body"))})
+	if e.URI != "/hello?x=1&y=two" {
+		t.Errorf("upstream got %s, want /hello?x=1&y=two", e.URI)
+	}
+	if id := identity(e, "Remote-User"); len(id) != 1 || id[0] != "Remote-User: alice" {
+		t.Errorf("upstream got %q, want Remote-User: alice", id)
+	}
+	if id := identity(e, "Remote-Groups"); len(id) != 1 || id[0] != "Remote-Groups: admins,staff" {
+		t.Errorf("upstream got %q, want Remote-Groups: admins,staff", id)
+	}
+	b.shot("app")
+
+	// The session cookie belongs to the parent domain, HttpOnly.
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{s.wikiURL() + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range res.Cookies {
+		if c.Name == "totp_auth_session" {
+			found = true
+			if strings.TrimPrefix(c.Domain, ".") != portalDomain || !c.HTTPOnly {
+				t.Errorf("session cookie domain %q HttpOnly %v, want %s and HttpOnly", c.Domain, c.HTTPOnly, portalDomain)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("the browser sends no session cookie to another site under the parent domain")
+	}
+
+	// Another app under the same domain needs no second sign-in.
+	b.do("open the wiki", chromedp.Navigate(s.wikiURL()+"/"))
+	if got := b.location(); got != s.wikiURL()+"/" {
+		t.Fatalf("the wiki sent the signed-in browser to %s", got)
+	}
+}

@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"time"
+)
+
+// This file holds every rule for changing an Account, written once for
+// every Store: plain functions over the account that Store.UpdateAccount
+// hands them. They set, never add to, anything outside the account, since
+// a store may run them more than once.
+
+// MaxRevokedSessions bounds the sessions a store remembers as revoked per
+// user. Revoking one more raises the user's generation instead, which ends
+// every session of the user: never fewer than were asked.
+const MaxRevokedSessions = 64
+
+// PendingAt returns the pending enrollment if it is still confirmable at now.
+func (a *Account) PendingAt(now time.Time) (Enrollment, bool) {
+	if a.Pending == nil || !now.Before(a.Pending.Expires) {
+		return Enrollment{}, false
+	}
+	return *a.Pending, true
+}
+
+// ConfirmEnrollment makes secret the TOTP secret, records step as the last
+// accepted step, replaces the backup codes with backupHashes, clears
+// MustRegenerate and removes the pending enrollment: only while the pending
+// enrollment still holds secret and has not expired at now (ErrNoEnrollment
+// otherwise).
+func (a *Account) ConfirmEnrollment(secret string, step int64, backupHashes [][]byte, now time.Time) error {
+	p, ok := a.PendingAt(now)
+	if !ok || secret == "" || subtle.ConstantTimeCompare([]byte(p.Secret), []byte(secret)) != 1 {
+		return ErrNoEnrollment
+	}
+	a.TOTPSecret = secret
+	a.LastStep = step
+	a.BackupCodes = cloneCodes(backupHashes)
+	a.MustRegenerate = false
+	a.Pending = nil
+	return nil
+}
+
+// AcceptStep records step as the last accepted TOTP step if it is later
+// than the recorded one (RFC 6238 §5.2), and returns ErrStepReused otherwise.
+func (a *Account) AcceptStep(step int64) error {
+	if step <= a.LastStep {
+		return ErrStepReused
+	}
+	a.LastStep = step
+	return nil
+}
+
+// SpendBackupCode removes the unused code with this hash and sets
+// MustRegenerate; ErrCodeUsed if no unused code has this hash.
+func (a *Account) SpendBackupCode(hash []byte) error {
+	if len(hash) == 0 {
+		return ErrCodeUsed
+	}
+	for i, c := range a.BackupCodes {
+		if bytes.Equal(c, hash) {
+			a.BackupCodes = append(a.BackupCodes[:i:i], a.BackupCodes[i+1:]...)
+			a.MustRegenerate = true
+			return nil
+		}
+	}
+	return ErrCodeUsed
+}
+
+// ReplaceBackupCodes voids every code, keeps backupHashes as the new set
+// and clears MustRegenerate.
+func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
+	a.BackupCodes = cloneCodes(backupHashes)
+	a.MustRegenerate = false
+}
+
+// DisableTOTP removes the TOTP secret, the backup codes and any pending
+// enrollment, and clears MustRegenerate.
+func (a *Account) DisableTOTP() {
+	a.TOTPSecret = ""
+	a.BackupCodes = nil
+	a.Pending = nil
+	a.MustRegenerate = false
+}
+
+// EndSessions raises the generation, which ends every session of the user.
+func (a *Account) EndSessions() { a.Generation++ }
+
+// RevokeSession ends the session with this id: SessionStateOf reports it
+// until until (its expiry). Revocations over at now are forgotten; past
+// MaxRevokedSessions every session ends instead (EndSessions).
+func (a *Account) RevokeSession(id uint64, until, now time.Time) {
+	kept := make([]Revocation, 0, len(a.Revoked)+1)
+	for _, r := range a.Revoked {
+		if now.Before(r.Until) {
+			kept = append(kept, r)
+		}
+	}
+	if len(kept) >= MaxRevokedSessions {
+		a.EndSessions()
+		a.Revoked = nil
+		return
+	}
+	a.Revoked = append(kept, Revocation{ID: id, Until: until})
+}
+
+// SetPassword stores hash (bcrypt or argon2id, as `caddy hash-password`
+// prints it) as the password, which makes the user one managed in the
+// store. It does not end the user's sessions: EndSessions does that.
+func (a *Account) SetPassword(hash []byte) {
+	a.PasswordHash = bytes.Clone(hash)
+}
+
+// ResetTwoFactor removes the TOTP secret, backup codes and pending
+// enrollment and ends every session: the next sign-in has to enroll again.
+// ErrNotFound if nothing is stored for the user.
+func (a *Account) ResetTwoFactor() error {
+	if !a.Stored {
+		return ErrNotFound
+	}
+	a.DisableTOTP()
+	a.EndSessions()
+	return nil
+}
+
+// Remove marks everything stored about the user for deletion (ErrNotFound
+// if nothing is) and ends the user's sessions: the store keeps the raised
+// generation, so a user added again under the name inherits no session.
+// The user's failure counters are left to expire.
+func (a *Account) Remove() error {
+	if !a.Stored {
+		return ErrNotFound
+	}
+	*a = Account{Name: a.Name, Generation: a.Generation + 1, Stored: true, Removed: true}
+	return nil
+}
+
+func cloneCodes(codes [][]byte) [][]byte {
+	if len(codes) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(codes))
+	for i, c := range codes {
+		out[i] = bytes.Clone(c)
+	}
+	return out
+}

@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/securecookie"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// counterOnlyStore keeps no account and takes every attempt; any other
+// Store method panics, which the test would see.
+type counterOnlyStore struct{ Store }
+
+func (counterOnlyStore) Account(user string) (Account, error) { return Account{Name: user}, nil }
+
+// Accounts lists none, for the decoy hash.
+func (counterOnlyStore) Accounts() ([]Account, error) { return nil, nil }
+
+func (counterOnlyStore) UpdateCounters(keys []string, fn func(map[string]*Counter) error) error {
+	cs := make(map[string]*Counter, len(keys))
+	for _, k := range keys {
+		cs[k] = &Counter{Key: k}
+	}
+	return fn(cs)
+}
+
+func TestLogin_ACookieFailureIsAnsweredOnceWith500(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{
+		Users:          map[string][]byte{"alice": hash},
+		Optional2FA:    true,
+		Store:          counterOnlyStore{},
+		SessionHashKey: []byte(strings.Repeat("h", 32)), SessionBlockKey: []byte(strings.Repeat("b", 32)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.codec = &cookieCodec{sc: securecookie.New(nil, nil)} // every encode fails
+	r := httptest.NewRequest(http.MethodPost, "/.totp-auth/login", strings.NewReader(`{"username":"alice","password":"pw"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Accept", "application/json")
+	w := httptest.NewRecorder()
+	g.Handle(w, r)
+
+	if w.Code != http.StatusInternalServerError {
+		t.Errorf("status %d, want 500", w.Code)
+	}
+	dec := json.NewDecoder(w.Body)
+	var first map[string]any
+	if err := dec.Decode(&first); err != nil {
+		t.Fatalf("body is not one JSON answer: %v", err)
+	}
+	if rest, _ := io.ReadAll(dec.Buffered()); strings.TrimSpace(string(rest)) != "" || dec.More() {
+		t.Errorf("a second answer follows the 500: %q", rest)
+	}
+}

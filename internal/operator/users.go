@@ -1,0 +1,408 @@
+package operator
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// This file holds the user operations as the admin API and the
+// `caddy totp-auth` commands run them, and the sentences that report them.
+// Each is written once, here: the admin API calls them on the store a
+// running Caddy holds, the commands on a store they opened themselves.
+
+// Users is the operator's view of one store.
+type Users struct {
+	// Store is the store operated on.
+	Store gateway.Store
+	// DB names the store in reports (the database file's path).
+	DB string
+	// ConfigUsers returns the names the configuration defines with `user`
+	// lines, and whether that is known (commands run while Caddy is
+	// stopped cannot see the configuration). nil means none, unknown.
+	ConfigUsers func() (names map[string]bool, known bool)
+	// LocksChanged, if not nil, is called after a lock was lifted.
+	LocksChanged func()
+}
+
+func (u *Users) configUsers() (map[string]bool, bool) {
+	if u.ConfigUsers == nil {
+		return nil, false
+	}
+	return u.ConfigUsers()
+}
+
+func (u *Users) locksChanged() {
+	if u.LocksChanged != nil {
+		u.LocksChanged()
+	}
+}
+
+// Refusal is an operation refused for a reason the operator can fix.
+type Refusal struct {
+	// Status is what the admin API answers with.
+	Status int
+	// Message says what is wrong and what to do instead.
+	Message string
+}
+
+func (e *Refusal) Error() string { return e.Message }
+
+func refuse(status int, format string, args ...any) error {
+	return &Refusal{Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sources of a user in a listing.
+const (
+	// SourceConfig is a `user` line in the configuration.
+	SourceConfig = "Caddyfile"
+	// SourceDatabase is a password stored with `caddy totp-auth user add`.
+	SourceDatabase = "database"
+	// SourceNone is state left in the database for a name that no
+	// configuration defines any more (it cannot sign in).
+	SourceNone = "none"
+	// SourceUnknown is state without a password, listed while Caddy is
+	// stopped: a `user` line presumably defines the user.
+	SourceUnknown = "Caddyfile?"
+)
+
+// UserReport is one user as `caddy totp-auth user list` shows it. It
+// carries no secret and no hash.
+type UserReport struct {
+	Name string `json:"name"`
+	// Source is Caddyfile, database, none, or Caddyfile? (see the
+	// source constants).
+	Source            string     `json:"source"`
+	TwoFactor         bool       `json:"two_factor"`
+	EnrollmentPending bool       `json:"enrollment_pending,omitempty"`
+	BackupCodesLeft   int        `json:"backup_codes_left"`
+	MustRegenerate    bool       `json:"must_regenerate_backup_codes,omitempty"`
+	LockedUntil       *time.Time `json:"locked_until,omitempty"`
+}
+
+// LockReport is a lock on something that is not a user.
+type LockReport struct {
+	Name        string    `json:"name"`
+	LockedUntil time.Time `json:"locked_until"`
+}
+
+// Listing answers `caddy totp-auth user list`.
+type Listing struct {
+	DB string `json:"db"`
+	// SourcesKnown is false when the listing was made without the
+	// configuration (Caddy stopped): users defined only by `user` lines
+	// and never signed in are then missing.
+	SourcesKnown bool         `json:"sources_known"`
+	Users        []UserReport `json:"users"`
+	// LockedClientIPs are client IPs locked for too many failures.
+	LockedClientIPs []LockReport `json:"locked_client_ips,omitempty"`
+	// LockedUnknownNames are names that are no user but were guessed
+	// often enough to be locked.
+	LockedUnknownNames []LockReport `json:"locked_unknown_names,omitempty"`
+}
+
+// Report answers every operation that changes something.
+type Report struct {
+	DB      string `json:"db"`
+	Message string `json:"message"`
+}
+
+// listUsers lists every user the database or the configuration knows.
+func (u *Users) List(now time.Time) (Listing, error) {
+	accounts, err := Accounts(u.Store)
+	if err != nil {
+		return Listing{}, err
+	}
+	locks, err := Locks(u.Store, now)
+	if err != nil {
+		return Listing{}, err
+	}
+	config, known := u.configUsers()
+	out := Listing{DB: u.DB, SourcesKnown: known, Users: []UserReport{}}
+
+	byName := make(map[string]*UserReport)
+	add := func(name string) *UserReport {
+		r := &UserReport{Name: name}
+		byName[name] = r
+		return r
+	}
+	for _, a := range accounts {
+		r := add(a.Name)
+		r.TwoFactor = a.TOTPEnabled
+		r.EnrollmentPending = a.EnrollmentPending && !a.TOTPEnabled
+		r.BackupCodesLeft = a.BackupCodesLeft
+		r.MustRegenerate = a.MustRegenerate
+		switch {
+		case config[a.Name]:
+			r.Source = SourceConfig
+		case a.HasPassword:
+			r.Source = SourceDatabase
+		case known:
+			r.Source = SourceNone
+		default:
+			r.Source = SourceUnknown
+		}
+	}
+	for name := range config {
+		if byName[name] == nil {
+			add(name).Source = SourceConfig
+		}
+	}
+	for _, l := range locks {
+		until := now.Add(l.RetryAfter).Truncate(time.Second)
+		switch {
+		case strings.HasPrefix(l.Key, "user:"):
+			name := strings.TrimPrefix(l.Key, "user:")
+			if r := byName[name]; r != nil {
+				r.LockedUntil = &until
+			} else {
+				out.LockedUnknownNames = append(out.LockedUnknownNames, LockReport{Name: name, LockedUntil: until})
+			}
+		case strings.HasPrefix(l.Key, "ip:"):
+			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: strings.TrimPrefix(l.Key, "ip:"), LockedUntil: until})
+		}
+	}
+	for _, r := range byName {
+		out.Users = append(out.Users, *r)
+	}
+	sort.Slice(out.Users, func(i, j int) bool { return out.Users[i].Name < out.Users[j].Name })
+	return out, nil
+}
+
+// userName canonicalises name as the gateway does and refuses names no
+// one could type into the sign-in form.
+func UserName(name string) (string, error) {
+	canon := gateway.CanonicalUser(name)
+	switch {
+	case canon == "":
+		return "", refuse(http.StatusBadRequest, "the user name is empty")
+	case len(canon) > 128:
+		return "", refuse(http.StatusBadRequest, "the user name is longer than 128 bytes, which the sign-in form refuses")
+	case strings.IndexFunc(canon, unicode.IsControl) >= 0:
+		return "", refuse(http.StatusBadRequest, "the user name contains a control character")
+	}
+	return canon, nil
+}
+
+// definedByConfig refuses to manage a user a `user` line defines: the
+// configuration is where that user's password lives.
+func (u *Users) definedByConfig(name, what string) error {
+	if config, _ := u.configUsers(); config[name] {
+		return configUserRefusal(name, what)
+	}
+	return nil
+}
+
+// What to do instead of managing a Caddyfile user here, per operation.
+const (
+	insteadOfAdd    = "change the hash on that line, or delete the line and reload Caddy before adding the user here"
+	insteadOfPasswd = "change the hash on that line (make one with `caddy hash-password`) and reload Caddy"
+	insteadOfRemove = "delete that line and reload Caddy (`caddy totp-auth user reset-2fa` clears their 2FA)"
+)
+
+func configUserRefusal(name, what string) error {
+	return refuse(http.StatusConflict, "%s is defined by a `user` line in the Caddyfile, not in the database: %s", name, what)
+}
+
+func alreadyAdded(name string) error {
+	return refuse(http.StatusConflict, "%s is already in the database: `caddy totp-auth user passwd %s` changes the password", name, name)
+}
+
+func notInDatabase(name string) error {
+	return refuse(http.StatusNotFound, "there is no user %s in the database: `caddy totp-auth user add %s` adds one", name, name)
+}
+
+// CheckPassword refuses, from a listing, to ask for a password that op
+// (users/add or users/passwd) would refuse anyway: the commands call it
+// before prompting. The operation checks again when it runs.
+func CheckPassword(l Listing, op, name string) error {
+	name, err := UserName(name)
+	if err != nil {
+		return err
+	}
+	source := ""
+	for _, r := range l.Users {
+		if r.Name == name {
+			source = r.Source
+		}
+	}
+	switch {
+	case source == SourceConfig && op == "users/add":
+		return configUserRefusal(name, insteadOfAdd)
+	case source == SourceConfig:
+		return configUserRefusal(name, insteadOfPasswd)
+	case source == SourceDatabase && op == "users/add":
+		return alreadyAdded(name)
+	case source != SourceDatabase && op == "users/passwd":
+		return notInDatabase(name)
+	}
+	return nil
+}
+
+// addUser stores a user with a password in the database.
+func (u *Users) Add(name string, hash []byte) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := gateway.CheckPasswordHash(hash); err != nil {
+		return Report{}, refuse(http.StatusBadRequest, "%v", err)
+	}
+	if err := u.definedByConfig(name, insteadOfAdd); err != nil {
+		return Report{}, err
+	}
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if acct.PasswordHash != nil {
+		return Report{}, alreadyAdded(name)
+	}
+	if err := SetPassword(u.Store, name, hash); err != nil {
+		return Report{}, err
+	}
+	msg := fmt.Sprintf("Added %s. They set up their authenticator app at their first sign-in.", name)
+	if acct.TOTPSecret != "" {
+		msg = fmt.Sprintf("Added %s, who keeps the 2FA enrollment stored under that name "+
+			"(if this is someone else, run `caddy totp-auth user reset-2fa %s`).", name, name)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
+// setPassword replaces a database user's password and ends their sessions.
+func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := gateway.CheckPasswordHash(hash); err != nil {
+		return Report{}, refuse(http.StatusBadRequest, "%v", err)
+	}
+	if err := u.definedByConfig(name, insteadOfPasswd); err != nil {
+		return Report{}, err
+	}
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if acct.PasswordHash == nil {
+		return Report{}, notInDatabase(name)
+	}
+	if err := SetPassword(u.Store, name, hash); err != nil {
+		return Report{}, err
+	}
+	if _, err := gateway.BumpGeneration(u.Store, name); err != nil {
+		return Report{}, err
+	}
+	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
+}
+
+// removeUser deletes everything the database holds about a user.
+func (u *Users) Remove(name string) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := u.definedByConfig(name, insteadOfRemove); err != nil {
+		return Report{}, err
+	}
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	err = RemoveAccount(u.Store, name)
+	if errors.Is(err, gateway.ErrNotFound) {
+		return Report{}, refuse(http.StatusNotFound, "there is no user %s in the database", name)
+	}
+	if err != nil {
+		return Report{}, err
+	}
+	msg := fmt.Sprintf("Removed %s and signed them out everywhere.", name)
+	if acct.PasswordHash == nil {
+		msg = fmt.Sprintf("Removed the 2FA state stored for %s and signed them out everywhere. "+
+			"The database held no password for them: if a `user` line defines %s, they can still sign in and will enroll again.", name, name)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
+// resetTwoFactor removes a user's TOTP secret and backup codes and ends
+// their sessions: their next sign-in enrolls a new authenticator.
+func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	config, known := u.configUsers()
+	err = ResetTOTP(u.Store, name)
+	switch {
+	case errors.Is(err, gateway.ErrNotFound) && config[name]:
+		return Report{DB: u.DB, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
+	case errors.Is(err, gateway.ErrNotFound) && !known:
+		return Report{}, refuse(http.StatusNotFound, "nothing is stored for %s in the database: "+
+			"there is no such user, or they have not set up 2FA yet (then there is nothing to reset)", name)
+	case errors.Is(err, gateway.ErrNotFound):
+		return Report{}, refuse(http.StatusNotFound, "there is no user %s", name)
+	case err != nil:
+		return Report{}, err
+	}
+	msg := fmt.Sprintf("Reset the 2FA of %s and signed them out everywhere: "+
+		"their next sign-in, with their password, sets up a new authenticator app.", name)
+	if lock, err := LockState(u.Store, "user:"+name, now); err != nil {
+		return Report{}, err
+	} else if lock != nil {
+		msg += fmt.Sprintf(" They are locked out until %s: `caddy totp-auth user unlock %s` lifts that.",
+			FormatTime(now.Add(lock.RetryAfter)), name)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
+// unlockUser lifts a user's lock and forgets their failures.
+func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	return u.unlock("user:"+name, name, now)
+}
+
+// UnlockIP lifts the lock of a client IP (of its /64 for IPv6, as the
+// gateway counts it) and forgets its failures.
+func (u *Users) UnlockIP(ip string, now time.Time) (Report, error) {
+	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+	if err != nil {
+		return Report{}, refuse(http.StatusBadRequest, "%q is not an IP address", ip)
+	}
+	key := gateway.ClientKey(addr.String())
+	return u.unlock(key, strings.TrimPrefix(key, "ip:"), now)
+}
+
+func (u *Users) unlock(key, what string, now time.Time) (Report, error) {
+	c, err := Counter(u.Store, key)
+	if err != nil {
+		return Report{}, err
+	}
+	if err := Unlock(u.Store, key); err != nil {
+		return Report{}, err
+	}
+	u.locksChanged()
+	var msg string
+	switch {
+	case c.Locked(now):
+		msg = fmt.Sprintf("Unlocked %s; their failed attempts are forgotten.", what)
+	case c.Failures > 0:
+		msg = fmt.Sprintf("%s was not locked; forgot their %d failed attempt(s).", what, c.Failures)
+	default:
+		msg = fmt.Sprintf("%s was not locked.", what)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
+// FormatTime prints a time as operators read it in a terminal.
+func FormatTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05 MST") }
