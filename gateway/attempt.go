@@ -160,9 +160,11 @@ func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Atte
 }
 
 // checkSecondFactor verifies a TOTP code (at most once per time step) or,
-// if allowBackup, spends a backup code. Only input shaped like a backup
-// code is compared against the backup hashes.
-func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string, allowBackup bool) (usedBackup, ok bool, err error) {
+// if recovering is not nil, spends a backup code for the session it
+// describes, which then carries the generation that session starts with
+// (see Account.Recover). Only input shaped like a backup code is compared
+// against the backup hashes.
+func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string, recovering *Session) (usedBackup, ok bool, err error) {
 	if code, isTOTP := normalizeTOTPCode(input); isTOTP {
 		if acct.TOTPSecret == "" {
 			return false, false, nil
@@ -178,7 +180,7 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 		return false, err == nil, err
 	}
 	code, isBackup := normalizeBackupCode(input)
-	if !allowBackup || !isBackup || len(acct.BackupCodes) == 0 {
+	if recovering == nil || !isBackup || len(acct.BackupCodes) == 0 {
 		return false, false, nil
 	}
 	var hash []byte
@@ -189,7 +191,7 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 	if !match {
 		return false, false, nil
 	}
-	err = UseBackupCode(g.cfg.Store, acct.Name, hash)
+	recovering.Generation, err = Recover(g.cfg.Store, acct.Name, hash, recovering.ID)
 	if errors.Is(err, ErrCodeUsed) {
 		return false, false, nil
 	}

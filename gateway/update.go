@@ -59,6 +59,20 @@ func UseBackupCode(s Store, user string, hash []byte) error {
 	return update(s, user, func(a *Account) error { return a.SpendBackupCode(hash) })
 }
 
+// Recover applies Account.Recover to the user's account and returns the
+// generation the session it names starts with.
+func Recover(s Store, user string, hash []byte, session uint64) (uint64, error) {
+	var gen uint64
+	err := update(s, user, func(a *Account) error {
+		if err := a.Recover(hash, session); err != nil {
+			return err
+		}
+		gen = a.Generation
+		return nil
+	})
+	return gen, err
+}
+
 // ReplaceBackupCodes applies Account.ReplaceBackupCodes to the user's account.
 func ReplaceBackupCodes(s Store, user string, backupHashes [][]byte) error {
 	return update(s, user, func(a *Account) error {
