@@ -4,17 +4,28 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"time"
 )
 
 // Enrollment of an authenticator app (SPEC §3 flow 3), at first sign-in or
 // when a signed-in user moves to a new app.
 
 // enrollee is who may enroll: a pending login waiting for enrollment, or
-// a signed-in user moving to a new authenticator.
+// a signed-in user moving to a new authenticator (or turning 2FA on).
 type enrollee struct {
 	user     string
 	pending  *PendingLogin
+	session  *Session
 	redirect string
+}
+
+// bound is the session an enrollment of e must belong to: 0 for a first
+// sign-in, the session's id for a signed-in user (SPEC §4 rule 21).
+func (e enrollee) bound() uint64 {
+	if e.session == nil {
+		return 0
+	}
+	return e.session.ID
 }
 
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
@@ -31,10 +42,8 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if !ok {
 		return enrollee{}, false
 	}
-	return enrollee{user: s.User, redirect: g.cfg.Prefix + "/account"}, true
+	return enrollee{user: s.User, session: s, redirect: g.cfg.Prefix + "/account"}, true
 }
-
-var errEnrollmentExpired = errors.New("enrollment expired")
 
 func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 	e, ok := g.requireEnrollee(w, r)
@@ -44,8 +53,10 @@ func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 	g.showSetup(w, r, e, http.StatusOK, "")
 }
 
-// showSetup answers with the user's pending enrollment (starting one if
-// there is none), as JSON or as the setup page showing errMsg.
+// showSetup answers with the user's pending enrollment, as JSON or as the
+// setup page showing errMsg. A first sign-in starts one if there is none;
+// a signed-in user sees only the one their session asked for with the
+// password, and is asked for the password otherwise.
 func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
 	acct, err := g.cfg.Store.Account(e.user)
 	if err != nil {
@@ -59,11 +70,14 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) {
-		secret, err := newTOTPSecret()
-		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
-	})
-	if err != nil {
+	var enr Enrollment
+	if e.session != nil {
+		var ok bool
+		if enr, ok = acct.PendingAt(now); !ok || enr.Session != e.session.ID {
+			g.askPassword(w, r, e, status, errMsg)
+			return
+		}
+	} else if enr, err = EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
@@ -81,6 +95,29 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		Title: "Set up two-factor authentication", User: e.user, QR: template.URL(qr), Secret: enr.Secret,
 		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "", Error: errMsg,
 	})
+}
+
+// askPassword answers a signed-in user who has no enrollment of this
+// session: 403 password_required for API clients, the password form for
+// browsers. No secret is shown before the password.
+func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
+	if wantsJSON(r) {
+		if status == http.StatusUnauthorized {
+			jsonError(w, status, "invalid_credentials")
+			return
+		}
+		jsonError(w, http.StatusForbidden, "password_required")
+		return
+	}
+	g.render(w, r, status, "setup", page{Title: "Set up an authenticator app", User: e.user, NeedPassword: true, Error: errMsg})
+}
+
+// newEnrollment makes a fresh secret, confirmable for EnrollmentTTL from now.
+func newEnrollment(now time.Time) func() (Enrollment, error) {
+	return func() (Enrollment, error) {
+		secret, err := newTOTPSecret()
+		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
+	}
 }
 
 func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
@@ -106,35 +143,26 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if acct.TOTPSecret != "" {
-		if e.pending != nil {
-			g.releaseAttempt(a)
-			g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
-			return
-		}
-		// Replacing a working authenticator needs the password too, so a
-		// borrowed session cannot take over the second factor.
-		match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, f.get("password"))
-		if answered {
-			return
-		}
-		if !match {
-			g.failAttempt(r, a, e.user)
-			g.audit(r, "enrollment", "failure", e.user)
-			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password.")
-			return
-		}
-	}
-	now := g.cfg.Clock.Now()
-	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
-	if errors.Is(err, errEnrollmentExpired) {
+	if e.pending != nil && acct.TOTPSecret != "" {
 		g.releaseAttempt(a)
-		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
+		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
 		return
 	}
-	if err != nil {
+	now := g.cfg.Clock.Now()
+	if e.session != nil && f.get("code") == "" {
+		g.postSetupPassword(w, r, e, a, f.get("password"), now)
+		return
+	}
+	enr, ok := acct.PendingAt(now)
+	switch {
+	case e.session != nil && (!ok || enr.Session != e.session.ID):
+		// Only the session that gave the password confirms its secret.
 		g.releaseAttempt(a)
-		g.internalError(w, r, "read enrollment", err)
+		g.askPassword(w, r, e, http.StatusForbidden, "Enter your password first.")
+		return
+	case e.session == nil && (!ok || enr.Session != 0):
+		g.releaseAttempt(a)
+		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
 	}
 	code, _ := normalizeTOTPCode(f.get("code"))
@@ -147,6 +175,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
+	var err error
 	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, "enrollment", e.user)
 		return
@@ -166,12 +195,48 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	g.audit(r, "enrollment", "ok", e.user)
 	// The session starts now, not when the request came in: making the
 	// backup codes takes a while, and a short idle_timeout would count it.
-	if e.pending != nil && !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
-		return
+	// A signed-in user who turned 2FA on has proven a second factor now.
+	switch {
+	case e.pending != nil:
+		if !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
+			return
+		}
+	case e.session.Level < LevelTwoFactor:
+		if err := g.startSession(w, r, Session{User: e.user, ID: e.session.ID, Generation: acct.Generation}, FactorEnrollment, g.cfg.Clock.Now()); err != nil {
+			g.internalError(w, r, "set session cookie", err)
+			return
+		}
 	}
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backup_codes": codes})
 		return
 	}
 	g.render(w, r, http.StatusOK, "codes", page{Title: "Two-factor authentication is on", Codes: codes, Continue: e.redirect})
+}
+
+// postSetupPassword is the first step for a signed-in user: the password,
+// within the attempt a, then a new secret bound to this session (SPEC §4
+// rule 21). API clients get the secret; browsers go on to the setup page,
+// which shows it.
+func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, a Attempt, password string, now time.Time) {
+	match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, password)
+	if answered {
+		return
+	}
+	if !match {
+		g.failAttempt(r, a, e.user)
+		g.audit(r, "enrollment", "failure", e.user)
+		g.askPassword(w, r, e, http.StatusUnauthorized, "Wrong password.")
+		return
+	}
+	g.releaseAttempt(a)
+	if _, err := EnrollmentFor(g.cfg.Store, e.user, e.session.ID, now, newEnrollment(now)); err != nil {
+		g.internalError(w, r, "start enrollment", err)
+		return
+	}
+	if wantsJSON(r) {
+		g.showSetup(w, r, e, http.StatusOK, "")
+		return
+	}
+	http.Redirect(w, r, g.cfg.Prefix+"/setup", http.StatusSeeOther)
 }

@@ -442,7 +442,8 @@ func TestAccount_DisableNeedsPasswordAndCode(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.Optional2FA = true })
 	c := e.client()
 	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
-	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	// Turning 2FA on from a session asks for the password first (rule 21).
+	secret := c.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword}).JSON["secret"].(string)
 	c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
 	e.clock.Advance(30 * time.Second)
 	if r := c.postJSON("/.totp-auth/disable", map[string]string{"password": "wrong", "code": e.code(secret, 0)}); r.StatusCode != 401 {
@@ -489,7 +490,15 @@ func TestAccount_ReEnrollKeepsOldSecretUntilConfirmed(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
 	oldSecret, _ := c.enroll("alice")
-	newSecret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	// No new secret without the password (SPEC §4 rule 21).
+	if r := c.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" {
+		t.Fatalf("re-enroll without the password: %d %s", r.StatusCode, r.Body)
+	}
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword})
+	if r.StatusCode != 200 {
+		t.Fatalf("password step: %d %s", r.StatusCode, r.Body)
+	}
+	newSecret := r.JSON["secret"].(string)
 	if newSecret == oldSecret {
 		t.Fatal("re-enrollment reused the old secret")
 	}
@@ -497,10 +506,7 @@ func TestAccount_ReEnrollKeepsOldSecretUntilConfirmed(t *testing.T) {
 		t.Fatal("old secret replaced before confirmation")
 	}
 	e.clock.Advance(30 * time.Second)
-	if r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(newSecret, 0)}); r.StatusCode != 401 {
-		t.Fatalf("re-enroll without the password: %d", r.StatusCode)
-	}
-	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(newSecret, 0), "password": testPassword})
+	r = c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(newSecret, 0)})
 	if r.StatusCode != 200 {
 		t.Fatalf("re-enroll: %d %s", r.StatusCode, r.Body)
 	}
