@@ -37,6 +37,7 @@ func init() {
 //	POST /totp-auth/users/passwd      {"db", "user", "password_hash"}
 //	POST /totp-auth/users/remove      {"db", "user"}
 //	POST /totp-auth/users/reset-2fa   {"db", "user"}
+//	POST /totp-auth/users/signout     {"db", "user"}
 //	POST /totp-auth/users/unlock      {"db", "user"} or {"db", "ip"}
 //	POST /totp-auth/rotate-key        {"db"}
 //	POST /totp-auth/backup            {"db"}: the database file
@@ -140,6 +141,8 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result, err = d.users().ChangePassword(req.User, []byte(req.PasswordHash))
 	case "users/remove":
 		result, err = d.users().Remove(req.User)
+	case "users/signout":
+		result, err = d.users().SignOut(req.User)
 	case "users/reset-2fa":
 		result, err = d.users().ResetTwoFactor(req.User, now)
 	case "users/unlock":

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +54,9 @@ type database struct {
 type holder struct {
 	// users are the canonical names of its `user` lines.
 	users map[string]bool
+	// config is the context of the configuration it belongs to; nil for
+	// the commands.
+	config context.Context
 	// keyFile is the key file its key comes from; "" when encryption_key
 	// is configured.
 	keyFile string
@@ -189,10 +193,48 @@ func (d *database) hold(owner any, h holder) error {
 				strings.Join(both, ", "), d.path, both[0], d.path)
 		}
 	}
+	if err := gateway.MarkConfigUsers(d.db, h.users); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.holders[owner] = h
 	return nil
+}
+
+// settleWhenInForce waits until the configuration of config is the one
+// Caddy runs (every site block of it provisioned, the one before it
+// replaced), then signs out the users whose `user` lines it no longer has
+// (gateway.ForgetConfigUsers). It gives up when the configuration is
+// unloaded first, as a failed load or `caddy validate` is.
+func (d *database) settleWhenInForce(config context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for caddy.ActiveContext().Context != config {
+		select {
+		case <-config.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	d.mu.Lock()
+	defined := make(map[string]bool)
+	for _, h := range d.holders {
+		if h.config == config {
+			for u := range h.users {
+				defined[u] = true
+			}
+		}
+	}
+	d.mu.Unlock()
+	ended, err := gateway.ForgetConfigUsers(d.db, defined)
+	if err != nil {
+		d.logger.Error("could not sign out users whose `user` lines were removed", zap.String("db_path", d.path), zap.Error(err))
+	}
+	for _, name := range ended {
+		d.logger.Info("signed out a user whose `user` line is gone; adding it back does not bring their sessions back",
+			zap.String("user", name), zap.String("db_path", d.path))
+	}
 }
 
 // release forgets owner's configuration.

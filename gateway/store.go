@@ -114,6 +114,9 @@ type Account struct {
 	Pending *Enrollment
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked []Revocation
+	// ConfigUser is set while a `user` line of a configuration using the
+	// store defines the user (see MarkConfigUsers, ForgetConfigUsers).
+	ConfigUser bool
 	// RecoverySession is the session that spent the last backup code:
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.

@@ -24,6 +24,7 @@ type accountRecord struct {
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked         []gateway.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
+	ConfigUser      bool                 `json:"config_user,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -79,6 +80,7 @@ func withheld(user string, rec accountRecord, stored bool) gateway.Account {
 		Generation:      rec.Generation,
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
+		ConfigUser:      rec.ConfigUser,
 		Stored:          stored,
 	}
 	if rec.TOTPSecret != nil {
@@ -122,6 +124,7 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 		Generation:      a.Generation,
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
+		ConfigUser:      a.ConfigUser,
 	}
 	seal := func(purpose, plain string) ([]byte, error) {
 		id, err := currentKey(tx)

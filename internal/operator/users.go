@@ -340,6 +340,13 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 		return Report{}, err
 	}
 	config, known := u.configUsers()
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if acct.Stored && acct.TOTPSecret == "" && acct.Pending == nil && (config[name] || acct.PasswordHash != nil) {
+		return Report{DB: u.DB, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
+	}
 	err = ResetTOTP(u.Store, name)
 	switch {
 	case errors.Is(err, gateway.ErrNotFound) && config[name]:
@@ -359,6 +366,32 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	} else if lock != nil {
 		msg += fmt.Sprintf(" They are locked out until %s: `caddy totp-auth user unlock %s` lifts that.",
 			FormatTime(now.Add(lock.RetryAfter)), name)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
+// SignOut ends every session and pending sign-in of a user, however the
+// user is defined (SPEC §4 rule 18): it raises the stored generation,
+// which every cookie of the user must match.
+func (u *Users) SignOut(name string) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	config, known := u.configUsers()
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if known && !config[name] && acct.PasswordHash == nil {
+		return Report{}, refuse(http.StatusNotFound, "there is no user %s: no `user` line and no password in the database", name)
+	}
+	if _, err := gateway.BumpGeneration(u.Store, name); err != nil {
+		return Report{}, err
+	}
+	msg := fmt.Sprintf("Signed %s out everywhere: every session and pending sign-in has ended.", name)
+	if !known && acct.PasswordHash == nil {
+		msg = fmt.Sprintf("Signed %s out everywhere, if a `user` line defines them (the database holds no password for %s).", name, name)
 	}
 	return Report{DB: u.DB, Message: msg}, nil
 }
