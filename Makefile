@@ -1,6 +1,7 @@
 # `make test` installs the tools the end-to-end tests need when they are
 # missing (Debian/Ubuntu), runs every test, then fuzzes every fuzz target
-# briefly.
+# briefly. The PostgreSQL tests start their own throwaway cluster from
+# Debian's `postgresql` binaries (internal/pgtest); no server needs to run.
 
 GO ?= go
 
@@ -20,6 +21,7 @@ test-deps:
 	command -v oathtool >/dev/null 2>&1 || missing="$$missing oathtool"; \
 	command -v zbarimg >/dev/null 2>&1 || missing="$$missing zbar-tools"; \
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
@@ -49,3 +51,12 @@ fuzz:
 .PHONY: bench
 bench:
 	bench/run.sh $(BENCH_FLAGS)
+
+# `make screenshots` takes the README's screenshots of the sign-in,
+# enrollment, backup-code and account pages again, with the browser test
+# that checks those pages at phone and desktop width in light and dark
+# mode, into docs/screenshots/.
+.PHONY: screenshots
+screenshots: test-deps
+	README_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test ./e2e -count=1 \
+		-run '^TestBrowser_PagesAtPhoneAndDesktopWidthInLightAndDark$$'

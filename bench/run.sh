@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Benchmark of totp_auth against plain reverse_proxy and basic_auth in one
-# Caddy process, plus the wrong-password flood (SPEC §6). See bench/README.md.
+# Caddy process, plus the wrong-password flood, plus portal mode: Caddy's
+# forward_auth to verify against forward_auth to a plain 200 (SPEC §6).
+# See bench/README.md.
 #
-#   bench/run.sh            full run, about 3 minutes
-#   bench/run.sh --quick    short run for CI, under 90 s
+#   bench/run.sh            full run, about 4 minutes
+#   bench/run.sh --quick    short run for CI, under 2 minutes
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
+#   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
+#                           instance, failed attempts/s and logout propagation
+#   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s)
 #
 # Everything listens and connects on 127.0.0.1 only; every process it starts
 # is killed on exit. The report also goes to bench/out/<mode>.txt.
@@ -13,17 +18,21 @@ cd "$(dirname "$0")/.."
 
 mode=full
 profile=0
+pg=0
+portal_only=0
 for arg in "$@"; do
 	case "$arg" in
+	--postgres) pg=1 ;;
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--profile) profile=1 ;;
+	--portal) portal_only=1 ;;
 	-h | --help)
-		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
-		echo "run.sh: unknown argument $arg (use --quick, --full, --profile)" >&2
+		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --portal)" >&2
 		exit 2
 		;;
 	esac
@@ -31,8 +40,10 @@ done
 
 if [ "$mode" = quick ]; then
 	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s -fair-tries 10 -fair 20s)
+	portal_flags=(-mode quick -rounds 4 -load 2s -warmup 500ms)
 else
 	run_flags=(-mode full -rounds 8 -load 3s -latency 2s -warmup 1s -flood 10s -flood-ramp 1s)
+	portal_flags=(-mode full -rounds 8 -load 3s -warmup 1s)
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/totp-bench.XXXXXX")
@@ -54,14 +65,38 @@ echo "building Caddy with totp_auth and the load generator into $work"
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/loadgen" ./bench/cmd/loadgen
 
-mapfile -t ports < <("$work/loadgen" freeport -n 5)
+mapfile -t ports < <("$work/loadgen" freeport -n 14)
 up_port=${ports[0]} plain_port=${ports[1]} totp_port=${ports[2]} basic_port=${ports[3]} admin_port=${ports[4]}
+b_totp_port=${ports[5]} a_attack_port=${ports[6]} b_attack_port=${ports[7]} a_walk_port=${ports[8]} b_walk_port=${ports[9]}
+portal_port=${ports[10]} ok_port=${ports[11]} fa_verify_port=${ports[12]} fa_ok_port=${ports[13]}
 
 password="bench-password-$RANDOM$RANDOM"
 # What a user does: `caddy hash-password`, bcrypt at its default cost 14.
 # The cost matters only for the flood; a signed-in request never hashes.
 hash=$("$work/caddy" hash-password --plaintext "$password")
 key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+
+# With --postgres, the totp_auth sites keep their state in a throwaway
+# PostgreSQL cluster (durable settings, its socket in $work) instead of a
+# bbolt file, and a second Caddy shares it.
+out_name=$mode
+store_line="db_path $work/totp.db"
+if [ "$pg" = 1 ]; then
+	out_name=$mode-postgres
+	"$work/loadgen" postgres -dsn-file "$work/dsn" -lifetime 30m >"$work/postgres.log" 2>&1 &
+	pids+=("$!")
+	for _ in $(seq 1 120); do
+		[ -s "$work/dsn" ] && break
+		sleep 0.5
+	done
+	if [ ! -s "$work/dsn" ]; then
+		echo "PostgreSQL did not start; its log:" >&2
+		cat "$work/postgres.log" >&2
+		exit 1
+	fi
+	store_line="postgres \"$(cat "$work/dsn")\""
+	cheap_hash=$("$work/loadgen" hash -password "$password")
+fi
 
 if [ "$profile" = 1 ]; then
 	admin_line="admin 127.0.0.1:$admin_port"
@@ -84,6 +119,11 @@ cat >"$work/Caddyfile" <<EOF
 	log {
 		level ERROR
 	}
+	# The forward_auth sites call the portal from 127.0.0.1: a trusted
+	# proxy there, and only there.
+	servers 127.0.0.1:$portal_port {
+		trusted_proxies static 127.0.0.1/32
+	}
 }
 
 # (a) plain reverse_proxy
@@ -96,7 +136,7 @@ http://:$plain_port {
 http://:$totp_port {
 	bind 127.0.0.1
 	totp_auth {
-		db_path $work/totp.db
+		$store_line
 		encryption_key $key
 		issuer bench
 		max_failures_per_ip 1000000000
@@ -113,7 +153,110 @@ http://:$basic_port {
 	}
 	reverse_proxy 127.0.0.1:$up_port
 }
+
+# (d) the sign-in portal for *.bench.test, with its own database
+http://:$portal_port {
+	bind 127.0.0.1
+	totp_auth {
+		db_path $work/portal.db
+		encryption_key $key
+		issuer bench
+		portal bench.test
+		max_failures_per_ip 1000000000
+		user bench $hash
+	}
+	respond "the portal"
+}
+
+# (e) an endpoint that only answers 200, for forward_auth to ask instead
+http://:$ok_port {
+	bind 127.0.0.1
+	respond 200
+}
+
+# (f) forward_auth to the portal's verify + reverse_proxy
+http://:$fa_verify_port {
+	bind 127.0.0.1
+	forward_auth 127.0.0.1:$portal_port {
+		uri /.totp-auth/verify?
+		header_up Host auth.bench.test:$portal_port
+		copy_headers Remote-User Remote-Groups
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+
+# (g) the same forward_auth to the plain 200 + reverse_proxy
+http://:$fa_ok_port {
+	bind 127.0.0.1
+	forward_auth 127.0.0.1:$ok_port {
+		uri /ok?
+		header_up Host auth.bench.test:$portal_port
+		copy_headers Remote-User Remote-Groups
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
 EOF
+
+# The sites the cluster measurements use, on both instances: a user with
+# TOTP and no lockout (its wrong codes are the failed attempts), and a user
+# without 2FA (its sessions are signed in quickly, to be logged out).
+# Both hash at bcrypt's lowest cost: the sign-ins are not what is measured.
+cluster_sites() {
+	cat <<EOF
+
+http://:$1 {
+	bind 127.0.0.1
+	totp_auth {
+		$store_line
+		encryption_key $key
+		max_failures 1000000000
+		max_failures_per_ip 1000000000
+		user attacker $cheap_hash
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+
+http://:$2 {
+	bind 127.0.0.1
+	totp_auth {
+		$store_line
+		encryption_key $key
+		require_2fa false
+		max_failures_per_ip 1000000000
+		user walker $cheap_hash
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+EOF
+}
+
+if [ "$pg" = 1 ]; then
+	cluster_sites "$a_attack_port" "$a_walk_port" >>"$work/Caddyfile"
+	cat >"$work/Caddyfile.b" <<EOF
+{
+	admin off
+	auto_https off
+	persist_config off
+	storage file_system $work/caddy-data-b
+	log {
+		level ERROR
+	}
+}
+
+http://:$b_totp_port {
+	bind 127.0.0.1
+	totp_auth {
+		$store_line
+		encryption_key $key
+		issuer bench
+		max_failures_per_ip 1000000000
+		user bench $hash
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+EOF
+	cluster_sites "$b_attack_port" "$b_walk_port" >>"$work/Caddyfile.b"
+fi
 
 "$work/loadgen" upstream -addr "127.0.0.1:$up_port" -lifetime 30m &
 upstream_pid=$!
@@ -124,8 +267,20 @@ XDG_DATA_HOME="$work/xdg-data" XDG_CONFIG_HOME="$work/xdg-config" \
 caddy_pid=$!
 pids+=("$caddy_pid")
 
+if [ "$pg" = 1 ]; then
+	XDG_DATA_HOME="$work/xdg-data-b" XDG_CONFIG_HOME="$work/xdg-config-b" \
+		"$work/caddy" run --config "$work/Caddyfile.b" --adapter caddyfile >"$work/caddy-b.log" 2>&1 &
+	pids+=("$!")
+	if ! "$work/loadgen" wait -timeout 30s \
+		-addr "127.0.0.1:$b_totp_port,127.0.0.1:$a_attack_port,127.0.0.1:$b_attack_port,127.0.0.1:$a_walk_port,127.0.0.1:$b_walk_port"; then
+		echo "the second Caddy did not come up; its log:" >&2
+		tail -n 50 "$work/caddy-b.log" >&2
+		exit 1
+	fi
+fi
+
 if ! "$work/loadgen" wait -timeout 30s \
-	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port"; then
+	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port,127.0.0.1:$portal_port,127.0.0.1:$ok_port,127.0.0.1:$fa_verify_port,127.0.0.1:$fa_ok_port"; then
 	echo "Caddy did not come up; its log:" >&2
 	tail -n 50 "$work/caddy.log" >&2
 	exit 1
@@ -142,15 +297,39 @@ fi
 read -r -a extra_flags <<<"${BENCH_LOADGEN_FLAGS:-}"
 
 status=0
-"$work/loadgen" run "${run_flags[@]}" "${profile_flags[@]}" "${extra_flags[@]}" \
-	-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" \
-	-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
-	tee "bench/out/$mode.txt" || status=$?
+out="bench/out/$out_name.txt"
+if [ "$portal_only" = 1 ]; then
+	out="bench/out/$mode-portal.txt"
+	: >"$out"
+else
+	"$work/loadgen" run "${run_flags[@]}" "${profile_flags[@]}" "${extra_flags[@]}" \
+		-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" \
+		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
+		tee "$out" || status=$?
+fi
+if [ "$status" = 0 ]; then
+	"$work/loadgen" portal "${portal_flags[@]}" \
+		-portal "127.0.0.1:$portal_port" -verify "127.0.0.1:$fa_verify_port" -ok "127.0.0.1:$fa_ok_port" \
+		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
+		tee -a "$out" || status=$?
+fi
 
 if [ "$status" != 0 ]; then
 	echo "the load generator failed; the end of Caddy's log:" >&2
 	tail -n 30 "$work/caddy.log" >&2
 	exit "$status"
+fi
+
+if [ "$pg" = 1 ]; then
+	"$work/loadgen" cluster -attack-a "127.0.0.1:$a_attack_port" -attack-b "127.0.0.1:$b_attack_port" \
+		-walk-a "127.0.0.1:$a_walk_port" -walk-b "127.0.0.1:$b_walk_port" \
+		-user attacker -walk-user walker -password "$password" |
+		tee -a "$out" || status=$?
+	if [ "$status" != 0 ]; then
+		echo "the cluster measurement failed; the ends of the Caddy logs:" >&2
+		tail -n 20 "$work/caddy.log" "$work/caddy-b.log" >&2
+		exit "$status"
+	fi
 fi
 
 if [ "$profile" = 1 ]; then

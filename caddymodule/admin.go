@@ -61,8 +61,32 @@ func (a *AdminAPI) Provision(ctx caddy.Context) error {
 
 // Routes returns the routes under /totp-auth/.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/totp-auth/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+	return []caddy.AdminRoute{{Pattern: adminPrefix, Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
+
+// adminRoute is a path of the totp_auth admin API, under /totp-auth/.
+type adminRoute string
+
+// The routes: the user operations of package operator, and what only this
+// module's databases offer.
+const (
+	routeDatabases      adminRoute = "databases"
+	routeUsers                     = adminRoute(operator.OpListUsers)
+	routeAddUser                   = adminRoute(operator.OpAddUser)
+	routeSetPassword               = adminRoute(operator.OpSetPassword)
+	routeRemoveUser                = adminRoute(operator.OpRemoveUser)
+	routeResetTwoFactor            = adminRoute(operator.OpResetTwoFactor)
+	routeUnlock                    = adminRoute(operator.OpUnlock)
+	routeSignOut                   = adminRoute(operator.OpSignOut)
+	routeRotateKey      adminRoute = "rotate-key"
+	routeBackup         adminRoute = "backup"
+)
+
+// adminPrefix is where the routes are mounted in Caddy's admin API.
+const adminPrefix = "/totp-auth/"
+
+// path is the route's path in Caddy's admin API.
+func (r adminRoute) path() string { return adminPrefix + string(r) }
 
 // adminRequest is the body of every POST.
 type adminRequest struct {
@@ -89,13 +113,13 @@ const (
 )
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	op := strings.TrimPrefix(r.URL.Path, "/totp-auth/")
-	if op == "databases" || op == "users" {
+	op := adminRoute(strings.TrimPrefix(r.URL.Path, adminPrefix))
+	if op == routeDatabases || op == routeUsers {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			return apiError(http.StatusMethodNotAllowed, "use GET")
 		}
-		if op == "databases" {
+		if op == routeDatabases {
 			listing := databasesListing{Databases: []string{}}
 			for _, d := range openDatabases() {
 				listing.Databases = append(listing.Databases, d.path)
@@ -135,34 +159,34 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	var result any
 	switch op {
-	case "users/add":
+	case routeAddUser:
 		result, err = d.users().Add(req.User, []byte(req.PasswordHash))
-	case "users/passwd":
+	case routeSetPassword:
 		result, err = d.users().ChangePassword(req.User, []byte(req.PasswordHash))
-	case "users/remove":
+	case routeRemoveUser:
 		result, err = d.users().Remove(req.User)
-	case "users/signout":
+	case routeSignOut:
 		result, err = d.users().SignOut(req.User)
-	case "users/reset-2fa":
+	case routeResetTwoFactor:
 		result, err = d.users().ResetTwoFactor(req.User, now)
-	case "users/unlock":
+	case routeUnlock:
 		if req.IP != "" {
 			result, err = d.users().UnlockIP(req.IP, now)
 		} else {
 			result, err = d.users().UnlockUser(req.User, now)
 		}
-	case "rotate-key":
+	case routeRotateKey:
 		result, err = d.rotateKey()
-	case "backup":
+	case routeBackup:
 		return a.serveBackup(w, d)
 	default:
-		return apiError(http.StatusNotFound, "no such totp_auth operation: "+op)
+		return apiError(http.StatusNotFound, "no such totp_auth operation: "+string(op))
 	}
 	if err != nil {
 		return adminFailure(err)
 	}
 	a.logger.Info("operator changed the totp_auth database",
-		zap.String("operation", op), zap.String("db_path", d.path), zap.String("user", req.User), zap.String("ip", req.IP))
+		zap.String("operation", string(op)), zap.String("db_path", d.path), zap.String("user", req.User), zap.String("ip", req.IP))
 	return writeAdminJSON(w, result)
 }
 

@@ -122,7 +122,7 @@ func (c *adminClient) call(method, uri string, body, out any) error {
 // backup streams the database's copy to w and checks that it arrived
 // whole.
 func (c *adminClient) backup(db string, w io.Writer) (backupReport, error) {
-	resp, err := c.request(http.MethodPost, "/totp-auth/backup", adminRequest{DB: db})
+	resp, err := c.request(http.MethodPost, routeBackup.path(), adminRequest{DB: db})
 	if err != nil {
 		return backupReport{}, err
 	}

@@ -25,6 +25,7 @@ func init() {
 // arguments each takes, for error messages.
 var subdirectives = []struct{ name, args string }{
 	{"db_path", "<file>"},
+	{"postgres", "<connection>"},
 	{"encryption_key", "<hex64>"},
 	{"old_encryption_keys", "<hex64>..."},
 	{"session_keys", "<hash-key-hex> <block-key-hex>"},
@@ -51,6 +52,7 @@ var subdirectives = []struct{ name, args string }{
 //
 //	totp_auth [<matcher>] {
 //	    db_path             <file>
+//	    postgres            <connection>
 //	    encryption_key      <hex64>
 //	    old_encryption_keys <hex64>...
 //	    session_keys        <hash-key-hex> <block-key-hex>
@@ -120,7 +122,15 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch name {
 		case "db_path":
+			if seen["postgres"] {
+				return d.Errf("db_path and postgres are both set: keep one (db_path is a bbolt file for one instance, postgres a database several instances share)")
+			}
 			t.DBPath = v
+		case "postgres":
+			if seen["db_path"] {
+				return d.Errf("db_path and postgres are both set: keep one (db_path is a bbolt file for one instance, postgres a database several instances share)")
+			}
+			t.Postgres = v
 		case "encryption_key":
 			if !isPlaceholder(v) && !isKey(v) {
 				return d.Errf("encryption_key must be 64 hex digits (a 32-byte AES-256 key), got %d characters: "+

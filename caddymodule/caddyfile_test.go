@@ -138,6 +138,9 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 		{"truncated bcrypt", `user alice $2a$14$abc`, []string{"user alice: the bcrypt hash is malformed", "caddy hash-password"}},
 		{"truncated argon2id", `user alice $argon2id$v=19$m=47104`, []string{"argon2id hash is malformed"}},
 		{"other hash scheme", `user alice $1$abc$def`, []string{"neither bcrypt nor argon2id"}},
+		{"db_path and postgres", "db_path /a.db\npostgres {env.PG}", []string{"db_path and postgres are both set: keep one"}},
+		{"postgres and db_path", "postgres {env.PG}\ndb_path /a.db", []string{"db_path and postgres are both set: keep one"}},
+		{"postgres without value", `postgres`, []string{"postgres takes 1 value(s), got 0", "`postgres <connection>`"}},
 		{"same user twice", "user Alice " + bcryptHash + "\nuser alice " + bcryptHash, []string{`user "alice" is defined twice`}},
 	}
 	for _, tc := range tests {
@@ -163,6 +166,27 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 				t.Errorf("error %q echoes the key", err)
 			}
 		})
+	}
+}
+
+func TestUnmarshalCaddyfile_Postgres(t *testing.T) {
+	input := `totp_auth {
+		postgres       "host=db.internal dbname=totp user=caddy"
+		encryption_key {env.TOTP_AUTH_KEY}
+	}`
+	var h TOTPAuth
+	if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err != nil {
+		t.Fatal(err)
+	}
+	if h.Postgres != "host=db.internal dbname=totp user=caddy" || h.DBPath != "" {
+		t.Fatalf("postgres = %q, db_path = %q", h.Postgres, h.DBPath)
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"postgres":"host=db.internal dbname=totp user=caddy"`) {
+		t.Fatalf("JSON %s has no postgres field", b)
 	}
 }
 

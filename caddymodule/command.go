@@ -15,7 +15,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "totp-auth",
-		Usage: "user|rotate-key|backup ...",
+		Usage: "user|rotate-key|backup|migrate ...",
 		Short: "Manages totp_auth users, encryption keys and backups",
 		Long: `
 Manages the users, the encryption key and the backups of a totp_auth
@@ -32,6 +32,8 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user signout <name>     end every session of a user, wherever defined
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
+  caddy totp-auth migrate --to-postgres <connection>
+                                          copy the database into PostgreSQL
 
 --config names Caddy's configuration, as for caddy reload: the commands
 read the admin endpoint, the database, its key and the users of its
@@ -40,7 +42,11 @@ Without it, --address gives the admin endpoint (default: CADDY_ADMIN or
 localhost:2019), --db the database (default: the one the running Caddy has
 open, or <caddy data dir>/totp_auth/totp.db), and --key or TOTP_AUTH_KEY
 the key when Caddy is stopped and the key is not in the key file beside
-the database.`,
+the database.
+
+With PostgreSQL (postgres in the Caddyfile, or --postgres <connection>),
+the commands always work on the database directly, Caddy running or not,
+and every running instance notices each change at once.`,
 		CobraFunc: addCommands,
 	})
 }
@@ -48,6 +54,7 @@ the database.`,
 // options are the flags every totp-auth command takes.
 type options struct {
 	db, address, config, adapter, key string
+	postgres                          string
 	out, errOut                       io.Writer
 	in                                *os.File
 }
@@ -56,8 +63,9 @@ func addCommands(root *cobra.Command) {
 	o := &options{}
 	root.PersistentFlags().StringVar(&o.db, "db", "", "the database file (default: the one Caddy has open, or <caddy data dir>/totp_auth/totp.db)")
 	root.PersistentFlags().StringVar(&o.address, "address", "", "the address of Caddy's admin endpoint (default: from --config, CADDY_ADMIN or localhost:2019)")
-	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration file, to read the admin endpoint, the database, its key and the `user` lines from")
+	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration `file`, to read the admin endpoint, the database, its key and the user lines from")
 	root.PersistentFlags().StringVarP(&o.adapter, "adapter", "a", "", "the adapter of --config")
+	root.PersistentFlags().StringVar(&o.postgres, "postgres", "", "a PostgreSQL database (connection string or postgres:// URL) to work on directly; running instances notice every change at once (default: from --config)")
 	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
@@ -80,7 +88,7 @@ app at their first sign-in. A name that a ` + "`user`" + ` line in the Caddyfile
 defines is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/add", args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
+			return o.changePassword(operator.OpAddUser, args[0], cost, true, func(d *database, name string, hash []byte) (operator.Report, error) { return d.users().Add(name, hash) })
 		},
 	}
 	add.Flags().IntVar(&cost, "cost", defaultBcryptCost, "bcrypt cost of the password hash")
@@ -92,7 +100,7 @@ it, and ends all their sessions. Users defined by a ` + "`user`" + ` line in the
 Caddyfile change their password there.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.changePassword("users/passwd", args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
+			return o.changePassword(operator.OpSetPassword, args[0], cost, false, func(d *database, name string, hash []byte) (operator.Report, error) {
 				return d.users().ChangePassword(name, hash)
 			})
 		},
@@ -103,7 +111,7 @@ Caddyfile change their password there.`,
 		Short: "Removes a user and everything stored about them",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/remove", adminRequest{User: args[0]}, false,
+			return o.change(routeRemoveUser, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().Remove(args[0]) })
 		},
 	}
@@ -123,7 +131,7 @@ Their next sign-in, with their password, sets up a new authenticator app.
 This is how a user who lost their phone and their backup codes gets back in.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/reset-2fa", adminRequest{User: args[0]}, false,
+			return o.change(routeResetTwoFactor, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().ResetTwoFactor(args[0], time.Now()) })
 		},
 	}
@@ -139,10 +147,10 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		},
 		RunE: func(_ *cobra.Command, args []string) error {
 			if ip != "" {
-				return o.change("users/unlock", adminRequest{IP: ip}, false,
+				return o.change(routeUnlock, adminRequest{IP: ip}, false,
 					func(d *database) (operator.Report, error) { return d.users().UnlockIP(ip, time.Now()) })
 			}
-			return o.change("users/unlock", adminRequest{User: args[0]}, false,
+			return o.change(routeUnlock, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().UnlockUser(args[0], time.Now()) })
 		},
 	}
@@ -156,11 +164,27 @@ It works for users of ` + "`user`" + ` lines in the Caddyfile as for users in th
 database; nothing else about the user changes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			return o.change("users/signout", adminRequest{User: args[0]}, false,
+			return o.change(routeSignOut, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().SignOut(args[0]) })
 		},
 	}
 	user.AddCommand(add, passwd, remove, list, reset, unlock, signout)
+
+	var toPostgres string
+	migrate := &cobra.Command{
+		Use:   "migrate --to-postgres <connection>",
+		Short: "Copies a bbolt database into PostgreSQL, for several instances",
+		Long: `Copies the bbolt database (--db, --config, or the default one) into an
+empty PostgreSQL database: users keep their authenticator apps, unused
+backup codes and sessions; failure counters and locks come along. Stop the
+Caddy that uses the file first. The secrets stay sealed under the same
+key, which then becomes encryption_key of every instance.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return o.migrate(toPostgres) },
+	}
+	migrate.Flags().StringVar(&toPostgres, "to-postgres", "", "the PostgreSQL database to copy into: a libpq connection string or a postgres:// URL")
+	_ = migrate.MarkFlagRequired("to-postgres")
+	root.AddCommand(migrate)
 
 	root.AddCommand(&cobra.Command{
 		Use:   "rotate-key",
@@ -168,8 +192,10 @@ database; nothing else about the user changes.`,
 		Long: `Re-encrypts every TOTP secret and session key under a new key, in one
 transaction. When the key lives in the key file beside the database (no
 encryption_key in the Caddyfile), that is all: the new key goes into the
-key file, the old one into <key file>.old until Caddy next starts, in an
-order that lets a restart at any moment open the database. When the
+key file, the old one into <key file>.<its id>, in an order that lets a
+restart at any moment open the database. Retired keys stay until you
+remove them: a backup opens only with the key that was current when it
+was made, and the command says which backups need which key. When the
 Caddyfile names the key, nothing is changed; the command prints a new key
 and how to put it into the Caddyfile, and loading that configuration
 re-encrypts.`,

@@ -60,8 +60,38 @@ func TestReadPasswordHash_RefusesEmptyAndOverlongPasswords(t *testing.T) {
 	}
 }
 
+func TestReadPasswordHash_RefusesPasswordsUnderEightCharactersAndSaysWhy(t *testing.T) {
+	for _, input := range []string{"x", "pw", "1234567", "ééééééé"} { // é is two bytes: characters count
+		o := &options{in: pipedStdin(t, input+"\n"), errOut: new(bytes.Buffer)}
+		_, err := o.readPasswordHash("bob", bcrypt.MinCost)
+		if err == nil || !strings.Contains(err.Error(), "shorter than 8 characters") || !strings.Contains(err.Error(), "choose a longer one") {
+			t.Errorf("%q: err = %v, want a refusal that says why", input, err)
+		}
+	}
+	for _, input := range []string{"12345678", "éééééééé"} {
+		o := &options{in: pipedStdin(t, input+"\n"), errOut: new(bytes.Buffer)}
+		if _, err := o.readPasswordHash("bob", bcrypt.MinCost); err != nil {
+			t.Errorf("%q (8 characters): %v", input, err)
+		}
+	}
+}
+
+func TestCommands_HelpNamesTheConfigFlagsValueAFile(t *testing.T) {
+	root := newCommandTree()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs([]string{"--help"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if help := out.String(); !strings.Contains(help, "-c, --config file ") || strings.Contains(help, "--config user") {
+		t.Errorf("help shows the config flag wrongly:\n%s", help)
+	}
+}
+
 func TestReadPasswordHash_DefaultCostIsWhatCaddyHashPasswordUses(t *testing.T) {
-	o := &options{in: pipedStdin(t, "pw\n")}
+	o := &options{in: pipedStdin(t, "long enough password\n")}
 	hash, err := o.readPasswordHash("bob", defaultBcryptCost)
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 // the file directly, and prints the report.
 
 // change runs an operation that changes the database and prints its report.
-func (o *options) change(op string, req adminRequest, create bool, direct func(*database) (operator.Report, error)) error {
+func (o *options) change(op adminRoute, req adminRequest, create bool, direct func(*database) (operator.Report, error)) error {
 	t, err := o.connect(create)
 	if err != nil {
 		return err
@@ -30,7 +30,7 @@ func (o *options) change(op string, req adminRequest, create bool, direct func(*
 // changePassword runs an operation that sets user's password. The
 // password is asked for once the database is found, so that a database
 // that cannot be reached is reported before anyone types.
-func (o *options) changePassword(op, user string, cost int, create bool, direct func(*database, string, []byte) (operator.Report, error)) error {
+func (o *options) changePassword(op operator.Operation, user string, cost int, create bool, direct func(*database, string, []byte) (operator.Report, error)) error {
 	t, err := o.connect(create)
 	if err != nil {
 		return err
@@ -47,16 +47,16 @@ func (o *options) changePassword(op, user string, cost int, create bool, direct 
 	if err != nil {
 		return err
 	}
-	return o.apply(t, op, adminRequest{User: user, PasswordHash: string(hash)},
+	return o.apply(t, adminRoute(op), adminRequest{User: user, PasswordHash: string(hash)},
 		func(d *database) (operator.Report, error) { return direct(d, user, hash) })
 }
 
-func (o *options) apply(t *target, op string, req adminRequest, direct func(*database) (operator.Report, error)) error {
+func (o *options) apply(t *target, op adminRoute, req adminRequest, direct func(*database) (operator.Report, error)) error {
 	var report operator.Report
 	var err error
 	if t.admin != nil {
 		req.DB = t.path
-		err = t.admin.call(http.MethodPost, "/totp-auth/"+op, req, &report)
+		err = t.admin.call(http.MethodPost, op.path(), req, &report)
 	} else {
 		report, err = direct(t.offline)
 	}
@@ -97,7 +97,7 @@ func (t *target) users() (operator.Listing, error) {
 		return t.offline.users().List(time.Now())
 	}
 	var l operator.Listing
-	err := t.admin.call(http.MethodGet, "/totp-auth/users?db="+url.QueryEscape(t.path), nil, &l)
+	err := t.admin.call(http.MethodGet, routeUsers.path()+"?db="+url.QueryEscape(t.path), nil, &l)
 	return l, err
 }
 
@@ -116,7 +116,7 @@ func (o *options) rotateKey() error {
 	defer t.close()
 	var r rotationReport
 	if t.admin != nil {
-		err = t.admin.call(http.MethodPost, "/totp-auth/rotate-key", adminRequest{DB: t.path}, &r)
+		err = t.admin.call(http.MethodPost, routeRotateKey.path(), adminRequest{DB: t.path}, &r)
 	} else {
 		r, err = t.offline.rotateKey()
 	}

@@ -30,7 +30,7 @@ var databases = caddy.NewUsagePool()
 // db_path share one database; the offline commands make one of their own.
 type database struct {
 	path   string
-	db     *storage.DB
+	db     store
 	logger *zap.Logger
 
 	// keyMu is held for writing while the key changes, and for reading
@@ -101,7 +101,7 @@ func openSharedDatabase(path string, ks keySet, logger *zap.Logger) (d *database
 		if err != nil {
 			return nil, err
 		}
-		d.forgetReplacedKey(ks)
+		d.keepRetiredKeyByID(ks)
 		d.startPruning()
 		return d, nil
 	})
@@ -154,21 +154,28 @@ func (d *database) adopt(ks keySet) error {
 	return nil
 }
 
-// forgetReplacedKey removes the copy of the key a rotation replaced, once
-// the database opened with the key file's key: Open re-encrypted anything
-// still under the old key, so nothing needs it any more.
-func (d *database) forgetReplacedKey(ks keySet) {
+// keepRetiredKeyByID renames the one replaced key an earlier version kept
+// in <key file>.old to <key file>.<id>, where rotations now keep every key
+// they retire until the operator removes it.
+func (d *database) keepRetiredKeyByID(ks keySet) {
 	if ks.file == "" {
 		return
 	}
-	old := oldKeyFile(ks.file)
-	if err := os.Remove(old); err == nil {
-		d.logger.Info("the key rotation is complete; removed the replaced key",
-			zap.String("removed", old), zap.String("key_file", ks.file), zap.String("key_id", d.current.ID()))
-	} else if !errors.Is(err, os.ErrNotExist) {
-		d.logger.Warn("could not remove the replaced key; it is no longer needed, remove it yourself",
-			zap.String("file", old), zap.Error(err))
+	old := legacyOldKeyFile(ks.file)
+	key, err := readKeyFile(old)
+	if errors.Is(err, os.ErrNotExist) {
+		return
 	}
+	if err == nil {
+		err = os.Rename(old, retiredKeyFile(ks.file, key))
+	}
+	if err != nil {
+		d.logger.Warn("could not rename the retired key to the name of its id; rename it yourself",
+			zap.String("file", old), zap.Error(err))
+		return
+	}
+	d.logger.Info("kept the retired key under its id; backups made while it was current need it",
+		zap.String("file", retiredKeyFile(ks.file, key)), zap.String("key_id", key.ID()))
 }
 
 // hold records what owner's configuration says. It refuses a `user` line
@@ -386,10 +393,9 @@ func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
 	}
 	expires := now.Add(lockCacheTTL)
 	for _, l := range locks {
-		switch {
-		case strings.HasPrefix(l.Key, "user:"):
+		if _, ok := gateway.UserCounter.Name(l.Key); ok {
 			users++
-		case strings.HasPrefix(l.Key, "ip:"):
+		} else if _, ok := gateway.IPCounter.Name(l.Key); ok {
 			ips++
 		}
 		if end := now.Add(l.RetryAfter); end.Before(expires) {

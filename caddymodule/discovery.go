@@ -48,6 +48,9 @@ func (o *options) connect(create bool) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t, ok, err := o.connectPostgres(configured); ok {
+		return t, err
+	}
 	addr, err := caddycmd.DetermineAdminAPIAddress(o.address, cfgJSON, o.config, o.adapter)
 	if err != nil {
 		return nil, err
@@ -57,7 +60,7 @@ func (o *options) connect(create bool) (*target, error) {
 		return nil, err
 	}
 	var listing databasesListing
-	err = client.call(http.MethodGet, "/totp-auth/databases", nil, &listing)
+	err = client.call(http.MethodGet, routeDatabases.path(), nil, &listing)
 	running := !errors.Is(err, errAdminNotRunning)
 	if err != nil && running {
 		return nil, err
@@ -141,9 +144,12 @@ func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*da
 
 // configuredDB is what the configuration file says about one database.
 type configuredDB struct {
-	path  string
-	keys  keySource
-	users map[string]bool
+	// path is the bbolt file, or the name of a PostgreSQL database.
+	path string
+	// postgres is the connection string of a PostgreSQL database.
+	postgres string
+	keys     keySource
+	users    map[string]bool
 }
 
 // loadConfig reads the configuration file given with --config, if any,
@@ -207,6 +213,18 @@ func configuredDatabases(cfgJSON []byte) ([]configuredDB, error) {
 	var dbs []configuredDB
 	repl := caddy.NewReplacer()
 	for _, h := range handlers {
+		if h.Postgres != "" {
+			pg := configuredPostgres(h, repl)
+			i := slices.IndexFunc(dbs, func(d configuredDB) bool { return d.postgres == pg.postgres })
+			if i < 0 {
+				dbs = append(dbs, pg)
+				i = len(dbs) - 1
+			}
+			for name := range h.Users {
+				dbs[i].users[gateway.CanonicalUser(name)] = true
+			}
+			continue
+		}
 		path := repl.ReplaceKnown(h.DBPath, "")
 		if path == "" {
 			path = defaultDBPath()

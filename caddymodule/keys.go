@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -38,17 +41,70 @@ func (ks keySet) accepts(k storage.Key) bool {
 
 // add appends k unless it is already there: a key listed twice (the same
 // key as encryption_key and in old_encryption_keys, or a key file and its
-// .old copy after an interrupted rotation) is harmless, not an error.
+// retired copy after an interrupted rotation) is harmless, not an error.
 func (ks *keySet) add(k storage.Key) {
 	if !ks.accepts(k) {
 		ks.keys = append(ks.keys, k)
 	}
 }
 
-// oldKeyFile is where a rotation keeps the key it replaced, so that a
-// restart before the rotation's transaction commits still opens the
-// database. The next start removes it.
-func oldKeyFile(keyFile string) string { return keyFile + ".old" }
+// retiredKeyFile is where a rotation keeps the key it retired, named by
+// the key's id: a restart before the rotation's transaction commits still
+// opens the database with it, and every backup made while it was current
+// needs it, so it stays until the operator removes it.
+func retiredKeyFile(keyFile string, k storage.Key) string { return keyFile + "." + k.ID() }
+
+// legacyOldKeyFile is where earlier versions kept the one key a rotation
+// replaced; a start renames it to its retiredKeyFile.
+func legacyOldKeyFile(keyFile string) string { return keyFile + ".old" }
+
+// retiredKey is a key a rotation retired, kept beside the key file.
+type retiredKey struct {
+	file string
+	key  storage.Key
+	// retired is when the rotation wrote the file.
+	retired time.Time
+}
+
+// retiredKeys returns the keys kept beside keyFile, the most recently
+// retired first: each <key file>.<id> whose key has that id, and a
+// <key file>.old left by an earlier version.
+func retiredKeys(keyFile string) ([]retiredKey, error) {
+	names, err := filepath.Glob(keyFile + ".*")
+	if err != nil {
+		return nil, err
+	}
+	var out []retiredKey
+	for _, name := range names {
+		suffix := strings.TrimPrefix(name, keyFile+".")
+		if name != legacyOldKeyFile(keyFile) && !isKeyID(suffix) {
+			continue // a temporary file of a write in progress, or not ours
+		}
+		key, err := readKeyFile(name)
+		if err != nil {
+			return nil, err
+		}
+		if name != legacyOldKeyFile(keyFile) && key.ID() != suffix {
+			return nil, fmt.Errorf("key file %s holds the key with id %s: rename it to %s", name, key.ID(), retiredKeyFile(keyFile, key))
+		}
+		info, err := os.Stat(name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, retiredKey{file: name, key: key, retired: info.ModTime()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].retired.After(out[j].retired) })
+	return out, nil
+}
+
+// isKeyID reports whether s looks like a key id: hex digits.
+func isKeyID(s string) bool {
+	if s == "" {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
 
 // defaultKeyFile is the key file beside a database.
 func defaultKeyFile(dbPath string) string { return dbPath + ".key" }
@@ -63,8 +119,8 @@ type keySource struct {
 }
 
 // resolve reads the keys. Without a configured key it reads the key file
-// beside the database (and the copy of the key a rotation replaced, if
-// one is left), creating the key file when create is set and neither it
+// beside the database (and the keys rotations retired, kept beside it),
+// creating the key file when create is set and neither it
 // nor the database exists yet.
 func (src keySource) resolve(repl *caddy.Replacer, dbPath string, create bool, logger *zap.Logger) (keySet, error) {
 	var ks keySet
@@ -81,12 +137,12 @@ func (src keySource) resolve(repl *caddy.Replacer, dbPath string, create bool, l
 			return keySet{}, err
 		}
 		ks = keySet{keys: []storage.Key{key}, file: file}
-		old, err := readKeyFile(oldKeyFile(file))
-		switch {
-		case err == nil:
-			ks.add(old)
-		case !errors.Is(err, fs.ErrNotExist):
+		retired, err := retiredKeys(file)
+		if err != nil {
 			return keySet{}, err
+		}
+		for _, r := range retired {
+			ks.add(r.key)
 		}
 	}
 	for i, s := range src.old {

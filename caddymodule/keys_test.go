@@ -75,13 +75,13 @@ func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
 		name  string
 		crash func(t *testing.T, dbPath string, old storage.Key)
 	}{
-		{"after copying the old key to .old", func(t *testing.T, dbPath string, old storage.Key) {
-			if err := replaceKeyFile(oldKeyFile(defaultKeyFile(dbPath)), old); err != nil {
+		{"after keeping the old key under its id", func(t *testing.T, dbPath string, old storage.Key) {
+			if err := replaceKeyFile(retiredKeyFile(defaultKeyFile(dbPath), old), old); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"after writing the new key, before the transaction", func(t *testing.T, dbPath string, old storage.Key) {
-			if err := replaceKeyFile(oldKeyFile(defaultKeyFile(dbPath)), old); err != nil {
+			if err := replaceKeyFile(retiredKeyFile(defaultKeyFile(dbPath), old), old); err != nil {
 				t.Fatal(err)
 			}
 			if err := replaceKeyFile(defaultKeyFile(dbPath), newKey); err != nil {
@@ -127,32 +127,91 @@ func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
 	}
 }
 
-func TestRotateKey_ThroughThePoolLeavesNoOldKeyAfterTheNextStart(t *testing.T) {
-	dbPath, old := keyFileDatabase(t)
+func TestRotateKey_KeepsEveryRetiredKeyByItsIDAndSaysWhichBackupsNeedIt(t *testing.T) {
+	dbPath, first := keyFileDatabase(t)
+	keyFile := defaultKeyFile(dbPath)
+	backup := func(name string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), name)
+		src, err := os.ReadFile(dbPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, src, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	before := backup("before-first.db") // Caddy is stopped: a copy of the file is a backup
 	h := &TOTPAuth{DBPath: dbPath}
 	mustProvision(t, h)
-	r, err := h.db.rotateKey()
-	if err != nil || !r.Rotated || r.OldKeyID != old.ID() || r.KeyID == old.ID() {
-		t.Fatalf("rotateKey = %+v, %v", r, err)
+	r1, err := h.db.rotateKey()
+	if err != nil || !r1.Rotated || r1.OldKeyID != first.ID() || r1.KeyID == first.ID() {
+		t.Fatalf("first rotateKey = %+v, %v", r1, err)
 	}
-	if !strings.Contains(r.Message, defaultKeyFile(dbPath)) || strings.Contains(r.Message, "\n") {
-		t.Errorf("message %q", r.Message)
+	r2, err := h.db.rotateKey()
+	if err != nil || !r2.Rotated || r2.OldKeyID != r1.KeyID {
+		t.Fatalf("second rotateKey = %+v, %v", r2, err)
 	}
-	kept, err := readKeyFile(oldKeyFile(defaultKeyFile(dbPath)))
-	if err != nil || kept != old {
-		t.Fatalf(".old holds %v, %v; want the replaced key", kept, err)
-	}
-	// The running handler decrypts under the new key at once.
+	// The running handler decrypts under the newest key at once.
 	if acct, err := h.db.db.Account("bob"); err != nil || acct.TOTPSecret == "" {
 		t.Fatalf("bob after rotation: %+v, %v", acct, err)
+	}
+	for _, want := range []string{
+		"from now on, key " + r2.KeyID + " in " + keyFile,
+		"made before now",
+		"key " + r1.KeyID + " in " + keyFile + "." + r1.KeyID,
+		"key " + first.ID() + " in " + keyFile + "." + first.ID(),
+	} {
+		if !strings.Contains(r2.Message, want) {
+			t.Errorf("the second rotation's message lacks %q:\n%s", want, r2.Message)
+		}
+	}
+	if strings.Contains(r2.Message, "\n") {
+		t.Errorf("message %q is not one line", r2.Message)
 	}
 	if err := h.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
 
+	// A start keeps them all; the backup from before the first rotation
+	// opens with the first key, still there under its id.
 	mustProvision(t, &TOTPAuth{DBPath: dbPath})
-	if _, err := os.Stat(oldKeyFile(defaultKeyFile(dbPath))); !os.IsNotExist(err) {
-		t.Errorf("the replaced key is still there after a start: %v", err)
+	kept, err := readKeyFile(keyFile + "." + first.ID())
+	if err != nil || kept != first {
+		t.Fatalf("%s.%s holds %v, %v; want the first key", keyFile, first.ID(), kept, err)
+	}
+	if _, err := readKeyFile(keyFile + "." + r1.KeyID); err != nil {
+		t.Fatalf("the second key is gone: %v", err)
+	}
+	if err := opensWith(before, kept); err != nil {
+		t.Fatalf("the backup from before the first rotation does not open with the kept key: %v", err)
+	}
+}
+
+func TestRotateKey_AStartKeepsALegacyOldKeyUnderItsID(t *testing.T) {
+	dbPath, key := keyFileDatabase(t)
+	keyFile := defaultKeyFile(dbPath)
+	older, err := storage.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := replaceKeyFile(legacyOldKeyFile(keyFile), older); err != nil {
+		t.Fatal(err)
+	}
+	h := &TOTPAuth{DBPath: dbPath}
+	mustProvision(t, h)
+	if err := h.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(legacyOldKeyFile(keyFile)); !os.IsNotExist(err) {
+		t.Errorf(".old is still there: %v", err)
+	}
+	if kept, err := readKeyFile(retiredKeyFile(keyFile, older)); err != nil || kept != older {
+		t.Errorf("the .old key was not kept under its id: %v, %v", kept, err)
+	}
+	if current, _ := readKeyFile(keyFile); current != key {
+		t.Error("the current key changed")
 	}
 }
 

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/totp-auth/totp_auth/storage"
 )
@@ -28,11 +29,14 @@ type rotationReport struct {
 // in the key file beside the database. The files change in an order that
 // lets a restart at any moment open the database:
 //
-//  1. the current key is copied to <key file>.old, which Caddy accepts
-//     as an older key, and which the next start removes;
+//  1. the current key is copied to <key file>.<its id>, which Caddy
+//     accepts as an older key;
 //  2. the new key replaces the key file (a restart now re-encrypts at
-//     open, accepting the old key from .old);
+//     open, accepting the retired key);
 //  3. one transaction re-encrypts every secret under the new key.
+//
+// Every retired key stays beside the key file until the operator removes
+// it: a backup made while it was current opens only with it.
 //
 // When a configuration names the key, nothing is changed: the running
 // process cannot change the configuration, and a restart with the old
@@ -50,7 +54,7 @@ func (d *database) rotateKey() (rotationReport, error) {
 	if err != nil {
 		return r, err
 	}
-	if err := replaceKeyFile(oldKeyFile(file), old); err != nil {
+	if err := replaceKeyFile(retiredKeyFile(file, old), old); err != nil {
 		return r, err
 	}
 	if err := replaceKeyFile(file, next); err != nil {
@@ -59,7 +63,7 @@ func (d *database) rotateKey() (rotationReport, error) {
 	if err := d.db.RotateKey(next); err != nil {
 		// The database is still under the old key. Put it back in the key
 		// file; if that fails too, the next start re-encrypts under the
-		// new key, accepting the old one from .old.
+		// new key, accepting the retired one.
 		if rerr := replaceKeyFile(file, old); rerr != nil {
 			return r, fmt.Errorf("%w (and putting the old key back into %s failed: %v; the next start completes the rotation)", err, file, rerr)
 		}
@@ -67,11 +71,33 @@ func (d *database) rotateKey() (rotationReport, error) {
 	}
 	d.current = next
 	r.Rotated, r.KeyID = true, next.ID()
-	r.Message = fmt.Sprintf("Re-encrypted every secret under a new key (id %s, was %s); "+
-		"the new key is in %s. The old key stays in %s until Caddy next starts, "+
-		"so a restart at any moment works. Backups made before now need the old key: keep a copy of it with them.",
-		next.ID(), old.ID(), file, oldKeyFile(file))
+	retired, err := retiredKeys(file)
+	if err != nil {
+		return r, err
+	}
+	r.Message = fmt.Sprintf("Re-encrypted every secret under a new key (id %s, was %s); the new key is in %s. "+
+		"Every retired key stays beside it until you remove it. A backup opens only with the key that was current when it was made "+
+		"(`caddy totp-auth backup` names it): %s.",
+		next.ID(), old.ID(), file, backupKeys(file, next, retired))
 	return r, nil
+}
+
+// backupKeys says which backups need which key: the current one for
+// backups from now on, each retired key for those made while it was
+// current (retired is the most recent first).
+func backupKeys(file string, current storage.Key, retired []retiredKey) string {
+	parts := []string{fmt.Sprintf("from now on, key %s in %s", current.ID(), file)}
+	for i, k := range retired {
+		when := "made before now"
+		if i > 0 {
+			when = "made before " + k.retired.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		if i+1 < len(retired) {
+			when += " and after " + retired[i+1].retired.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		parts = append(parts, fmt.Sprintf("%s, key %s in %s", when, k.key.ID(), k.file))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // rotationSteps tells an operator whose configuration names the key how

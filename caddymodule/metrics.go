@@ -49,11 +49,11 @@ var (
 
 // signInOutcomes are the values of sign_ins_total's outcome label, present
 // from the start so that dashboards and alerts see zeros, not gaps.
-var signInOutcomes = []string{"ok", "failure", "locked", "busy"}
+var signInOutcomes = []gateway.Outcome{gateway.OutcomeOK, gateway.OutcomeFailure, gateway.OutcomeLocked, gateway.OutcomeBusy}
 
 func init() {
 	for _, o := range signInOutcomes {
-		signIns.WithLabelValues(o)
+		signIns.WithLabelValues(string(o))
 	}
 }
 
@@ -77,21 +77,21 @@ func registerMetrics(reg *prometheus.Registry) error {
 
 // recordEvent counts a gateway event of a handler using d.
 func recordEvent(d *database, e gateway.Event) {
-	events.WithLabelValues(e.Kind, e.Outcome).Inc()
+	events.WithLabelValues(string(e.Kind), string(e.Outcome)).Inc()
 	switch e.Kind {
-	case "sign_in":
-		if e.Outcome == "ok" {
-			signIns.WithLabelValues("ok").Inc()
+	case gateway.EventSignIn:
+		if e.Outcome == gateway.OutcomeOK {
+			signIns.WithLabelValues(string(gateway.OutcomeOK)).Inc()
 		}
-	case "password", "second_factor", "enrollment":
+	case gateway.EventPassword, gateway.EventSecondFactor, gateway.EventEnrollment:
 		switch e.Outcome {
-		case "failure", "locked", "busy":
-			signIns.WithLabelValues(e.Outcome).Inc()
+		case gateway.OutcomeFailure, gateway.OutcomeLocked, gateway.OutcomeBusy:
+			signIns.WithLabelValues(string(e.Outcome)).Inc()
 		}
-		if e.Kind == "enrollment" && e.Outcome == "ok" {
+		if e.Kind == gateway.EventEnrollment && e.Outcome == gateway.OutcomeOK {
 			enrollments.Inc()
 		}
-	case "lockout":
+	case gateway.EventLockout:
 		lockouts.Inc()
 		d.invalidateLocks()
 	}

@@ -1,11 +1,13 @@
 // Package caddymodule is the Caddy adapter for totp_auth: it registers the
 // http.handlers.totp_auth module and its Caddyfile directive, turns the
 // configuration into a gateway.Config, opens the database, and hands every
-// request to the gateway. It also holds what operators use while Caddy
-// runs or not: the admin API module admin.api.totp_auth (admin.go), the
-// `caddy totp-auth` commands (command.go), the operations both perform
-// (operations.go), key files and rotation (keys.go), and the metrics
-// (metrics.go).
+// request to the gateway. It also holds the Caddy side of what operators
+// use while Caddy runs or not: the admin API module admin.api.totp_auth
+// (admin.go), the `caddy totp-auth` commands (command.go for the tree,
+// commandfuncs.go for what they run, with discovery, admin client, table,
+// backup file and password prompt apart), key files and rotation
+// (keys.go, maintenance.go), and the metrics (metrics.go). The user
+// operations themselves work on any store and live in internal/operator.
 //
 // Nothing about passwords, TOTP, sessions or lockout lives here; that is the
 // gateway package. Build it into Caddy with
@@ -49,6 +51,18 @@ type TOTPAuth struct {
 	// share one database. Default: totp_auth/totp.db in Caddy's data
 	// directory.
 	DBPath string `json:"db_path,omitempty"`
+
+	// A PostgreSQL database to keep everything in instead of a bbolt file,
+	// so that several Caddy instances share accounts, lockouts, sessions
+	// and revocations: a libpq connection string ("host=db dbname=totp
+	// user=caddy") or a URL (postgres://caddy@db/totp), which may be a
+	// placeholder such as {env.TOTP_AUTH_POSTGRES}. It excludes db_path
+	// and requires encryption_key (there is no key file). Site blocks and
+	// reloads naming the same connection string share its connections.
+	// Connect to PostgreSQL itself, or to PgBouncer in session mode: each
+	// instance keeps one connection LISTENing for changes, which
+	// transaction pooling breaks. Default: none (the bbolt file).
+	Postgres string `json:"postgres,omitempty"`
 
 	// The AES-256 key that encrypts TOTP secrets at rest, as 64 hex digits.
 	// It may be a placeholder such as {env.TOTP_AUTH_KEY} or
@@ -143,8 +157,11 @@ type TOTPAuth struct {
 	// Caddy's forward_auth and Traefik, GET <prefix>/verify/nginx answers
 	// nginx auth_request, and the sign-in flow may end at an absolute URL
 	// under these domains. Verify believes forwarded headers only from
-	// callers the server's trusted_proxies trusts. Default: none (no
-	// portal mode; the verify endpoints answer 404).
+	// callers the server's trusted_proxies trusts. Set cookie_domain to a
+	// parent of these domains (and of the portal's own name), or their
+	// apps never receive the session cookie; Caddy warns at start when it
+	// does not cover one. Default: none (no portal mode; the verify
+	// endpoints answer 404).
 	Portal []string `json:"portal,omitempty"`
 
 	gateway *gateway.Gateway
@@ -180,21 +197,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	dbPath := repl.ReplaceKnown(t.DBPath, "")
-	if dbPath == "" {
-		dbPath = defaultDBPath()
-	}
-	if dbPath, err = filepath.Abs(dbPath); err != nil {
-		return fmt.Errorf("db_path %s: %w", dbPath, err)
-	}
-	keys, err := keySource{current: t.EncryptionKey, old: t.OldEncryptionKeys}.resolve(repl, dbPath, true, t.logger)
-	if err != nil {
-		return err
-	}
-	d, held, err := openSharedDatabase(dbPath, keys, t.logger)
-	if held {
-		t.dbKey = dbPath // held from here on; Cleanup lets go, also after a failed Provision
-	}
+	d, keys, err := t.openDatabase(repl)
 	if err != nil {
 		return err
 	}
@@ -219,6 +222,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	t.warnUncoveredPortal(portal)
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,
@@ -254,6 +258,49 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// openDatabase opens, or finds open, the database this handler names and
+// holds it; Cleanup lets go, also after an error.
+func (t *TOTPAuth) openDatabase(repl *caddy.Replacer) (*database, keySet, error) {
+	if t.Postgres != "" {
+		if t.DBPath != "" {
+			return nil, keySet{}, errors.New("db_path and postgres are both set: keep one (db_path is a bbolt file for one instance, postgres a database several instances share)")
+		}
+		if t.EncryptionKey == "" {
+			return nil, keySet{}, errPostgresNeedsKey
+		}
+		connString, err := repl.ReplaceOrErr(t.Postgres, true, true)
+		if err != nil {
+			return nil, keySet{}, fmt.Errorf("postgres: %w: set the environment variable or file it names", err)
+		}
+		keys, err := keySource{current: t.EncryptionKey, old: t.OldEncryptionKeys}.resolve(repl, "", false, t.logger)
+		if err != nil {
+			return nil, keySet{}, err
+		}
+		d, held, err := openSharedPostgres(connString, keys, t.logger)
+		if held {
+			t.dbKey = postgresPoolKey(connString)
+		}
+		return d, keys, err
+	}
+	dbPath := repl.ReplaceKnown(t.DBPath, "")
+	if dbPath == "" {
+		dbPath = defaultDBPath()
+	}
+	dbPath, err := filepath.Abs(dbPath)
+	if err != nil {
+		return nil, keySet{}, fmt.Errorf("db_path %s: %w", dbPath, err)
+	}
+	keys, err := keySource{current: t.EncryptionKey, old: t.OldEncryptionKeys}.resolve(repl, dbPath, true, t.logger)
+	if err != nil {
+		return nil, keySet{}, err
+	}
+	d, held, err := openSharedDatabase(dbPath, keys, t.logger)
+	if held {
+		t.dbKey = dbPath // held from here on; Cleanup lets go, also after a failed Provision
+	}
+	return d, keys, err
+}
+
 // Cleanup releases this handler's hold on the database; the last holder
 // closes it. A reload provisions the new configuration before it cleans up
 // the old one, so a database that both name stays open throughout.
@@ -269,10 +316,10 @@ func (t *TOTPAuth) Cleanup() error {
 	t.dbKey = ""
 	closed, err := databases.Delete(key)
 	if err != nil {
-		return fmt.Errorf("close totp_auth database %s: %w", key, err)
+		return fmt.Errorf("close totp_auth database %s: %w", databaseName(key), err)
 	}
 	if closed {
-		t.logger.Debug("closed database", zap.String("db_path", key))
+		t.logger.Debug("closed database", zap.String("database", databaseName(key)))
 	}
 	return nil
 }

@@ -376,8 +376,9 @@ func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.
 func TestPasswordCheck_RefusesBeforeAnyoneTypes(t *testing.T) {
 	l := operator.Listing{Users: []operator.UserReport{{Name: "bob", Source: operator.SourceDatabase}, {Name: "carol", Source: operator.SourceConfig}, {Name: "erin", Source: operator.SourceNone}}}
 	tests := []struct {
-		op, name string
-		status   int // 0: no refusal
+		op     operator.Operation
+		name   string
+		status int // 0: no refusal
 	}{
 		{"users/add", "dave", 0},
 		{"users/add", "erin", 0},

@@ -3,8 +3,10 @@ package caddymodule
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/gateway"
 )
@@ -56,4 +58,17 @@ func (t *TOTPAuth) policy() (map[string][]string, gateway.Policy, []string, erro
 func trustedProxy(r *http.Request) bool {
 	trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
 	return trusted
+}
+
+// warnUncoveredPortal says at start which portal domains the session
+// cookie does not reach: apps there would never be signed in.
+func (t *TOTPAuth) warnUncoveredPortal(portal []string) {
+	cd := strings.ToLower(strings.TrimPrefix(t.CookieDomain, "."))
+	for _, d := range portal {
+		if cd == "" || (d != cd && !strings.HasSuffix(d, "."+cd)) {
+			t.logger.Warn("portal domain not covered by cookie_domain: apps under it never receive the session cookie, "+
+				"so their verify requests are never signed in; set cookie_domain to a parent of it and of the portal's own name",
+				zap.String("portal_domain", d), zap.String("cookie_domain", t.CookieDomain))
+		}
+	}
 }

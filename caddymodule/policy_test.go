@@ -11,6 +11,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestUnmarshalCaddyfile_PoliciesAndPortal(t *testing.T) {
@@ -109,5 +111,17 @@ func TestTrustedProxy_IsCaddysVerdict(t *testing.T) {
 		if got := trustedProxy(rr); got != v {
 			t.Errorf("Caddy says trusted=%v, trustedProxy says %v", v, got)
 		}
+	}
+}
+
+func TestProvision_WarnsOfPortalDomainsTheCookieDoesNotReach(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	h := &TOTPAuth{CookieDomain: "example.com", logger: zap.New(core)}
+	h.warnUncoveredPortal([]string{"example.com", "app.example.com", "other.example.net"})
+	if n := logs.FilterMessageSnippet("not covered by cookie_domain").Len(); n != 1 {
+		t.Fatalf("%d warnings, want 1 (for other.example.net)", n)
+	}
+	if got := logs.All()[0].ContextMap()["portal_domain"]; got != "other.example.net" {
+		t.Errorf("warning names %v, want other.example.net", got)
 	}
 }

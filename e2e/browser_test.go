@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -51,7 +52,12 @@ func (b *tab) enrollInBrowser(user string) (*authenticator, []string) {
 	b.t.Helper()
 	b.at(prefix + "/setup")
 	b.expectHeading("Set up two-factor authentication")
-	secret := b.text("#secret")
+	// The key is shown in groups of four, as people read it out.
+	shown := b.text("#secret")
+	if !regexp.MustCompile(`^[A-Z2-7]{4}( [A-Z2-7]{1,4})+$`).MatchString(shown) {
+		b.t.Errorf("the setup page shows the key as %q, want groups of four", shown)
+	}
+	secret := strings.ReplaceAll(shown, " ", "")
 	if secret == "" {
 		b.t.Fatal("the setup page shows no key for manual entry")
 	}
@@ -79,6 +85,7 @@ func (b *tab) enrollInBrowser(user string) (*authenticator, []string) {
 	app := &authenticator{t: b.t, secret: secret}
 	b.fill("#code", app.code())
 	b.click("form[action$='/setup'] button[type=submit]")
+	b.at(prefix + "/codes")
 	b.expectHeading("Two-factor authentication is on")
 	codes := b.texts("ul.codes li")
 	if len(codes) != 10 {
@@ -141,7 +148,8 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 	b.open(prefix + "/account")
 	b.expectHeading("Your account")
 	b.click("form[action$='/logout'] button")
-	b.at(prefix + "/login")
+	b.at(prefix + "/done")
+	b.expectHeading("You are signed out")
 	b.open("/app/again?z=3")
 	b.at(prefix + "/login")
 
@@ -222,7 +230,8 @@ func TestBrowser_SignInEnrollRecoverAndSignOutEverywhere(t *testing.T) {
 		t.Fatalf("control: the copied cookie does not sign in (status %d)", status)
 	}
 	b.click("form[action$='/logout-all'] button")
-	b.at(prefix + "/login")
+	b.at(prefix + "/done")
+	b.expectHeading("You are signed out everywhere")
 	if _, status := whoami(t, thief); status != http.StatusUnauthorized {
 		t.Errorf("after sign out everywhere the copied cookie gets whoami status %d, want 401", status)
 	}
@@ -245,7 +254,16 @@ func TestBrowser_SignInAndEnrollWithJavaScriptOff(t *testing.T) {
 	b.at(prefix + "/login")
 	b.shot("login-no-js")
 	b.signIn("bob", testPassword)
+	// Without JavaScript there is no copy button that would do nothing;
+	// the key is there to select, and the page works.
+	b.at(prefix + "/setup")
+	if b.shown("button.copy") {
+		t.Error("without JavaScript the setup page shows a copy button")
+	}
 	b.enrollInBrowser("bob")
+	if b.shown("button.print") || !b.shown("a.download") {
+		t.Error("without JavaScript the codes page shows a print button, or no download link")
+	}
 	b.shot("codes-no-js")
 	b.click("a.continue")
 	b.at("/app/nojs")
@@ -257,6 +275,8 @@ func TestBrowser_SignInAndEnrollWithJavaScriptOff(t *testing.T) {
 	// form behind a disclosure that opens without JavaScript.
 	b.open(prefix + "/account")
 	b.click("form[action$='/logout'] button")
+	b.expectHeading("You are signed out")
+	b.click("a.continue") // Sign in again
 	b.signIn("bob", testPassword)
 	b.at(prefix + "/2fa")
 	b.expand("details.backup summary")

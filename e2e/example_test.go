@@ -3,8 +3,10 @@ package e2e_test
 import (
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -38,32 +40,45 @@ func TestExample_XcaddyJSONIsWhatCaddyAdaptProduces(t *testing.T) {
 	}
 }
 
-// TestExample_DemoUserReachesTheDemoUpstream runs Caddyfile.example as it
-// is, apart from its ports and the admin address, and signs in as the demo
-// user the README names.
-func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
-	t.Parallel()
-	c := newCaddy(t)
+// exampleAdmin is the admin address Caddyfile.example sets.
+const exampleAdmin = "localhost:2099"
+
+// demoConfig returns Caddyfile.example as it is, apart from its ports and
+// its admin address, which become c's.
+func demoConfig(t *testing.T, c *caddyProc, port, upstreamPort int) string {
+	t.Helper()
 	example, err := os.ReadFile(filepath.Join(repoRoot, "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, upstreamPort := freePort(t), freePort(t)
-	cfg := strings.NewReplacer(
+	if !strings.Contains(string(example), "\tadmin "+exampleAdmin+"\n") {
+		t.Fatalf("Caddyfile.example does not set its own admin address %s (the default localhost:2019 would collide with an installed Caddy)", exampleAdmin)
+	}
+	return strings.NewReplacer(
 		":8080", fmt.Sprintf(":%d", port),
 		":8081", fmt.Sprintf(":%d", upstreamPort),
-		"\tauto_https off\n", fmt.Sprintf("\tauto_https off\n\tadmin %s\n\tstorage file_system %s\n\tpersist_config off\n", c.admin, c.path("storage")),
+		exampleAdmin, c.admin,
 	).Replace(string(example))
-	if !strings.Contains(cfg, c.admin) {
-		t.Fatal("could not add the admin address to the example's global options")
-	}
+}
+
+// TestExample_DemoUserReachesTheDemoUpstream runs Caddyfile.example as it
+// is, apart from its ports and the admin address, from a directory that
+// stands for the checkout, and signs in as the demo user the README names.
+// Everything the demo keeps lands in .demo/ there, none of it in Caddy's
+// data or configuration directory, and a second run continues where the
+// first ended.
+func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
+	t.Parallel()
+	c := newCaddy(t)
+	port, upstreamPort := freePort(t), freePort(t)
+	cfg := demoConfig(t, c, port, upstreamPort)
 	c.start(cfg, port, upstreamPort)
 
-	// The database and its key go to Caddy's data directory by default.
-	if _, err := os.Stat(filepath.Join(c.path("data"), "caddy", "totp_auth", "totp.db.key")); err != nil {
-		t.Errorf("no generated key file in the default place: %v", err)
+	for _, f := range []string{"totp.db", "totp.db.key"} {
+		if _, err := os.Stat(filepath.Join(c.dir, ".demo", f)); err != nil {
+			t.Errorf("the demo keeps no %s in .demo/ of the directory it runs in: %v", f, err)
+		}
 	}
-
 	b := newClient(t, port)
 	b.base = fmt.Sprintf("http://localhost:%d", port) // the example's site is localhost
 	if r := b.do("GET", "/", nil, "Accept", "text/html"); r.status != http.StatusFound {
@@ -74,7 +89,8 @@ func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
 	r = b.api("GET", "setup", nil)
 	expect(t, "GET setup", r, http.StatusOK)
 	secret, _ := r.json(t)["secret"].(string)
-	expect(t, "POST setup", b.api("POST", "setup", map[string]string{"code": totp(t, secret, time.Now())}), http.StatusOK)
+	app := &authenticator{t: t, secret: secret}
+	expect(t, "POST setup", b.api("POST", "setup", map[string]string{"code": app.code()}), http.StatusOK)
 
 	r = b.do("GET", "/hello", nil, "Accept", "text/html")
 	expect(t, "GET /hello after sign-in", r, http.StatusOK)
@@ -83,4 +99,43 @@ func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
 			t.Errorf("demo page lacks %q:\n%s", want, r.body)
 		}
 	}
+
+	// Caddy's own storage goes there too, once its first cleaning ran.
+	storage := filepath.Join(c.dir, ".demo", "caddy")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Stat(storage); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Errorf("Caddy's storage is not in .demo/caddy: %v", err)
+			break
+		}
+	}
+
+	// Caddy may note its instance id in its data directory, as every run
+	// of Caddy does; nothing of the demo goes there or to its config
+	// directory.
+	for _, dir := range []string{c.path("data"), c.path("config")} {
+		_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && d.Name() != "instance.uuid" {
+				t.Errorf("the demo wrote %s outside its .demo/ folder", path)
+			}
+			return nil
+		})
+	}
+	if out, err := exec.Command("git", "-C", repoRoot, "check-ignore", "-q", ".demo/totp.db").CombinedOutput(); err != nil {
+		t.Errorf("git does not ignore .demo/ in the checkout (%v %s): a demo database could be committed", err, out)
+	}
+
+	// A second run: the demo user is still enrolled and signs in with a code.
+	c.stop()
+	c.start(cfg, port, upstreamPort)
+	b = newClient(t, port)
+	b.base = fmt.Sprintf("http://localhost:%d", port)
+	r = b.api("POST", "login", map[string]string{"username": "demo", "password": "demo-password"})
+	expect(t, "POST login as demo after a restart", r, http.StatusOK)
+	if got := r.json(t)["status"]; got != "2fa_required" {
+		t.Fatalf("after a restart the demo user gets %v, want 2fa_required: the second run did not continue the first", got)
+	}
+	expect(t, "POST 2fa after a restart", b.api("POST", "2fa", map[string]string{"code": app.code()}), http.StatusOK)
+	expect(t, "GET /hello after a restart", b.do("GET", "/hello", nil, "Accept", "text/html"), http.StatusOK)
 }

@@ -179,6 +179,7 @@ func (c *caddyProc) tryStart(caddyfile string, ports ...int) error {
 	cfg := c.writeConfig("Caddyfile", caddyfile)
 	c.cmd = exec.Command(caddyBin, "run", "--config", cfg, "--adapter", "caddyfile")
 	c.cmd.Env = c.env()
+	c.cmd.Dir = c.dir // relative paths in a Caddyfile land in the test directory
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
 	if err := c.cmd.Start(); err != nil {
 		return err

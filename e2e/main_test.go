@@ -50,6 +50,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	defer stopPostgres()
 
 	bin := filepath.Join(dir, "caddy")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/caddy")

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/totp-auth/totp_auth/storage"
 )
 
 // These tests are an operator at the terminal: they run the built binary's
@@ -217,6 +219,9 @@ func testUserCommands(t *testing.T, running, withConfig bool) {
 		op.refused("", "user", "remove", "carol")
 	}
 	op.refused(testPassword+"\n", "user", "add", "bob", "--cost", "4")
+	// A password under 8 characters is refused, with the reason.
+	expectOutput(t, "user add with a short password", op.refused("short1\n", "user", "add", "eve", "--cost", "4"), "shorter than 8 characters")
+	expectOutput(t, "user passwd with a short password", op.refused("x\n", "user", "passwd", "bob", "--cost", "4"), "shorter than 8 characters")
 
 	// passwd: the new password works, the old one and every session end.
 	const newPassword = "a new password for bob"
@@ -351,6 +356,7 @@ func TestRotateKey_KeyFile(t *testing.T) {
 	session := newClient(t, port)
 	users := map[string]enrollment{"bob": enroll(t, session, "bob"), "carol": enroll(t, newClient(t, port), "carol")}
 
+	var retiredFiles []string
 	for step, mode := range operatorModes {
 		t.Logf("rotating with %s", mode.name)
 		old := readFile(t, db+".key")
@@ -361,7 +367,14 @@ func TestRotateKey_KeyFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rotate-key (%s): %v\n%s", mode.name, err, out)
 		}
-		expectOutput(t, "rotate-key", out, "Re-encrypted every secret under a new key", db+".key", db+".key.old")
+		oldKey, err := storage.ParseKey(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		retired := db + ".key." + oldKey.ID()
+		// It says which backups need which key: this one and every one retired before.
+		expectOutput(t, "rotate-key", out, append([]string{"Re-encrypted every secret under a new key", db + ".key", "made before now"}, append(retiredFiles, retired)...)...)
+		retiredFiles = append(retiredFiles, retired)
 		if strings.Contains(out, old) {
 			t.Fatal("rotate-key printed the old key")
 		}
@@ -369,8 +382,8 @@ func TestRotateKey_KeyFile(t *testing.T) {
 		if newKey == old || strings.Contains(out, newKey) {
 			t.Fatalf("rotate-key (%s): key file unchanged, or the new key printed", mode.name)
 		}
-		if kept := readFile(t, db+".key.old"); kept != old {
-			t.Fatalf("rotate-key (%s): %s.old does not hold the replaced key", mode.name, db+".key")
+		if kept := readFile(t, retired); kept != old {
+			t.Fatalf("rotate-key (%s): %s does not hold the replaced key", mode.name, retired)
 		}
 		if mode.running {
 			// Every user signs in through the running Caddy, whose key changed under it.
@@ -386,14 +399,16 @@ func TestRotateKey_KeyFile(t *testing.T) {
 			t.Fatalf("the old key alone still opens the database after rotation (%s): %v\n%s", mode.name, err, out)
 		}
 
-		// A restart finishes the rotation: everyone signs in, the old key is gone.
+		// A restart finishes the rotation: everyone signs in; the retired
+		// key stays for the backups made under it, with every earlier one.
 		c.start(cfg, port)
 		for user, en := range users {
 			signIn(t, port, user, testPassword, en, 2+step)
 		}
-		if _, err := os.Stat(db + ".key.old"); !os.IsNotExist(err) {
-			t.Fatalf("%s.old still there after a successful start (%v)", db+".key", err)
+		if kept := readFile(t, retired); kept != old {
+			t.Fatalf("%s is gone or changed after a start", retired)
 		}
+
 		if user, _ := whoami(t, session); user != "bob" {
 			t.Fatalf("bob's session ended with the rotation (%s)", mode.name)
 		}

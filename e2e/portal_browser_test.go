@@ -91,3 +91,57 @@ func TestBrowser_PortalSignInThroughForwardAuthReturnsToTheApp(t *testing.T) {
 		t.Fatalf("the wiki sent the signed-in browser to %s", got)
 	}
 }
+
+// enrollHere confirms the enrollment page the browser shows with a code
+// from oathtool and goes on past the backup codes.
+func (b *tab) enrollHere() {
+	b.t.Helper()
+	b.at(prefix + "/setup")
+	app := &authenticator{t: b.t, secret: strings.ReplaceAll(b.text("#secret"), " ", "")}
+	b.fill("#code", app.code())
+	b.click("form[action$='/setup'] button[type=submit]")
+	b.expectHeading("Two-factor authentication is on")
+	b.click("a.continue")
+}
+
+// A signed-in user whom the policy refuses sees a page naming them, not a
+// redirect; "Sign in as someone else" leads to the login page with the
+// target kept, and another user who may pass ends where the first was
+// refused.
+func TestBrowser_ForbiddenUserSignsInAsSomeoneElse(t *testing.T) {
+	t.Parallel()
+	browser := newBrowser(t)
+	_, up, port := startPolicySite(t)
+	b := newTab(t, browser, port)
+	defer logScreenshots(t)
+
+	b.open("/app?x=1")
+	b.signIn("carol", testPassword)
+	b.enrollHere()
+	b.at("/app")
+	b.expectHeading("Not allowed")
+	if got := b.text("strong.user"); got != "carol" {
+		t.Fatalf("the 403 page names %q, want carol", got)
+	}
+	if up.count() != 0 {
+		t.Fatal("carol's request reached the upstream")
+	}
+	b.shot("forbidden")
+
+	b.click("form:has(input[name=redirect]) button[type=submit]")
+	loc, _ := url.Parse(b.location())
+	if loc.Path != prefix+"/login" || loc.Query().Get("redirect") != "/app?x=1" {
+		t.Fatalf("sign in as someone else led to %s, want the login page for /app?x=1", b.location())
+	}
+	b.expectHeading("Sign in")
+	b.signIn("bob", testPassword)
+	b.enrollHere()
+	b.at("/app")
+	e := recordedOf(t, response{status: 200, body: []byte(b.text("body"))})
+	if e.URI != "/app?x=1" {
+		t.Errorf("upstream got %s, want /app?x=1", e.URI)
+	}
+	if id := identity(e, "Remote-User"); len(id) != 1 || id[0] != "Remote-User: bob" {
+		t.Errorf("upstream got %q, want Remote-User: bob", id)
+	}
+}

@@ -231,9 +231,13 @@ http {
 			t.Fatalf("nginx exited at start: %s\n%s", n.log.String(), errLog)
 		default:
 		}
-		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.nginxPort), time.Second); err == nil {
-			conn.Close()
-			return
+		// nginx writes its pid file only once its sockets are bound: a
+		// connection before that could reach whatever else took the port.
+		if _, err := os.Stat(filepath.Join(n.dir, "nginx.pid")); err == nil {
+			if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.nginxPort), time.Second); err == nil {
+				conn.Close()
+				return
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("nginx not listening after 10s")

@@ -2,22 +2,24 @@ package gateway
 
 import (
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 )
 
 // The account page, whoami and disabling 2FA (SPEC §3 flow 6).
 
 func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
-	g.showAccount(w, r, s, st, http.StatusOK, "")
+	g.showAccount(w, r, s, st, http.StatusOK, g.backTarget(r, ""), "")
 }
 
 // showAccount answers with the account overview, as JSON or as the account
 // page showing errMsg.
-func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, errMsg string) {
+func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, back, errMsg string) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
@@ -27,11 +29,41 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg})
+	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
+		Back: back, Redirect: back})
+}
+
+// accountURL is the account page, leading back to back.
+func (g *Gateway) accountURL(back string) string {
+	if back == "" {
+		return g.cfg.Prefix + "/account"
+	}
+	return g.cfg.Prefix + "/account?redirect=" + url.QueryEscape(SafeRedirect(back))
+}
+
+// backTarget is where the account page leads back to: posted (the field
+// of a form posted from it), else the page named by its redirect
+// parameter, else the page of this site the visitor came from, else "/".
+// The built-in pages are never a place to go back to.
+func (g *Gateway) backTarget(r *http.Request, posted string) string {
+	back := posted
+	if back == "" {
+		back = r.URL.Query().Get("redirect")
+	}
+	if back == "" {
+		if ref, err := url.Parse(r.Referer()); err == nil && ref.Host == r.Host && ref.Host != "" {
+			back = ref.RequestURI()
+		}
+	}
+	back = SafeRedirect(back)
+	if _, own := g.authPath(strings.SplitN(back, "?", 2)[0]); own {
+		back = "/"
+	}
+	return back
 }
 
 func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -43,7 +75,7 @@ func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, false)
+	s, st, ok := g.requireSession(w, r)
 	if !ok {
 		return
 	}
@@ -53,14 +85,14 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.cfg.Prefix + "/account"}
 	if !st.TOTPEnabled {
-		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Two-factor authentication is already off.", "", pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
 		return
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "disable", s.User, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventDisable, s.User, "", pg)
 	if !ok {
 		return
 	}
-	pwOK, answered := g.passwordMatches(w, r, a, "disable", s.User, f.get("password"))
+	pwOK, answered := g.passwordMatches(w, r, a, EventDisable, s.User, f.get("password"))
 	if answered {
 		return
 	}
@@ -71,13 +103,16 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !pwOK || !codeOK {
-		g.failAttempt(r, a, s.User)
-		g.audit(r, "disable", "failure", s.User)
+		note := g.failAttempt(r, a, s.User)
+		g.audit(r, EventDisable, OutcomeFailure, s.User)
 		if wantsJSON(r) {
 			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
 			return
 		}
-		g.showAccount(w, r, s, st, http.StatusUnauthorized, "Wrong password or code: two-factor authentication is still on.")
+		// Which of the two was wrong stays unsaid: a borrowed session must
+		// not learn the password by elimination.
+		g.showAccount(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
+			"Wrong password or code: two-factor authentication is still on."+g.serverTime()+note)
 		return
 	}
 	g.releaseAttempt(a)
@@ -85,7 +120,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "disable two-factor", err)
 		return
 	}
-	g.audit(r, "disable", "ok", s.User)
+	g.audit(r, EventDisable, OutcomeOK, s.User)
 	if !g.cfg.Optional2FA {
 		// Two-factor is required here: every session ends, and the next
 		// sign-in enrolls a new authenticator.
@@ -94,8 +129,6 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.clearCookie(w, r, g.cfg.CookieName)
-		g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
-		return
 	}
-	g.seeOther(w, r, g.cfg.Prefix+"/account", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneTwoFactorOff), map[string]string{"status": "ok"})
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"errors"
 
-	"fmt"
 	"go.uber.org/zap"
 	"net/http"
 	"strconv"
@@ -17,14 +16,14 @@ import (
 // userLimits are the failure counters an attempt for user from r counts in.
 func (g *Gateway) userLimits(r *http.Request, user string) []Limit {
 	return []Limit{
-		{Key: "user:" + user, Max: g.cfg.MaxFailures},
+		{Key: UserCounter.Key(user), Max: g.cfg.MaxFailures},
 		{Key: ClientKey(g.cfg.ClientIP(r)), Max: g.cfg.MaxFailuresPerIP},
 	}
 }
 
 // beginAttempt takes a slot in the user's and the client's counters before
 // anything is evaluated; when a counter is locked it answers 429.
-func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, user, pageName string, p page) (Attempt, bool) {
+func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (Attempt, bool) {
 	a, lock, err := TakeAttempt(g.cfg.Store, g.cfg.Clock.Now(), g.cfg.Lockout, g.userLimits(r, user))
 	if err != nil {
 		g.internalError(w, r, "take attempt", err)
@@ -32,7 +31,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, use
 	}
 	if lock != nil {
 		logged, suppressed := g.lockLines.allow(lock.Key, g.cfg.Clock.Now())
-		g.auditLine(r, logged, kind, "locked", user, lockField(lock.Key), zap.Int("refusals_not_logged", suppressed))
+		g.auditLine(r, logged, kind, OutcomeLocked, user, lockField(lock.Key), zap.Int("refusals_not_logged", suppressed))
 		secs := max(1, int((lock.RetryAfter+time.Second-1)/time.Second))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		if wantsJSON(r) {
@@ -43,7 +42,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, use
 		if pageName == "" {
 			pageName = "message"
 		}
-		p.Error = fmt.Sprintf("Too many failed attempts. Try again in %s.", (time.Duration(secs) * time.Second).String())
+		p.Error = lockedMessage(time.Duration(secs) * time.Second)
 		if p.Continue == "" {
 			p.Continue = g.cfg.Prefix + "/login"
 		}
@@ -56,7 +55,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind, use
 // beginAccountAttempt is beginAttempt followed by reading the user's
 // account, which every code check needs; on a read error it gives the slot
 // back and answers 500.
-func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, kind, user, pageName string, p page) (Attempt, Account, bool) {
+func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (Attempt, Account, bool) {
 	a, ok := g.beginAttempt(w, r, kind, user, pageName, p)
 	if !ok {
 		return Attempt{}, Account{}, false
@@ -70,16 +69,19 @@ func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, ki
 	return a, acct, true
 }
 
-// failAttempt records a failed attempt and logs any lock it triggers.
-func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) {
+// failAttempt records a failed attempt and logs any lock it triggers. It
+// returns what a person should read after the failure's own message: how
+// many attempts are left when they are few, or that sign-in is now locked.
+func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) string {
 	locks, err := FailAttempt(g.cfg.Store, a, g.cfg.Clock.Now(), g.cfg.Lockout)
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: record failed attempt: " + err.Error())
-		return
+		return ""
 	}
 	for _, l := range locks {
-		g.audit(r, "lockout", "locked", user, lockField(l.Key))
+		g.audit(r, EventLockout, OutcomeLocked, user, lockField(l.Key))
 	}
+	return g.attemptsLeft(a, locks)
 }
 
 func (g *Gateway) releaseAttempt(a Attempt) {
@@ -90,7 +92,7 @@ func (g *Gateway) releaseAttempt(a Attempt) {
 
 // busy answers a request whose hashing could not be queued, after giving
 // its attempt slot back: it was never evaluated.
-func (g *Gateway) busy(w http.ResponseWriter, r *http.Request, a Attempt, kind, user string) {
+func (g *Gateway) busy(w http.ResponseWriter, r *http.Request, a Attempt, kind EventKind, user string) {
 	g.releaseAttempt(a)
 	g.refuseBusy(w, r, kind, user)
 }
@@ -103,8 +105,8 @@ const maxPaused = 4096
 // BusyPause (on a timer, costing no CPU) so that a client hammering the
 // login without honouring Retry-After gets a few answers a second, not
 // thousands, and requests with a session keep their share of the CPU.
-func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind, user string) {
-	g.audit(r, kind, "busy", user)
+func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind EventKind, user string) {
+	g.audit(r, kind, OutcomeBusy, user)
 	if g.cfg.BusyPause > 0 {
 		if g.paused.Add(1) <= maxPaused {
 			t := time.NewTimer(g.cfg.BusyPause)
@@ -117,7 +119,7 @@ func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind, user 
 		g.paused.Add(-1)
 	}
 	w.Header().Set("Retry-After", "1")
-	g.problem(w, r, http.StatusServiceUnavailable, "busy", "The server is busy checking other sign-ins. Try again in a moment.", "", page{Title: "Busy"})
+	g.problem(w, r, problem{status: http.StatusServiceUnavailable, code: "busy", msg: "The server is busy checking other sign-ins. Try again in a moment."}, page{Title: "Busy"})
 }
 
 // checkPassword compares password with user's hash, or with the decoy
@@ -145,7 +147,7 @@ func (g *Gateway) checkPassword(r *http.Request, user, password string) (bool, e
 // passwordMatches checks password within the attempt a. When the check
 // cannot be made (hashing queue full, store error) it answers the request
 // itself and reports answered.
-func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Attempt, kind, user, password string) (match, answered bool) {
+func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Attempt, kind EventKind, user, password string) (match, answered bool) {
 	match, err := g.checkPassword(r, user, password)
 	if errors.Is(err, ErrBusy) {
 		g.busy(w, r, a, kind, user)

@@ -12,25 +12,25 @@ import (
 // audit writes the one log line each security event gets and tells the
 // Events hook. It takes user, client IP and outcome only: never a password,
 // code or secret.
-func (g *Gateway) audit(r *http.Request, kind, outcome, user string, fields ...zap.Field) {
+func (g *Gateway) audit(r *http.Request, kind EventKind, outcome Outcome, user string, fields ...zap.Field) {
 	g.auditLine(r, true, kind, outcome, user, fields...)
 }
 
 // auditLine is audit with the log line left out unless logged; the
 // Events hook always hears of the event.
-func (g *Gateway) auditLine(r *http.Request, logged bool, kind, outcome, user string, fields ...zap.Field) {
+func (g *Gateway) auditLine(r *http.Request, logged bool, kind EventKind, outcome Outcome, user string, fields ...zap.Field) {
 	ip := g.cfg.ClientIP(r)
 	level := zapcore.InfoLevel
-	if outcome != "ok" {
+	if outcome != OutcomeOK {
 		level = zapcore.WarnLevel
 	}
 	if len(user) > 128 {
 		user = user[:128]
 	}
-	if ce := g.cfg.Logger.Check(level, "totp_auth "+kind); logged && ce != nil {
+	if ce := g.cfg.Logger.Check(level, "totp_auth "+string(kind)); logged && ce != nil {
 		ce.Write(append([]zap.Field{
-			zap.String("event", kind),
-			zap.String("outcome", outcome),
+			zap.String("event", string(kind)),
+			zap.String("outcome", string(outcome)),
 			zap.String("user", user),
 			zap.String("client_ip", ip),
 		}, fields...)...)

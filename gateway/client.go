@@ -15,13 +15,13 @@ import (
 func ClientKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return "ip:" + ip
+		return IPCounter.Key(ip)
 	}
 	a = a.Unmap()
 	if a.Is4() {
-		return "ip:" + a.String()
+		return IPCounter.Key(a.String())
 	}
-	return "ip:" + netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+	return IPCounter.Key(netip.PrefixFrom(a.WithZone(""), 64).Masked().String())
 }
 
 // clientPrefix names the network a request comes from, for the hashing

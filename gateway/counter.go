@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,9 @@ type Attempt struct {
 	// WindowStarts records, per limit, the window the slot was taken in, so
 	// a late release never frees a slot of a newer window.
 	WindowStarts []time.Time
+	// Failures records, per limit, how many failures its counter held when
+	// the slot was taken, so a failed attempt can say how many are left.
+	Failures []int
 }
 
 // Lock describes a counter that refuses attempts.
@@ -143,6 +147,7 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 	}
 	cs := counterSet{load: load}
 	starts := make([]time.Time, len(limits))
+	failures := make([]int, len(limits))
 	for i, l := range limits {
 		c, err := cs.get(l.Key)
 		if err != nil {
@@ -162,11 +167,12 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 		c.InFlight++
 		cs.set(c)
 		starts[i] = c.WindowStart
+		failures[i] = c.Failures
 	}
 	if lock != nil {
 		return Attempt{}, lock, nil, nil
 	}
-	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts}, nil, cs.changed(), nil
+	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts, Failures: failures}, nil, cs.changed(), nil
 }
 
 // ReleaseSlots is ReleaseAttempt over the counters load returns (see
@@ -273,3 +279,20 @@ func (s *counterSet) changed() []Counter {
 func (c Counter) Over(now time.Time, window time.Duration) bool {
 	return !c.Locked(now) && !now.Before(c.WindowStart.Add(window))
 }
+
+// CounterKind is what a failure counter counts against. A counter's key is
+// its kind followed by the user name or the client address.
+type CounterKind string
+
+// The kinds of failure counters (SPEC §4 rules 5 and 13).
+const (
+	UserCounter CounterKind = "user:"
+	IPCounter   CounterKind = "ip:"
+)
+
+// Key is the key of the counter of this kind for name.
+func (k CounterKind) Key(name string) string { return string(k) + name }
+
+// Name returns the user name or client address in key, if key is a
+// counter of this kind.
+func (k CounterKind) Name(key string) (string, bool) { return strings.CutPrefix(key, string(k)) }

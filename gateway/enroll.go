@@ -11,21 +11,12 @@ import (
 // when a signed-in user moves to a new app.
 
 // enrollee is who may enroll: a pending login waiting for enrollment, or
-// a signed-in user moving to a new authenticator (or turning 2FA on).
+// a signed-in user moving to a new authenticator.
 type enrollee struct {
 	user     string
 	pending  *PendingLogin
-	session  *Session
+	session  *Session // the signed-in user's session, when not pending
 	redirect string
-}
-
-// bound is the session an enrollment of e must belong to: 0 for a first
-// sign-in, the session's id for a signed-in user (SPEC §4 rule 21).
-func (e enrollee) bound() uint64 {
-	if e.session == nil {
-		return 0
-	}
-	return e.session.ID
 }
 
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
@@ -38,7 +29,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if p != nil && p.Stage == stageEnroll {
 		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
 	}
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return enrollee{}, false
 	}
@@ -56,7 +47,7 @@ func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 // showSetup answers with the user's pending enrollment, as JSON or as the
 // setup page showing errMsg. A first sign-in starts one if there is none;
 // a signed-in user sees only the one their session asked for with the
-// password, and is asked for the password otherwise.
+// password, and is asked for the password otherwise (SPEC §4 rule 21).
 func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
 	acct, err := g.cfg.Store.Account(e.user)
 	if err != nil {
@@ -66,7 +57,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.pending != nil && acct.TOTPSecret != "" {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -74,14 +65,18 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.session != nil {
 		var ok bool
 		if enr, ok = acct.PendingAt(now); !ok || enr.Session != e.session.ID {
-			g.askPassword(w, r, e, status, errMsg)
+			g.askPassword(w, r, e, acct, status, errMsg)
 			return
 		}
 	} else if enr, err = EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
-	uri := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	uri, err := otpauthURI(g.issuer(r), e.user, enr.Secret)
+	if err != nil {
+		g.internalError(w, r, "build otpauth URI", err)
+		return
+	}
 	qr, err := qrDataURL(uri)
 	if err != nil {
 		g.internalError(w, r, "render QR code", err)
@@ -91,16 +86,18 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		writeJSON(w, status, map[string]string{"secret": enr.Secret, "otpauth_uri": uri, "qr_png": qr})
 		return
 	}
+	moving := acct.TOTPSecret != ""
 	g.render(w, r, status, "setup", page{
-		Title: "Set up two-factor authentication", User: e.user, QR: template.URL(qr), Secret: enr.Secret,
-		Expires: enr.Expires.UTC().Format("15:04 UTC"), NeedPassword: acct.TOTPSecret != "", Error: errMsg,
+		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
+		Expires: inWords(enr.Expires.Sub(now)), NeedPassword: moving, Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
 }
 
-// askPassword answers a signed-in user who has no enrollment of this
-// session: 403 password_required for API clients, the password form for
-// browsers. No secret is shown before the password.
-func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
+// askPassword answers a signed-in user whose session has no enrollment:
+// 403 password_required for API clients (401 invalid_credentials after a
+// wrong one), the password form for browsers. No secret is shown before
+// the password.
+func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, status int, errMsg string) {
 	if wantsJSON(r) {
 		if status == http.StatusUnauthorized {
 			jsonError(w, status, "invalid_credentials")
@@ -109,7 +106,9 @@ func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee
 		jsonError(w, http.StatusForbidden, "password_required")
 		return
 	}
-	g.render(w, r, status, "setup", page{Title: "Set up an authenticator app", User: e.user, NeedPassword: true, Error: errMsg})
+	moving := acct.TOTPSecret != ""
+	g.render(w, r, status, "setup", page{Title: setupTitle(moving), User: e.user, NeedPassword: true, Moving: moving,
+		CodesLeft: len(acct.BackupCodes), Error: errMsg})
 }
 
 // newEnrollment makes a fresh secret, confirmable for EnrollmentTTL from now.
@@ -118,6 +117,15 @@ func newEnrollment(now time.Time) func() (Enrollment, error) {
 		secret, err := newTOTPSecret()
 		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
 	}
+}
+
+// setupTitle names the setup page: a first enrollment, or a move to a new
+// authenticator app.
+func setupTitle(moving bool) string {
+	if moving {
+		return "Move to a new authenticator app"
+	}
+	return "Set up two-factor authentication"
 }
 
 func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
@@ -129,7 +137,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Set up two-factor authentication", Continue: g.cfg.Prefix + "/setup"}
+	pg := page{Title: setupTitle(e.pending == nil), Continue: g.cfg.Prefix + "/setup"}
 	// refuse answers API clients with the error code and shows browsers
 	// the setup form again, with the message.
 	refuse := func(status int, code, msg string) {
@@ -139,18 +147,20 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		}
 		g.showSetup(w, r, e, status, msg)
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "enrollment", e.user, "", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventEnrollment, e.user, "", pg)
 	if !ok {
 		return
 	}
 	if e.pending != nil && acct.TOTPSecret != "" {
 		g.releaseAttempt(a)
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
 	if e.session != nil && f.get("code") == "" {
-		g.postSetupPassword(w, r, e, a, f.get("password"), now)
+		// A signed-in user gives the password before any secret is shown,
+		// so a borrowed session cannot take over the second factor.
+		g.postSetupPassword(w, r, e, acct, a, f.get("password"), now)
 		return
 	}
 	enr, ok := acct.PendingAt(now)
@@ -158,7 +168,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	case e.session != nil && (!ok || enr.Session != e.session.ID):
 		// Only the session that gave the password confirms its secret.
 		g.releaseAttempt(a)
-		g.askPassword(w, r, e, http.StatusForbidden, "Enter your password first.")
+		g.askPassword(w, r, e, acct, http.StatusForbidden, "Enter your password first.")
 		return
 	case e.session == nil && (!ok || enr.Session != 0):
 		g.releaseAttempt(a)
@@ -168,16 +178,16 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	code, _ := normalizeTOTPCode(f.get("code"))
 	step, match := matchTOTP(enr.Secret, code, now, g.cfg.Drift)
 	if !match {
-		g.failAttempt(r, a, e.user)
-		g.audit(r, "enrollment", "failure", e.user)
-		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key.")
+		note := g.failAttempt(r, a, e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
+		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key."+g.serverTime()+note)
 		return
 	}
 	var codes []string
 	var hashes [][]byte
 	var err error
 	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
-		g.busy(w, r, a, "enrollment", e.user)
+		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}
 	if err == nil {
@@ -192,41 +202,53 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "confirm enrollment", err)
 		return
 	}
-	g.audit(r, "enrollment", "ok", e.user)
-	// The session starts now, not when the request came in: making the
-	// backup codes takes a while, and a short idle_timeout would count it.
-	// A signed-in user who turned 2FA on has proven a second factor now.
-	switch {
-	case e.pending != nil:
-		if !g.completeSignIn(w, r, Session{User: e.user, Generation: acct.Generation}, g.cfg.Clock.Now(), FactorEnrollment) {
-			return
+	g.audit(r, EventEnrollment, OutcomeOK, e.user)
+	if e.pending == nil {
+		reason := codesEnrolled // turned on from the account page
+		if acct.TOTPSecret != "" {
+			reason = codesMoved
 		}
-	case e.session.Level < LevelTwoFactor:
-		if err := g.startSession(w, r, Session{User: e.user, ID: e.session.ID, Generation: acct.Generation}, FactorEnrollment, g.cfg.Clock.Now()); err != nil {
-			g.internalError(w, r, "set session cookie", err)
-			return
+		s := *e.session
+		if s.Level < LevelTwoFactor {
+			// Turned on from a password-only session: it has now proven
+			// a second factor.
+			s = Session{User: e.user, ID: s.ID, Generation: acct.Generation}
+			if err := g.startSession(w, r, s, FactorEnrollment, g.cfg.Clock.Now()); err != nil {
+				g.internalError(w, r, "set session cookie", err)
+				return
+			}
 		}
-	}
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "backup_codes": codes})
+		g.showCodesOnce(w, r, s, reason, codes, e.redirect)
 		return
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "Two-factor authentication is on", Codes: codes, Continue: e.redirect})
+	// The session's id is chosen here, so the codes can be bound to it.
+	id, err := newSessionID()
+	if err != nil {
+		g.internalError(w, r, "start session", err)
+		return
+	}
+	// The session starts now, not when the request came in: making the
+	// backup codes takes a while, and a short idle_timeout would count it.
+	s := Session{User: e.user, ID: id, Generation: acct.Generation}
+	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), FactorEnrollment) {
+		return
+	}
+	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)
 }
 
 // postSetupPassword is the first step for a signed-in user: the password,
 // within the attempt a, then a new secret bound to this session (SPEC §4
 // rule 21). API clients get the secret; browsers go on to the setup page,
 // which shows it.
-func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, a Attempt, password string, now time.Time) {
-	match, answered := g.passwordMatches(w, r, a, "enrollment", e.user, password)
+func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, a Attempt, password string, now time.Time) {
+	match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, password)
 	if answered {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, e.user)
-		g.audit(r, "enrollment", "failure", e.user)
-		g.askPassword(w, r, e, http.StatusUnauthorized, "Wrong password.")
+		note := g.failAttempt(r, a, e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
+		g.askPassword(w, r, e, acct, http.StatusUnauthorized, "Wrong password."+note)
 		return
 	}
 	g.releaseAttempt(a)

@@ -1,13 +1,45 @@
 package gateway
 
+// EventKind names what a security event is about, as the audit log's
+// "event" field and the metrics' kind label say it.
+type EventKind string
+
+// The events the gateway logs and counts.
+const (
+	EventSignIn                 EventKind = "sign_in"
+	EventPassword               EventKind = "password"
+	EventSecondFactor           EventKind = "second_factor"
+	EventEnrollment             EventKind = "enrollment"
+	EventBackupCode             EventKind = "backup_code"
+	EventBackupCodesRegenerated EventKind = "backup_codes_regenerated"
+	EventDisable                EventKind = "disable"
+	EventLogout                 EventKind = "logout"
+	EventLogoutAll              EventKind = "logout_all"
+	EventLockout                EventKind = "lockout"
+	EventCSRF                   EventKind = "csrf"
+	EventAccess                 EventKind = "access"
+	// EventFormResent is a form the browser posted again (a reload of the
+	// page that answered it), answered unevaluated.
+	EventFormResent EventKind = "form_resent"
+)
+
+// Outcome is how a security event ended.
+type Outcome string
+
+// The outcomes of events.
+const (
+	OutcomeOK        Outcome = "ok"
+	OutcomeFailure   Outcome = "failure"
+	OutcomeLocked    Outcome = "locked"
+	OutcomeRefused   Outcome = "refused"
+	OutcomeBusy      Outcome = "busy"
+	OutcomeForbidden Outcome = "forbidden"
+)
+
 // Event is one security-relevant outcome, as logged and counted.
 type Event struct {
-	// Kind is what happened: "sign_in", "password", "second_factor",
-	// "enrollment", "backup_code", "backup_codes_regenerated",
-	// "disable", "logout", "logout_all", "lockout".
-	Kind string
-	// Outcome is "ok", "failure", "locked", "refused" or "busy".
-	Outcome string
+	Kind    EventKind
+	Outcome Outcome
 	User    string
 	IP      string
 }

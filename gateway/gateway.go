@@ -25,6 +25,10 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
+	// pagesJS is the one script of the pages: copy and print buttons, which
+	// stay hidden without it (the pages work without JavaScript).
+	//go:embed assets/pages.js
+	pagesJS string
 )
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
@@ -39,6 +43,8 @@ type Gateway struct {
 	userHeaderKey string
 	hashes        *hashLimiter
 	sessions      sessionCache
+	// posted remembers the one-time form tokens posted to this process.
+	posted postedTokens
 	// credentials fingerprints each configured user's password hash.
 	credentials map[string]uint64
 	lockLines   lockLines
@@ -46,6 +52,10 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
+	// originals caches accepted verify headers (see readOriginal).
+	originals originalCache
+	// verifyLog bounds the log lines of refused verify calls.
+	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
@@ -94,7 +104,7 @@ func New(cfg Config) (*Gateway, error) {
 		codec:         newCookieCodec(hashKey, blockKey),
 		csrfKey:       csrfKey.Sum(nil),
 		nameKey:       nameKey.Sum(nil),
-		csp:           contentSecurityPolicy(styleCSS),
+		csp:           contentSecurityPolicy(styleCSS, pagesJS),
 		pages:         pages,
 		userHeaderKey: headerKey(cfg.UserHeader),
 		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
@@ -114,6 +124,12 @@ func New(cfg Config) (*Gateway, error) {
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
 	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+		// Verify answers another proxy on every request of its apps: it
+		// goes first, and sets the page headers only on pages it shows.
+		if flavor, ok := verifyPath(sub); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			g.verify(w, r, flavor)
+			return "", false
+		}
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
 		return "", false

@@ -65,11 +65,15 @@ func (g *Gateway) securityHeaders(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", g.csp)
 }
 
-// contentSecurityPolicy allows nothing but the embedded stylesheet (by
-// hash), inline data: images (the QR code) and forms posting to this site.
-func contentSecurityPolicy(css string) string {
-	sum := sha256.Sum256([]byte(css))
-	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'; " +
+// contentSecurityPolicy allows nothing but the embedded stylesheet and
+// script (by hash), inline data: images (the QR code) and forms posting to
+// this site.
+func contentSecurityPolicy(css, js string) string {
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'none'; style-src " + hash(css) + "; script-src " + hash(js) + "; " +
 		"img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 }
 

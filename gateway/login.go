@@ -18,11 +18,7 @@ func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := g.safeRedirect(r, r.URL.Query().Get("redirect"))
 	if s, st, err := g.session(r, g.cfg.Clock.Now()); err == nil && s != nil && g.Admits(*s) && !wantsJSON(r) {
-		if !verifyAdmits(*s) && !strings.HasPrefix(redirect, "/") {
-			// Back to an app behind verify, which needs the second
-			// factor even where this block does not: ask for it now,
-			// or the app would send the browser straight back here.
-			g.stepUp(w, r, s, st, redirect)
+		if !strings.HasPrefix(redirect, "/") && g.holdForApp(w, r, s, st, redirect) {
 			return
 		}
 		http.Redirect(w, r, redirect, http.StatusSeeOther)
@@ -45,7 +41,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	redirect := g.safeRedirect(r, f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
-		g.problem(w, r, http.StatusBadRequest, "bad_request", "Enter a user name and a password.", "login", p)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
 		return
 	}
 	// Until the password is right, an unknown name is logged and counted
@@ -56,21 +52,21 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g.hashes.saturated(g.clientPrefix(r)) {
-		g.refuseBusy(w, r, "password", subject)
+		g.refuseBusy(w, r, EventPassword, subject)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, "password", subject, "login", p)
+	a, ok := g.beginAttempt(w, r, EventPassword, subject, "login", p)
 	if !ok {
 		return
 	}
-	match, answered := g.passwordMatches(w, r, a, "password", user, password)
+	match, answered := g.passwordMatches(w, r, a, EventPassword, user, password)
 	if answered {
 		return
 	}
 	if !match {
-		g.failAttempt(r, a, subject)
-		g.audit(r, "password", "failure", subject)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_credentials", "Wrong user name or password.", "login", p)
+		note := g.failAttempt(r, a, subject)
+		g.audit(r, EventPassword, OutcomeFailure, subject)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password." + note, page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a
@@ -89,7 +85,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 			g.internalError(w, r, "set pending cookie", err)
 			return
 		}
-		g.audit(r, "password", "ok", user)
+		g.audit(r, EventPassword, OutcomeOK, user)
 		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
 	}
 	switch {
@@ -109,14 +105,14 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 // user's failure counter and logs the sign-in. When it reports false it
 // has answered 500 itself; otherwise callers answer the request.
 func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Session, now time.Time, factor Factor) bool {
-	if err := ResetFailures(g.cfg.Store, "user:"+s.User); err != nil {
+	if err := ResetFailures(g.cfg.Store, UserCounter.Key(s.User)); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
 	if err := g.startSession(w, r, s, factor, now); err != nil {
 		g.internalError(w, r, "set session cookie", err)
 		return false
 	}
-	g.audit(r, "sign_in", "ok", s.User, methodField(factor.String()))
+	g.audit(r, EventSignIn, OutcomeOK, s.User, methodField(factor.String()))
 	return true
 }
 

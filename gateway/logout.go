@@ -28,8 +28,8 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
-	g.audit(r, "logout", "ok", user)
-	next := g.cfg.Prefix + "/login"
+	g.audit(r, EventLogout, OutcomeOK, user)
+	next := g.donePage(doneSignedOut)
 	if target := f.get("redirect"); target != "" {
 		// "Sign in as someone else": the login page, going on to target.
 		next = g.loginAgainURL(r, target)
@@ -38,7 +38,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}
@@ -51,6 +51,6 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	}
 	g.clearCookie(w, r, g.cfg.CookieName)
 	g.clearCookie(w, r, g.pendingCookieName())
-	g.audit(r, "logout_all", "ok", s.User)
-	g.seeOther(w, r, g.cfg.Prefix+"/login", map[string]string{"status": "ok"})
+	g.audit(r, EventLogoutAll, OutcomeOK, s.User)
+	g.seeOther(w, r, g.donePage(doneSignedOutEverywhere), map[string]string{"status": "ok"})
 }

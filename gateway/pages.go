@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"image/png"
 	"net/http"
+	"strings"
 
 	"github.com/pquerna/otp"
 	"go.uber.org/zap"
@@ -14,26 +15,52 @@ import (
 // page is what every built-in page template may show.
 type page struct {
 	Title, Issuer, Prefix, CSRF string
-	Error, Notice               string
-	CSS                         template.CSS
+	// FormToken makes each form post of the page recognisable if the
+	// browser sends it again (see formtoken.go).
+	FormToken     string
+	Error, Notice string
+	CSS           template.CSS
+	JS            template.JS
 
 	User, Redirect, Continue string
+	// ContinueLabel is the message page's button; empty means "Continue".
+	ContinueLabel string
 	// setup
 	QR           template.URL
 	Secret       string
+	SecretGroups string
 	Expires      string
 	NeedPassword bool
+	// Moving is a signed-in user moving to a new authenticator app.
+	Moving bool
 	// codes, backup, account
-	Codes     []string
-	Recovery  bool
-	TwoFactor bool
-	CodesLeft int
+	Codes      []string
+	Recovery   bool
+	Moved      bool
+	Site, Date string
+	TwoFactor  bool
+	CodesLeft  int
+	// Back is where the account page leads back to.
+	Back string
+}
+
+// keyGroups writes a base32 key in groups of four, as people read it out.
+func keyGroups(secret string) string {
+	var b strings.Builder
+	for i := 0; i < len(secret); i += 4 {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(secret[i:min(i+4, len(secret))])
+	}
+	return b.String()
 }
 
 // render writes the named page with status. Every page gets the CSRF token
 // of the visitor, so every form on it can post.
 func (g *Gateway) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.CSRF = g.csrfToken(w, r)
+	p.FormToken = newFormToken()
 	g.renderPage(w, r, status, name, p)
 }
 
@@ -44,6 +71,7 @@ func (g *Gateway) renderPage(w http.ResponseWriter, r *http.Request, status int,
 	p.Issuer = g.issuer(r)
 	p.Prefix = g.cfg.Prefix
 	p.CSS = template.CSS(styleCSS)
+	p.JS = template.JS(pagesJS)
 	var buf bytes.Buffer
 	if err := g.pages.ExecuteTemplate(&buf, name, p); err != nil {
 		g.cfg.Logger.Error("totp_auth: render page", zap.String("page", name), zap.Error(err))

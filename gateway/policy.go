@@ -108,7 +108,7 @@ func verifyAdmits(s Session) bool { return s.Level >= LevelTwoFactor }
 // 403, with a page naming the user and offering to sign out or to sign in
 // as someone else (never a redirect, so never a loop).
 func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, user string) {
-	g.audit(r, "access", "forbidden", user)
+	g.audit(r, EventAccess, OutcomeForbidden, user)
 	if wantsJSON(r) || !acceptsHTML(r) {
 		w.Header().Set("Cache-Control", "no-store")
 		jsonError(w, http.StatusForbidden, "forbidden")
@@ -129,7 +129,7 @@ func (g *Gateway) loginAgainURL(r *http.Request, target string) string {
 // someone else, from a page that could not offer the forms itself (a
 // verify answer shown on another site).
 func (g *Gateway) getSwitch(w http.ResponseWriter, r *http.Request) {
-	s, _, ok := g.requireSession(w, r, true)
+	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}

@@ -3,11 +3,13 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
+	"go.uber.org/zap"
 	"golang.org/x/net/idna"
 )
 
@@ -50,6 +52,9 @@ func asciiHost(host string) (string, bool) {
 	if host == "" || len(host) > 253 || strings.HasSuffix(host, ".") {
 		return "", false
 	}
+	if plainHost(host) {
+		return host, true
+	}
 	a, err := idna.Lookup.ToASCII(host)
 	if err != nil || a == "" {
 		return "", false
@@ -62,6 +67,28 @@ func asciiHost(host string) (string, bool) {
 		}
 	}
 	return a, true
+}
+
+// plainHost reports whether host is already what IDNA's lookup profile
+// would return for it: lower-case ASCII letters, digits and '-' in labels
+// of 1 to 63 characters that neither start nor end with '-' nor hold "--"
+// in the third and fourth places. Such a name needs no mapping; anything else goes through IDNA.
+func plainHost(host string) bool {
+	for label := range strings.SplitSeq(host, ".") {
+		n := len(label)
+		// "--" in the third and fourth places marks punycode ("xn--")
+		// and other reserved labels, which IDNA checks.
+		if n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' || n >= 4 && label[2:4] == "--" {
+			return false
+		}
+		for i := 0; i < n; i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // inDomains reports whether the ASCII host equals one of domains or lies
@@ -190,4 +217,42 @@ func (g *Gateway) safeRedirect(r *http.Request, target string) string {
 		}
 	}
 	return SafeRedirect(target)
+}
+
+// holdForApp answers, instead of sending a signed-in browser back to the
+// app at target (an absolute URL behind verify), when the app would only
+// send it here again: a session without the second factor is asked for it
+// (verify needs it even where this block does not), and a target the
+// session cookie does not reach gets a page saying so, not a redirect
+// loop. It reports whether it answered.
+func (g *Gateway) holdForApp(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, target string) bool {
+	if !verifyAdmits(*s) {
+		g.stepUp(w, r, s, st, target)
+		return true
+	}
+	u, err := url.Parse(target)
+	if err != nil || g.cookieReaches(r, u.Hostname()) {
+		return false
+	}
+	g.cfg.Logger.Error("totp_auth portal: the session cookie does not reach "+u.Hostname()+
+		", so its verify requests never carry it: set cookie_domain to a domain above it and the portal's own name",
+		zap.String("cookie_domain", g.cfg.CookieDomain))
+	g.problem(w, r, problem{status: http.StatusBadRequest, code: "cookie_domain", msg: "You are signed in as " + s.User +
+		", but " + u.Hostname() + " cannot see this sign-in: the portal's cookie_domain does not cover it. Ask the operator to set cookie_domain."},
+		page{Title: "This site cannot use this sign-in", Continue: g.cfg.Prefix + "/account"})
+	return true
+}
+
+// cookieReaches reports whether the browser sends the session cookie to
+// host: any host under cookie_domain, or without one only this host.
+func (g *Gateway) cookieReaches(r *http.Request, host string) bool {
+	cd := strings.ToLower(strings.TrimPrefix(g.cfg.CookieDomain, "."))
+	if cd == "" {
+		own := r.Host
+		if h, _, err := net.SplitHostPort(own); err == nil {
+			own = h
+		}
+		return strings.EqualFold(host, own)
+	}
+	return host == cd || strings.HasSuffix(host, "."+cd)
 }

@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/idna"
 )
 
 var testPortal = []string{"example.com", "other.example.net"}
@@ -74,6 +76,24 @@ func TestPortalTarget_AcceptsOnlyPortalDomainsOnALabelBoundary(t *testing.T) {
 	}
 }
 
+func TestPlainHost_AgreesWithIDNA(t *testing.T) {
+	for _, h := range []string{"example.com", "a-b.example.com", "ab--cd.example.com", "xn--bcher-kva.example.com",
+		"-a.example.com", "a-.example.com", "a..b", "Example.com", "bücher.example.com", "a_b.example.com", "123.example.com",
+		strings.Repeat("a", 63) + ".com", strings.Repeat("a", 64) + ".com"} {
+		if !plainHost(h) {
+			continue
+		}
+		if a, err := idna.Lookup.ToASCII(h); err != nil || a != h {
+			t.Errorf("plainHost(%q) is true, but IDNA maps it to %q (%v)", h, a, err)
+		}
+	}
+	for _, h := range []string{"example.com", "a-b.example.com", "123.example.com"} {
+		if !plainHost(h) {
+			t.Errorf("plainHost(%q) is false, want the fast path", h)
+		}
+	}
+}
+
 func TestPortalDomain_RefusesWhatIsNotAPlainDomain(t *testing.T) {
 	for in, want := range map[string]string{
 		"example.com": "example.com", "Example.COM": "example.com", "bücher.de": "xn--bcher-kva.de",
@@ -100,6 +120,12 @@ func FuzzPortalTarget(f *testing.F) {
 		f.Add(s, false)
 	}
 	f.Fuzz(func(t *testing.T, in string, allowHTTP bool) {
+		// The fast path for plain names agrees with IDNA.
+		if plainHost(in) {
+			if a, err := idna.Lookup.ToASCII(in); err != nil || a != in {
+				t.Fatalf("plainHost(%q) is true, but IDNA maps it to %q (%v)", in, a, err)
+			}
+		}
 		out, ok := PortalTarget(in, testPortal, allowHTTP)
 		if !ok {
 			return

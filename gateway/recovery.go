@@ -7,7 +7,7 @@ import (
 // Backup codes after recovery and on request (SPEC §3 flow 5).
 
 func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, true)
+	s, st, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}
@@ -29,7 +29,7 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
-	s, st, ok := g.requireSession(w, r, true)
+	s, st, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return
 	}
@@ -39,10 +39,10 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
 	if !st.TOTPEnabled {
-		g.problem(w, r, http.StatusBadRequest, "not_enrolled", "Turn on two-factor authentication first.", "backup", pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
 		return
 	}
-	a, acct, ok := g.beginAccountAttempt(w, r, "backup_codes_regenerated", s.User, "backup", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventBackupCodesRegenerated, s.User, "backup", pg)
 	if !ok {
 		return
 	}
@@ -57,9 +57,9 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !match {
-			g.failAttempt(r, a, s.User)
-			g.audit(r, "backup_codes_regenerated", "failure", s.User)
-			g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right.", "backup", pg)
+			note := g.failAttempt(r, a, s.User)
+			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "backup"}, pg)
 			return
 		}
 	}
@@ -67,7 +67,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	var hashes [][]byte
 	var err error
 	if herr := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); herr != nil {
-		g.busy(w, r, a, "backup_codes_regenerated", s.User)
+		g.busy(w, r, a, EventBackupCodesRegenerated, s.User)
 		return
 	}
 	g.releaseAttempt(a)
@@ -78,15 +78,11 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "replace backup codes", err)
 		return
 	}
-	g.audit(r, "backup_codes_regenerated", "ok", s.User)
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": codes})
-		return
-	}
-	next := g.cfg.Prefix + "/account"
+	g.audit(r, EventBackupCodesRegenerated, OutcomeOK, s.User)
+	next, reason := g.accountURL(f.get("redirect")), codesRegenerated
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
-		next = g.safeRedirect(r, f.get("redirect"))
+		next, reason = g.safeRedirect(r, f.get("redirect")), codesRecovered
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: "New backup codes", Codes: codes, Continue: next, Recovery: st.MustRegenerate})
+	g.showCodesOnce(w, r, *s, reason, codes, next)
 }

@@ -12,14 +12,26 @@ import (
 // Answers shared by every flow: refusals, redirects after a post, and the
 // guards that require a session or a pending sign-in.
 
+// problem is a refusal as both kinds of client see it.
+type problem struct {
+	status int
+	// code is the JSON error code API clients get.
+	code string
+	// msg is what a browser is shown.
+	msg string
+	// page names the page template that shows msg; "" means a plain
+	// message page.
+	page string
+}
+
 // problem answers a refused request: JSON {"error": code} for API clients,
-// the named page with msg shown for browsers (a plain message page when
-// name is empty).
-func (g *Gateway) problem(w http.ResponseWriter, r *http.Request, status int, code, msg, name string, p page) {
+// pr.page with pr.msg shown for browsers, filled in from p.
+func (g *Gateway) problem(w http.ResponseWriter, r *http.Request, pr problem, p page) {
 	if wantsJSON(r) {
-		jsonError(w, status, code)
+		jsonError(w, pr.status, pr.code)
 		return
 	}
+	name := pr.page
 	if name == "" {
 		name = "message"
 		if p.Continue == "" {
@@ -29,8 +41,8 @@ func (g *Gateway) problem(w http.ResponseWriter, r *http.Request, status int, co
 	if p.Title == "" {
 		p.Title = "Something went wrong"
 	}
-	p.Error = msg
-	g.render(w, r, status, name, p)
+	p.Error = pr.msg
+	g.render(w, r, pr.status, name, p)
 }
 
 // readPost decodes the body of a state-changing request and checks its CSRF
@@ -42,12 +54,12 @@ func (g *Gateway) readPost(w http.ResponseWriter, r *http.Request) (form, bool) 
 		if !errors.As(err, &re) {
 			re = &requestError{http.StatusBadRequest, "bad_request", "malformed request"}
 		}
-		g.problem(w, r, re.status, re.code, "The request could not be read: "+re.msg+".", "", page{Title: "Bad request"})
+		g.problem(w, r, problem{status: re.status, code: re.code, msg: "The request could not be read: " + re.msg + "."}, page{Title: "Bad request"})
 		return form{}, false
 	}
 	if !g.checkCSRF(r, f) {
-		g.audit(r, "csrf", "refused", "")
-		g.problem(w, r, http.StatusForbidden, "csrf", "This form has expired or came from another site. Reload the page and try again.", "", page{Title: "Form expired"})
+		g.audit(r, EventCSRF, OutcomeRefused, "")
+		g.problem(w, r, problem{status: http.StatusForbidden, code: "csrf", msg: "This form has expired or came from another site. Reload the page and try again."}, page{Title: "Form expired"})
 		return form{}, false
 	}
 	return f, true
@@ -68,10 +80,19 @@ func (g *Gateway) loginURL(redirect string) string {
 
 // requireSession returns the signed-in user's session, or answers 401
 // (API) or a redirect to the login page (browser). A session below this
-// block's level is sent on to its missing step (see stepUp). Unless
-// allowRecovery, a user who must regenerate backup codes is sent there
-// instead.
-func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, SessionState, bool) {
+// block's level is sent on to its missing step (see stepUp), and a user
+// who must regenerate backup codes is sent there instead.
+func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request) (*Session, SessionState, bool) {
+	return g.checkSession(w, r, false)
+}
+
+// requireSessionInRecovery is requireSession for the pages a user who must
+// regenerate backup codes may still use (regenerating them, among others).
+func (g *Gateway) requireSessionInRecovery(w http.ResponseWriter, r *http.Request) (*Session, SessionState, bool) {
+	return g.checkSession(w, r, true)
+}
+
+func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, SessionState, bool) {
 	s, st, err := g.session(r, g.cfg.Clock.Now())
 	switch {
 	case err != nil:
@@ -79,7 +100,7 @@ func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request, allowRe
 		return nil, st, false
 	case s == nil:
 		if wantsJSON(r) || r.Method != http.MethodGet {
-			g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "You are not signed in.", "", page{Title: "Signed out"})
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "You are not signed in."}, page{Title: "Signed out"})
 		} else {
 			http.Redirect(w, r, g.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 		}
@@ -110,7 +131,7 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 		return *p, true
 	}
 	if wantsJSON(r) || r.Method != http.MethodGet {
-		g.problem(w, r, http.StatusUnauthorized, "unauthenticated", "Your sign-in has expired. Please sign in again.", "", page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
 	} else {
 		http.Redirect(w, r, g.loginURL("/"), http.StatusSeeOther)
 	}

@@ -18,24 +18,31 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"2fa":          {get: g.getSecondFactor, post: g.postSecondFactor},
 		"setup":        {get: g.getSetup, post: g.postSetup},
 		"backup-codes": {get: g.getBackupCodes, post: g.postBackupCodes},
+		"codes":        {get: g.getCodes},
+		"codes.txt":    {get: g.getCodesText},
+		"done":         {get: g.getDone},
 		"account":      {get: g.getAccount},
 		"whoami":       {get: g.getWhoami},
 		"disable":      {post: g.postDisable},
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
+		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},
 	}
 	rt, ok := routes[sub]
 	if !ok {
-		g.problem(w, r, http.StatusNotFound, "not_found", "There is no such page.", "", page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	switch {
 	case (r.Method == http.MethodGet || r.Method == http.MethodHead) && rt.get != nil:
 		rt.get(w, r)
 	case r.Method == http.MethodPost && rt.post != nil:
+		if g.answerResent(w, r, sub) {
+			return
+		}
 		rt.post(w, r)
 	default:
 		var allow []string

@@ -30,7 +30,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := page{Title: "Two-factor authentication", User: p.User}
-	a, acct, ok := g.beginAccountAttempt(w, r, "second_factor", p.User, "2fa", pg)
+	a, acct, ok := g.beginAccountAttempt(w, r, EventSecondFactor, p.User, "2fa", pg)
 	if !ok {
 		return
 	}
@@ -47,23 +47,23 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), &s)
 	switch {
 	case errors.Is(err, ErrBusy):
-		g.busy(w, r, a, "second_factor", p.User)
+		g.busy(w, r, a, EventSecondFactor, p.User)
 		return
 	case err != nil:
 		g.releaseAttempt(a)
 		g.internalError(w, r, "check code", err)
 		return
 	case !ok:
-		g.failAttempt(r, a, p.User)
-		g.audit(r, "second_factor", "failure", p.User)
-		g.problem(w, r, http.StatusUnauthorized, "invalid_code", "That code is not right. Check your app's clock and try the current code.", "2fa", pg)
+		note := g.failAttempt(r, a, p.User)
+		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)
 	factor := FactorTOTP
 	if usedBackup {
 		factor = FactorBackupCode
-		g.audit(r, "backup_code", "ok", p.User)
+		g.audit(r, EventBackupCode, OutcomeOK, p.User)
 	}
 	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), factor) {
 		return

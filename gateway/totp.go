@@ -5,11 +5,11 @@ import (
 	"crypto/subtle"
 	"encoding/base32"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
+	"github.com/pquerna/otp/totp"
 )
 
 // TOTP parameters every authenticator app understands (RFC 6238 defaults).
@@ -59,16 +59,21 @@ func newTOTPSecret() (string, error) {
 }
 
 // otpauthURI is the Key URI Format understood by Google Authenticator and
-// the rest: the issuer both as label prefix and as parameter.
-func otpauthURI(issuer, account, secret string) string {
-	q := url.Values{}
-	q.Set("secret", secret)
-	q.Set("issuer", issuer)
-	q.Set("algorithm", "SHA1")
-	q.Set("digits", "6")
-	q.Set("period", "30")
-	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
-	return u.String()
+// the rest, as the library writes it: the issuer both as label prefix and
+// as parameter, spaces as %20 (a + shows literally in some apps).
+func otpauthURI(issuer, account, secret string) (string, error) {
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if err != nil {
+		return "", fmt.Errorf("decode totp secret: %w", err)
+	}
+	key, err := totp.Generate(totp.GenerateOpts{
+		Issuer: issuer, AccountName: account, Secret: raw,
+		Period: totpPeriod, Digits: totpDigits, Algorithm: totpOpts.Algorithm,
+	})
+	if err != nil {
+		return "", fmt.Errorf("build otpauth URI: %w", err)
+	}
+	return key.URL(), nil
 }
 
 // hotpCode is the code for one time step.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,4 +60,20 @@ func TestTOTP_RejectsMalformedCodes(t *testing.T) {
 
 func codeAt(secret string, t time.Time) (string, error) {
 	return hotpCode(secret, totpStep(t))
+}
+
+func TestOtpauthURI_EncodesSpacesAsPercent20(t *testing.T) {
+	const secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	uri, err := otpauthURI("Home Lab", "alice", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(uri, "otpauth://totp/Home%20Lab:alice?") || !strings.Contains(uri, "issuer=Home%20Lab") || strings.Contains(uri, "+") {
+		t.Errorf("otpauthURI = %q, want otpauth://totp/Home%%20Lab:alice?…&issuer=Home%%20Lab and no +", uri)
+	}
+	for _, want := range []string{"secret=" + secret, "algorithm=SHA1", "digits=6", "period=30"} {
+		if !strings.Contains(uri, want) {
+			t.Errorf("otpauthURI = %q, want %s", uri, want)
+		}
+	}
 }

@@ -21,6 +21,11 @@ const (
 
 func portalEnv(t *testing.T, mods ...func(*gateway.Config)) *env {
 	t.Helper()
+	return portalEnvB(t, mods...)
+}
+
+func portalEnvB(t testing.TB, mods ...func(*gateway.Config)) *env {
+	t.Helper()
 	return newEnv(t, append([]func(*gateway.Config){func(c *gateway.Config) {
 		c.PortalDomains = []string{"example.com"}
 		c.Groups = map[string][]string{"admins": {"alice"}, "staff": {"alice", "bob"}}
@@ -350,6 +355,12 @@ func TestVerify_BadHeadersGet400NeverSuccess(t *testing.T) {
 	e := portalEnv(t)
 	anon := e.client()
 	alice := signedIn(t, e, "alice")
+	// Good requests first, so that what they leave cached is in place.
+	for path, hdr := range map[string]map[string]string{"verify": forwarded(), "verify/nginx": originalHeaders()} {
+		if r := alice.verify(path, hdr, "text/html"); r.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, r.StatusCode)
+		}
+	}
 	for _, tt := range badVerify {
 		for who, c := range map[string]*client{"signed in": alice, "not signed in": anon} {
 			r := c.verify(tt.path, tt.hdr, "text/html")
@@ -423,6 +434,21 @@ func TestVerify_HostOfTheVerifyRequestMustBeThePortals(t *testing.T) {
 	}
 }
 
+func TestVerify_LoginLocationDropsTheSchemesOwnPort(t *testing.T) {
+	e := portalEnv(t)
+	req, _ := http.NewRequest("GET", e.srv.URL+"/.totp-auth/verify", nil)
+	req.Header.Set(trustedMark, "yes")
+	req.Header.Set("Accept", "application/json")
+	for k, v := range forwarded() {
+		req.Header.Set(k, v)
+	}
+	req.Host = portalHost + ":443" // as Caddy's header_up Host {upstream_hostport} sends it
+	r := e.client().do(req)
+	if want := "https://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL); r.StatusCode != 401 || r.Header.Get("Location") != want {
+		t.Fatalf("verify under Host %s: %d Location %q, want 401 %s", req.Host, r.StatusCode, r.Header.Get("Location"), want)
+	}
+}
+
 func TestVerify_WithoutPortalIsNotFound(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.TrustedProxy = func(*http.Request) bool { return true } })
 	c := signedIn(t, e, "alice")
@@ -452,4 +478,86 @@ func TestVerify_PasswordOnlySessionIsAskedForTheSecondFactor(t *testing.T) {
 	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/setup" {
 		t.Fatalf("login page for an app behind verify: %d Location %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
 	}
+}
+
+// A redirect target is checked again where it is used: a sign-in begun at
+// a portal for example.com and finished at one that no longer serves
+// that domain (same keys and database, as after a reload) ends at "/".
+func TestVerify_RedirectIsCheckedAgainWhenUsed(t *testing.T) {
+	hashKey, blockKey := make([]byte, 32), make([]byte, 32)
+	for i := range hashKey {
+		hashKey[i], blockKey[i] = byte(i), byte(255-i)
+	}
+	keys := func(c *gateway.Config) { c.SessionHashKey, c.SessionBlockKey = hashKey, blockKey }
+	a := portalEnv(t, keys)
+	b := portalEnv(t, keys, func(c *gateway.Config) {
+		c.Store = a.store
+		c.Clock = a.clock
+		c.PortalDomains = []string{"other.example.net"}
+	})
+	ca := a.client()
+	secret, _ := ca.enroll("alice")
+	ca.postJSON("/.totp-auth/logout", nil)
+	a.clock.Advance(30 * time.Second)
+	r := ca.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword, "redirect": appURL})
+	if r.StatusCode != 200 || r.JSON["redirect"] != appURL {
+		t.Fatalf("login at the first portal: %d %s", r.StatusCode, r.Body)
+	}
+	cb := &client{e: b, jar: ca.jar, http: ca.http} // the same browser (cookies ignore ports)
+	r = cb.postJSON("/.totp-auth/2fa", map[string]string{"code": a.code(secret, 0)})
+	if r.StatusCode != 200 || r.JSON["redirect"] != "/" {
+		t.Fatalf("2fa at a portal without example.com: %d %s, want redirect /", r.StatusCode, r.Body)
+	}
+}
+
+// Refused verify calls cost a log line at most once a second, so a flood
+// of them cannot flood the log.
+func TestVerify_RefusalsLogAtMostOncePerSecond(t *testing.T) {
+	e := portalEnv(t)
+	c := e.client()
+	for i := 0; i < 20; i++ {
+		c.verify("verify", forwarded(), "application/json", true)
+		c.verify("verify", with(forwarded(), "X-Forwarded-Host", "evil.net"), "application/json")
+	}
+	if n := e.logs.FilterMessageSnippet("totp_auth verify").Len(); n != 1 {
+		t.Fatalf("40 refusals within one second logged %d lines, want 1", n)
+	}
+	e.clock.Advance(time.Second)
+	c.verify("verify", forwarded(), "application/json", true)
+	if n := e.logs.FilterMessageSnippet("totp_auth verify").Len(); n != 2 {
+		t.Fatalf("a refusal a second later: %d lines in all, want 2", n)
+	}
+}
+
+// A session cookie that does not reach the app would make the login page
+// and the app send the browser to each other forever: the login page says
+// so instead.
+func TestVerify_LoginPageBreaksTheLoopWhenTheCookieCannotReachTheApp(t *testing.T) {
+	e := portalEnv(t)
+	c := signedIn(t, e, "alice")
+	r := c.getHTML("/.totp-auth/login?redirect=" + url.QueryEscape(appURL))
+	if r.StatusCode != http.StatusBadRequest || r.Header.Get("Location") != "" || !strings.Contains(r.Body, "cookie_domain") {
+		t.Fatalf("without cookie_domain: %d Location %q, want a 400 page naming cookie_domain\n%s", r.StatusCode, r.Header.Get("Location"), r.Body)
+	}
+	// With a cookie_domain above the app, the browser goes back to it.
+	e2 := portalEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.com" })
+	c2 := e2.client()
+	c2.jar = hostOnlyJar{c2.jar}
+	c2.http.Jar = c2.jar
+	c2.enroll("alice")
+	r = c2.getHTML("/.totp-auth/login?redirect=" + url.QueryEscape(appURL))
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != appURL {
+		t.Fatalf("with cookie_domain example.com: %d Location %q, want 303 %s", r.StatusCode, r.Header.Get("Location"), appURL)
+	}
+}
+
+// hostOnlyJar keeps cookies set for a parent domain as cookies of the
+// test server's own address, which a cookie jar would otherwise refuse.
+type hostOnlyJar struct{ http.CookieJar }
+
+func (j hostOnlyJar) SetCookies(u *url.URL, cs []*http.Cookie) {
+	for _, c := range cs {
+		c.Domain = ""
+	}
+	j.CookieJar.SetCookies(u, cs)
 }

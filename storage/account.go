@@ -97,14 +97,14 @@ func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Acco
 	a := withheld(user, rec, stored)
 	keys := db.keys.Load()
 	if rec.TOTPSecret != nil {
-		secret, err := keys.open(purposeTOTPSecret, user, rec.TOTPSecret)
+		secret, err := keys.Open(purposeTOTPSecret, user, rec.TOTPSecret)
 		if err != nil {
 			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
 		}
 		a.TOTPSecret = string(secret)
 	}
 	if p := rec.Pending; p != nil {
-		secret, err := keys.open(purposePendingSecret, user, p.Secret)
+		secret, err := keys.Open(purposePendingSecret, user, p.Secret)
 		if err != nil {
 			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
 		}
@@ -131,7 +131,7 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 		if err != nil {
 			return nil, err
 		}
-		return db.keys.Load().seal(id, purpose, a.Name, []byte(plain))
+		return db.keys.Load().Seal(id, purpose, a.Name, []byte(plain))
 	}
 	var err error
 	switch {

@@ -77,12 +77,14 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 	err = db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCounters)
 		cs := make(map[string]*gateway.Counter, len(keys))
+		loaded := make(map[string][]byte, len(keys))
 		for _, k := range keys {
 			c, err := getCounter(b, k)
 			if err != nil {
 				return err
 			}
 			cs[k] = &c
+			loaded[k] = b.Get([]byte(k)) // only compared within tx
 		}
 		if fnErr = fn(cs); fnErr != nil {
 			return fnErr
@@ -91,10 +93,11 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 			c := *cs[k]
 			c.Key = k
 			var err error
-			if c.Empty() {
+			switch v := encodeCounter(c); {
+			case c.Empty() && loaded[k] != nil:
 				err = b.Delete([]byte(k))
-			} else {
-				err = b.Put([]byte(k), encodeCounter(c))
+			case !c.Empty() && !bytes.Equal(v, loaded[k]):
+				err = b.Put([]byte(k), v)
 			}
 			if err != nil {
 				return fmt.Errorf("write counter %q: %w", k, err)

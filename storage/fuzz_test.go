@@ -38,6 +38,12 @@ var (
 // fuzzNow is the time the targets run at.
 var fuzzNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// The ciphertext layout of package secrets: version, key id, nonce.
+const (
+	sealVersion  = 1
+	sealOverhead = 1 + 4 + 12
+)
+
 // fuzzPurposes are every purpose a ciphertext is sealed for.
 var fuzzPurposes = []string{purposeTOTPSecret, purposePendingSecret, purposeSessionHash, purposeSessionBlock, purposeCanary}
 
@@ -60,7 +66,7 @@ func fuzzKeyring(tb testing.TB, keys ...Key) *keyring {
 
 func mustSeal(tb testing.TB, r *keyring, k Key, purpose, owner, plaintext string) []byte {
 	tb.Helper()
-	sealed, err := r.seal(k.id(), purpose, owner, []byte(plaintext))
+	sealed, err := r.Seal(k.KeyID(), purpose, owner, []byte(plaintext))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -131,7 +137,7 @@ func FuzzOpenSealed(f *testing.F) {
 			// open gets a copy that is destroyed afterwards, as bbolt's
 			// memory may be once the transaction ends.
 			in := bytes.Clone(sealed)
-			plain, err := r.open(purpose, owner, in)
+			plain, err := r.Open(purpose, owner, in)
 			for i := range in {
 				in[i] = 0xff
 			}
@@ -146,7 +152,7 @@ func FuzzOpenSealed(f *testing.F) {
 			case err != nil && plain != nil:
 				t.Fatalf("open(%s, %q) failed but returned bytes", purpose, owner)
 			}
-			if err != nil && wellFormed && id != fuzzCurrent.id() && id != fuzzOld.id() && !strings.Contains(err.Error(), id.String()) {
+			if err != nil && wellFormed && id != fuzzCurrent.KeyID() && id != fuzzOld.KeyID() && !strings.Contains(err.Error(), id.String()) {
 				t.Fatalf("error for a ciphertext under the unconfigured key %s does not name it: %v", id, err)
 			}
 		}
@@ -161,7 +167,7 @@ func FuzzSealRoundTrip(f *testing.F) {
 	onlyOther := fuzzKeyring(f, fuzzOther)
 	f.Fuzz(func(t *testing.T, plaintext []byte, owner string, flip uint16) {
 		for _, k := range []Key{fuzzCurrent, fuzzOld} {
-			sealed, err := r.seal(k.id(), purposeTOTPSecret, owner, plaintext)
+			sealed, err := r.Seal(k.KeyID(), purposeTOTPSecret, owner, plaintext)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,11 +180,11 @@ func FuzzSealRoundTrip(f *testing.F) {
 			if want, ok := authentic(sealed, purposeTOTPSecret, owner, k); !ok || !bytes.Equal(want, plaintext) {
 				t.Fatalf("seal under %s does not follow the documented layout", k)
 			}
-			plain, err := r.open(purposeTOTPSecret, owner, sealed)
+			plain, err := r.Open(purposeTOTPSecret, owner, sealed)
 			if err != nil || !bytes.Equal(plain, plaintext) {
 				t.Fatalf("round trip under %s: %x, %v; want %x", k, plain, err, plaintext)
 			}
-			again, err := r.seal(k.id(), purposeTOTPSecret, owner, plaintext)
+			again, err := r.Seal(k.KeyID(), purposeTOTPSecret, owner, plaintext)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,18 +193,18 @@ func FuzzSealRoundTrip(f *testing.F) {
 			}
 
 			// Any other owner, any other purpose, any changed bit, another key: refused.
-			if _, err := r.open(purposeTOTPSecret, owner+"x", sealed); err == nil {
+			if _, err := r.Open(purposeTOTPSecret, owner+"x", sealed); err == nil {
 				t.Fatal("opened for another owner")
 			}
-			if _, err := r.open(purposePendingSecret, owner, sealed); err == nil {
+			if _, err := r.Open(purposePendingSecret, owner, sealed); err == nil {
 				t.Fatal("opened for another purpose")
 			}
 			flipped := bytes.Clone(sealed)
 			flipped[int(flip)%len(flipped)] ^= 1 << (flip >> 13)
-			if _, err := r.open(purposeTOTPSecret, owner, flipped); err == nil {
+			if _, err := r.Open(purposeTOTPSecret, owner, flipped); err == nil {
 				t.Fatalf("opened with bit %d of byte %d flipped", flip>>13, int(flip)%len(flipped))
 			}
-			if _, err := onlyOther.open(purposeTOTPSecret, owner, sealed); err == nil || !strings.Contains(err.Error(), k.ID()) {
+			if _, err := onlyOther.Open(purposeTOTPSecret, owner, sealed); err == nil || !strings.Contains(err.Error(), k.ID()) {
 				t.Fatalf("a keyring without %s: error %v should name the key id", k, err)
 			}
 		}

@@ -107,11 +107,11 @@ func TestSeal_OpensOnlyForTheSameOwnerPurposeAndKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := ring.seal(k1.id(), purposeTOTPSecret, "alice", []byte("JBSWY3DPEHPK3PXP"))
+	sealed, err := ring.Seal(k1.KeyID(), purposeTOTPSecret, "alice", []byte("JBSWY3DPEHPK3PXP"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plain, err := ring.open(purposeTOTPSecret, "alice", sealed); err != nil || string(plain) != "JBSWY3DPEHPK3PXP" {
+	if plain, err := ring.Open(purposeTOTPSecret, "alice", sealed); err != nil || string(plain) != "JBSWY3DPEHPK3PXP" {
 		t.Fatalf("open = %q, %v", plain, err)
 	}
 	tampered := bytes.Clone(sealed)
@@ -131,12 +131,12 @@ func TestSeal_OpensOnlyForTheSameOwnerPurposeAndKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := tt.ring.open(tt.purpose, tt.owner, tt.sealed); err == nil {
+			if _, err := tt.ring.Open(tt.purpose, tt.owner, tt.sealed); err == nil {
 				t.Error("open succeeded")
 			}
 		})
 	}
-	if _, err := ring.open(purposeTOTPSecret, "bob", sealed); !errors.Is(err, errDecrypt) {
+	if _, err := ring.Open(purposeTOTPSecret, "bob", sealed); !errors.Is(err, errDecrypt) {
 		t.Errorf("another owner: %v, want errDecrypt", err)
 	}
 }
@@ -144,8 +144,8 @@ func TestSeal_OpensOnlyForTheSameOwnerPurposeAndKey(t *testing.T) {
 func TestSeal_UsesAFreshNonceEachTime(t *testing.T) {
 	k, _ := NewKey()
 	ring, _ := newKeyring([]Key{k})
-	a, _ := ring.seal(k.id(), purposeTOTPSecret, "alice", []byte("same"))
-	b, _ := ring.seal(k.id(), purposeTOTPSecret, "alice", []byte("same"))
+	a, _ := ring.Seal(k.KeyID(), purposeTOTPSecret, "alice", []byte("same"))
+	b, _ := ring.Seal(k.KeyID(), purposeTOTPSecret, "alice", []byte("same"))
 	if bytes.Equal(a, b) {
 		t.Error("two seals of the same secret are equal")
 	}

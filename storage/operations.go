@@ -22,12 +22,12 @@ func (db *DB) RotateKey(key Key) error {
 	// what the rotation writes the moment it commits. If the rotation
 	// fails, the committed canary still names the old key, and nothing is
 	// sealed under the new one.
-	keys, err := db.keys.Load().with(key)
+	keys, err := db.keys.Load().With(key)
 	if err != nil {
 		return fmt.Errorf("rotate to %s: %w", key, err)
 	}
 	db.keys.Store(keys)
-	if err := db.bolt.Update(func(tx *bolt.Tx) error { return reseal(tx, keys, key.id()) }); err != nil {
+	if err := db.bolt.Update(func(tx *bolt.Tx) error { return reseal(tx, keys, key.KeyID()) }); err != nil {
 		return fmt.Errorf("rotate to %s: %w", key, err)
 	}
 	return nil

@@ -2,8 +2,9 @@
 // (password hashes of users managed in the database, TOTP secrets, last
 // accepted time steps, backup-code hashes, pending enrollments, session
 // generations), the failure counters of the lockout, and the session cookie
-// keys. It implements gateway.Store, and it adds the operator functions the
-// admin API and the `caddy totp-auth` commands use.
+// keys. It implements gateway.Store: it loads, locks and saves records in
+// bbolt transactions and applies no rule of its own (those are gateway's).
+// It adds what only a file allows: key rotation and backup.
 //
 // Secrets (TOTP secrets, pending enrollment secrets, cookie keys) are kept
 // only as AES-256-GCM ciphertext. Every ciphertext names the key it was
@@ -51,10 +52,6 @@ var (
 	keySessionHash  = []byte("session_hash_key")
 	keySessionBlock = []byte("session_block_key")
 )
-
-// canaryText is sealed under the current key as the canary. Its content is
-// no secret; only whether it decrypts matters.
-var canaryText = []byte("totp_auth canary")
 
 // Options configures Open. The zero value is not enough: Keys needs one key.
 type Options struct {
@@ -159,7 +156,7 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	}
 
 	keys := db.keys.Load()
-	to := current.id()
+	to := current.KeyID()
 	canary := meta.Get(keyCanary)
 	if canary == nil {
 		return writeCanary(tx, keys, to)
@@ -168,11 +165,11 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	if err != nil {
 		return fmt.Errorf("read key canary: %w", err)
 	}
-	if _, ok := keys.aeads[from]; !ok {
+	if !keys.Has(from) {
 		return fmt.Errorf("the secrets in this database are encrypted under key id %s, but the configured encryption_key has id %s: "+
-			"set encryption_key to the key this database was created with (or last rotated to)", from, keys.idList())
+			"set encryption_key to the key this database was created with (or last rotated to)", from, keys.IDList())
 	}
-	plain, err := keys.open(purposeCanary, "", canary)
+	plain, err := keys.Open(purposeCanary, "", canary)
 	if err != nil || !bytes.Equal(plain, canaryText) {
 		return fmt.Errorf("key canary does not decrypt under key id %s, although the id matches: the database was changed outside totp_auth; restore a backup", from)
 	}
@@ -183,7 +180,7 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 }
 
 func writeCanary(tx *bolt.Tx, keys *keyring, id keyID) error {
-	sealed, err := keys.seal(id, purposeCanary, "", canaryText)
+	sealed, err := keys.Seal(id, purposeCanary, "", canaryText)
 	if err != nil {
 		return fmt.Errorf("seal key canary: %w", err)
 	}
@@ -257,9 +254,9 @@ func resealValue(keys *keyring, to keyID, purpose, owner string, sealed []byte) 
 	if sealed == nil {
 		return nil, nil
 	}
-	plain, err := keys.open(purpose, owner, sealed)
+	plain, err := keys.Open(purpose, owner, sealed)
 	if err != nil {
 		return nil, err
 	}
-	return keys.seal(to, purpose, owner, plain)
+	return keys.Seal(to, purpose, owner, plain)
 }

@@ -381,7 +381,7 @@ func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 	if err := db.RotateKey(newKey); err != nil {
 		t.Fatalf("RotateKey: %v", err)
 	}
-	if ids := keyIDsIn(t, db); len(ids) != 1 || ids[newKey.id()] != 5 {
+	if ids := keyIDsIn(t, db); len(ids) != 1 || ids[newKey.KeyID()] != 5 {
 		t.Errorf("after rotation ciphertexts are under %v, want all 5 under %s", ids, newKey.ID())
 	}
 	// The open DB keeps working, and its new ciphertexts use the new key.

@@ -157,16 +157,14 @@ func (u *Users) List(now time.Time) (Listing, error) {
 	}
 	for _, l := range locks {
 		until := now.Add(l.RetryAfter).Truncate(time.Second)
-		switch {
-		case strings.HasPrefix(l.Key, "user:"):
-			name := strings.TrimPrefix(l.Key, "user:")
+		if name, ok := gateway.UserCounter.Name(l.Key); ok {
 			if r := byName[name]; r != nil {
 				r.LockedUntil = &until
 			} else {
 				out.LockedUnknownNames = append(out.LockedUnknownNames, LockReport{Name: name, LockedUntil: until})
 			}
-		case strings.HasPrefix(l.Key, "ip:"):
-			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: strings.TrimPrefix(l.Key, "ip:"), LockedUntil: until})
+		} else if ip, ok := gateway.IPCounter.Name(l.Key); ok {
+			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: ip, LockedUntil: until})
 		}
 	}
 	for _, r := range byName {
@@ -219,10 +217,25 @@ func notInDatabase(name string) error {
 	return refuse(http.StatusNotFound, "there is no user %s in the database: `caddy totp-auth user add %s` adds one", name, name)
 }
 
+// Operation names a user operation. It is also its path in the totp_auth
+// admin API, under /totp-auth/.
+type Operation string
+
+// The user operations.
+const (
+	OpListUsers      Operation = "users"
+	OpAddUser        Operation = "users/add"
+	OpSetPassword    Operation = "users/passwd"
+	OpRemoveUser     Operation = "users/remove"
+	OpResetTwoFactor Operation = "users/reset-2fa"
+	OpUnlock         Operation = "users/unlock"
+	OpSignOut        Operation = "users/signout"
+)
+
 // CheckPassword refuses, from a listing, to ask for a password that op
-// (users/add or users/passwd) would refuse anyway: the commands call it
+// (OpAddUser or OpSetPassword) would refuse anyway: the commands call it
 // before prompting. The operation checks again when it runs.
-func CheckPassword(l Listing, op, name string) error {
+func CheckPassword(l Listing, op Operation, name string) error {
 	name, err := UserName(name)
 	if err != nil {
 		return err
@@ -234,13 +247,13 @@ func CheckPassword(l Listing, op, name string) error {
 		}
 	}
 	switch {
-	case source == SourceConfig && op == "users/add":
+	case source == SourceConfig && op == OpAddUser:
 		return configUserRefusal(name, insteadOfAdd)
 	case source == SourceConfig:
 		return configUserRefusal(name, insteadOfPasswd)
-	case source == SourceDatabase && op == "users/add":
+	case source == SourceDatabase && op == OpAddUser:
 		return alreadyAdded(name)
-	case source != SourceDatabase && op == "users/passwd":
+	case source != SourceDatabase && op == OpSetPassword:
 		return notInDatabase(name)
 	}
 	return nil
@@ -361,7 +374,7 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	}
 	msg := fmt.Sprintf("Reset the 2FA of %s and signed them out everywhere: "+
 		"their next sign-in, with their password, sets up a new authenticator app.", name)
-	if lock, err := LockState(u.Store, "user:"+name, now); err != nil {
+	if lock, err := LockState(u.Store, gateway.UserCounter.Key(name), now); err != nil {
 		return Report{}, err
 	} else if lock != nil {
 		msg += fmt.Sprintf(" They are locked out until %s: `caddy totp-auth user unlock %s` lifts that.",
@@ -402,7 +415,7 @@ func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return u.unlock("user:"+name, name, now)
+	return u.unlock(gateway.UserCounter.Key(name), name, now)
 }
 
 // UnlockIP lifts the lock of a client IP (of its /64 for IPv6, as the
@@ -413,7 +426,8 @@ func (u *Users) UnlockIP(ip string, now time.Time) (Report, error) {
 		return Report{}, refuse(http.StatusBadRequest, "%q is not an IP address", ip)
 	}
 	key := gateway.ClientKey(addr.String())
-	return u.unlock(key, strings.TrimPrefix(key, "ip:"), now)
+	name, _ := gateway.IPCounter.Name(key)
+	return u.unlock(key, name, now)
 }
 
 func (u *Users) unlock(key, what string, now time.Time) (Report, error) {

@@ -55,13 +55,6 @@ func fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gat
 	return locks
 }
 
-func release(t *testing.T, s gateway.Store, a gateway.Attempt) {
-	t.Helper()
-	if err := gateway.ReleaseAttempt(s, a); err != nil {
-		t.Fatalf("ReleaseAttempt: %v", err)
-	}
-}
-
 // failTimes records one failure under limit at each offset from t0 and
 // returns the locks of the last one.
 func failTimes(t *testing.T, s gateway.Store, limit gateway.Limit, offsets ...time.Duration) []gateway.Lock {

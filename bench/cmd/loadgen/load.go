@@ -22,6 +22,8 @@ const ioTimeout = 5 * time.Second
 type target struct {
 	name string
 	addr string
+	// host is the Host header; empty means addr.
+	host string
 	// auth is the header line that authenticates (Cookie or
 	// Authorization), empty for plain reverse_proxy.
 	auth string
@@ -42,7 +44,11 @@ func newTarget(name, addr, auth, cookieName string) *target {
 func (t *target) setAuth(auth string) {
 	t.auth = auth
 	var b strings.Builder
-	b.WriteString("GET / HTTP/1.1\r\nHost: " + t.addr + "\r\nUser-Agent: totp-auth-bench\r\nAccept: */*\r\n")
+	host := t.host
+	if host == "" {
+		host = t.addr
+	}
+	b.WriteString("GET / HTTP/1.1\r\nHost: " + host + "\r\nUser-Agent: totp-auth-bench\r\nAccept: */*\r\n")
 	if auth != "" {
 		b.WriteString(auth + "\r\n")
 	}

@@ -10,6 +10,10 @@
 //	loadgen upstream -addr A       serve a small fixed body on A (the upstream)
 //	loadgen wait -addr A,B,...     wait until every address accepts connections
 //	loadgen run ...                sign in, run the rounds and the flood, print the report
+//	loadgen postgres -dsn-file F   run a throwaway PostgreSQL cluster until stopped
+//	loadgen hash -password P       print a bcrypt hash of P at the lowest cost
+//	loadgen cluster ...            two instances on one PostgreSQL: failed attempts/s, logout propagation
+//	loadgen portal ...             forward_auth to verify against forward_auth to a plain 200
 //
 // Everything it dials or listens on is a 127.0.0.1 address, and every loop
 // in it is bounded both in time and in count.
@@ -40,6 +44,14 @@ func main() {
 		err = waitReady(args)
 	case "run":
 		err = run(args)
+	case "postgres":
+		err = postgres(args)
+	case "cluster":
+		err = cluster(args)
+	case "hash":
+		err = hash(args)
+	case "portal":
+		err = portal(args)
 	default:
 		usage()
 		os.Exit(2)
@@ -51,7 +63,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run [flags]; see bench/README.md")
+	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|portal [flags]; see bench/README.md")
 }
 
 // freePorts prints n distinct free ports on 127.0.0.1. All listeners stay

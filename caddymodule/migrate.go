@@ -1,0 +1,150 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/postgres"
+)
+
+// errNoSessionKeys stops SessionKeys from storing keys in a database that
+// has none.
+var errNoSessionKeys = errors.New("the database has no session keys")
+
+// migrate copies the bbolt database the other commands would work on into
+// the empty PostgreSQL database at to: accounts with their authenticators,
+// unused backup codes and session generations, pending enrollments,
+// revocations, failure counters and the session keys (so nobody is signed
+// out). Secrets move still sealed under the same key, re-encrypted only as
+// PostgreSQL's rows need. Caddy must not hold the file meanwhile.
+func (o *options) migrate(to string) error {
+	if o.postgres != "" {
+		return errors.New("migrate copies a bbolt database: name it with --db or --config, and the PostgreSQL database with --to-postgres")
+	}
+	_, configured, err := o.loadConfig()
+	if err != nil {
+		return err
+	}
+	var cfg *configuredDB
+	path := o.db
+	switch {
+	case path != "":
+		if path, err = filepath.Abs(path); err != nil {
+			return err
+		}
+	default:
+		var files []configuredDB
+		for _, c := range configured {
+			if c.postgres == "" {
+				files = append(files, c)
+			}
+		}
+		switch len(files) {
+		case 0:
+			path = defaultDBPath()
+		case 1:
+			path = files[0].path
+		default:
+			return fmt.Errorf("%s names several totp_auth databases; name one with --db: %s", o.config, configuredPaths(files))
+		}
+	}
+	for i := range configured {
+		if configured[i].path == path {
+			cfg = &configured[i]
+		}
+	}
+	src, err := o.openDirectly(path, cfg, false)
+	if err != nil {
+		return fmt.Errorf("open %s to copy it (stop the Caddy that uses it first): %w", path, err)
+	}
+	defer src.db.Close()
+
+	name := postgres.Describe(to)
+	if name == "" {
+		return errors.New("--to-postgres: the connection string does not parse: write it as a libpq keyword/value string or a postgres:// URL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
+	defer cancel()
+	dst, err := postgres.Open(ctx, to, postgres.Options{Keys: []storage.Key{src.current}})
+	if err != nil {
+		return err
+	}
+	defer dst.Close()
+	copied, err := copyStore(src.db, dst)
+	if err != nil {
+		return fmt.Errorf("copy %s into %s: %w", path, name, err)
+	}
+	key := "the same encryption_key"
+	if f := src.keyFile(); f != "" {
+		key = fmt.Sprintf("encryption_key {file.%s} (the key file of %s, id %s)", f, path, src.current.ID())
+	}
+	fmt.Fprintf(o.out, "Copied %s into %s: %s.\n"+
+		"Now point every instance at it, in place of db_path:\n\n\tpostgres       <this connection string>\n\tencryption_key <%s>\n\n"+
+		"Users keep their authenticator apps, their unused backup codes and their sessions.\n",
+		path, name, copied, key)
+	return nil
+}
+
+// copyStore copies every account, counter and the session keys from src
+// into dst, which must hold no account yet, and says what it copied.
+func copyStore(src, dst gateway.Store) (string, error) {
+	existing, err := dst.Accounts()
+	if err != nil {
+		return "", err
+	}
+	if len(existing) > 0 {
+		return "", fmt.Errorf("it already holds %d totp_auth accounts: migrate into an empty database (or schema)", len(existing))
+	}
+	list, err := src.Accounts()
+	if err != nil {
+		return "", err
+	}
+	enrolled := 0
+	for _, listed := range list {
+		a, err := src.Account(listed.Name)
+		if err != nil {
+			return "", err
+		}
+		if a.TOTPSecret != "" {
+			enrolled++
+		}
+		err = dst.UpdateAccount(a.Name, func(to *gateway.Account) error {
+			*to = a
+			to.Removed = false
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	counters, err := src.Counters()
+	if err != nil {
+		return "", err
+	}
+	for _, c := range counters {
+		err := dst.UpdateCounters([]string{c.Key}, func(cs map[string]*gateway.Counter) error {
+			*cs[c.Key] = c
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+	}
+	keys := "no session keys (none were made yet)"
+	hash, block, err := src.SessionKeys(func() ([]byte, []byte, error) { return nil, nil, errNoSessionKeys })
+	switch {
+	case errors.Is(err, errNoSessionKeys):
+	case err != nil:
+		return "", err
+	default:
+		if _, _, err := dst.SessionKeys(func() ([]byte, []byte, error) { return hash, block, nil }); err != nil {
+			return "", err
+		}
+		keys = "the session keys"
+	}
+	return fmt.Sprintf("%d users (%d with 2FA), %d failure counters and %s", len(list), enrolled, len(counters), keys), nil
+}

@@ -1,0 +1,54 @@
+package gateway
+
+import (
+	"net/http"
+)
+
+// The pages a finished action ends on (SPEC §10): sign-out, sign-out
+// everywhere and turning two-factor authentication off each say what
+// happened, on a page a reload cannot post again.
+
+// doneKind names what happened; it is the done page's query.
+type doneKind string
+
+const (
+	doneSignedOut           doneKind = "signed-out"
+	doneSignedOutEverywhere doneKind = "signed-out-everywhere"
+	doneTwoFactorOff        doneKind = "two-factor-off"
+)
+
+func (g *Gateway) donePage(k doneKind) string { return g.cfg.Prefix + "/done?what=" + string(k) }
+
+func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
+	k := doneKind(r.URL.Query().Get("what"))
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		return
+	}
+	s, _, err := g.session(r, g.cfg.Clock.Now())
+	if err != nil {
+		g.internalError(w, r, "check session", err)
+		return
+	}
+	signedIn := s != nil
+	p := page{Continue: g.loginURL("/"), ContinueLabel: "Sign in again"}
+	switch {
+	case k == doneSignedOut:
+		p.Title = "You are signed out"
+		p.Notice = "This browser is signed out. Other devices you signed in on stay signed in; to end those too, sign in and choose “Sign out everywhere”."
+	case k == doneSignedOutEverywhere:
+		p.Title = "You are signed out everywhere"
+		p.Notice = "Every session of yours has ended: in this browser and on every other device. Anyone who copied a session cookie of yours is out too."
+	case k == doneTwoFactorOff && signedIn:
+		p.Title = "Two-factor authentication is off"
+		p.Notice = "Your authenticator app and your backup codes no longer work here. You sign in with your password alone until you turn it on again."
+		p.Continue, p.ContinueLabel = g.cfg.Prefix+"/account", "Back to your account"
+	case k == doneTwoFactorOff:
+		p.Title = "Two-factor authentication is off"
+		p.Notice = "Your authenticator app and your backup codes no longer work here, and you were signed out everywhere. This site requires two-factor authentication: the next sign-in sets up an app again."
+	default:
+		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		return
+	}
+	g.render(w, r, http.StatusOK, "message", p)
+}

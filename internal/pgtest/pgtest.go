@@ -1,0 +1,245 @@
+// Package pgtest runs a throwaway PostgreSQL cluster for tests: initdb into
+// a temporary directory, then the postgres server as a direct child process
+// of the test binary, listening only on a unix socket in that directory.
+// Nothing is left behind: Stop ends the server and removes the directory.
+//
+// It uses Debian's binaries under /usr/lib/postgresql/<version>/bin (the
+// `postgresql` package, which `make test` installs when missing). A missing
+// installation is an error, so a test that needs PostgreSQL fails rather
+// than skips. PostgreSQL refuses to run as root; when the tests run as root,
+// initdb and postgres run as the `postgres` system user the package creates.
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// port is only the name of the socket file (.s.PGSQL.<port>): the server
+// listens on no TCP port, so clusters of tests running at once never clash.
+const port = 5432
+
+// startTimeout bounds how long Start and Restart wait for the server to
+// accept connections.
+const startTimeout = 30 * time.Second
+
+// Options configures StartWith.
+type Options struct {
+	// Durable keeps PostgreSQL's own defaults for fsync and
+	// synchronous_commit, for measurements; tests leave them off, which
+	// is faster and loses nothing a test needs.
+	Durable bool
+}
+
+// Server is one running cluster. Its methods are safe for concurrent use.
+type Server struct {
+	bin  string // directory with initdb and postgres
+	dir  string // temp dir: data/ and the socket
+	cred *syscall.Credential
+	opts Options
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	dbs  atomic.Int64
+}
+
+// Start creates a cluster and starts its server. Call Close when done
+// (from TestMain, after m.Run).
+func Start() (*Server, error) { return StartWith(Options{}) }
+
+// StartWith is Start with options.
+func StartWith(opts Options) (*Server, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgtest-")
+	if err != nil {
+		return nil, fmt.Errorf("create cluster directory: %w", err)
+	}
+	s := &Server{bin: bin, dir: dir, opts: opts}
+	if err := s.init(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := s.start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return s, nil
+}
+
+// binDir returns the bin directory of the newest installed PostgreSQL.
+func binDir() (string, error) {
+	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(found) == 0 {
+		return "", errors.New("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/postgres): " +
+			"run `make test-deps`, or `apt-get install postgresql`")
+	}
+	sort.Slice(found, func(i, j int) bool { return version(found[i]) < version(found[j]) })
+	return filepath.Dir(found[len(found)-1]), nil
+}
+
+func version(postgres string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(postgres))))
+	return v
+}
+
+// init runs initdb, as the postgres user when we are root.
+func (s *Server) init() error {
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return fmt.Errorf("PostgreSQL does not run as root, and there is no postgres user to run it as: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		s.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		if err := os.Chown(s.dir, uid, gid); err != nil {
+			return fmt.Errorf("hand %s to the postgres user: %w", s.dir, err)
+		}
+	}
+	cmd := s.command("initdb", "-D", s.dataDir(), "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	return nil
+}
+
+func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }
+
+func (s *Server) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(s.bin, name), args...)
+	cmd.Dir = s.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// start runs the server and waits until it accepts connections.
+func (s *Server) start() error {
+	log, err := os.Create(filepath.Join(s.dir, "postgres.log"))
+	if err != nil {
+		return fmt.Errorf("create server log: %w", err)
+	}
+	defer log.Close()
+	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(port), "-k", s.dir,
+		"-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=32MB"}
+	if !s.opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	cmd := s.command("postgres", args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done = cmd, done
+	s.mu.Unlock()
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-done:
+			return fmt.Errorf("postgres exited at start; its log:\n%s", s.Log())
+		default:
+		}
+		if err := s.ping(); err == nil {
+			return nil
+		} else if time.Now().After(deadline) {
+			_ = s.stop()
+			return fmt.Errorf("postgres did not accept connections within %s (%v); its log:\n%s", startTimeout, err, s.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *Server) ping() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+// Log returns what the server wrote to its log so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+	return string(b)
+}
+
+// DSN returns a connection string for database db of the cluster.
+func (s *Server) DSN(db string) string {
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", s.dir, port, db)
+}
+
+// NewDatabase creates an empty database and returns its connection string.
+// Each call gives a database no other caller uses.
+func (s *Server) NewDatabase() (string, error) {
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), s.dbs.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("connect to create a database: %w", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return s.DSN(name), nil
+}
+
+// Stop shuts the server down (fast shutdown: open sessions are ended) and
+// waits for it to exit. The cluster stays, so Restart can start it again.
+func (s *Server) Stop() error { return s.stop() }
+
+func (s *Server) stop() error {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return nil
+	}
+	// SIGINT is PostgreSQL's fast shutdown; SIGKILL after a grace period.
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-done:
+		return nil
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		return errors.New("postgres did not shut down within 15s; killed it")
+	}
+}
+
+// Restart starts the server again after Stop, on the same cluster.
+func (s *Server) Restart() error { return s.start() }
+
+// Close stops the server and removes the cluster.
+func (s *Server) Close() error {
+	err := s.stop()
+	if rmErr := os.RemoveAll(s.dir); rmErr != nil && err == nil {
+		err = fmt.Errorf("remove %s: %w", s.dir, rmErr)
+	}
+	return err
+}

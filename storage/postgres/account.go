@@ -1,0 +1,429 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage/secrets"
+)
+
+// accountRow is one row of the accounts table, secrets still sealed. A
+// row with Stored false keeps only the generation of a removed user, so
+// that sessions of the name stay ended if it is added again.
+type accountRow struct {
+	Stored         bool
+	PasswordHash   []byte
+	TOTPSecret     []byte // sealed
+	LastStep       int64
+	BackupCodes    [][]byte
+	MustRegenerate bool
+	Generation     uint64
+	PendingSecret  []byte // sealed
+	PendingExpires int64  // Unix nanoseconds
+	Revoked        []gateway.Revocation
+}
+
+const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
+	must_regenerate, generation, pending_secret, pending_expires, revoked`
+
+func scanAccount(row pgx.Row) (accountRow, error) {
+	var (
+		r       accountRow
+		gen     int64
+		revoked []byte
+	)
+	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
+		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked)
+	if err != nil {
+		return r, err
+	}
+	r.Generation = uint64(gen)
+	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
+		return r, fmt.Errorf("decode revoked sessions: %w", err)
+	}
+	if len(r.BackupCodes) == 0 {
+		r.BackupCodes = nil
+	}
+	return r, nil
+}
+
+// withheld is r in the form the gateway works on, with its secrets
+// withheld (see gateway.Store.Accounts): it decrypts nothing.
+func withheld(user string, r accountRow) gateway.Account {
+	if !r.Stored {
+		return gateway.Account{Name: user, Generation: r.Generation}
+	}
+	a := gateway.Account{
+		Name:           user,
+		PasswordHash:   r.PasswordHash,
+		LastStep:       r.LastStep,
+		BackupCodes:    r.BackupCodes,
+		MustRegenerate: r.MustRegenerate,
+		Generation:     r.Generation,
+		Revoked:        r.Revoked,
+		Stored:         true,
+	}
+	if r.TOTPSecret != nil {
+		a.TOTPSecret = gateway.SecretWithheld
+	}
+	if r.PendingSecret != nil {
+		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires)}
+	}
+	return a
+}
+
+// account decrypts r into the form the gateway works on.
+func (db *DB) account(user string, r accountRow) (gateway.Account, error) {
+	a := withheld(user, r)
+	if !r.Stored {
+		return a, nil
+	}
+	keys := db.keys.Load()
+	if r.TOTPSecret != nil {
+		secret, err := keys.Open(secrets.PurposeTOTPSecret, user, r.TOTPSecret)
+		if err != nil {
+			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
+		}
+		a.TOTPSecret = string(secret)
+	}
+	if r.PendingSecret != nil {
+		secret, err := keys.Open(secrets.PurposePendingSecret, user, r.PendingSecret)
+		if err != nil {
+			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
+		}
+		a.Pending.Secret = string(secret)
+	}
+	return a, nil
+}
+
+// row seals a into the stored form. Secrets a did not change keep their
+// ciphertext from old, the row a was loaded from.
+func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old accountRow) (accountRow, error) {
+	if a.Removed {
+		return accountRow{Generation: a.Generation}, nil
+	}
+	r := accountRow{
+		Stored:         true,
+		PasswordHash:   a.PasswordHash,
+		LastStep:       a.LastStep,
+		BackupCodes:    a.BackupCodes,
+		MustRegenerate: a.MustRegenerate,
+		Generation:     a.Generation,
+		Revoked:        a.Revoked,
+	}
+	var err error
+	switch {
+	case a.TOTPSecret == "":
+	case a.TOTPSecret == was.TOTPSecret:
+		r.TOTPSecret = old.TOTPSecret
+	default:
+		if r.TOTPSecret, err = db.seal(ctx, tx, secrets.PurposeTOTPSecret, a.Name, []byte(a.TOTPSecret)); err != nil {
+			return r, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
+		}
+	}
+	if p := a.Pending; p != nil {
+		r.PendingExpires = p.Expires.UnixNano()
+		if was.Pending != nil && was.Pending.Secret == p.Secret {
+			r.PendingSecret = old.PendingSecret
+		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
+			return r, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
+		}
+	}
+	return r, nil
+}
+
+// loadAccount reads user's row; a user without one yields the zero row.
+func loadAccount(ctx context.Context, q querier, user string, forUpdate bool) (accountRow, error) {
+	sql := "SELECT " + accountColumns + " FROM accounts WHERE name = $1"
+	if forUpdate {
+		sql += " FOR UPDATE"
+	}
+	r, err := scanAccount(q.QueryRow(ctx, sql, user))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return accountRow{}, nil
+	}
+	if err != nil {
+		return accountRow{}, fmt.Errorf("read account %q: %w", user, err)
+	}
+	return r, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// lockAccount reads user's row and locks it until tx ends, creating an
+// empty one first if there is none, so that two transactions changing a
+// new user queue on one row instead of both inserting.
+func lockAccount(ctx context.Context, tx pgx.Tx, user string) (accountRow, error) {
+	if _, err := tx.Exec(ctx, "INSERT INTO accounts (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", user); err != nil {
+		return accountRow{}, fmt.Errorf("create account %q: %w", user, err)
+	}
+	return loadAccount(ctx, tx, user, true)
+}
+
+// saveAccount writes r as user's row (locked by lockAccount).
+func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) error {
+	revoked := []byte("[]")
+	if len(r.Revoked) > 0 {
+		var err error
+		if revoked, err = json.Marshal(r.Revoked); err != nil {
+			return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
+		}
+	}
+	codes := r.BackupCodes
+	if codes == nil {
+		codes = [][]byte{}
+	}
+	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
+		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
+		pending_secret = $9, pending_expires = $10, revoked = $11 WHERE name = $1`,
+		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
+		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked))
+	if err != nil {
+		return fmt.Errorf("write account %q: %w", user, err)
+	}
+	return nil
+}
+
+// testHookLocked, when set by a test, runs after UpdateAccount has read
+// (and locked) the row and before it changes it: a test of a race makes
+// the window wide, so that it would fail every time without the lock.
+var testHookLocked func()
+
+// UpdateAccount implements gateway.Store: one transaction holding the
+// user's row (SELECT … FOR UPDATE), so updates of one user from every
+// instance queue, and the trigger tells every instance once it commits.
+func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+	var fnErr error
+	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
+		old, err := lockAccount(ctx, tx, user)
+		if err != nil {
+			return err
+		}
+		if testHookLocked != nil {
+			testHookLocked()
+		}
+		was, err := db.account(user, old)
+		if err != nil {
+			return err
+		}
+		// fn changes a copy: was stays as loaded, to compare secrets with.
+		a := was
+		a.PasswordHash = bytes.Clone(was.PasswordHash)
+		a.BackupCodes = cloneCodes(was.BackupCodes)
+		a.Revoked = append([]gateway.Revocation(nil), was.Revoked...)
+		if was.Pending != nil {
+			p := *was.Pending
+			a.Pending = &p
+		}
+		if fnErr = fn(&a); fnErr != nil {
+			return fnErr
+		}
+		a.Name = user
+		r, err := db.row(ctx, tx, a, was, old)
+		if err != nil {
+			return err
+		}
+		return saveAccount(ctx, tx, user, r)
+	})
+	if fnErr != nil && err == fnErr {
+		return fnErr
+	}
+	if err != nil {
+		return fmt.Errorf("update account %q: %w", user, err)
+	}
+	return nil
+}
+
+func cloneCodes(codes [][]byte) [][]byte {
+	if len(codes) == 0 {
+		return nil
+	}
+	out := make([][]byte, len(codes))
+	for i, c := range codes {
+		out[i] = bytes.Clone(c)
+	}
+	return out
+}
+
+// Account implements gateway.Store.
+func (db *DB) Account(user string) (gateway.Account, error) {
+	ctx, cancel := db.op()
+	defer cancel()
+	r, err := loadAccount(ctx, db.pool, user, false)
+	if err != nil {
+		return gateway.Account{Name: user}, err
+	}
+	a, err := db.account(user, r)
+	if err != nil {
+		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
+	}
+	return a, nil
+}
+
+// Accounts implements gateway.Store.
+func (db *DB) Accounts() ([]gateway.Account, error) {
+	ctx, cancel := db.op()
+	defer cancel()
+	rows, err := db.pool.Query(ctx, "SELECT name, "+accountColumns+" FROM accounts WHERE stored ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	defer rows.Close()
+	var list []gateway.Account
+	for rows.Next() {
+		var name string
+		r, err := scanAccount(prefixed{rows, &name})
+		if err != nil {
+			return nil, fmt.Errorf("list accounts: %w", err)
+		}
+		list = append(list, withheld(name, r))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return list, nil
+}
+
+// prefixed scans one column into first, then the rest as scanAccount asks.
+type prefixed struct {
+	row   pgx.Row
+	first *string
+}
+
+func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+
+// seal seals plain for purpose and user under the key the database
+// currently uses.
+func (db *DB) seal(ctx context.Context, tx pgx.Tx, purpose, user string, plain []byte) ([]byte, error) {
+	id, err := currentKey(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	return db.keys.Load().Seal(id, purpose, user, plain)
+}
+
+// reseal re-encrypts every secret in the database under the key with id
+// to, and the canary last, all in tx.
+func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.KeyID) error {
+	rows, err := tx.Query(ctx, `SELECT name, totp_secret, pending_secret FROM accounts
+		WHERE totp_secret IS NOT NULL OR pending_secret IS NOT NULL FOR UPDATE`)
+	if err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	type sealedRow struct {
+		name          string
+		totp, pending []byte
+	}
+	var list []sealedRow
+	for rows.Next() {
+		var s sealedRow
+		if err := rows.Scan(&s.name, &s.totp, &s.pending); err != nil {
+			return fmt.Errorf("list secrets: %w", err)
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list secrets: %w", err)
+	}
+	for _, s := range list {
+		if s.totp, err = resealValue(keys, to, secrets.PurposeTOTPSecret, s.name, s.totp); err != nil {
+			return fmt.Errorf("re-encrypt totp secret of %q: %w", s.name, err)
+		}
+		if s.pending, err = resealValue(keys, to, secrets.PurposePendingSecret, s.name, s.pending); err != nil {
+			return fmt.Errorf("re-encrypt pending enrollment of %q: %w", s.name, err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE accounts SET totp_secret = $2, pending_secret = $3 WHERE name = $1", s.name, s.totp, s.pending); err != nil {
+			return fmt.Errorf("write account %q: %w", s.name, err)
+		}
+	}
+	var hashKey, blockKey []byte
+	err = tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1 FOR UPDATE").Scan(&hashKey, &blockKey)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("read session keys: %w", err)
+	default:
+		if hashKey, err = resealValue(keys, to, secrets.PurposeSessionHash, "", hashKey); err != nil {
+			return fmt.Errorf("re-encrypt session hash key: %w", err)
+		}
+		if blockKey, err = resealValue(keys, to, secrets.PurposeSessionBlock, "", blockKey); err != nil {
+			return fmt.Errorf("re-encrypt session block key: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "UPDATE session_keys SET hash_key = $1, block_key = $2 WHERE id = 1", hashKey, blockKey); err != nil {
+			return fmt.Errorf("write session keys: %w", err)
+		}
+	}
+	return writeCanary(ctx, tx, keys, to)
+}
+
+// resealValue opens sealed and seals it again under to; nil stays nil.
+func resealValue(keys *secrets.Keyring, to secrets.KeyID, purpose, owner string, sealed []byte) ([]byte, error) {
+	if sealed == nil {
+		return nil, nil
+	}
+	plain, err := keys.Open(purpose, owner, sealed)
+	if err != nil {
+		return nil, err
+	}
+	return keys.Seal(to, purpose, owner, plain)
+}
+
+// SessionKeys implements gateway.Store. The first instance to get here
+// stores its keys; every other one reads them.
+func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error) {
+	err = db.inTx(func(ctx context.Context, tx pgx.Tx) error {
+		var h, b []byte
+		err := tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1").Scan(&h, &b)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if h, b, err = db.storeSessionKeys(ctx, tx, generate); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		keys := db.keys.Load()
+		if hashKey, err = keys.Open(secrets.PurposeSessionHash, "", h); err != nil {
+			return fmt.Errorf("decrypt session hash key: %w", err)
+		}
+		if blockKey, err = keys.Open(secrets.PurposeSessionBlock, "", b); err != nil {
+			return fmt.Errorf("decrypt session block key: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("session keys: %w", err)
+	}
+	return hashKey, blockKey, nil
+}
+
+// storeSessionKeys inserts generated keys unless another instance did
+// first, and returns the sealed keys that are stored.
+func (db *DB) storeSessionKeys(ctx context.Context, tx pgx.Tx, generate func() ([]byte, []byte, error)) (h, b []byte, err error) {
+	hashKey, blockKey, err := generate()
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate: %w", err)
+	}
+	if h, err = db.seal(ctx, tx, secrets.PurposeSessionHash, "", hashKey); err != nil {
+		return nil, nil, fmt.Errorf("encrypt session hash key: %w", err)
+	}
+	if b, err = db.seal(ctx, tx, secrets.PurposeSessionBlock, "", blockKey); err != nil {
+		return nil, nil, fmt.Errorf("encrypt session block key: %w", err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO session_keys (id, hash_key, block_key) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING", h, b); err != nil {
+		return nil, nil, fmt.Errorf("write: %w", err)
+	}
+	if err := tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1").Scan(&h, &b); err != nil {
+		return nil, nil, fmt.Errorf("read: %w", err)
+	}
+	return h, b, nil
+}

@@ -1,0 +1,201 @@
+package postgres
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage/secrets"
+)
+
+// Short leases keep these tests quick; the mechanism is the same.
+const (
+	testLease     = 400 * time.Millisecond
+	testHeartbeat = 50 * time.Millisecond
+)
+
+func openCached(t testing.TB, dsn string, key secrets.Key) *DB {
+	t.Helper()
+	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Lease: testLease, Heartbeat: testHeartbeat})
+	waitTrusted(t, db)
+	return db
+}
+
+func waitTrusted(t testing.TB, db *DB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !db.cache.trusted() {
+		if time.Now().After(deadline) {
+			t.Fatal("the cache never trusted its memory: no heartbeat heard")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func generation(t testing.TB, db *DB, user string) uint64 {
+	t.Helper()
+	st, err := db.SessionState(user)
+	if err != nil {
+		t.Fatalf("SessionState(%s): %v", user, err)
+	}
+	return st.Generation
+}
+
+// cached reports whether user's state is in db's memory.
+func cached(db *DB, user string) bool {
+	e, ok := db.cache.entries.Load(user)
+	return ok && e.(*entry).filled
+}
+
+// within polls cond until it holds or d passes, and returns how long it took.
+func within(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	a, b := openCached(t, dsn, key), openCached(t, dsn, key)
+	if g := generation(t, b, "alice"); g != 0 || !cached(b, "alice") {
+		t.Fatalf("generation %d, cached %v: want 0 from memory", g, cached(b, "alice"))
+	}
+	if _, err := gateway.BumpGeneration(a, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	took := within(t, time.Second, "instance b sees the new generation", func() bool { return generation(t, b, "alice") == 1 })
+	t.Logf("propagated in %s", took)
+}
+
+func TestSessionState_ChangeMadeInSQLReachesTheCache(t *testing.T) {
+	dsn := newDatabase(t)
+	db := openCached(t, dsn, mustKey(t))
+	if _, err := gateway.BumpGeneration(db, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	generation(t, db, "alice")
+	sql(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice'")
+	within(t, time.Second, "a change typed in SQL reaches the cache", func() bool { return generation(t, db, "alice") == 7 })
+	sql(t, dsn, "TRUNCATE totp_auth.accounts")
+	within(t, time.Second, "a truncation reaches the cache", func() bool { return generation(t, db, "alice") == 0 })
+}
+
+// A change that no session check reads (an accepted time step) sends no
+// notification, so the cached entry stays.
+func TestSessionState_StepAcceptedKeepsTheEntry(t *testing.T) {
+	dsn := newDatabase(t)
+	db := openCached(t, dsn, mustKey(t))
+	enroll(t, db, "alice")
+	within(t, time.Second, "alice's state cached after the enrollment was heard", func() bool {
+		generation(t, db, "alice")
+		time.Sleep(20 * time.Millisecond)
+		return cached(db, "alice")
+	})
+	if err := gateway.AcceptStep(db, "alice", 5); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if !cached(db, "alice") {
+		t.Fatal("accepting a time step dropped the cached session state")
+	}
+}
+
+// listenerPID returns the backend pid of db's listening connection.
+func listenerPID(t testing.TB, db *DB) int32 {
+	t.Helper()
+	var pid int32
+	within(t, 5*time.Second, "find the listener", func() bool {
+		err := db.pool.QueryRow(context.Background(),
+			"SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database() AND query LIKE 'LISTEN%'",
+			ListenerApplicationName).Scan(&pid)
+		return err == nil
+	})
+	return pid
+}
+
+func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
+	generation(t, db, "alice")
+
+	pid := listenerPID(t, db)
+	sql(t, dsn, "SELECT pg_terminate_backend($1)", pid)
+	took := within(t, time.Second, "the dropped listener is noticed", func() bool { return !db.cache.listening.Load() })
+	t.Logf("listener drop noticed after %s", took)
+	// alice changes while nothing listens: her cached state must not be used.
+	if _, err := gateway.BumpGeneration(writer, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if g := generation(t, db, "alice"); g != 1 {
+		t.Fatalf("after the listener was killed: generation %d, want 1 (stale state served)", g)
+	}
+	waitTrusted(t, db)
+	if g := generation(t, db, "alice"); g != 1 {
+		t.Fatalf("after the listener came back: generation %d, want 1", g)
+	}
+	if !cached(db, "alice") {
+		t.Fatal("memory is not used again after the listener came back")
+	}
+}
+
+func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
+	generation(t, db, "alice")
+
+	// Stop the listener's backend, as a hung server process would be.
+	pid := listenerPID(t, db)
+	freeze(t, pid)
+	frozen := time.Now()
+	if _, err := gateway.BumpGeneration(writer, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, testLease+200*time.Millisecond, "the new generation is seen despite the frozen listener", func() bool {
+		return generation(t, db, "alice") == 1
+	})
+	t.Logf("fresh state after %s with a lease of %s", time.Since(frozen), testLease)
+}
+
+func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
+	dsn := newDatabase(t)
+	db := openCached(t, dsn, mustKey(t))
+	if _, err := gateway.BumpGeneration(db, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	generation(t, db, "alice")
+	if err := server.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = server.Restart()
+		}
+	})
+	within(t, testLease+time.Second, "requests refused while the database is down", func() bool {
+		_, err := db.SessionState("alice")
+		return err != nil
+	})
+	if err := server.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	within(t, 10*time.Second, "answers again after the database is back", func() bool {
+		_, err := db.SessionState("alice")
+		return err == nil
+	})
+	if g := generation(t, db, "alice"); g != 1 {
+		t.Fatalf("generation %d after the restart, want 1", g)
+	}
+	waitTrusted(t, db)
+}

@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage/secrets"
+)
+
+// race runs do 50 times at once, alternating between two instances on one
+// database, and returns how many calls succeeded. Every other result must
+// be want.
+func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) int {
+	t.Helper()
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	instances := []*DB{
+		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
+		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
+	}
+	setup(instances[0])
+	for _, db := range instances {
+		warm(t, db)
+	}
+	testHookLocked = func() { time.Sleep(5 * time.Millisecond) }
+	defer func() { testHookLocked = nil }()
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			switch err := do(instances[i%2]); {
+			case err == nil:
+				ok.Add(1)
+			case !errors.Is(err, want):
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return int(ok.Load())
+}
+
+// warm opens every connection of db's pool, so the racing calls start
+// together instead of one connection handshake apart.
+func warm(t *testing.T, db *DB) {
+	t.Helper()
+	var conns []*pgxpool.Conn
+	for range db.pool.Config().MaxConns {
+		c, err := db.pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for _, c := range conns {
+		c.Release()
+	}
+}
+
+func TestRace_TOTPStepAcceptedOnceAcrossInstances(t *testing.T) {
+	n := race(t,
+		func(db *DB) { enroll(t, db, "alice") },
+		func(db *DB) error { return gateway.AcceptStep(db, "alice", 1000) },
+		gateway.ErrStepReused)
+	if n != 1 {
+		t.Fatalf("one time step accepted %d times, want once", n)
+	}
+}
+
+func TestRace_BackupCodeSpentOnceAcrossInstances(t *testing.T) {
+	code := []byte("$2a$10$fakehash.one")
+	n := race(t,
+		func(db *DB) {
+			enroll(t, db, "alice")
+			if err := gateway.ReplaceBackupCodes(db, "alice", [][]byte{code, []byte("$2a$10$fakehash.two")}); err != nil {
+				t.Fatal(err)
+			}
+		},
+		func(db *DB) error { return gateway.UseBackupCode(db, "alice", code) },
+		gateway.ErrCodeUsed)
+	if n != 1 {
+		t.Fatalf("one backup code spent %d times, want once", n)
+	}
+}

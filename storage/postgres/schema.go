@@ -1,0 +1,208 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/totp-auth/totp_auth/storage/secrets"
+)
+
+// migrations[i] moves the schema from version i to i+1. Append to it, never
+// change an entry: instances of the previous release may still run.
+var migrations = []string{
+	// 1: the tables, and the trigger that tells every instance which
+	// account changed. It stays silent for changes no session check reads
+	// (an accepted time step, a pending enrollment), since every NOTIFY
+	// takes a cluster-wide lock at commit.
+	`
+CREATE TABLE meta (
+	name  text PRIMARY KEY,
+	value bytea NOT NULL
+);
+CREATE TABLE accounts (
+	name            text PRIMARY KEY,
+	stored          boolean NOT NULL DEFAULT false,
+	password_hash   bytea,
+	totp_secret     bytea,
+	last_step       bigint NOT NULL DEFAULT 0,
+	backup_codes    bytea[] NOT NULL DEFAULT '{}',
+	must_regenerate boolean NOT NULL DEFAULT false,
+	generation      bigint NOT NULL DEFAULT 0,
+	pending_secret  bytea,
+	pending_expires bigint NOT NULL DEFAULT 0,
+	revoked         jsonb NOT NULL DEFAULT '[]'
+);
+COMMENT ON COLUMN accounts.stored IS 'false: only the generation is kept, so a removed user''s sessions stay ended';
+COMMENT ON COLUMN accounts.totp_secret IS 'AES-256-GCM, sealed by package secrets';
+COMMENT ON COLUMN accounts.pending_expires IS 'Unix nanoseconds';
+CREATE TABLE counters (
+	key          text PRIMARY KEY,
+	window_start bigint NOT NULL,
+	locked_until bigint NOT NULL,
+	failures     integer NOT NULL,
+	in_flight    integer NOT NULL
+);
+CREATE TABLE session_keys (
+	id        integer PRIMARY KEY CHECK (id = 1),
+	hash_key  bytea NOT NULL,
+	block_key bytea NOT NULL
+);
+CREATE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND OLD.revoked = NEW.revoked THEN
+		RETURN NULL;
+	END IF;
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', OLD.name);
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', NEW.name);
+	END IF;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER accounts_notify AFTER INSERT OR UPDATE OR DELETE ON accounts
+	FOR EACH ROW EXECUTE FUNCTION notify_account();
+CREATE FUNCTION notify_accounts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER accounts_truncate_notify AFTER TRUNCATE ON accounts
+	FOR EACH STATEMENT EXECUTE FUNCTION notify_accounts_truncated();
+`,
+}
+
+// SchemaVersion is the schema this code reads and writes.
+var SchemaVersion = len(migrations)
+
+// Advisory lock classes (the first half of the two-key form); the second
+// half hashes the schema, and a counter's key.
+const (
+	lockMigrate  = 0x746f7470 // "totp"
+	lockCounter  = 0x746f7471
+	lockPruning  = 0x746f7472
+	lockRotation = 0x746f7473
+)
+
+// migrate creates or updates the schema and checks the key, in one
+// transaction under an advisory lock, so instances starting at once on an
+// empty database wait for the first instead of racing it.
+func (db *DB) migrate(ctx context.Context, current secrets.Key) error {
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", lockMigrate, db.schema); err != nil {
+			return fmt.Errorf("wait for the schema lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+pgx.Identifier{db.schema}.Sanitize()); err != nil {
+			return fmt.Errorf("create schema %s: %w", db.schema, err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)"); err != nil {
+			return fmt.Errorf("create schema_version: %w", err)
+		}
+		var version int
+		err := tx.QueryRow(ctx, "SELECT version FROM schema_version").Scan(&version)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_version VALUES (0)"); err != nil {
+				return fmt.Errorf("write schema version: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("read schema version: %w", err)
+		case version > SchemaVersion:
+			return fmt.Errorf("schema %s is at version %d, newer than this build understands (%d): "+
+				"run the totp_auth version that wrote it on every instance, or restore a backup made by this one", db.schema, version, SchemaVersion)
+		}
+		for v := version; v < SchemaVersion; v++ {
+			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrate schema %s to version %d: %w", db.schema, v+1, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, "UPDATE schema_version SET version = $1", SchemaVersion); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
+		}
+		return db.checkKey(ctx, tx, current)
+	})
+}
+
+// checkKey writes the canary on a new database, refuses a key that does
+// not open the existing one, and re-encrypts everything under current when
+// the canary names another configured key.
+func (db *DB) checkKey(ctx context.Context, tx pgx.Tx, current secrets.Key) error {
+	keys := db.keys.Load()
+	to := current.KeyID()
+	canary, err := readMeta(ctx, tx, "canary")
+	if err != nil {
+		return err
+	}
+	if canary == nil {
+		return writeCanary(ctx, tx, keys, to)
+	}
+	from, err := secrets.SealedKeyID(canary)
+	if err != nil {
+		return fmt.Errorf("read key canary: %w", err)
+	}
+	if !keys.Has(from) {
+		return fmt.Errorf("the secrets in this database are encrypted under key id %s, but the configured encryption_key has id %s: "+
+			"set encryption_key to the key this database was created with (or last rotated to)", from, keys.IDList())
+	}
+	plain, err := keys.Open(secrets.PurposeCanary, "", canary)
+	if err != nil || !bytes.Equal(plain, secrets.CanaryText) {
+		return fmt.Errorf("key canary does not decrypt under key id %s, although the id matches: the database was changed outside totp_auth; restore a backup", from)
+	}
+	if from == to {
+		return nil
+	}
+	return reseal(ctx, tx, keys, to)
+}
+
+func readMeta(ctx context.Context, tx pgx.Tx, name string) ([]byte, error) {
+	var v []byte
+	err := tx.QueryRow(ctx, "SELECT value FROM meta WHERE name = $1", name).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	return v, nil
+}
+
+func writeCanary(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, id secrets.KeyID) error {
+	sealed, err := keys.Seal(id, secrets.PurposeCanary, "", secrets.CanaryText)
+	if err != nil {
+		return fmt.Errorf("seal key canary: %w", err)
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO meta (name, value) VALUES ('canary', $1)
+		ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value`, sealed)
+	if err != nil {
+		return fmt.Errorf("write key canary: %w", err)
+	}
+	return nil
+}
+
+// currentKey returns the id of the key new ciphertexts in tx are sealed
+// under: the key of the committed canary, which every instance follows,
+// so an instance configured with the old key as current still seals under
+// the new one once another instance rotated (it must know both).
+func currentKey(ctx context.Context, tx pgx.Tx) (secrets.KeyID, error) {
+	canary, err := readMeta(ctx, tx, "canary")
+	if err != nil {
+		return secrets.KeyID{}, err
+	}
+	id, err := secrets.SealedKeyID(canary)
+	if err != nil {
+		return id, fmt.Errorf("read key canary: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,124 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/storage/secrets"
+)
+
+// sql runs statements on dsn outside any store, as an operator would.
+func sql(t testing.TB, dsn, statements string, args ...any) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, statements, args...); err != nil {
+		t.Fatalf("%s: %v", statements, err)
+	}
+}
+
+func TestOpen_RequiresEncryptionKey(t *testing.T) {
+	_, err := Open(context.Background(), newDatabase(t), Options{})
+	if err == nil || !strings.Contains(err.Error(), "encryption_key") {
+		t.Fatalf("Open without a key: %v, want an error naming encryption_key", err)
+	}
+}
+
+func TestOpen_ConnectionStringNotRepeatedInErrors(t *testing.T) {
+	_, err := Open(context.Background(), "postgres://u:hunter2@[::1", Options{Keys: []secrets.Key{mustKey(t)}})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Open with a malformed URL: %v, want an error without the password", err)
+	}
+}
+
+func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}})
+			if err == nil {
+				err = db.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("instance %d: %v", i, err)
+		}
+	}
+}
+
+func TestOpen_RefusesANewerSchema(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	sql(t, dsn, "UPDATE totp_auth.schema_version SET version = version + 1")
+	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}})
+	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
+		t.Fatalf("Open on a newer schema: %v, want a refusal", err)
+	}
+}
+
+func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
+	dsn := newDatabase(t)
+	key, other := mustKey(t), mustKey(t)
+	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{other}})
+	if err == nil || !strings.Contains(err.Error(), key.ID()) || !strings.Contains(err.Error(), other.ID()) {
+		t.Fatalf("Open with another key: %v, want an error naming both key ids", err)
+	}
+}
+
+func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
+	dsn := newDatabase(t)
+	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_a"})
+	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_b"})
+	if _, err := gateway.BumpGeneration(a, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if acc, err := b.Account("alice"); err != nil || acc.Stored {
+		t.Fatalf("schema site_b sees site_a's alice: %+v, %v", acc, err)
+	}
+}
+
+// The secrets are sealed as the bbolt store seals them: the same key opens
+// them with the same additional data.
+func TestSecrets_SealedLikeTheBboltStore(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	enroll(t, db, "alice")
+
+	ctx := context.Background()
+	var sealed []byte
+	if err := db.pool.QueryRow(ctx, "SELECT totp_secret FROM accounts WHERE name = 'alice'").Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), secretA) {
+		t.Fatal("the TOTP secret is stored in plain text")
+	}
+	ring, err := secrets.NewKeyring([]secrets.Key{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := ring.Open(secrets.PurposeTOTPSecret, "alice", sealed)
+	if err != nil || string(plain) != secretA {
+		t.Fatalf("open the stored secret: %q, %v", plain, err)
+	}
+}
