@@ -27,24 +27,29 @@ type accountRow struct {
 	Generation     uint64
 	PendingSecret  []byte // sealed
 	PendingExpires int64  // Unix nanoseconds
+	PendingSession uint64
 	Revoked        []gateway.Revocation
+	Recovery       uint64 // gateway.Account.RecoverySession
+	ConfigUser     bool
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
-	must_regenerate, generation, pending_secret, pending_expires, revoked`
+	must_regenerate, generation, pending_secret, pending_expires, revoked,
+	pending_session, recovery_session, config_user`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
-		r       accountRow
-		gen     int64
-		revoked []byte
+		r                   accountRow
+		gen, pend, recovery int64
+		revoked             []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
-		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked)
+		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
+		&pend, &recovery, &r.ConfigUser)
 	if err != nil {
 		return r, err
 	}
-	r.Generation = uint64(gen)
+	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
 		return r, fmt.Errorf("decode revoked sessions: %w", err)
 	}
@@ -61,20 +66,22 @@ func withheld(user string, r accountRow) gateway.Account {
 		return gateway.Account{Name: user, Generation: r.Generation}
 	}
 	a := gateway.Account{
-		Name:           user,
-		PasswordHash:   r.PasswordHash,
-		LastStep:       r.LastStep,
-		BackupCodes:    r.BackupCodes,
-		MustRegenerate: r.MustRegenerate,
-		Generation:     r.Generation,
-		Revoked:        r.Revoked,
-		Stored:         true,
+		Name:            user,
+		PasswordHash:    r.PasswordHash,
+		LastStep:        r.LastStep,
+		BackupCodes:     r.BackupCodes,
+		MustRegenerate:  r.MustRegenerate,
+		Generation:      r.Generation,
+		Revoked:         r.Revoked,
+		RecoverySession: r.Recovery,
+		ConfigUser:      r.ConfigUser,
+		Stored:          true,
 	}
 	if r.TOTPSecret != nil {
 		a.TOTPSecret = gateway.SecretWithheld
 	}
 	if r.PendingSecret != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires)}
+		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
 	}
 	return a
 }
@@ -117,6 +124,8 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		MustRegenerate: a.MustRegenerate,
 		Generation:     a.Generation,
 		Revoked:        a.Revoked,
+		Recovery:       a.RecoverySession,
+		ConfigUser:     a.ConfigUser,
 	}
 	var err error
 	switch {
@@ -129,7 +138,7 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		}
 	}
 	if p := a.Pending; p != nil {
-		r.PendingExpires = p.Expires.UnixNano()
+		r.PendingExpires, r.PendingSession = p.Expires.UnixNano(), p.Session
 		if was.Pending != nil && was.Pending.Secret == p.Secret {
 			r.PendingSecret = old.PendingSecret
 		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
@@ -185,9 +194,11 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	}
 	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
-		pending_secret = $9, pending_expires = $10, revoked = $11 WHERE name = $1`,
+		pending_secret = $9, pending_expires = $10, revoked = $11,
+		pending_session = $12, recovery_session = $13, config_user = $14 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
-		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked))
+		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}
