@@ -43,7 +43,7 @@ for arg in "$@"; do
 done
 
 if [ "$mode" = quick ]; then
-	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s)
+	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s -fair-tries 10 -fair 20s)
 	portal_flags=(-mode quick -rounds 4 -load 2s -warmup 500ms)
 else
 	run_flags=(-mode full -rounds 8 -load 3s -latency 2s -warmup 1s -flood 10s -flood-ramp 1s)

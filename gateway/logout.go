@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"net/http"
-	"time"
 )
 
 // Sign-out of one session or of every session (SPEC §3 flow 7).
@@ -14,11 +13,12 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	now := g.cfg.Clock.Now()
 	user := ""
-	if s, ok := g.sessionToEnd(r, now); ok {
+	if s, ok := g.readSessionToEnd(r, now); ok {
 		user = s.User
 		// End the session on the server too, so a copy of the cookie
-		// taken before now is worthless, until the cookie's own absolute
-		// expiry: a block with a longer session_ttl accepts it until then.
+		// taken before now is worthless: on every block that shares the
+		// database, until the cookie's own expiry, which a block with a
+		// longer session_ttl would otherwise still honour (SPEC §4 rule 22).
 		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
@@ -53,21 +53,4 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	g.clearCookie(w, r, g.pendingCookieName())
 	g.audit(r, EventLogoutAll, OutcomeOK, s.User)
 	g.seeOther(w, r, g.donePage(doneSignedOutEverywhere), map[string]string{"status": "ok"})
-}
-
-// sessionToEnd returns the session of the request's cookie if it is
-// authentic and before its own absolute expiry, whether or not its idle or
-// session time here has run out: another block sharing the database may
-// accept it still (a longer timeout, or idle time kept by verify answers),
-// so logout ends it there too.
-func (g *Gateway) sessionToEnd(r *http.Request, now time.Time) (Session, bool) {
-	ck, err := r.Cookie(g.cfg.CookieName)
-	if err != nil {
-		return Session{}, false
-	}
-	v, err := g.codec.decode(g.cfg.CookieName, ck.Value)
-	if err != nil || v.kind != kindSession || v.user == "" || !now.Before(v.expires) {
-		return Session{}, false
-	}
-	return Session{User: v.user, ID: v.id, Issued: v.issued, Expires: v.expires}, true
 }
