@@ -9,6 +9,8 @@
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
 #   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
 #                           instance, failed attempts/s and logout propagation
+#   bench/run.sh --users    only: what 100,000 database users cost bbolt and
+#                           PostgreSQL (about 2 minutes)
 #   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s)
 #
 # Everything listens and connects on 127.0.0.1 only; every process it starts
@@ -19,27 +21,29 @@ cd "$(dirname "$0")/.."
 mode=full
 profile=0
 pg=0
+users_only=0
 portal_only=0
 for arg in "$@"; do
 	case "$arg" in
+	--users) users_only=1 ;;
 	--postgres) pg=1 ;;
 	--quick) mode=quick ;;
 	--full) mode=full ;;
 	--profile) profile=1 ;;
 	--portal) portal_only=1 ;;
 	-h | --help)
-		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
-		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --portal)" >&2
+		echo "run.sh: unknown argument $arg (use --quick, --full, --profile, --postgres, --users, --portal)" >&2
 		exit 2
 		;;
 	esac
 done
 
 if [ "$mode" = quick ]; then
-	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s)
+	run_flags=(-mode quick -rounds 2 -load 2s -latency 1500ms -warmup 500ms -flood 5s -flood-ramp 1s -fair-tries 10 -fair 20s)
 	portal_flags=(-mode quick -rounds 4 -load 2s -warmup 500ms)
 else
 	run_flags=(-mode full -rounds 8 -load 3s -latency 2s -warmup 1s -flood 10s -flood-ramp 1s)
@@ -65,6 +69,31 @@ echo "building Caddy with totp_auth and the load generator into $work"
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/loadgen" ./bench/cmd/loadgen
 
+# --users measures only what 100,000 database users cost each store (see
+# bench/README.md), then exits. The bbolt files go to /dev/shm when there
+# is one: seeding them takes one transaction per user.
+if [ "$users_only" = 1 ]; then
+	"$work/loadgen" postgres -dsn-file "$work/dsn" -lifetime 30m >"$work/postgres.log" 2>&1 &
+	pids+=("$!")
+	for _ in $(seq 1 120); do
+		[ -s "$work/dsn" ] && break
+		sleep 0.5
+	done
+	if [ ! -s "$work/dsn" ]; then
+		echo "PostgreSQL did not start; its log:" >&2
+		cat "$work/postgres.log" >&2
+		exit 1
+	fi
+	files="$work/users"
+	if [ -d /dev/shm ]; then
+		files=$(mktemp -d /dev/shm/totp-bench-users.XXXXXX)
+		trap 'rm -rf "$files"; cleanup' EXIT
+	fi
+	mkdir -p "$files" bench/out
+	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" | tee bench/out/users.txt
+	exit 0
+fi
+
 mapfile -t ports < <("$work/loadgen" freeport -n 14)
 up_port=${ports[0]} plain_port=${ports[1]} totp_port=${ports[2]} basic_port=${ports[3]} admin_port=${ports[4]}
 b_totp_port=${ports[5]} a_attack_port=${ports[6]} b_attack_port=${ports[7]} a_walk_port=${ports[8]} b_walk_port=${ports[9]}
@@ -81,6 +110,7 @@ key=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 # bbolt file, and a second Caddy shares it.
 out_name=$mode
 store_line="db_path $work/totp.db"
+servers_option=""
 if [ "$pg" = 1 ]; then
 	out_name=$mode-postgres
 	"$work/loadgen" postgres -dsn-file "$work/dsn" -lifetime 30m >"$work/postgres.log" 2>&1 &
@@ -96,6 +126,10 @@ if [ "$pg" = 1 ]; then
 	fi
 	store_line="postgres \"$(cat "$work/dsn")\""
 	cheap_hash=$("$work/loadgen" hash -password "$password")
+	# The cluster's attack sites learn each client's IP from
+	# X-Forwarded-For; nothing else sends one.
+	servers_option=$(printf '\tservers 127.0.0.1:%s {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}' "$a_attack_port")
+	attackers=$(for i in $(seq 0 31); do printf '\t\tuser attacker%d %s\n' "$i" "$cheap_hash"; done)
 fi
 
 if [ "$profile" = 1 ]; then
@@ -124,6 +158,7 @@ cat >"$work/Caddyfile" <<EOF
 	servers 127.0.0.1:$portal_port {
 		trusted_proxies static 127.0.0.1/32
 	}
+$servers_option
 }
 
 # (a) plain reverse_proxy
@@ -211,7 +246,7 @@ http://:$1 {
 		encryption_key $key
 		max_failures 1000000000
 		max_failures_per_ip 1000000000
-		user attacker $cheap_hash
+$attackers
 	}
 	reverse_proxy 127.0.0.1:$up_port
 }
@@ -240,6 +275,9 @@ if [ "$pg" = 1 ]; then
 	storage file_system $work/caddy-data-b
 	log {
 		level ERROR
+	}
+	servers 127.0.0.1:$b_attack_port {
+		trusted_proxies static 127.0.0.1/32
 	}
 }
 

@@ -37,6 +37,7 @@ func init() {
 //	POST /totp-auth/users/passwd      {"db", "user", "password_hash"}
 //	POST /totp-auth/users/remove      {"db", "user"}
 //	POST /totp-auth/users/reset-2fa   {"db", "user"}
+//	POST /totp-auth/users/signout     {"db", "user"}
 //	POST /totp-auth/users/unlock      {"db", "user"} or {"db", "ip"}
 //	POST /totp-auth/rotate-key        {"db"}
 //	POST /totp-auth/backup            {"db"}: the database file
@@ -76,6 +77,7 @@ const (
 	routeRemoveUser                = adminRoute(operator.OpRemoveUser)
 	routeResetTwoFactor            = adminRoute(operator.OpResetTwoFactor)
 	routeUnlock                    = adminRoute(operator.OpUnlock)
+	routeSignOut                   = adminRoute(operator.OpSignOut)
 	routeRotateKey      adminRoute = "rotate-key"
 	routeBackup         adminRoute = "backup"
 )
@@ -163,6 +165,8 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result, err = d.users().ChangePassword(req.User, []byte(req.PasswordHash))
 	case routeRemoveUser:
 		result, err = d.users().Remove(req.User)
+	case routeSignOut:
+		result, err = d.users().SignOut(req.User)
 	case routeResetTwoFactor:
 		result, err = d.users().ResetTwoFactor(req.User, now)
 	case routeUnlock:

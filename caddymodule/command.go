@@ -29,6 +29,7 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user list               users, 2FA, backup codes, locks
   caddy totp-auth user reset-2fa <name>   make a user enroll 2FA again
   caddy totp-auth user unlock <name>      lift a lockout (--ip for a client IP)
+  caddy totp-auth user signout <name>     end every session of a user, wherever defined
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
   caddy totp-auth migrate --to-postgres <connection>
@@ -154,7 +155,20 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		},
 	}
 	unlock.Flags().StringVar(&ip, "ip", "", "unlock this client IP instead of a user")
-	user.AddCommand(add, passwd, remove, list, reset, unlock)
+	signout := &cobra.Command{
+		Use:   "signout <name>",
+		Short: "Ends every session and pending sign-in of a user, Caddyfile or database",
+		Long: `Ends every session and pending sign-in of a user, on every site block
+that shares the database: copies of their cookies stop working at once.
+It works for users of ` + "`user`" + ` lines in the Caddyfile as for users in the
+database; nothing else about the user changes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return o.change(routeSignOut, adminRequest{User: args[0]}, false,
+				func(d *database) (operator.Report, error) { return d.users().SignOut(args[0]) })
+		},
+	}
+	user.AddCommand(add, passwd, remove, list, reset, unlock, signout)
 
 	var toPostgres string
 	migrate := &cobra.Command{

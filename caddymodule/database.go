@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -53,6 +54,9 @@ type database struct {
 type holder struct {
 	// users are the canonical names of its `user` lines.
 	users map[string]bool
+	// config is the context of the configuration it belongs to; nil for
+	// the commands.
+	config context.Context
 	// keyFile is the key file its key comes from; "" when encryption_key
 	// is configured.
 	keyFile string
@@ -196,17 +200,79 @@ func (d *database) hold(owner any, h holder) error {
 				strings.Join(both, ", "), d.path, both[0], d.path)
 		}
 	}
+	if err := gateway.MarkConfigUsers(d.db, h.users); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.holders[owner] = h
 	return nil
 }
 
-// release forgets owner's configuration.
+// settleWhenInForce waits until the configuration of config is the one
+// Caddy runs (every site block of it provisioned, the one before it
+// replaced), then signs out the users whose `user` lines it no longer has
+// (see settle). It gives up when the configuration is unloaded first, as a
+// failed load or `caddy validate` is. A reload also settles when it
+// releases the configuration it replaced (see release), so a quick
+// sequence of reloads misses nothing.
+func (d *database) settleWhenInForce(config context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !inForce(config) {
+		select {
+		case <-config.Done():
+			return
+		case <-tick.C:
+		}
+	}
+	d.settle(config)
+}
+
+// inForce reports whether config is the configuration Caddy runs. Site
+// blocks see it with values added; its Done channel is its own.
+func inForce(config context.Context) bool {
+	active := caddy.ActiveContext().Context
+	return active != nil && config != nil && active.Done() == config.Done()
+}
+
+// settle signs out the users whose `user` lines the configuration config,
+// in force, no longer has (gateway.ForgetConfigUsers).
+func (d *database) settle(config context.Context) {
+	d.mu.Lock()
+	defined := make(map[string]bool)
+	found := false
+	for _, h := range d.holders {
+		if h.config != nil && h.config.Done() == config.Done() {
+			found = true
+			for u := range h.users {
+				defined[u] = true
+			}
+		}
+	}
+	d.mu.Unlock()
+	if !found {
+		return
+	}
+	ended, err := gateway.ForgetConfigUsers(d.db, defined)
+	if err != nil {
+		d.logger.Error("could not sign out users whose `user` lines were removed", zap.String("db_path", d.path), zap.Error(err))
+	}
+	for _, name := range ended {
+		d.logger.Info("signed out a user whose `user` line is gone; adding it back does not bring their sessions back",
+			zap.String("user", name), zap.String("db_path", d.path))
+	}
+}
+
+// release forgets owner's configuration. When a reload releases the
+// configuration it replaced, the new one is in force: it settles.
 func (d *database) release(owner any) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	delete(d.holders, owner)
+	d.mu.Unlock()
+	if active := caddy.ActiveContext().Context; active != nil {
+		d.settle(active)
+	}
 }
 
 // configUsers returns the names every configuration using the database

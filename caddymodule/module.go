@@ -209,9 +209,10 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	for name := range users {
 		userNames[name] = true
 	}
-	if err := d.hold(t, holder{users: userNames, keyFile: keys.file, lockout: lockout}); err != nil {
+	if err := d.hold(t, holder{users: userNames, config: ctx.Context, keyFile: keys.file, lockout: lockout}); err != nil {
 		return err
 	}
+	go d.settleWhenInForce(ctx.Context)
 	t.db = d
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err

@@ -244,13 +244,13 @@ func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
 	d := testDatabase(t, new(TOTPAuth), "carol")
 	now := time.Now()
 	lock(t, d, "user:carol", now)
-	lock(t, d, "ip:2001:db8::1", now)
-	lock(t, d, "user:admin", now) // a guessed name, no user
+	lock(t, d, gateway.ClientKey("2001:db8::1"), now) // counted by its /64
+	lock(t, d, "user:admin", now)                     // a guessed name, no user
 	l := mustList(t, d, now)
 	if u := findUser(l, "carol"); u == nil || u.LockedUntil == nil || !u.LockedUntil.After(now.Add(59*time.Minute)) {
 		t.Fatalf("carol = %+v, want locked for an hour", u)
 	}
-	if len(l.LockedClientIPs) != 1 || l.LockedClientIPs[0].Name != "2001:db8::1" {
+	if len(l.LockedClientIPs) != 1 || l.LockedClientIPs[0].Name != "2001:db8::/64" {
 		t.Errorf("locked IPs = %+v", l.LockedClientIPs)
 	}
 	if len(l.LockedUnknownNames) != 1 || l.LockedUnknownNames[0].Name != "admin" {
@@ -260,7 +260,7 @@ func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
 	if r, err := d.users().UnlockUser("Carol", now); err != nil || !strings.Contains(r.Message, "Unlocked carol") {
 		t.Fatalf("unlockUser = %+v, %v", r, err)
 	}
-	if r, err := d.users().UnlockIP("2001:0db8:0:0::1", now); err != nil || !strings.Contains(r.Message, "Unlocked 2001:db8::1") {
+	if r, err := d.users().UnlockIP("2001:0db8:0:0::1", now); err != nil || !strings.Contains(r.Message, "Unlocked 2001:db8::/64") {
 		t.Fatalf("unlockIP = %+v, %v", r, err)
 	}
 	l = mustList(t, d, now)

@@ -96,7 +96,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if answered {
 		return
 	}
-	_, codeOK, err := g.checkSecondFactor(r, acct, f.get("code"), false)
+	_, codeOK, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
 	if err != nil {
 		g.releaseAttempt(a)
 		g.internalError(w, r, "check code", err)

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"errors"
+
+	"go.uber.org/zap"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,7 +17,7 @@ import (
 func (g *Gateway) userLimits(r *http.Request, user string) []Limit {
 	return []Limit{
 		{Key: UserCounter.Key(user), Max: g.cfg.MaxFailures},
-		{Key: IPCounter.Key(g.cfg.ClientIP(r)), Max: g.cfg.MaxFailuresPerIP},
+		{Key: ClientKey(g.cfg.ClientIP(r)), Max: g.cfg.MaxFailuresPerIP},
 	}
 }
 
@@ -28,7 +30,8 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 		return Attempt{}, false
 	}
 	if lock != nil {
-		g.audit(r, kind, OutcomeLocked, user)
+		logged, suppressed := g.lockLines.allow(lock.Key, g.cfg.Clock.Now())
+		g.auditLine(r, logged, kind, OutcomeLocked, user, lockField(lock.Key), zap.Int("refusals_not_logged", suppressed))
 		secs := max(1, int((lock.RetryAfter+time.Second-1)/time.Second))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		if wantsJSON(r) {
@@ -129,12 +132,15 @@ func (g *Gateway) checkPassword(r *http.Request, user, password string) (bool, e
 			return false, err
 		}
 		hash, known = acct.PasswordHash, acct.PasswordHash != nil
+		if known {
+			g.noteHash(hash)
+		}
 	}
 	if !known {
 		hash = g.decoyHash()
 	}
 	var match bool
-	err := g.hashes.do(r.Context(), func() { match = comparePassword(hash, password) })
+	err := g.hash(r, func() { match = comparePassword(hash, password) })
 	return match && known, err
 }
 
@@ -156,9 +162,11 @@ func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Atte
 }
 
 // checkSecondFactor verifies a TOTP code (at most once per time step) or,
-// if allowBackup, spends a backup code. Only input shaped like a backup
-// code is compared against the backup hashes.
-func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string, allowBackup bool) (usedBackup, ok bool, err error) {
+// if recovering is not nil, spends a backup code for the session it
+// describes, which then carries the generation that session starts with
+// (see Account.Recover). Only input shaped like a backup code is compared
+// against the backup hashes.
+func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string, recovering *Session) (usedBackup, ok bool, err error) {
 	if code, isTOTP := normalizeTOTPCode(input); isTOTP {
 		if acct.TOTPSecret == "" {
 			return false, false, nil
@@ -174,18 +182,18 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 		return false, err == nil, err
 	}
 	code, isBackup := normalizeBackupCode(input)
-	if !allowBackup || !isBackup || len(acct.BackupCodes) == 0 {
+	if recovering == nil || !isBackup || len(acct.BackupCodes) == 0 {
 		return false, false, nil
 	}
 	var hash []byte
 	var match bool
-	if err := g.hashes.do(r.Context(), func() { hash, match = matchBackupCode(acct.BackupCodes, code) }); err != nil {
+	if err := g.hash(r, func() { hash, match = matchBackupCode(acct.BackupCodes, code) }); err != nil {
 		return false, false, err
 	}
 	if !match {
 		return false, false, nil
 	}
-	err = UseBackupCode(g.cfg.Store, acct.Name, hash)
+	recovering.Generation, err = Recover(g.cfg.Store, acct.Name, hash, recovering.ID)
 	if errors.Is(err, ErrCodeUsed) {
 		return false, false, nil
 	}

@@ -38,6 +38,7 @@ func (a *Account) ConfirmEnrollment(secret string, step int64, backupHashes [][]
 	a.LastStep = step
 	a.BackupCodes = cloneCodes(backupHashes)
 	a.MustRegenerate = false
+	a.RecoverySession = 0
 	a.Pending = nil
 	return nil
 }
@@ -68,11 +69,25 @@ func (a *Account) SpendBackupCode(hash []byte) error {
 	return ErrCodeUsed
 }
 
+// Recover spends the backup code with this hash for the sign-in that
+// starts session (SPEC §4 rule 20): every other session and pending
+// sign-in of the user ends, and only session may make a new set without
+// a TOTP code. ErrCodeUsed if no unused code has this hash.
+func (a *Account) Recover(hash []byte, session uint64) error {
+	if err := a.SpendBackupCode(hash); err != nil {
+		return err
+	}
+	a.EndSessions()
+	a.RecoverySession = session
+	return nil
+}
+
 // ReplaceBackupCodes voids every code, keeps backupHashes as the new set
 // and clears MustRegenerate.
 func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.BackupCodes = cloneCodes(backupHashes)
 	a.MustRegenerate = false
+	a.RecoverySession = 0
 }
 
 // DisableTOTP removes the TOTP secret, the backup codes and any pending
@@ -82,6 +97,7 @@ func (a *Account) DisableTOTP() {
 	a.BackupCodes = nil
 	a.Pending = nil
 	a.MustRegenerate = false
+	a.RecoverySession = 0
 }
 
 // EndSessions raises the generation, which ends every session of the user.
@@ -93,6 +109,11 @@ func (a *Account) EndSessions() { a.Generation++ }
 func (a *Account) RevokeSession(id uint64, until, now time.Time) {
 	kept := make([]Revocation, 0, len(a.Revoked)+1)
 	for _, r := range a.Revoked {
+		if r.ID == id && !until.After(r.Until) {
+			// Already revoked as long: a logout posted again with the
+			// same cookie takes no second place.
+			return
+		}
 		if now.Before(r.Until) {
 			kept = append(kept, r)
 		}

@@ -84,7 +84,7 @@ type Config struct {
 	PortalDomains []string
 	// TrustedProxy reports whether the caller of r is one whose forwarded
 	// headers may be believed (Caddy's trusted_proxies). Verify refuses
-	// every other caller. nil trusts no caller.
+	// every other caller. Default (nil): no caller is trusted.
 	TrustedProxy func(r *http.Request) bool
 
 	// SessionHashKey and SessionBlockKey are the cookie keys; when nil they

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"html/template"
 	"net/http"
+	"time"
 )
 
 // Enrollment of an authenticator app (SPEC §3 flow 3), at first sign-in or
@@ -35,8 +36,6 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	return enrollee{user: s.User, session: s, redirect: g.cfg.Prefix + "/account"}, true
 }
 
-var errEnrollmentExpired = errors.New("enrollment expired")
-
 func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 	e, ok := g.requireEnrollee(w, r)
 	if !ok {
@@ -45,8 +44,10 @@ func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
 	g.showSetup(w, r, e, http.StatusOK, "")
 }
 
-// showSetup answers with the user's pending enrollment (starting one if
-// there is none), as JSON or as the setup page showing errMsg.
+// showSetup answers with the user's pending enrollment, as JSON or as the
+// setup page showing errMsg. A first sign-in starts one if there is none;
+// a signed-in user sees only the one their session asked for with the
+// password, and is asked for the password otherwise (SPEC §4 rule 21).
 func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, status int, errMsg string) {
 	acct, err := g.cfg.Store.Account(e.user)
 	if err != nil {
@@ -60,11 +61,14 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) {
-		secret, err := newTOTPSecret()
-		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
-	})
-	if err != nil {
+	var enr Enrollment
+	if e.session != nil {
+		var ok bool
+		if enr, ok = acct.PendingAt(now); !ok || enr.Session != e.session.ID {
+			g.askPassword(w, r, e, acct, status, errMsg)
+			return
+		}
+	} else if enr, err = EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
@@ -87,6 +91,32 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
 		Expires: inWords(enr.Expires.Sub(now)), NeedPassword: moving, Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
+}
+
+// askPassword answers a signed-in user whose session has no enrollment:
+// 403 password_required for API clients (401 invalid_credentials after a
+// wrong one), the password form for browsers. No secret is shown before
+// the password.
+func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, status int, errMsg string) {
+	if wantsJSON(r) {
+		if status == http.StatusUnauthorized {
+			jsonError(w, status, "invalid_credentials")
+			return
+		}
+		jsonError(w, http.StatusForbidden, "password_required")
+		return
+	}
+	moving := acct.TOTPSecret != ""
+	g.render(w, r, status, "setup", page{Title: setupTitle(moving), User: e.user, NeedPassword: true, Moving: moving,
+		CodesLeft: len(acct.BackupCodes), Error: errMsg})
+}
+
+// newEnrollment makes a fresh secret, confirmable for EnrollmentTTL from now.
+func newEnrollment(now time.Time) func() (Enrollment, error) {
+	return func() (Enrollment, error) {
+		secret, err := newTOTPSecret()
+		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
+	}
 }
 
 // setupTitle names the setup page: a first enrollment, or a move to a new
@@ -121,35 +151,28 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if acct.TOTPSecret != "" {
-		if e.pending != nil {
-			g.releaseAttempt(a)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
-			return
-		}
-		// Replacing a working authenticator needs the password too, so a
-		// borrowed session cannot take over the second factor.
-		match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, f.get("password"))
-		if answered {
-			return
-		}
-		if !match {
-			note := g.failAttempt(r, a, e.user)
-			g.audit(r, EventEnrollment, OutcomeFailure, e.user)
-			refuse(http.StatusUnauthorized, "invalid_credentials", "Wrong password."+note)
-			return
-		}
-	}
-	now := g.cfg.Clock.Now()
-	enr, err := PendingEnrollment(g.cfg.Store, e.user, now, func() (Enrollment, error) { return Enrollment{}, errEnrollmentExpired })
-	if errors.Is(err, errEnrollmentExpired) {
+	if e.pending != nil && acct.TOTPSecret != "" {
 		g.releaseAttempt(a)
-		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
-	if err != nil {
+	now := g.cfg.Clock.Now()
+	if e.session != nil && f.get("code") == "" {
+		// A signed-in user gives the password before any secret is shown,
+		// so a borrowed session cannot take over the second factor.
+		g.postSetupPassword(w, r, e, acct, a, f.get("password"), now)
+		return
+	}
+	enr, ok := acct.PendingAt(now)
+	switch {
+	case e.session != nil && (!ok || enr.Session != e.session.ID):
+		// Only the session that gave the password confirms its secret.
 		g.releaseAttempt(a)
-		g.internalError(w, r, "read enrollment", err)
+		g.askPassword(w, r, e, acct, http.StatusForbidden, "Enter your password first.")
+		return
+	case e.session == nil && (!ok || enr.Session != 0):
+		g.releaseAttempt(a)
+		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
 	}
 	code, _ := normalizeTOTPCode(f.get("code"))
@@ -162,7 +185,8 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	var hashes [][]byte
-	if err := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
+	var err error
+	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
 		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}
@@ -184,7 +208,17 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		if acct.TOTPSecret != "" {
 			reason = codesMoved
 		}
-		g.showCodesOnce(w, r, *e.session, reason, codes, e.redirect)
+		s := *e.session
+		if s.Level < LevelTwoFactor {
+			// Turned on from a password-only session: it has now proven
+			// a second factor.
+			s = Session{User: e.user, ID: s.ID, Generation: acct.Generation}
+			if err := g.startSession(w, r, s, FactorEnrollment, g.cfg.Clock.Now()); err != nil {
+				g.internalError(w, r, "set session cookie", err)
+				return
+			}
+		}
+		g.showCodesOnce(w, r, s, reason, codes, e.redirect)
 		return
 	}
 	// The session's id is chosen here, so the codes can be bound to it.
@@ -200,4 +234,31 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)
+}
+
+// postSetupPassword is the first step for a signed-in user: the password,
+// within the attempt a, then a new secret bound to this session (SPEC §4
+// rule 21). API clients get the secret; browsers go on to the setup page,
+// which shows it.
+func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, a Attempt, password string, now time.Time) {
+	match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, password)
+	if answered {
+		return
+	}
+	if !match {
+		note := g.failAttempt(r, a, e.user)
+		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
+		g.askPassword(w, r, e, acct, http.StatusUnauthorized, "Wrong password."+note)
+		return
+	}
+	g.releaseAttempt(a)
+	if _, err := EnrollmentFor(g.cfg.Store, e.user, e.session.ID, now, newEnrollment(now)); err != nil {
+		g.internalError(w, r, "start enrollment", err)
+		return
+	}
+	if wantsJSON(r) {
+		g.showSetup(w, r, e, http.StatusOK, "")
+		return
+	}
+	http.Redirect(w, r, g.cfg.Prefix+"/setup", http.StatusSeeOther)
 }

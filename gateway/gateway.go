@@ -1,25 +1,21 @@
 package gateway
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	_ "embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 )
 
 var (
@@ -35,9 +31,11 @@ var (
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
 type Gateway struct {
-	cfg           Config
-	codec         *cookieCodec
-	csrfKey       []byte
+	cfg     Config
+	codec   *cookieCodec
+	csrfKey []byte
+	// nameKey keys the hash that stands for unknown user names.
+	nameKey       []byte
 	csp           string
 	pages         *template.Template
 	userHeaderKey string
@@ -47,6 +45,7 @@ type Gateway struct {
 	posted postedTokens
 	// credentials fingerprints each configured user's password hash.
 	credentials map[string]uint64
+	lockLines   lockLines
 	// memberOf maps users to their groups; portal is PortalDomains.
 	memberOf map[string][]string
 	portal   []string
@@ -59,10 +58,14 @@ type Gateway struct {
 	paused atomic.Int32
 
 	// decoy is checked in place of an unknown user's hash; computing it
-	// takes as long as one password check, so it happens off the start path.
-	decoyOnce sync.Once
-	decoyDone chan struct{}
-	decoy     []byte
+	// takes as long as one password check, so it happens off the start
+	// path (see decoy.go).
+	decoyOnce    sync.Once
+	decoyDone    chan struct{}
+	decoyMu      sync.Mutex
+	decoy        []byte
+	decoyWork    float64
+	decoyRedoing bool
 }
 
 // New checks cfg, fills in its defaults and returns a ready Gateway.
@@ -92,10 +95,13 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	csrfKey := hmac.New(sha256.New, hashKey)
 	csrfKey.Write([]byte("totp_auth csrf v1"))
+	nameKey := hmac.New(sha256.New, hashKey)
+	nameKey.Write([]byte("totp_auth unknown names v1"))
 	g := &Gateway{
 		cfg:           cfg,
 		codec:         newCookieCodec(hashKey, blockKey),
 		csrfKey:       csrfKey.Sum(nil),
+		nameKey:       nameKey.Sum(nil),
 		csp:           contentSecurityPolicy(styleCSS, pagesJS),
 		pages:         pages,
 		userHeaderKey: headerKey(cfg.UserHeader),
@@ -107,36 +113,6 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	go g.decoyHash()
 	return g, nil
-}
-
-// decoyHash returns the hash checked in place of an unknown user's, shaped
-// like the most expensive configured one, so both cost the same.
-func (g *Gateway) decoyHash() []byte {
-	g.decoyOnce.Do(func() {
-		defer close(g.decoyDone)
-		names := make([]string, 0, len(g.cfg.Users))
-		for n := range g.cfg.Users {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		var model []byte
-		best := -1
-		for _, n := range names {
-			h := g.cfg.Users[n]
-			if c, err := bcrypt.Cost(h); err == nil && c > best {
-				model, best = h, c
-			} else if err != nil && model == nil {
-				model = h
-			}
-		}
-		h, err := decoyHash(model)
-		if err != nil {
-			g.cfg.Logger.Error("could not make the decoy password hash; unknown users are refused faster than known ones", zap.Error(err))
-		}
-		g.decoy = h
-	})
-	<-g.decoyDone
-	return g.decoy
 }
 
 // Handle serves the built-in pages and gates everything else. When it
@@ -285,9 +261,8 @@ func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
 // logged (store errors never carry secrets) and the client learns nothing.
 func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	g.cfg.Logger.Error("totp_auth: "+what, zap.Error(err), zap.String("client_ip", g.cfg.ClientIP(r)))
-	if errors.Is(err, context.Canceled) {
-		return
-	}
+	// Answered even when err is a cancellation: a handler that writes
+	// nothing answers 200, which a forward-auth proxy takes for a pass.
 	jsonError(w, http.StatusInternalServerError, "internal_error")
 }
 

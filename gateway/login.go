@@ -1,6 +1,9 @@
 package gateway
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"time"
@@ -41,11 +44,18 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
 		return
 	}
-	if g.hashes.saturated() {
-		g.refuseBusy(w, r, EventPassword, user)
+	// Until the password is right, an unknown name is logged and counted
+	// only as a keyed hash: it may be a password typed into the wrong box.
+	subject, err := g.subject(user)
+	if err != nil {
+		g.internalError(w, r, "read account", err)
 		return
 	}
-	a, ok := g.beginAttempt(w, r, EventPassword, user, "login", p)
+	if g.hashes.saturated(g.clientPrefix(r)) {
+		g.refuseBusy(w, r, EventPassword, subject)
+		return
+	}
+	a, ok := g.beginAttempt(w, r, EventPassword, subject, "login", p)
 	if !ok {
 		return
 	}
@@ -54,8 +64,8 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !match {
-		note := g.failAttempt(r, a, user)
-		g.audit(r, EventPassword, OutcomeFailure, user)
+		note := g.failAttempt(r, a, subject)
+		g.audit(r, EventPassword, OutcomeFailure, subject)
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password." + note, page: "login"}, p)
 		return
 	}
@@ -104,4 +114,27 @@ func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Sessi
 	}
 	g.audit(r, EventSignIn, OutcomeOK, s.User, methodField(factor.String()))
 	return true
+}
+
+// subject is how the log and the failure counters name the user a sign-in
+// attempt is for: the name itself when such a user exists here, otherwise
+// a keyed hash of what was typed. A password typed into the user-name box
+// is then neither logged nor stored, while repeats of one wrong name still
+// share one counter and one log value that monitoring can match. The
+// "Unknown-" prefix holds an upper-case letter, which no canonical user
+// name does.
+func (g *Gateway) subject(user string) (string, error) {
+	if _, ok := g.cfg.Users[user]; ok {
+		return user, nil
+	}
+	acct, err := g.cfg.Store.Account(user)
+	if err != nil {
+		return "", err
+	}
+	if acct.PasswordHash != nil {
+		return user, nil
+	}
+	m := hmac.New(sha256.New, g.nameKey)
+	m.Write([]byte(user))
+	return "Unknown-" + hex.EncodeToString(m.Sum(nil)[:8]), nil
 }

@@ -13,11 +13,13 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	now := g.cfg.Clock.Now()
 	user := ""
-	if s, ok := g.readSession(r, now); ok {
+	if s, ok := g.readSessionToEnd(r, now); ok {
 		user = s.User
 		// End the session on the server too, so a copy of the cookie
-		// taken before now is worthless.
-		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Issued.Add(g.cfg.SessionTTL), now); err != nil {
+		// taken before now is worthless: on every block that shares the
+		// database, until the cookie's own expiry, which a block with a
+		// longer session_ttl would otherwise still honour (SPEC §4 rule 22).
+		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}

@@ -283,6 +283,10 @@ func TestPages_MovingToANewAppSaysWhatHappensToTheBackupCodes(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
 	c.enroll("alice")
+	// The password comes first (SPEC §4 rule 21); then the new key.
+	if r, _ := c.sendForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"password": {testPassword}}); r.StatusCode != http.StatusSeeOther {
+		t.Fatalf("password step: %d", r.StatusCode)
+	}
 	page := c.getHTML("/.totp-auth/setup").Body
 	for _, want := range []string{
 		"<title>Move to a new authenticator app",
@@ -309,7 +313,7 @@ func TestPages_TurningOnFromTheAccountPageIsNoMove(t *testing.T) {
 	if !strings.Contains(page, "<h1>Set up two-factor authentication</h1>") {
 		t.Fatalf("turning 2FA on is titled otherwise:\n%s", page)
 	}
-	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	secret := c.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword}).JSON["secret"].(string)
 	c.sendForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {e.code(secret, 0)}})
 	if r := c.getHTML("/.totp-auth/codes"); !strings.Contains(r.Body, "<h1>Two-factor authentication is on</h1>") {
 		t.Fatalf("after turning 2FA on the codes page says:\n%s", r.Body)

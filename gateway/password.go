@@ -1,14 +1,12 @@
 package gateway
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/bcrypt"
@@ -107,48 +105,4 @@ func decoyHash(like []byte) ([]byte, error) {
 		cost = c
 	}
 	return bcrypt.GenerateFromPassword(pw, cost)
-}
-
-// ErrBusy means the hashing queue is full; the request is refused at once.
-var ErrBusy = errors.New("too many password checks in progress")
-
-// hashLimiter bounds password and backup-code hashing to a few workers and
-// a short queue, so a flood of guesses cannot starve requests that already
-// hold a session: the excess is refused at once rather than piling up.
-type hashLimiter struct {
-	slots   chan struct{}
-	waiting atomic.Int32
-	queue   int32
-}
-
-func newHashLimiter(workers, queue int) *hashLimiter {
-	return &hashLimiter{slots: make(chan struct{}, workers), queue: int32(queue)}
-}
-
-// saturated reports whether a new request would be refused right now, so
-// a flood can be answered before it costs any database work.
-func (l *hashLimiter) saturated() bool {
-	return len(l.slots) == cap(l.slots) && l.waiting.Load() >= l.queue
-}
-
-// do runs fn when a worker is free, or returns ErrBusy when the queue is full.
-func (l *hashLimiter) do(ctx context.Context, fn func()) error {
-	select {
-	case l.slots <- struct{}{}:
-	default:
-		if l.waiting.Add(1) > l.queue {
-			l.waiting.Add(-1)
-			return ErrBusy
-		}
-		select {
-		case l.slots <- struct{}{}:
-			l.waiting.Add(-1)
-		case <-ctx.Done():
-			l.waiting.Add(-1)
-			return ctx.Err()
-		}
-	}
-	defer func() { <-l.slots }()
-	fn()
-	return nil
 }

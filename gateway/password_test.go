@@ -3,6 +3,7 @@ package gateway
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 )
@@ -53,6 +54,61 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 		if CheckPasswordHash([]byte(bad)) == nil {
 			t.Errorf("hash %q accepted", bad)
 		}
+	}
+}
+
+// storedAccounts is a Store that only lists accounts.
+type storedAccounts struct {
+	Store
+	accounts []Account
+}
+
+func (s storedAccounts) Accounts() ([]Account, error) { return s.accounts, nil }
+
+func TestDecoyHash_FollowsTheCostliestStoredHashToo(t *testing.T) {
+	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
+	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 7)
+	store := storedAccounts{accounts: []Account{{Name: "bob", PasswordHash: cheap}, {Name: "carol", PasswordHash: dear}, {Name: "dave"}}}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: store}, decoyDone: make(chan struct{})}
+	g.cfg.setDefaults()
+	if c, err := bcrypt.Cost(g.decoyHash()); err != nil || c != 7 {
+		t.Fatalf("decoy cost %d (%v), want 7: the costliest stored hash", c, err)
+	}
+}
+
+func TestDecoyHash_ACostlierStoredHashCheckedLaterRaisesIt(t *testing.T) {
+	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
+	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 6)
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}}, decoyDone: make(chan struct{})}
+	g.cfg.setDefaults()
+	if c, _ := bcrypt.Cost(g.decoyHash()); c != 4 {
+		t.Fatalf("decoy cost %d, want 4", c)
+	}
+	g.noteHash(dear)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, _ := bcrypt.Cost(g.decoyHash()); c == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("decoy did not follow a costlier stored hash")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	g.noteHash(cheap)
+	time.Sleep(20 * time.Millisecond)
+	if c, _ := bcrypt.Cost(g.decoyHash()); c != 6 {
+		t.Fatalf("a cheaper hash lowered the decoy to cost %d", c)
+	}
+}
+
+func TestHashWork_OrdersAlgorithmsAndParameters(t *testing.T) {
+	b10, _ := bcrypt.GenerateFromPassword([]byte("a"), 10)
+	b14 := []byte("$2a$14$" + strings.Repeat("a", 53))
+	small := []byte("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
+	big := []byte("$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
+	if !(hashWork(small) < hashWork(b10) && hashWork(b10) < hashWork(big) && hashWork(big) < hashWork(b14)) {
+		t.Fatalf("work: argon2 1 MiB %g, bcrypt 10 %g, argon2 64 MiB×3 %g, bcrypt 14 %g", hashWork(small), hashWork(b10), hashWork(big), hashWork(b14))
 	}
 }
 

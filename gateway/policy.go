@@ -20,7 +20,10 @@ var groupsHeaderKey = headerKey(GroupsHeader)
 // Policy says who may pass: a user named in Users, or a member of one of
 // Groups. Either one suffices. The zero Policy lets every user pass.
 type Policy struct {
-	Users  []string
+	// Users are the canonical names of users who may pass. Default: none.
+	Users []string
+	// Groups are names of groups (Config.Groups) whose members may pass.
+	// Default: none.
 	Groups []string
 }
 

@@ -11,12 +11,21 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if wantsJSON(r) {
-		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "regenerate_required": st.MustRegenerate})
+	acct, err := g.cfg.Store.Account(s.User)
+	if err != nil {
+		g.internalError(w, r, "read account", err)
 		return
 	}
-	g.render(w, r, http.StatusOK, "backup", page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate,
-		Redirect: g.safeRedirect(r, r.URL.Query().Get("redirect"))})
+	spender := st.MustRegenerate && acct.RecoverySession == s.ID
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "regenerate_required": st.MustRegenerate, "code_required": !spender})
+		return
+	}
+	p := page{Title: "Backup codes", User: s.User, Recovery: spender, Redirect: g.safeRedirect(r, r.URL.Query().Get("redirect"))}
+	if st.MustRegenerate && !spender {
+		p.Notice = "A backup code was used to sign in to your account. Make a fresh set, with a code from your app, before you go on: every old code stops working."
+	}
+	g.render(w, r, http.StatusOK, "backup", p)
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
@@ -37,10 +46,11 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !st.MustRegenerate {
+	if !st.MustRegenerate || acct.RecoverySession != s.ID {
 		// Outside recovery a fresh set needs a current code: a borrowed
-		// session alone must not mint working codes.
-		_, match, err := g.checkSecondFactor(r, acct, f.get("code"), false)
+		// session alone must not mint working codes. In recovery only the
+		// session that spent the backup code is spared it (SPEC §4 rule 20).
+		_, match, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
 		if err != nil {
 			g.releaseAttempt(a)
 			g.internalError(w, r, "check code", err)
@@ -56,7 +66,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	var codes []string
 	var hashes [][]byte
 	var err error
-	if herr := g.hashes.do(r.Context(), func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); herr != nil {
+	if herr := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); herr != nil {
 		g.busy(w, r, a, EventBackupCodesRegenerated, s.User)
 		return
 	}

@@ -34,7 +34,17 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), true)
+	// The session is named before the code is checked: a backup code
+	// ends every other session, and this one must survive that.
+	s := Session{User: p.User, Generation: acct.Generation}
+	id, err := newSessionID()
+	if err != nil {
+		g.releaseAttempt(a)
+		g.internalError(w, r, "make session id", err)
+		return
+	}
+	s.ID = id
+	usedBackup, ok, err := g.checkSecondFactor(r, acct, f.get("code"), &s)
 	switch {
 	case errors.Is(err, ErrBusy):
 		g.busy(w, r, a, EventSecondFactor, p.User)
@@ -55,7 +65,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		factor = FactorBackupCode
 		g.audit(r, EventBackupCode, OutcomeOK, p.User)
 	}
-	if !g.completeSignIn(w, r, Session{User: p.User, Generation: acct.Generation}, g.cfg.Clock.Now(), factor) {
+	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), factor) {
 		return
 	}
 	redirect := g.safeRedirect(r, p.Redirect)

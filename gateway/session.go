@@ -152,6 +152,23 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 		Issued: v.issued, LastSeen: lastSeen, Expires: v.expires}, true
 }
 
+// readSessionToEnd returns the request's session for logout: any authentic
+// session cookie that its own expiry has not ended, even one this block's
+// session_ttl or idle_timeout no longer accepts, since another block
+// sharing the database may still accept it.
+func (g *Gateway) readSessionToEnd(r *http.Request, now time.Time) (Session, bool) {
+	ck, err := r.Cookie(g.cfg.CookieName)
+	if err != nil {
+		return Session{}, false
+	}
+	v, err := g.codec.decode(g.cfg.CookieName, ck.Value)
+	if err != nil || v.kind != kindSession || v.user == "" || !now.Before(v.expires) {
+		return Session{}, false
+	}
+	return Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
+		Issued: v.issued, LastSeen: v.lastSeen, Expires: v.expires}, true
+}
+
 // readPending returns the request's pending login if authentic and younger
 // than PendingTTL. The generation is checked by the caller.
 func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, bool) {

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -205,4 +206,78 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	if r := attacker.postJSON("/.totp-auth/setup", map[string]string{"code": "123456"}); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("pending enrollment from before the password change: %d %s", r.StatusCode, r.Body)
 	}
+}
+
+func TestLogout_StaysInForceOnABlockWithALongerSessionTTL(t *testing.T) {
+	long := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
+	short := long.sibling(func(c *gateway.Config) { c.SessionTTL = time.Minute; c.IdleTimeout = time.Minute })
+	owner := long.client()
+	secret, _ := owner.enroll("alice")
+	thief := long.client()
+	thief.signIn("alice", secret)
+	stolen := thief.cookie("totp_auth_session")
+
+	// The thief's victim signs out on the short block, within its minute.
+	victim := &client{e: short, jar: thief.jar, http: thief.http}
+	if r := victim.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatalf("logout: %d %s", r.StatusCode, r.Body)
+	}
+	// A minute and more later another logout prunes what is over...
+	long.clock.Advance(2 * time.Minute)
+	if r := owner.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatal(r.Body)
+	}
+	// ...and the copy taken before the logout still does not pass the
+	// long block, whose twelve hours it was issued with.
+	replay := long.client()
+	replay.jar.SetCookies(mustURL(long.srv.URL), []*http.Cookie{stolen})
+	if r := replay.getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("cookie ended by logout on the short block passes the long one: %d", r.StatusCode)
+	}
+}
+
+func TestLogout_OnABlockWhoseTTLIsOverStillEndsTheSessionEverywhere(t *testing.T) {
+	long := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
+	short := long.sibling(func(c *gateway.Config) { c.SessionTTL = time.Minute; c.IdleTimeout = time.Minute })
+	c := long.client()
+	secret, _ := c.enroll("alice")
+	c.signIn("alice", secret)
+	copied := c.cookie("totp_auth_session")
+	long.clock.Advance(10 * time.Minute)
+	if r := (&client{e: short, jar: c.jar, http: c.http}).postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
+		t.Fatal(r.Body)
+	}
+	replay := long.client()
+	replay.jar.SetCookies(mustURL(long.srv.URL), []*http.Cookie{copied})
+	if r := replay.getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("session logged out on a block it had outlived still passes the long block: %d", r.StatusCode)
+	}
+}
+
+func TestSession_NoBlockAcceptsACookiePastTheExpiryItWasIssuedWith(t *testing.T) {
+	short := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 10 * time.Minute; c.IdleTimeout = 10 * time.Minute })
+	long := short.sibling(func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
+	c := short.client()
+	secret, _ := c.enroll("alice")
+	c.signIn("alice", secret)
+	l := c.on(long)
+	if r := l.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("fresh cookie on the long block: %d", r.StatusCode)
+	}
+	short.clock.Advance(9 * time.Minute)
+	if r := l.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("cookie within its own expiry: %d", r.StatusCode)
+	}
+	short.clock.Advance(2 * time.Minute)
+	if r := l.getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("cookie past the expiry it was issued with, on a block with a longer session_ttl: %d", r.StatusCode)
+	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }

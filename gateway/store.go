@@ -114,6 +114,13 @@ type Account struct {
 	Pending *Enrollment
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked []Revocation
+	// ConfigUser is set while a `user` line of a configuration using the
+	// store defines the user (see MarkConfigUsers, ForgetConfigUsers).
+	ConfigUser bool
+	// RecoverySession is the session that spent the last backup code:
+	// while MustRegenerate holds, it alone may make a new set without a
+	// TOTP code (SPEC §4 rule 20). 0 when there is none.
+	RecoverySession uint64
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -190,4 +197,8 @@ type Enrollment struct {
 	Secret string
 	// Expires is when the enrollment stops being confirmable.
 	Expires time.Time
+	// Session is the session that asked for it with the password, when a
+	// signed-in user moves to a new authenticator: no other session sees
+	// or confirms it (SPEC §4 rule 21). 0 for an enrollment at first sign-in.
+	Session uint64
 }

@@ -44,6 +44,31 @@ func PendingEnrollment(s Store, user string, now time.Time, create func() (Enrol
 	return e, nil
 }
 
+// EnrollmentFor returns the user's enrollment if it is still valid at now
+// and belongs to session (0: a first sign-in); otherwise it stores the
+// result of create, bound to session, in its place and returns that. A
+// secret one session asked for is never handed to another (SPEC §4 rule 21).
+func EnrollmentFor(s Store, user string, session uint64, now time.Time, create func() (Enrollment, error)) (Enrollment, error) {
+	var e Enrollment
+	err := update(s, user, func(a *Account) error {
+		if p, ok := a.PendingAt(now); ok && p.Session == session {
+			e = p
+			return errUnchanged
+		}
+		fresh, err := create()
+		if err != nil {
+			return fmt.Errorf("create enrollment for %q: %w", user, err)
+		}
+		fresh.Session = session
+		a.Pending, e = &fresh, fresh
+		return nil
+	})
+	if err != nil {
+		return Enrollment{}, err
+	}
+	return e, nil
+}
+
 // ConfirmEnrollment applies Account.ConfirmEnrollment to the user's account.
 func ConfirmEnrollment(s Store, user, secret string, step int64, backupHashes [][]byte, now time.Time) error {
 	return update(s, user, func(a *Account) error { return a.ConfirmEnrollment(secret, step, backupHashes, now) })
@@ -57,6 +82,20 @@ func AcceptStep(s Store, user string, step int64) error {
 // UseBackupCode applies Account.SpendBackupCode to the user's account.
 func UseBackupCode(s Store, user string, hash []byte) error {
 	return update(s, user, func(a *Account) error { return a.SpendBackupCode(hash) })
+}
+
+// Recover applies Account.Recover to the user's account and returns the
+// generation the session it names starts with.
+func Recover(s Store, user string, hash []byte, session uint64) (uint64, error) {
+	var gen uint64
+	err := update(s, user, func(a *Account) error {
+		if err := a.Recover(hash, session); err != nil {
+			return err
+		}
+		gen = a.Generation
+		return nil
+	})
+	return gen, err
 }
 
 // ReplaceBackupCodes applies Account.ReplaceBackupCodes to the user's account.

@@ -22,13 +22,16 @@ type accountRecord struct {
 	Generation     uint64         `json:"generation,omitempty"`
 	Pending        *pendingRecord `json:"pending,omitempty"`
 	// Revoked lists sessions ended by logout until they would expire.
-	Revoked []gateway.Revocation `json:"revoked,omitempty"`
+	Revoked         []gateway.Revocation `json:"revoked,omitempty"`
+	RecoverySession uint64               `json:"recovery_session,omitempty"`
+	ConfigUser      bool                 `json:"config_user,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
 type pendingRecord struct {
 	Secret  []byte `json:"secret"` // sealed
 	Expires int64  `json:"expires"`
+	Session uint64 `json:"session,omitempty"`
 }
 
 // loadAccount reads user's record; stored reports whether there was one.
@@ -69,20 +72,22 @@ func putAccountRecord(tx *bolt.Tx, user string, rec accountRecord) error {
 // withheld (see gateway.Store.Accounts): it decrypts nothing.
 func withheld(user string, rec accountRecord, stored bool) gateway.Account {
 	a := gateway.Account{
-		Name:           user,
-		PasswordHash:   rec.PasswordHash,
-		LastStep:       rec.LastStep,
-		BackupCodes:    rec.BackupCodes,
-		MustRegenerate: rec.MustRegenerate,
-		Generation:     rec.Generation,
-		Revoked:        rec.Revoked,
-		Stored:         stored,
+		Name:            user,
+		PasswordHash:    rec.PasswordHash,
+		LastStep:        rec.LastStep,
+		BackupCodes:     rec.BackupCodes,
+		MustRegenerate:  rec.MustRegenerate,
+		Generation:      rec.Generation,
+		Revoked:         rec.Revoked,
+		RecoverySession: rec.RecoverySession,
+		ConfigUser:      rec.ConfigUser,
+		Stored:          stored,
 	}
 	if rec.TOTPSecret != nil {
 		a.TOTPSecret = gateway.SecretWithheld
 	}
 	if p := rec.Pending; p != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, p.Expires)}
+		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, p.Expires), Session: p.Session}
 	}
 	return a
 }
@@ -112,12 +117,14 @@ func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Acco
 // their ciphertext from old, the record a was loaded from.
 func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old accountRecord) (accountRecord, error) {
 	rec := accountRecord{
-		PasswordHash:   bytes.Clone(a.PasswordHash),
-		LastStep:       a.LastStep,
-		BackupCodes:    cloneCodes(a.BackupCodes),
-		MustRegenerate: a.MustRegenerate,
-		Generation:     a.Generation,
-		Revoked:        a.Revoked,
+		PasswordHash:    bytes.Clone(a.PasswordHash),
+		LastStep:        a.LastStep,
+		BackupCodes:     cloneCodes(a.BackupCodes),
+		MustRegenerate:  a.MustRegenerate,
+		Generation:      a.Generation,
+		Revoked:         a.Revoked,
+		RecoverySession: a.RecoverySession,
+		ConfigUser:      a.ConfigUser,
 	}
 	seal := func(purpose, plain string) ([]byte, error) {
 		id, err := currentKey(tx)
@@ -137,7 +144,7 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 		}
 	}
 	if p := a.Pending; p != nil {
-		rec.Pending = &pendingRecord{Expires: p.Expires.UnixNano()}
+		rec.Pending = &pendingRecord{Expires: p.Expires.UnixNano(), Session: p.Session}
 		if was.Pending != nil && was.Pending.Secret == p.Secret {
 			rec.Pending.Secret = old.Pending.Secret
 		} else if rec.Pending.Secret, err = seal(purposePendingSecret, p.Secret); err != nil {

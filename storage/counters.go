@@ -61,13 +61,20 @@ func getCounter(b *bolt.Bucket, key string) (gateway.Counter, error) {
 	return decodeCounter(key, v)
 }
 
-// UpdateCounters implements gateway.Store. It runs in a bbolt batch, so
-// that a flood of attempts shares fsyncs instead of queueing for one each;
-// a batch that fails is run again one function at a time, which is why fn
-// must be idempotent.
+// UpdateCounters implements gateway.Store. fn runs first in a read
+// transaction: an update that changes nothing (an attempt refused by a
+// lock, say) ends there and writes nothing, so a flood against a locked
+// counter costs no commit and no fsync. Otherwise it runs again in a bbolt
+// batch, so that a flood of attempts shares fsyncs instead of queueing for
+// one each; a batch that fails is run again one function at a time, which
+// is why fn must be idempotent.
 func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+	unchanged, err := db.countersUnchanged(keys, fn)
+	if err != nil || unchanged {
+		return err
+	}
 	var fnErr error
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err = db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCounters)
 		cs := make(map[string]*gateway.Counter, len(keys))
 		loaded := make(map[string][]byte, len(keys))
@@ -105,6 +112,46 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 		return fmt.Errorf("update counters: %w", err)
 	}
 	return nil
+}
+
+// countersUnchanged runs fn on the counters under keys in a read
+// transaction and reports whether it left every one as it was; fn's own
+// error is returned unchanged.
+func (db *DB) countersUnchanged(keys []string, fn func(map[string]*gateway.Counter) error) (bool, error) {
+	unchanged := false
+	var fnErr error
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCounters)
+		loaded := make(map[string]gateway.Counter, len(keys))
+		cs := make(map[string]*gateway.Counter, len(keys))
+		for _, k := range keys {
+			c, err := getCounter(b, k)
+			if err != nil {
+				return err
+			}
+			loaded[k] = c
+			cs[k] = &c
+		}
+		if fnErr = fn(cs); fnErr != nil {
+			return fnErr
+		}
+		unchanged = true
+		for _, k := range keys {
+			c := *cs[k]
+			c.Key = k
+			if !bytes.Equal(encodeCounter(c), encodeCounter(loaded[k])) {
+				unchanged = false
+			}
+		}
+		return nil
+	})
+	if fnErr != nil && err == fnErr {
+		return false, fnErr
+	}
+	if err != nil {
+		return false, fmt.Errorf("update counters: %w", err)
+	}
+	return unchanged, nil
 }
 
 // Counters implements gateway.Store.

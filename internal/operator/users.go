@@ -229,6 +229,7 @@ const (
 	OpRemoveUser     Operation = "users/remove"
 	OpResetTwoFactor Operation = "users/reset-2fa"
 	OpUnlock         Operation = "users/unlock"
+	OpSignOut        Operation = "users/signout"
 )
 
 // CheckPassword refuses, from a listing, to ask for a password that op
@@ -352,6 +353,13 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 		return Report{}, err
 	}
 	config, known := u.configUsers()
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if acct.Stored && acct.TOTPSecret == "" && acct.Pending == nil && (config[name] || acct.PasswordHash != nil) {
+		return Report{DB: u.DB, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
+	}
 	err = ResetTOTP(u.Store, name)
 	switch {
 	case errors.Is(err, gateway.ErrNotFound) && config[name]:
@@ -375,6 +383,32 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
+// SignOut ends every session and pending sign-in of a user, however the
+// user is defined (SPEC §4 rule 18): it raises the stored generation,
+// which every cookie of the user must match.
+func (u *Users) SignOut(name string) (Report, error) {
+	name, err := UserName(name)
+	if err != nil {
+		return Report{}, err
+	}
+	config, known := u.configUsers()
+	acct, err := u.Store.Account(name)
+	if err != nil {
+		return Report{}, err
+	}
+	if known && !config[name] && acct.PasswordHash == nil {
+		return Report{}, refuse(http.StatusNotFound, "there is no user %s: no `user` line and no password in the database", name)
+	}
+	if _, err := gateway.BumpGeneration(u.Store, name); err != nil {
+		return Report{}, err
+	}
+	msg := fmt.Sprintf("Signed %s out everywhere: every session and pending sign-in has ended.", name)
+	if !known && acct.PasswordHash == nil {
+		msg = fmt.Sprintf("Signed %s out everywhere, if a `user` line defines them (the database holds no password for %s).", name, name)
+	}
+	return Report{DB: u.DB, Message: msg}, nil
+}
+
 // unlockUser lifts a user's lock and forgets their failures.
 func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
 	name, err := UserName(name)
@@ -384,13 +418,16 @@ func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
 	return u.unlock(gateway.UserCounter.Key(name), name, now)
 }
 
-// unlockIP lifts a client IP's lock and forgets its failures.
+// UnlockIP lifts the lock of a client IP (of its /64 for IPv6, as the
+// gateway counts it) and forgets its failures.
 func (u *Users) UnlockIP(ip string, now time.Time) (Report, error) {
 	addr, err := netip.ParseAddr(strings.TrimSpace(ip))
 	if err != nil {
 		return Report{}, refuse(http.StatusBadRequest, "%q is not an IP address", ip)
 	}
-	return u.unlock(gateway.IPCounter.Key(addr.String()), addr.String(), now)
+	key := gateway.ClientKey(addr.String())
+	name, _ := gateway.IPCounter.Name(key)
+	return u.unlock(key, name, now)
 }
 
 func (u *Users) unlock(key, what string, now time.Time) (Report, error) {

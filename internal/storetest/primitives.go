@@ -19,8 +19,10 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		a.BackupCodes = hashes("a", "b")
 		a.MustRegenerate = true
 		a.Generation = 5
-		a.Pending = &gateway.Enrollment{Secret: secretB, Expires: t0.Add(time.Hour)}
+		a.Pending = &gateway.Enrollment{Secret: secretB, Expires: t0.Add(time.Hour), Session: 11}
 		a.Revoked = []gateway.Revocation{{ID: 9, Until: t0.Add(2 * time.Hour)}}
+		a.RecoverySession = 13
+		a.ConfigUser = true
 	}
 	t.Run("every field fn sets is saved and read back", func(t *testing.T) {
 		s := open(t)

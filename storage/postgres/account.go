@@ -27,24 +27,29 @@ type accountRow struct {
 	Generation     uint64
 	PendingSecret  []byte // sealed
 	PendingExpires int64  // Unix nanoseconds
+	PendingSession uint64
 	Revoked        []gateway.Revocation
+	Recovery       uint64 // gateway.Account.RecoverySession
+	ConfigUser     bool
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
-	must_regenerate, generation, pending_secret, pending_expires, revoked`
+	must_regenerate, generation, pending_secret, pending_expires, revoked,
+	pending_session, recovery_session, config_user`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
-		r       accountRow
-		gen     int64
-		revoked []byte
+		r                   accountRow
+		gen, pend, recovery int64
+		revoked             []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
-		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked)
+		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
+		&pend, &recovery, &r.ConfigUser)
 	if err != nil {
 		return r, err
 	}
-	r.Generation = uint64(gen)
+	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
 		return r, fmt.Errorf("decode revoked sessions: %w", err)
 	}
@@ -61,20 +66,22 @@ func withheld(user string, r accountRow) gateway.Account {
 		return gateway.Account{Name: user, Generation: r.Generation}
 	}
 	a := gateway.Account{
-		Name:           user,
-		PasswordHash:   r.PasswordHash,
-		LastStep:       r.LastStep,
-		BackupCodes:    r.BackupCodes,
-		MustRegenerate: r.MustRegenerate,
-		Generation:     r.Generation,
-		Revoked:        r.Revoked,
-		Stored:         true,
+		Name:            user,
+		PasswordHash:    r.PasswordHash,
+		LastStep:        r.LastStep,
+		BackupCodes:     r.BackupCodes,
+		MustRegenerate:  r.MustRegenerate,
+		Generation:      r.Generation,
+		Revoked:         r.Revoked,
+		RecoverySession: r.Recovery,
+		ConfigUser:      r.ConfigUser,
+		Stored:          true,
 	}
 	if r.TOTPSecret != nil {
 		a.TOTPSecret = gateway.SecretWithheld
 	}
 	if r.PendingSecret != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires)}
+		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
 	}
 	return a
 }
@@ -117,6 +124,8 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		MustRegenerate: a.MustRegenerate,
 		Generation:     a.Generation,
 		Revoked:        a.Revoked,
+		Recovery:       a.RecoverySession,
+		ConfigUser:     a.ConfigUser,
 	}
 	var err error
 	switch {
@@ -129,7 +138,7 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		}
 	}
 	if p := a.Pending; p != nil {
-		r.PendingExpires = p.Expires.UnixNano()
+		r.PendingExpires, r.PendingSession = p.Expires.UnixNano(), p.Session
 		if was.Pending != nil && was.Pending.Secret == p.Secret {
 			r.PendingSecret = old.PendingSecret
 		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
@@ -185,9 +194,11 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	}
 	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
-		pending_secret = $9, pending_expires = $10, revoked = $11 WHERE name = $1`,
+		pending_secret = $9, pending_expires = $10, revoked = $11,
+		pending_session = $12, recovery_session = $13, config_user = $14 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
-		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked))
+		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}
@@ -301,129 +312,3 @@ type prefixed struct {
 }
 
 func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
-
-// seal seals plain for purpose and user under the key the database
-// currently uses.
-func (db *DB) seal(ctx context.Context, tx pgx.Tx, purpose, user string, plain []byte) ([]byte, error) {
-	id, err := currentKey(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	return db.keys.Load().Seal(id, purpose, user, plain)
-}
-
-// reseal re-encrypts every secret in the database under the key with id
-// to, and the canary last, all in tx.
-func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.KeyID) error {
-	rows, err := tx.Query(ctx, `SELECT name, totp_secret, pending_secret FROM accounts
-		WHERE totp_secret IS NOT NULL OR pending_secret IS NOT NULL FOR UPDATE`)
-	if err != nil {
-		return fmt.Errorf("list secrets: %w", err)
-	}
-	type sealedRow struct {
-		name          string
-		totp, pending []byte
-	}
-	var list []sealedRow
-	for rows.Next() {
-		var s sealedRow
-		if err := rows.Scan(&s.name, &s.totp, &s.pending); err != nil {
-			return fmt.Errorf("list secrets: %w", err)
-		}
-		list = append(list, s)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list secrets: %w", err)
-	}
-	for _, s := range list {
-		if s.totp, err = resealValue(keys, to, secrets.PurposeTOTPSecret, s.name, s.totp); err != nil {
-			return fmt.Errorf("re-encrypt totp secret of %q: %w", s.name, err)
-		}
-		if s.pending, err = resealValue(keys, to, secrets.PurposePendingSecret, s.name, s.pending); err != nil {
-			return fmt.Errorf("re-encrypt pending enrollment of %q: %w", s.name, err)
-		}
-		if _, err := tx.Exec(ctx, "UPDATE accounts SET totp_secret = $2, pending_secret = $3 WHERE name = $1", s.name, s.totp, s.pending); err != nil {
-			return fmt.Errorf("write account %q: %w", s.name, err)
-		}
-	}
-	var hashKey, blockKey []byte
-	err = tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1 FOR UPDATE").Scan(&hashKey, &blockKey)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("read session keys: %w", err)
-	default:
-		if hashKey, err = resealValue(keys, to, secrets.PurposeSessionHash, "", hashKey); err != nil {
-			return fmt.Errorf("re-encrypt session hash key: %w", err)
-		}
-		if blockKey, err = resealValue(keys, to, secrets.PurposeSessionBlock, "", blockKey); err != nil {
-			return fmt.Errorf("re-encrypt session block key: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "UPDATE session_keys SET hash_key = $1, block_key = $2 WHERE id = 1", hashKey, blockKey); err != nil {
-			return fmt.Errorf("write session keys: %w", err)
-		}
-	}
-	return writeCanary(ctx, tx, keys, to)
-}
-
-// resealValue opens sealed and seals it again under to; nil stays nil.
-func resealValue(keys *secrets.Keyring, to secrets.KeyID, purpose, owner string, sealed []byte) ([]byte, error) {
-	if sealed == nil {
-		return nil, nil
-	}
-	plain, err := keys.Open(purpose, owner, sealed)
-	if err != nil {
-		return nil, err
-	}
-	return keys.Seal(to, purpose, owner, plain)
-}
-
-// SessionKeys implements gateway.Store. The first instance to get here
-// stores its keys; every other one reads them.
-func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error) {
-	err = db.inTx(func(ctx context.Context, tx pgx.Tx) error {
-		var h, b []byte
-		err := tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1").Scan(&h, &b)
-		if errors.Is(err, pgx.ErrNoRows) {
-			if h, b, err = db.storeSessionKeys(ctx, tx, generate); err != nil {
-				return err
-			}
-		} else if err != nil {
-			return fmt.Errorf("read: %w", err)
-		}
-		keys := db.keys.Load()
-		if hashKey, err = keys.Open(secrets.PurposeSessionHash, "", h); err != nil {
-			return fmt.Errorf("decrypt session hash key: %w", err)
-		}
-		if blockKey, err = keys.Open(secrets.PurposeSessionBlock, "", b); err != nil {
-			return fmt.Errorf("decrypt session block key: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("session keys: %w", err)
-	}
-	return hashKey, blockKey, nil
-}
-
-// storeSessionKeys inserts generated keys unless another instance did
-// first, and returns the sealed keys that are stored.
-func (db *DB) storeSessionKeys(ctx context.Context, tx pgx.Tx, generate func() ([]byte, []byte, error)) (h, b []byte, err error) {
-	hashKey, blockKey, err := generate()
-	if err != nil {
-		return nil, nil, fmt.Errorf("generate: %w", err)
-	}
-	if h, err = db.seal(ctx, tx, secrets.PurposeSessionHash, "", hashKey); err != nil {
-		return nil, nil, fmt.Errorf("encrypt session hash key: %w", err)
-	}
-	if b, err = db.seal(ctx, tx, secrets.PurposeSessionBlock, "", blockKey); err != nil {
-		return nil, nil, fmt.Errorf("encrypt session block key: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "INSERT INTO session_keys (id, hash_key, block_key) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING", h, b); err != nil {
-		return nil, nil, fmt.Errorf("write: %w", err)
-	}
-	if err := tx.QueryRow(ctx, "SELECT hash_key, block_key FROM session_keys WHERE id = 1").Scan(&h, &b); err != nil {
-		return nil, nil, fmt.Errorf("read: %w", err)
-	}
-	return h, b, nil
-}

@@ -71,6 +71,10 @@ type cache struct {
 	wg     sync.WaitGroup
 }
 
+// testHookFill, when set by a test, runs between a miss's read and its
+// store into memory: the test changes the user there.
+var testHookFill func(user string)
+
 // entry is a cached state, or (filled false) the marker of a miss being read.
 type entry struct {
 	state  gateway.SessionState
@@ -135,6 +139,9 @@ func (db *DB) SessionState(user string) (gateway.SessionState, error) {
 	if err != nil {
 		c.entries.CompareAndDelete(user, marker)
 		return gateway.SessionState{}, err
+	}
+	if testHookFill != nil {
+		testHookFill(user)
 	}
 	if c.trusted() {
 		c.entries.CompareAndSwap(user, marker, &entry{state: st, filled: true})

@@ -199,3 +199,31 @@ func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
 	}
 	waitTrusted(t, db)
 }
+
+// A change heard while a miss is being read keeps what the miss read out
+// of memory: it was read before the change.
+func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
+	dsn := newDatabase(t)
+	key := mustKey(t)
+	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
+	testHookFill = func(user string) {
+		testHookFill = nil
+		if _, err := gateway.BumpGeneration(writer, user); err != nil {
+			t.Error(err)
+		}
+		within(t, time.Second, "the change is heard", func() bool {
+			_, ok := db.cache.entries.Load(user)
+			return !ok
+		})
+	}
+	t.Cleanup(func() { testHookFill = nil })
+	if g := generation(t, db, "alice"); g != 0 {
+		t.Fatalf("the miss read generation %d, want 0 (the state before the change)", g)
+	}
+	if cached(db, "alice") {
+		t.Fatal("the miss stored a state that a change heard meanwhile made stale")
+	}
+	if g := generation(t, db, "alice"); g != 1 {
+		t.Fatalf("generation %d after the change, want 1", g)
+	}
+}

@@ -82,16 +82,28 @@ $$;
 CREATE TRIGGER accounts_truncate_notify AFTER TRUNCATE ON accounts
 	FOR EACH STATEMENT EXECUTE FUNCTION notify_accounts_truncated();
 `,
+	// 2: what sessions must know of recovery, re-enrollment and `user`
+	// lines (SPEC §4 rules 18, 20, 21). No session check reads them, so
+	// the trigger stays as it is.
+	`
+ALTER TABLE accounts
+	ADD COLUMN recovery_session bigint NOT NULL DEFAULT 0,
+	ADD COLUMN pending_session  bigint NOT NULL DEFAULT 0,
+	ADD COLUMN config_user      boolean NOT NULL DEFAULT false;
+COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last backup code';
+COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
+COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
 var SchemaVersion = len(migrations)
 
-// Advisory lock classes (the first half of the two-key form); the second
-// half hashes the schema, and a counter's key.
+// Advisory lock classes (the first half of the two-key form, whose second
+// half hashes the schema). Counters lock a 64-bit hash of schema and key
+// instead (counters.go).
 const (
 	lockMigrate  = 0x746f7470 // "totp"
-	lockCounter  = 0x746f7471
 	lockPruning  = 0x746f7472
 	lockRotation = 0x746f7473
 )

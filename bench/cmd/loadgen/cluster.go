@@ -40,7 +40,7 @@ func cluster(args []string) error {
 	attackB := fs.String("attack-b", "", "the same site on instance B")
 	walkA := fs.String("walk-a", "", "host:port of instance A's site for logouts (require_2fa false)")
 	walkB := fs.String("walk-b", "", "the same site on instance B")
-	user := fs.String("user", "", "the user of the attack site: enrolled in TOTP by this command")
+	user := fs.String("user", "", "the users of the attack site are <user>0 ... <user><conns-1>: enrolled in TOTP by this command")
 	walker := fs.String("walk-user", "", "the user of the logout site, without TOTP")
 	password := fs.String("password", "", "the password of both users")
 	prefix := fs.String("prefix", "/.totp-auth", "totp_auth's prefix")
@@ -56,12 +56,25 @@ func cluster(args []string) error {
 		}
 	}
 	fmt.Printf("\n== two instances on one PostgreSQL\n")
-	rate, counts, err := failedAttempts("http://"+*attackA, "http://"+*attackB, *prefix, *user, *password, *conns, *dur)
-	if err != nil {
-		return fmt.Errorf("failed attempts: %w", err)
+	users := make([]string, *conns)
+	for i := range users {
+		users[i] = fmt.Sprintf("%s%d", *user, i)
+		if _, err := signIn("http://"+*attackA, *prefix, "totp_auth_session", users[i], *password); err != nil {
+			return fmt.Errorf("enroll %s: %w", users[i], err)
+		}
 	}
-	fmt.Printf("failed attempts recorded across both instances: %.0f/s (%d clients, %s; answers %v)  %s (SPEC: >= 1,000/s)\n",
-		rate, *conns, *dur, counts, verdict(rate >= 1000))
+	for _, spread := range []bool{true, false} {
+		rate, counts, err := failedAttempts("http://"+*attackA, "http://"+*attackB, *prefix, users, *password, spread, *dur)
+		if err != nil {
+			return fmt.Errorf("failed attempts: %w", err)
+		}
+		what := "one user and one client IP (every failure queues for the same two counters)"
+		if spread {
+			what = fmt.Sprintf("%d users from %d client IPs", *conns, *conns)
+		}
+		fmt.Printf("failed attempts recorded across both instances, %s: %.0f/s (%d clients, %s; answers %v)  %s (SPEC: >= 1,000/s)\n",
+			what, rate, *conns, *dur, counts, verdict(rate >= 1000))
+	}
 	ds, err := logoutPropagation("http://"+*walkA, "http://"+*walkB, *prefix, *walker, *password, *logouts)
 	if err != nil {
 		return fmt.Errorf("logout propagation: %w", err)
@@ -79,9 +92,9 @@ var benchHTTP = &http.Client{
 	Transport:     &http.Transport{MaxIdleConnsPerHost: 256},
 }
 
-// post sends a JSON body with cookies and returns the status and the
-// cookies set.
-func post(url string, body any, cookies map[string]string) (int, []*http.Cookie, error) {
+// post sends a JSON body with cookies (and header name/value pairs) and
+// returns the status and the cookies set.
+func post(url string, body any, cookies map[string]string, header ...string) (int, []*http.Cookie, error) {
 	b, _ := json.Marshal(body)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	if err != nil {
@@ -89,6 +102,9 @@ func post(url string, body any, cookies map[string]string) (int, []*http.Cookie,
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	for n, v := range cookies {
 		req.AddCookie(&http.Cookie{Name: n, Value: v})
 	}
@@ -129,19 +145,25 @@ func cookieMap(cs []*http.Cookie) map[string]string {
 	return m
 }
 
-// failedAttempts enrolls user on the attack site, gives each client a
-// pending sign-in (password right, code to come) on A or B in turn, and
-// lets them all send wrong codes for dur. Every 401 is a failure the
-// instances recorded in the shared counters.
-func failedAttempts(a, b, prefix, user, password string, conns int, dur time.Duration) (float64, map[int]int, error) {
-	if _, err := signIn(a, prefix, "totp_auth_session", user, password); err != nil {
-		return 0, nil, fmt.Errorf("enroll %s: %w", user, err)
-	}
+// failedAttempts gives each client a pending sign-in (password right, code
+// to come) on A or B in turn, and lets them all send wrong codes for dur.
+// Every 401 is a failure the instances recorded in the shared counters.
+// Spread, client i signs in as users[i] from its own client IP (sent in
+// X-Forwarded-For, which the attack sites trust from 127.0.0.1);
+// otherwise every client is users[0] from 127.0.0.1.
+func failedAttempts(a, b, prefix string, users []string, password string, spread bool, dur time.Duration) (float64, map[int]int, error) {
+	conns := len(users)
 	pending := make([]map[string]string, conns)
 	bases := make([]string, conns)
+	headers := make([][]string, conns)
 	for i := range pending {
 		bases[i] = []string{a, b}[i%2]
-		status, cs, err := post(bases[i]+prefix+"/login", map[string]string{"username": user, "password": password}, nil)
+		user := users[0]
+		if spread {
+			user = users[i]
+			headers[i] = []string{"X-Forwarded-For", fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)}
+		}
+		status, cs, err := post(bases[i]+prefix+"/login", map[string]string{"username": user, "password": password}, nil, headers[i]...)
 		if err != nil || status != http.StatusOK {
 			return 0, nil, fmt.Errorf("password step: status %d, %v", status, err)
 		}
@@ -159,7 +181,7 @@ func failedAttempts(a, b, prefix, user, password string, conns int, dur time.Dur
 			defer wg.Done()
 			local := map[int]int{}
 			for n := 0; n < 1_000_000 && time.Now().Before(end); n++ {
-				status, _, err := post(bases[i]+prefix+"/2fa", map[string]string{"code": "000000"}, pending[i])
+				status, _, err := post(bases[i]+prefix+"/2fa", map[string]string{"code": "000000"}, pending[i], headers[i]...)
 				if err != nil {
 					status = -1
 				}

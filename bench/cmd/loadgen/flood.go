@@ -47,13 +47,20 @@ func flood(t *target, prefix string, clients int, end time.Time, maxReqs int64, 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			floodClient(t, prefix, end, polite, &seq, &budget, st)
+			floodClient(t, prefix, nil, end, polite, &seq, &budget, st)
 		}()
 	}
 	return &wg
 }
 
-func floodClient(t *target, prefix string, end time.Time, polite bool, seq, budget *atomic.Int64, st *floodStats) {
+// floodClient is one flooding client. With from set, it connects from that
+// local address (any 127.0.0.0/8 address is the loopback on Linux), so
+// the server sees it as that client.
+func floodClient(t *target, prefix string, from *net.TCPAddr, end time.Time, polite bool, seq, budget *atomic.Int64, st *floodStats) {
+	dialer := net.Dialer{Timeout: 2 * time.Second}
+	if from != nil {
+		dialer.LocalAddr = from
+	}
 	var (
 		conn net.Conn
 		br   *bufio.Reader
@@ -65,7 +72,7 @@ func floodClient(t *target, prefix string, end time.Time, polite bool, seq, budg
 	}()
 	for time.Now().Before(end) && budget.Add(-1) >= 0 {
 		if conn == nil {
-			c, err := net.DialTimeout("tcp", t.addr, 2*time.Second)
+			c, err := dialer.Dial("tcp", t.addr)
 			if err != nil {
 				st.mu.Lock()
 				st.errors++

@@ -13,6 +13,7 @@
 //	loadgen postgres -dsn-file F   run a throwaway PostgreSQL cluster until stopped
 //	loadgen hash -password P       print a bcrypt hash of P at the lowest cost
 //	loadgen cluster ...            two instances on one PostgreSQL: failed attempts/s, logout propagation
+//	loadgen users -n N ...         what N database users cost bbolt and PostgreSQL
 //	loadgen portal ...             forward_auth to verify against forward_auth to a plain 200
 //
 // Everything it dials or listens on is a 127.0.0.1 address, and every loop
@@ -45,11 +46,13 @@ func main() {
 	case "run":
 		err = run(args)
 	case "postgres":
-		err = postgres(args)
+		err = runPostgres(args)
 	case "cluster":
 		err = cluster(args)
 	case "hash":
 		err = hash(args)
+	case "users":
+		err = users(args)
 	case "portal":
 		err = portal(args)
 	default:
@@ -63,7 +66,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|portal [flags]; see bench/README.md")
+	fmt.Fprintln(os.Stderr, "usage: loadgen freeport|upstream|wait|run|postgres|hash|cluster|users|portal [flags]; see bench/README.md")
 }
 
 // freePorts prints n distinct free ports on 127.0.0.1. All listeners stay

@@ -127,6 +127,16 @@ func portal(args []string) error {
 	fmt.Printf("\n   forward_auth to verify keeps %.1f %% of the requests/s of forward_auth to a plain 200 (median of %d paired rounds; target ≥ %.0f %%): %s\n",
 		ratio, c.rounds, minPortalPct, verdict(ratio >= minPortalPct))
 	fmt.Printf("   server CPU added per request by verify: %.1f µs (median of paired rounds)\n", added)
+	// Outside load moves throughput more than verify does: the same
+	// figures over the rounds whose two segments saw about as much of it.
+	mRatio, n := matched(load, 1, func(t, base result) float64 { return 100 * t.rps() / base.rps() })
+	mAdded, _ := matched(load, 1, func(t, base result) float64 { return t.cpuPerReq() - base.cpuPerReq() })
+	if n > 0 {
+		fmt.Printf("   over the %d rounds whose segments saw outside load within %.2f cores of each other: %.1f %% of the requests/s, %+.1f µs CPU per request\n",
+			n, matchedOthers, mRatio, mAdded)
+	} else {
+		fmt.Printf("   no round saw outside load within %.2f cores in both segments: the machine was too busy to cross-check\n", matchedOthers)
+	}
 	for _, t := range targets {
 		if n := t.refreshes.Load(); n > 0 {
 			return fmt.Errorf("%s: %d answers set the session cookie; a verify answer must never", t.name, n)

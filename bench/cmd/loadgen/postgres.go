@@ -11,11 +11,11 @@ import (
 	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
-// postgres runs a throwaway PostgreSQL cluster (the tests' own, see
+// runPostgres runs a throwaway PostgreSQL cluster (the tests' own, see
 // internal/pgtest) with PostgreSQL's durable defaults, writes a connection
 // string for an empty database to -dsn-file, and stops the cluster on
 // SIGINT or SIGTERM, or after -lifetime.
-func postgres(args []string) error {
+func runPostgres(args []string) error {
 	fs := flag.NewFlagSet("postgres", flag.ExitOnError)
 	dsnFile := fs.String("dsn-file", "", "write the connection string here")
 	lifetime := fs.Duration("lifetime", 30*time.Minute, "stop after this long at the latest")

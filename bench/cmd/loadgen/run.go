@@ -30,6 +30,10 @@ type config struct {
 	floodDur     time.Duration
 	floodRamp    time.Duration
 	floodPolite  bool
+	fairSources  int
+	fairTries    int
+	fairDur      time.Duration
+	fairGap      time.Duration
 	mode         string
 
 	admin      string // 127.0.0.1:port of Caddy's admin API, for profiles
@@ -60,6 +64,10 @@ func run(args []string) error {
 	fs.DurationVar(&c.floodDur, "flood", 10*time.Second, "how long the signed-in client is measured with and without the flood")
 	fs.DurationVar(&c.floodRamp, "flood-ramp", time.Second, "flood time before the signed-in client is measured")
 	fs.BoolVar(&c.floodPolite, "flood-polite", false, "diagnostic: flood clients wait out Retry-After")
+	fs.IntVar(&c.fairSources, "fair-sources", 20, "flood clients of the fair-share case, one per source address; 0 skips it")
+	fs.IntVar(&c.fairTries, "fair-tries", 20, "sign-ins the real user tries during each fair-share flood")
+	fs.DurationVar(&c.fairDur, "fair", 40*time.Second, "longest a fair-share flood lasts after its ramp")
+	fs.DurationVar(&c.fairGap, "fair-gap", 200*time.Millisecond, "pause between the real user's tries")
 	fs.StringVar(&c.mode, "mode", "full", "name of the mode, for the report")
 	fs.StringVar(&c.admin, "admin", "", "Caddy admin address; with -profile-dir, take CPU profiles through it")
 	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU profiles here")
@@ -75,8 +83,9 @@ func run(args []string) error {
 	if c.pid <= 0 || c.password == "" {
 		return fmt.Errorf("-pid and -password are required")
 	}
-	if c.rounds < 1 || c.rounds > 50 || c.conns < 1 || c.conns > 1000 || c.floodClients < 0 || c.floodClients > 2000 {
-		return fmt.Errorf("rounds (1-50), conns (1-1000) or flood-clients (0-2000) out of range")
+	if c.rounds < 1 || c.rounds > 50 || c.conns < 1 || c.conns > 1000 || c.floodClients < 0 || c.floodClients > 2000 ||
+		c.fairSources < 0 || c.fairSources > 200 || c.fairTries < 0 || c.fairTries > 1000 {
+		return fmt.Errorf("rounds (1-50), conns (1-1000), flood-clients (0-2000), fair-sources (0-200) or fair-tries (0-1000) out of range")
 	}
 	cpu, err := newProcCPU(c.pid, c.upstreamPid, c.clkTck)
 	if err != nil {
@@ -164,6 +173,13 @@ func run(args []string) error {
 			return err
 		}
 		fr.print(c)
+	}
+	if c.fairSources > 0 && c.fairTries > 0 {
+		rs, err := runFairness(c, targets[1])
+		if err != nil {
+			return err
+		}
+		printFairness(c, rs)
 	}
 	for _, t := range targets {
 		if n := t.refreshes.Load(); n > 0 {
