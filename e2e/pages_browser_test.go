@@ -179,17 +179,20 @@ func TestBrowser_EveryActionEndsOnAPageThatSaysWhatHappened(t *testing.T) {
 	b.click("a.continue")
 	b.at(prefix + "/account")
 
-	// Moving to a new app says what happens to the backup codes first.
-	b.open(prefix + "/setup")
+	// Moving to a new app: the password first, then the new key, and
+	// what happens to the backup codes is said before the confirmation.
+	b.open(prefix + "/account")
+	b.click("a[href$='/setup']")
+	b.expectHeading("Move to a new authenticator app")
+	b.fill("#password", testPassword)
+	b.click("form[action$='/setup'] button[type=submit]")
+	b.at(prefix + "/setup")
 	b.expectHeading("Move to a new authenticator app")
 	if note := b.text("#codes-note"); !strings.Contains(note, "new set of 10 backup codes") || !strings.Contains(note, "10 backup codes you have now stop working") {
 		t.Errorf("the move page says %q about the backup codes", note)
 	}
 	b.shot("move")
 	newApp := &authenticator{t: t, secret: strings.ReplaceAll(b.text("#secret"), " ", "")}
-	if b.attrs("#password") != nil {
-		b.fill("#password", testPassword)
-	}
 	b.fill("#code", newApp.code())
 	b.click("form[action$='/setup'] button[type=submit]")
 	b.at(prefix + "/codes")
