@@ -179,17 +179,22 @@ func TestBrowser_EveryActionEndsOnAPageThatSaysWhatHappened(t *testing.T) {
 	b.click("a.continue")
 	b.at(prefix + "/account")
 
-	// Moving to a new app says what happens to the backup codes first.
+	// Moving to a new app asks for the password before any key is shown
+	// (SPEC §4 rule 21), then says what happens to the backup codes.
 	b.open(prefix + "/setup")
+	b.expectHeading("Move to a new authenticator app")
+	if s := b.text("main"); strings.Contains(s, "Add the account by hand") || !strings.Contains(s, "Enter your password") {
+		t.Fatalf("the move page before the password says %q", s)
+	}
+	b.fill("#password", testPassword)
+	b.click("form[action$='/setup'] button[type=submit]")
+	b.at(prefix + "/setup")
 	b.expectHeading("Move to a new authenticator app")
 	if note := b.text("#codes-note"); !strings.Contains(note, "new set of 10 backup codes") || !strings.Contains(note, "10 backup codes you have now stop working") {
 		t.Errorf("the move page says %q about the backup codes", note)
 	}
 	b.shot("move")
 	newApp := &authenticator{t: t, secret: strings.ReplaceAll(b.text("#secret"), " ", "")}
-	if b.attrs("#password") != nil {
-		b.fill("#password", testPassword)
-	}
 	b.fill("#code", newApp.code())
 	b.click("form[action$='/setup'] button[type=submit]")
 	b.at(prefix + "/codes")
