@@ -109,6 +109,11 @@ func (a *Account) EndSessions() { a.Generation++ }
 func (a *Account) RevokeSession(id uint64, until, now time.Time) {
 	kept := make([]Revocation, 0, len(a.Revoked)+1)
 	for _, r := range a.Revoked {
+		if r.ID == id && !until.After(r.Until) {
+			// Already revoked as long: a logout posted again with the
+			// same cookie takes no second place.
+			return
+		}
 		if now.Before(r.Until) {
 			kept = append(kept, r)
 		}

@@ -1,12 +1,10 @@
 package gateway
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	_ "embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"net"
@@ -263,9 +261,8 @@ func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
 // logged (store errors never carry secrets) and the client learns nothing.
 func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
 	g.cfg.Logger.Error("totp_auth: "+what, zap.Error(err), zap.String("client_ip", g.cfg.ClientIP(r)))
-	if errors.Is(err, context.Canceled) {
-		return
-	}
+	// Answered even when err is a cancellation: a handler that writes
+	// nothing answers 200, which a forward-auth proxy takes for a pass.
 	jsonError(w, http.StatusInternalServerError, "internal_error")
 }
 

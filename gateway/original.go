@@ -34,7 +34,7 @@ func (g *Gateway) readOriginal(r *http.Request, flavor verifyFlavor) (original, 
 		return o, nil
 	}
 	o, err := g.parseOriginal(r, flavor)
-	if err == nil {
+	if err == nil && len(key) <= maxOriginalKey {
 		g.originals.put(key, o)
 	}
 	return o, err
@@ -75,6 +75,13 @@ type originalCache struct {
 
 // originalCacheSize bounds the cache; when full it starts over.
 const originalCacheSize = 4096
+
+// maxOriginalKey bounds the key of a cached answer. The headers an
+// accepted answer was read from are short (the URL at most maxRedirectLen);
+// a longer key holds a header of the other flavor that was not read, which
+// a client can make as long as the server lets headers be, so its answer
+// is not cached.
+const maxOriginalKey = 3 * maxRedirectLen
 
 func (c *originalCache) get(key string) (original, bool) {
 	c.mu.RLock()

@@ -126,10 +126,19 @@ func (g *Gateway) verifySignIn(w http.ResponseWriter, r *http.Request, flavor ve
 	jsonError(w, http.StatusUnauthorized, "unauthenticated")
 }
 
+// maxVerifyReason bounds the reason a refused verify call logs: it may
+// quote a header of the client's, which can be as long as the server
+// lets headers be.
+const maxVerifyReason = 512
+
 // badVerify answers a verify request whose headers cannot be believed.
 func (g *Gateway) badVerify(w http.ResponseWriter, r *http.Request, err error) {
 	if g.verifyLog.allow(g.cfg.Clock.Now()) {
-		g.cfg.Logger.Warn("totp_auth verify: bad request", zap.Error(err), zap.String("client_ip", g.cfg.ClientIP(r)))
+		reason := err.Error()
+		if len(reason) > maxVerifyReason {
+			reason = strings.ToValidUTF8(reason[:maxVerifyReason], "") + "…"
+		}
+		g.cfg.Logger.Warn("totp_auth verify: bad request", zap.String("error", reason), zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
 	jsonError(w, http.StatusBadRequest, "bad_request")
 }

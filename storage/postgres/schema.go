@@ -99,11 +99,11 @@ COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in for
 // SchemaVersion is the schema this code reads and writes.
 var SchemaVersion = len(migrations)
 
-// Advisory lock classes (the first half of the two-key form); the second
-// half hashes the schema, and a counter's key.
+// Advisory lock classes (the first half of the two-key form, whose second
+// half hashes the schema). Counters lock a 64-bit hash of schema and key
+// instead (counters.go).
 const (
 	lockMigrate  = 0x746f7470 // "totp"
-	lockCounter  = 0x746f7471
 	lockPruning  = 0x746f7472
 	lockRotation = 0x746f7473
 )
