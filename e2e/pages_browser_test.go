@@ -179,11 +179,13 @@ func TestBrowser_EveryActionEndsOnAPageThatSaysWhatHappened(t *testing.T) {
 	b.click("a.continue")
 	b.at(prefix + "/account")
 
-	// Moving to a new app: the password first, then the new key, and
-	// what happens to the backup codes is said before the confirmation.
-	b.open(prefix + "/account")
-	b.click("a[href$='/setup']")
+	// Moving to a new app asks for the password before any key is shown
+	// (SPEC §4 rule 21), then says what happens to the backup codes.
+	b.open(prefix + "/setup")
 	b.expectHeading("Move to a new authenticator app")
+	if s := b.text("main"); strings.Contains(s, "Add the account by hand") || !strings.Contains(s, "Enter your password") {
+		t.Fatalf("the move page before the password says %q", s)
+	}
 	b.fill("#password", testPassword)
 	b.click("form[action$='/setup'] button[type=submit]")
 	b.at(prefix + "/setup")

@@ -89,7 +89,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	moving := acct.TOTPSecret != ""
 	g.render(w, r, status, "setup", page{
 		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
-		Expires: inWords(enr.Expires.Sub(now)), NeedPassword: moving, Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
+		Expires: inWords(enr.Expires.Sub(now)), Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
 }
 
@@ -107,7 +107,7 @@ func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee
 		return
 	}
 	moving := acct.TOTPSecret != ""
-	g.render(w, r, status, "setup", page{Title: setupTitle(moving), User: e.user, NeedPassword: true, Moving: moving,
+	g.render(w, r, status, "setup", page{Title: setupTitle(moving), User: e.user, Moving: moving,
 		CodesLeft: len(acct.BackupCodes), Error: errMsg})
 }
 

@@ -30,7 +30,6 @@ type page struct {
 	Secret       string
 	SecretGroups string
 	Expires      string
-	NeedPassword bool
 	// Moving is a signed-in user moving to a new authenticator app.
 	Moving bool
 	// codes, backup, account
