@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 	"golang.org/x/net/idna"
@@ -155,7 +156,9 @@ func PortalTarget(target string, domains []string, allowHTTP bool) (string, bool
 	if len(domains) == 0 || target == "" || len(target) > maxRedirectLen {
 		return "", false
 	}
-	if hasControl(target) || strings.ContainsAny(target, "\\ ") {
+	// Invalid UTF-8 has no single meaning: IDNA would map a stray byte to
+	// a name the check would refuse when the target is used.
+	if hasControl(target) || strings.ContainsAny(target, "\\ ") || !utf8.ValidString(target) {
 		return "", false
 	}
 	u, err := url.Parse(target)

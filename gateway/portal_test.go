@@ -48,6 +48,8 @@ func TestPortalTarget_AcceptsOnlyPortalDomainsOnALabelBoundary(t *testing.T) {
 		{"https://app.example.com/\r\nSet-Cookie: a=b", false, ""},
 		{"https://app.example.com/\x00", false, ""},
 		{"https://app.example.com/a b", false, ""},
+		{"https://0\xbc.example.com/", false, ""}, // invalid UTF-8: no single meaning
+		{"https://app.example.com/\xff", false, ""},
 		{"https://app.example.com./", false, ""},
 		{"https://app.example.com:/", false, ""},
 		{"https://app.example.com:99999/", false, ""},
