@@ -1,15 +1,14 @@
 package gateway_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/internal/memstore"
+	"github.com/totp-auth/totp_auth/internal/storetest"
 )
 
 // These tests hold the rules of changes.go, applied through a Store as the
@@ -28,109 +27,23 @@ func TestAccountRules(t *testing.T) {
 	t.Run("RevokeSession", func(t *testing.T) { testRevokeSession(t, openMemStore) })
 }
 
-// t0 is a fixed instant so that every expiry in the suite is exact.
-var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
-
-const (
-	secretA = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	secretB = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
+// The fixtures and helpers are the store suite's, so the rules here and
+// the stores there are held to the same ones.
+var (
+	t0               = storetest.T0
+	hashes           = storetest.Hashes
+	enrollFor        = storetest.EnrollFor
+	enroll           = storetest.Enroll
+	mustAccount      = storetest.MustAccount
+	mustSessionState = storetest.MustSessionState
+	equalCodes       = storetest.EqualCodes
+	concurrently     = storetest.Concurrently
 )
 
-func hashes(names ...string) [][]byte {
-	out := make([][]byte, len(names))
-	for i, n := range names {
-		out[i] = []byte("$2a$10$fakehash." + n)
-	}
-	return out
-}
-
-// enrollFor returns a create function handing out secret with expiry at
-// now+gateway.EnrollmentTTL, and a counter of how often it was called.
-func enrollFor(secret string, now time.Time) (create func() (gateway.Enrollment, error), calls *int) {
-	calls = new(int)
-	create = func() (gateway.Enrollment, error) {
-		*calls++
-		return gateway.Enrollment{Secret: secret, Expires: now.Add(gateway.EnrollmentTTL)}, nil
-	}
-	return create, calls
-}
-
-// enroll gives user an enabled TOTP secret, last step 100 and the codes.
-func enroll(t *testing.T, s gateway.Store, user string, codes [][]byte) {
-	t.Helper()
-	create, _ := enrollFor(secretA, t0)
-	if _, err := gateway.PendingEnrollment(s, user, t0, create); err != nil {
-		t.Fatalf("PendingEnrollment: %v", err)
-	}
-	if err := gateway.ConfirmEnrollment(s, user, secretA, 100, codes, t0.Add(time.Minute)); err != nil {
-		t.Fatalf("ConfirmEnrollment: %v", err)
-	}
-}
-
-func mustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
-	t.Helper()
-	a, err := s.Account(user)
-	if err != nil {
-		t.Fatalf("Account(%q): %v", user, err)
-	}
-	return a
-}
-
-func mustSessionState(t *testing.T, s gateway.Store, user string) gateway.SessionState {
-	t.Helper()
-	st, err := s.SessionState(user)
-	if err != nil {
-		t.Fatalf("SessionState(%q): %v", user, err)
-	}
-	return st
-}
-
-func equalCodes(a, b [][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !bytes.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// concurrently runs f n times at once and returns how many calls returned
-// nil; every other error must be want.
-func concurrently(t *testing.T, n int, want error, f func() error) int {
-	t.Helper()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		ok    int
-		other []error
-		start = make(chan struct{})
-	)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			err := f()
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
-				ok++
-			case !errors.Is(err, want):
-				other = append(other, err)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	for _, err := range other {
-		t.Errorf("unexpected error: %v", err)
-	}
-	return ok
-}
+const (
+	secretA = storetest.SecretA
+	secretB = storetest.SecretB
+)
 
 func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("pending enrollment is the same until it expires", func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/storetest"
 )
 
 // These tests hold the lockout (counter.go), applied through a Store as the
@@ -14,66 +15,19 @@ func TestLockoutRules(t *testing.T) { testLockout(t, openMemStore) }
 
 const window = 15 * time.Minute
 
-func take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) (gateway.Attempt, *gateway.Lock) {
-	t.Helper()
-	a, lock, err := gateway.TakeAttempt(s, now, window, limits)
-	if err != nil {
-		t.Fatalf("TakeAttempt: %v", err)
-	}
-	if lock == nil && len(a.Limits) != len(limits) {
-		t.Fatalf("TakeAttempt returned an attempt over %d limits, want %d", len(a.Limits), len(limits))
-	}
-	return a, lock
-}
-
-// mustTake takes an attempt that must not be refused.
-func mustTake(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) gateway.Attempt {
-	t.Helper()
-	a, lock := take(t, s, now, limits...)
-	if lock != nil {
-		t.Fatalf("TakeAttempt at +%s refused by %q for %s, want a slot", now.Sub(t0), lock.Key, lock.RetryAfter)
-	}
-	return a
-}
-
-// mustRefuse takes an attempt that must be refused by key.
-func mustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits ...gateway.Limit) *gateway.Lock {
-	t.Helper()
-	_, lock := take(t, s, now, limits...)
-	if lock == nil {
-		t.Fatalf("TakeAttempt at +%s got a slot, want refusal by %q", now.Sub(t0), key)
-	}
-	if lock.Key != key || lock.RetryAfter <= 0 {
-		t.Fatalf("TakeAttempt refused by %q for %s, want %q with a positive RetryAfter", lock.Key, lock.RetryAfter, key)
-	}
-	return lock
-}
-
-func fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gateway.Lock {
-	t.Helper()
-	locks, err := gateway.FailAttempt(s, a, now, window)
-	if err != nil {
-		t.Fatalf("FailAttempt: %v", err)
-	}
-	return locks
-}
+var (
+	take       = storetest.Take
+	mustTake   = storetest.MustTake
+	mustRefuse = storetest.MustRefuse
+	fail       = storetest.Fail
+	failTimes  = storetest.FailTimes
+)
 
 func release(t *testing.T, s gateway.Store, a gateway.Attempt) {
 	t.Helper()
 	if err := gateway.ReleaseAttempt(s, a); err != nil {
 		t.Fatalf("ReleaseAttempt: %v", err)
 	}
-}
-
-// failTimes records one failure under limit at each offset from t0 and
-// returns the locks of the last one.
-func failTimes(t *testing.T, s gateway.Store, limit gateway.Limit, offsets ...time.Duration) []gateway.Lock {
-	t.Helper()
-	var locks []gateway.Lock
-	for _, d := range offsets {
-		locks = fail(t, s, mustTake(t, s, t0.Add(d), limit), t0.Add(d))
-	}
-	return locks
 }
 
 func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {

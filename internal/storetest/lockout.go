@@ -11,7 +11,7 @@ import (
 
 const window = 15 * time.Minute
 
-func take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) (gateway.Attempt, *gateway.Lock) {
+func Take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) (gateway.Attempt, *gateway.Lock) {
 	t.Helper()
 	a, lock, err := gateway.TakeAttempt(s, now, window, limits)
 	if err != nil {
@@ -23,22 +23,22 @@ func take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit)
 	return a, lock
 }
 
-// mustTake takes an attempt that must not be refused.
-func mustTake(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) gateway.Attempt {
+// MustTake takes an attempt that must not be refused.
+func MustTake(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) gateway.Attempt {
 	t.Helper()
-	a, lock := take(t, s, now, limits...)
+	a, lock := Take(t, s, now, limits...)
 	if lock != nil {
-		t.Fatalf("TakeAttempt at +%s refused by %q for %s, want a slot", now.Sub(t0), lock.Key, lock.RetryAfter)
+		t.Fatalf("TakeAttempt at +%s refused by %q for %s, want a slot", now.Sub(T0), lock.Key, lock.RetryAfter)
 	}
 	return a
 }
 
-// mustRefuse takes an attempt that must be refused by key.
-func mustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits ...gateway.Limit) *gateway.Lock {
+// MustRefuse takes an attempt that must be refused by key.
+func MustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits ...gateway.Limit) *gateway.Lock {
 	t.Helper()
-	_, lock := take(t, s, now, limits...)
+	_, lock := Take(t, s, now, limits...)
 	if lock == nil {
-		t.Fatalf("TakeAttempt at +%s got a slot, want refusal by %q", now.Sub(t0), key)
+		t.Fatalf("TakeAttempt at +%s got a slot, want refusal by %q", now.Sub(T0), key)
 	}
 	if lock.Key != key || lock.RetryAfter <= 0 {
 		t.Fatalf("TakeAttempt refused by %q for %s, want %q with a positive RetryAfter", lock.Key, lock.RetryAfter, key)
@@ -46,7 +46,7 @@ func mustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits
 	return lock
 }
 
-func fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gateway.Lock {
+func Fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gateway.Lock {
 	t.Helper()
 	locks, err := gateway.FailAttempt(s, a, now, window)
 	if err != nil {
@@ -55,13 +55,13 @@ func fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gat
 	return locks
 }
 
-// failTimes records one failure under limit at each offset from t0 and
+// FailTimes records one failure under limit at each offset from T0 and
 // returns the locks of the last one.
-func failTimes(t *testing.T, s gateway.Store, limit gateway.Limit, offsets ...time.Duration) []gateway.Lock {
+func FailTimes(t *testing.T, s gateway.Store, limit gateway.Limit, offsets ...time.Duration) []gateway.Lock {
 	t.Helper()
 	var locks []gateway.Lock
 	for _, d := range offsets {
-		locks = fail(t, s, mustTake(t, s, t0.Add(d), limit), t0.Add(d))
+		locks = Fail(t, s, MustTake(t, s, T0.Add(d), limit), T0.Add(d))
 	}
 	return locks
 }
@@ -76,8 +76,8 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 			got     int
 			refused int
 		)
-		concurrently(t, 100, nil, func() error {
-			_, lock, err := gateway.TakeAttempt(s, t0, window, []gateway.Limit{limit})
+		Concurrently(t, 100, nil, func() error {
+			_, lock, err := gateway.TakeAttempt(s, T0, window, []gateway.Limit{limit})
 			mu.Lock()
 			defer mu.Unlock()
 			if lock != nil {
@@ -95,12 +95,12 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		userLimit := gateway.Limit{Key: "user:alice", Max: 2}
 		ip := gateway.Limit{Key: "ip:192.0.2.1", Max: 1}
-		mustTake(t, s, t0, ip)
-		mustRefuse(t, s, t0, ip.Key, userLimit, ip)
+		MustTake(t, s, T0, ip)
+		MustRefuse(t, s, T0, ip.Key, userLimit, ip)
 		// The refused attempt must not have taken alice's slots.
-		mustTake(t, s, t0, userLimit)
-		mustTake(t, s, t0, userLimit)
-		mustRefuse(t, s, t0, userLimit.Key, userLimit)
+		MustTake(t, s, T0, userLimit)
+		MustTake(t, s, T0, userLimit)
+		MustRefuse(t, s, T0, userLimit.Key, userLimit)
 	})
 	t.Run("concurrent failures are all counted", func(t *testing.T) {
 		s := open(t)
@@ -109,15 +109,15 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 			mu    sync.Mutex
 			locks int
 		)
-		concurrently(t, 40, nil, func() error {
-			a, lock, err := gateway.TakeAttempt(s, t0, window, []gateway.Limit{limit})
+		Concurrently(t, 40, nil, func() error {
+			a, lock, err := gateway.TakeAttempt(s, T0, window, []gateway.Limit{limit})
 			if err != nil {
 				return err
 			}
 			if lock != nil {
 				return errors.New("refused before max")
 			}
-			l, err := gateway.FailAttempt(s, a, t0, window)
+			l, err := gateway.FailAttempt(s, a, T0, window)
 			mu.Lock()
 			defer mu.Unlock()
 			locks += len(l)
@@ -126,6 +126,6 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if locks != 1 {
 			t.Errorf("40 concurrent failures with max 40 returned %d locks, want 1", locks)
 		}
-		mustRefuse(t, s, t0, limit.Key, limit)
+		MustRefuse(t, s, T0, limit.Key, limit)
 	})
 }

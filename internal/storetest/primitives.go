@@ -14,13 +14,13 @@ import (
 func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	full := func(a *gateway.Account) {
 		a.PasswordHash = []byte("$2a$04$fakepasswordhash")
-		a.TOTPSecret = secretA
+		a.TOTPSecret = SecretA
 		a.LastStep = 77
-		a.BackupCodes = hashes("a", "b")
+		a.BackupCodes = Hashes("a", "b")
 		a.MustRegenerate = true
 		a.Generation = 5
-		a.Pending = &gateway.Enrollment{Secret: secretB, Expires: t0.Add(time.Hour), Session: 11}
-		a.Revoked = []gateway.Revocation{{ID: 9, Until: t0.Add(2 * time.Hour)}}
+		a.Pending = &gateway.Enrollment{Secret: SecretB, Expires: T0.Add(time.Hour), Session: 11}
+		a.Revoked = []gateway.Revocation{{ID: 9, Until: T0.Add(2 * time.Hour)}}
 		a.RecoverySession = 13
 		a.ConfigUser = true
 	}
@@ -37,7 +37,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		}
 		want := gateway.Account{Name: "alice", Stored: true}
 		full(&want)
-		got := mustAccount(t, s, "alice")
+		got := MustAccount(t, s, "alice")
 		if got.Pending == nil || !got.Pending.Expires.Equal(want.Pending.Expires) || len(got.Revoked) != 1 || !got.Revoked[0].Until.Equal(want.Revoked[0].Until) {
 			t.Fatalf("Account = %+v, want %+v", got, want)
 		}
@@ -46,7 +46,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Account = %+v, want %+v", got, want)
 		}
-		if st := mustSessionState(t, s, "alice"); st != gateway.SessionStateOf(want) {
+		if st := MustSessionState(t, s, "alice"); st != gateway.SessionStateOf(want) {
 			t.Errorf("SessionState = %+v, want SessionStateOf the account %+v", st, gateway.SessionStateOf(want))
 		}
 	})
@@ -63,10 +63,10 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if err != boom {
 			t.Errorf("UpdateAccount = %v, want the error fn returned, unchanged", err)
 		}
-		if a := mustAccount(t, s, "alice"); a.LastStep != 1 || a.TOTPSecret != "" || a.Generation != 0 {
+		if a := MustAccount(t, s, "alice"); a.LastStep != 1 || a.TOTPSecret != "" || a.Generation != 0 {
 			t.Errorf("a refused update changed the account: %+v", a)
 		}
-		if st := mustSessionState(t, s, "alice"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "alice"); st != (gateway.SessionState{}) {
 			t.Errorf("a refused update changed the session state: %+v", st)
 		}
 	})
@@ -78,11 +78,11 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
-		a := mustAccount(t, s, "alice")
+		a := MustAccount(t, s, "alice")
 		if a.Stored || a.TOTPSecret != "" || a.PasswordHash != nil || a.Generation != 6 {
 			t.Errorf("Account after removal = %+v, want nothing stored but generation 6", a)
 		}
-		if st := mustSessionState(t, s, "alice"); st != (gateway.SessionState{Generation: 6}) {
+		if st := MustSessionState(t, s, "alice"); st != (gateway.SessionState{Generation: 6}) {
 			t.Errorf("SessionState after removal = %+v, want generation 6 only", st)
 		}
 		if list, err := s.Accounts(); err != nil || len(list) != 0 {
@@ -94,7 +94,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if _, err := gateway.BumpGeneration(s, "alice"); err != nil {
 			t.Fatal(err)
 		}
-		if a := mustAccount(t, s, "alice"); !a.Stored || a.Generation != 7 {
+		if a := MustAccount(t, s, "alice"); !a.Stored || a.Generation != 7 {
 			t.Errorf("the name added again has generation %d (stored %v), want 7", a.Generation, a.Stored)
 		}
 	})
@@ -105,7 +105,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 				t.Fatal(err)
 			}
 		}
-		enroll(t, s, "dave", hashes("x"))
+		Enroll(t, s, "dave", Hashes("x"))
 		list, err := s.Accounts()
 		if err != nil {
 			t.Fatal(err)
@@ -124,7 +124,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 // their contract.
 func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 	c := func(key string, failures int) gateway.Counter {
-		return gateway.Counter{Key: key, WindowStart: t0, Failures: failures}
+		return gateway.Counter{Key: key, WindowStart: T0, Failures: failures}
 	}
 	set := func(t *testing.T, s gateway.Store, cs ...gateway.Counter) {
 		t.Helper()
@@ -167,9 +167,9 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if cs := list(t, s); len(cs) != 0 {
 			t.Errorf("empty counters were stored: %+v", cs)
 		}
-		set(t, s, c("user:a", 2), gateway.Counter{Key: "ip:b", WindowStart: t0, InFlight: 1, LockedUntil: t0.Add(time.Hour)})
+		set(t, s, c("user:a", 2), gateway.Counter{Key: "ip:b", WindowStart: T0, InFlight: 1, LockedUntil: T0.Add(time.Hour)})
 		if cs := list(t, s); !reflect.DeepEqual(cs, []gateway.Counter{
-			{Key: "ip:b", WindowStart: t0, InFlight: 1, LockedUntil: t0.Add(time.Hour)}, c("user:a", 2),
+			{Key: "ip:b", WindowStart: T0, InFlight: 1, LockedUntil: T0.Add(time.Hour)}, c("user:a", 2),
 		}) {
 			t.Errorf("Counters = %+v", cs)
 		}

@@ -34,15 +34,15 @@ func Run(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
 }
 
-// t0 is a fixed instant so that every expiry in the suite is exact.
-var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+// T0 is a fixed instant so that every expiry in the suite is exact.
+var T0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 const (
-	secretA = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-	secretB = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
+	SecretA = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	SecretB = "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
 )
 
-func hashes(names ...string) [][]byte {
+func Hashes(names ...string) [][]byte {
 	out := make([][]byte, len(names))
 	for i, n := range names {
 		out[i] = []byte("$2a$10$fakehash." + n)
@@ -50,9 +50,9 @@ func hashes(names ...string) [][]byte {
 	return out
 }
 
-// enrollFor returns a create function handing out secret with expiry at
+// EnrollFor returns a create function handing out secret with expiry at
 // now+gateway.EnrollmentTTL, and a counter of how often it was called.
-func enrollFor(secret string, now time.Time) (create func() (gateway.Enrollment, error), calls *int) {
+func EnrollFor(secret string, now time.Time) (create func() (gateway.Enrollment, error), calls *int) {
 	calls = new(int)
 	create = func() (gateway.Enrollment, error) {
 		*calls++
@@ -61,19 +61,19 @@ func enrollFor(secret string, now time.Time) (create func() (gateway.Enrollment,
 	return create, calls
 }
 
-// enroll gives user an enabled TOTP secret, last step 100 and the codes.
-func enroll(t *testing.T, s gateway.Store, user string, codes [][]byte) {
+// Enroll gives user an enabled TOTP secret, last step 100 and the codes.
+func Enroll(t *testing.T, s gateway.Store, user string, codes [][]byte) {
 	t.Helper()
-	create, _ := enrollFor(secretA, t0)
-	if _, err := gateway.PendingEnrollment(s, user, t0, create); err != nil {
+	create, _ := EnrollFor(SecretA, T0)
+	if _, err := gateway.PendingEnrollment(s, user, T0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := gateway.ConfirmEnrollment(s, user, secretA, 100, codes, t0.Add(time.Minute)); err != nil {
+	if err := gateway.ConfirmEnrollment(s, user, SecretA, 100, codes, T0.Add(time.Minute)); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
 
-func mustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
+func MustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
 	t.Helper()
 	a, err := s.Account(user)
 	if err != nil {
@@ -82,7 +82,7 @@ func mustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
 	return a
 }
 
-func mustSessionState(t *testing.T, s gateway.Store, user string) gateway.SessionState {
+func MustSessionState(t *testing.T, s gateway.Store, user string) gateway.SessionState {
 	t.Helper()
 	st, err := s.SessionState(user)
 	if err != nil {
@@ -91,7 +91,7 @@ func mustSessionState(t *testing.T, s gateway.Store, user string) gateway.Sessio
 	return st
 }
 
-func equalCodes(a, b [][]byte) bool {
+func EqualCodes(a, b [][]byte) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -103,9 +103,9 @@ func equalCodes(a, b [][]byte) bool {
 	return true
 }
 
-// concurrently runs f n times at once and returns how many calls returned
+// Concurrently runs f n times at once and returns how many calls returned
 // nil; every other error must be want.
-func concurrently(t *testing.T, n int, want error, f func() error) int {
+func Concurrently(t *testing.T, n int, want error, f func() error) int {
 	t.Helper()
 	var (
 		wg    sync.WaitGroup
@@ -141,7 +141,7 @@ func concurrently(t *testing.T, n int, want error, f func() error) int {
 func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("unknown user has an account with only the name", func(t *testing.T) {
 		s := open(t)
-		a := mustAccount(t, s, "nobody")
+		a := MustAccount(t, s, "nobody")
 		if a.Name != "nobody" || a.Stored || a.PasswordHash != nil || a.TOTPSecret != "" ||
 			a.LastStep != 0 || len(a.BackupCodes) != 0 || a.MustRegenerate || a.Generation != 0 {
 			t.Errorf("Account(nobody) = %+v, want Account{Name: nobody}", a)
@@ -149,31 +149,31 @@ func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("unknown user has the zero session state", func(t *testing.T) {
 		s := open(t)
-		if st := mustSessionState(t, s, "nobody"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "nobody"); st != (gateway.SessionState{}) {
 			t.Errorf("SessionState(nobody) = %+v, want zero", st)
 		}
 	})
 	t.Run("returned backup codes do not alias the stored ones", func(t *testing.T) {
 		s := open(t)
-		codes := hashes("a", "b")
-		enroll(t, s, "alice", codes)
+		codes := Hashes("a", "b")
+		Enroll(t, s, "alice", codes)
 		codes[0][0] = 'X' // the caller reusing its slice must not change the store
-		a := mustAccount(t, s, "alice")
+		a := MustAccount(t, s, "alice")
 		a.BackupCodes[1][0] = 'Y'
-		if got := mustAccount(t, s, "alice"); !equalCodes(got.BackupCodes, hashes("a", "b")) {
+		if got := MustAccount(t, s, "alice"); !EqualCodes(got.BackupCodes, Hashes("a", "b")) {
 			t.Errorf("stored codes changed through a caller's slice: %q", got.BackupCodes)
 		}
 	})
 	t.Run("records of one user do not touch another", func(t *testing.T) {
 		s := open(t)
-		enroll(t, s, "alice", hashes("a"))
+		Enroll(t, s, "alice", Hashes("a"))
 		if _, err := gateway.BumpGeneration(s, "alice"); err != nil {
 			t.Fatal(err)
 		}
-		if a := mustAccount(t, s, "bob"); a.Stored || a.TOTPSecret != "" {
+		if a := MustAccount(t, s, "bob"); a.Stored || a.TOTPSecret != "" {
 			t.Errorf("Account(bob) = %+v, want nothing stored", a)
 		}
-		if st := mustSessionState(t, s, "bob"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "bob"); st != (gateway.SessionState{}) {
 			t.Errorf("SessionState(bob) = %+v, want zero", st)
 		}
 	})
@@ -182,8 +182,8 @@ func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("the same step offered concurrently is accepted exactly once", func(t *testing.T) {
 		s := open(t)
-		enroll(t, s, "alice", nil)
-		ok := concurrently(t, 50, gateway.ErrStepReused, func() error { return gateway.AcceptStep(s, "alice", 101) })
+		Enroll(t, s, "alice", nil)
+		ok := Concurrently(t, 50, gateway.ErrStepReused, func() error { return gateway.AcceptStep(s, "alice", 101) })
 		if ok != 1 {
 			t.Errorf("%d of 50 concurrent AcceptStep(101) succeeded, want exactly 1", ok)
 		}
@@ -193,12 +193,12 @@ func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
 func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("the same code used concurrently succeeds exactly once", func(t *testing.T) {
 		s := open(t)
-		enroll(t, s, "alice", hashes("a", "b"))
-		ok := concurrently(t, 50, gateway.ErrCodeUsed, func() error { return gateway.UseBackupCode(s, "alice", hashes("a")[0]) })
+		Enroll(t, s, "alice", Hashes("a", "b"))
+		ok := Concurrently(t, 50, gateway.ErrCodeUsed, func() error { return gateway.UseBackupCode(s, "alice", Hashes("a")[0]) })
 		if ok != 1 {
 			t.Errorf("%d of 50 concurrent uses of one code succeeded, want exactly 1", ok)
 		}
-		if a := mustAccount(t, s, "alice"); !equalCodes(a.BackupCodes, hashes("b")) || !a.MustRegenerate {
+		if a := MustAccount(t, s, "alice"); !EqualCodes(a.BackupCodes, Hashes("b")) || !a.MustRegenerate {
 			t.Errorf("after concurrent use: codes %q, must regenerate %v", a.BackupCodes, a.MustRegenerate)
 		}
 	})
@@ -209,7 +209,7 @@ func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		var mu sync.Mutex
 		seen := map[uint64]bool{}
-		concurrently(t, 20, nil, func() error {
+		Concurrently(t, 20, nil, func() error {
 			gen, err := gateway.BumpGeneration(s, "alice")
 			mu.Lock()
 			defer mu.Unlock()
@@ -267,7 +267,7 @@ func testSessionKeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 			n     int
 			first []byte
 		)
-		concurrently(t, 20, nil, func() error {
+		Concurrently(t, 20, nil, func() error {
 			h, _, err := s.SessionKeys(func() ([]byte, []byte, error) {
 				mu.Lock()
 				defer mu.Unlock()
