@@ -157,6 +157,20 @@ func (a *Account) Remove() error {
 	return nil
 }
 
+// Clone returns a deep copy of a. A store hands an update function a
+// clone of what it loaded, so it can compare the two after the function
+// ran, and neither sees the other's later changes.
+func (a Account) Clone() Account {
+	a.PasswordHash = bytes.Clone(a.PasswordHash)
+	a.BackupCodes = cloneCodes(a.BackupCodes)
+	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	if a.Pending != nil {
+		p := *a.Pending
+		a.Pending = &p
+	}
+	return a
+}
+
 func cloneCodes(codes [][]byte) [][]byte {
 	if len(codes) == 0 {
 		return nil

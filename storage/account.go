@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -116,10 +115,11 @@ func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Acco
 // record encrypts a into the stored form. Secrets a did not change keep
 // their ciphertext from old, the record a was loaded from.
 func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old accountRecord) (accountRecord, error) {
+	a = a.Clone()
 	rec := accountRecord{
-		PasswordHash:    bytes.Clone(a.PasswordHash),
+		PasswordHash:    a.PasswordHash,
 		LastStep:        a.LastStep,
-		BackupCodes:     cloneCodes(a.BackupCodes),
+		BackupCodes:     a.BackupCodes,
 		MustRegenerate:  a.MustRegenerate,
 		Generation:      a.Generation,
 		Revoked:         a.Revoked,
@@ -184,14 +184,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			return err
 		}
 		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was
-		a.PasswordHash = bytes.Clone(was.PasswordHash)
-		a.BackupCodes = cloneCodes(was.BackupCodes)
-		a.Revoked = append([]gateway.Revocation(nil), was.Revoked...)
-		if was.Pending != nil {
-			p := *was.Pending
-			a.Pending = &p
-		}
+		a := was.Clone()
 		if fnErr = fn(&a); fnErr != nil {
 			return fnErr
 		}
@@ -239,15 +232,4 @@ func (db *DB) Accounts() ([]gateway.Account, error) {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	return list, nil
-}
-
-func cloneCodes(codes [][]byte) [][]byte {
-	if len(codes) == 0 {
-		return nil
-	}
-	out := make([][]byte, len(codes))
-	for i, c := range codes {
-		out[i] = bytes.Clone(c)
-	}
-	return out
 }

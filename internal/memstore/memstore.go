@@ -56,7 +56,7 @@ func (s *Store) loadLocked(user string) gateway.Account {
 	if !ok {
 		return gateway.Account{Name: user, Generation: s.states[user].Generation}
 	}
-	return clone(a)
+	return a.Clone()
 }
 
 // Account implements gateway.Store.
@@ -86,7 +86,7 @@ func (s *Store) UpdateAccount(user string, fn func(*gateway.Account) error) erro
 		delete(s.accounts, user)
 	} else {
 		a.Stored = true
-		s.accounts[user] = clone(a)
+		s.accounts[user] = a.Clone()
 	}
 	s.states[user] = gateway.SessionStateOf(a)
 	return nil
@@ -98,7 +98,7 @@ func (s *Store) Accounts() ([]gateway.Account, error) {
 	defer s.mu.Unlock()
 	list := make([]gateway.Account, 0, len(s.accounts))
 	for _, a := range s.accounts {
-		a = clone(a)
+		a = a.Clone()
 		if a.TOTPSecret != "" {
 			a.TOTPSecret = gateway.SecretWithheld
 		}
@@ -177,23 +177,4 @@ func (s *Store) SessionKeys(generate func() (hashKey, blockKey []byte, err error
 		s.hashKey, s.blockKey = append([]byte{}, h...), append([]byte{}, b...)
 	}
 	return bytes.Clone(s.hashKey), bytes.Clone(s.blockKey), nil
-}
-
-// clone copies a so that neither the caller nor the store sees the
-// other's later changes.
-func clone(a gateway.Account) gateway.Account {
-	a.PasswordHash = bytes.Clone(a.PasswordHash)
-	if len(a.BackupCodes) > 0 {
-		codes := make([][]byte, len(a.BackupCodes))
-		for i, c := range a.BackupCodes {
-			codes[i] = bytes.Clone(c)
-		}
-		a.BackupCodes = codes
-	}
-	if a.Pending != nil {
-		p := *a.Pending
-		a.Pending = &p
-	}
-	a.Revoked = append([]gateway.Revocation(nil), a.Revoked...)
-	return a
 }

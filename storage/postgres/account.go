@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -228,14 +227,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			return err
 		}
 		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was
-		a.PasswordHash = bytes.Clone(was.PasswordHash)
-		a.BackupCodes = cloneCodes(was.BackupCodes)
-		a.Revoked = append([]gateway.Revocation(nil), was.Revoked...)
-		if was.Pending != nil {
-			p := *was.Pending
-			a.Pending = &p
-		}
+		a := was.Clone()
 		if fnErr = fn(&a); fnErr != nil {
 			return fnErr
 		}
@@ -253,17 +245,6 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		return fmt.Errorf("update account %q: %w", user, err)
 	}
 	return nil
-}
-
-func cloneCodes(codes [][]byte) [][]byte {
-	if len(codes) == 0 {
-		return nil
-	}
-	out := make([][]byte, len(codes))
-	for i, c := range codes {
-		out[i] = bytes.Clone(c)
-	}
-	return out
 }
 
 // Account implements gateway.Store.
