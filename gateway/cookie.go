@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/binary"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -114,27 +113,4 @@ func (c *cookieCodec) decode(name, value string) (cookieValue, error) {
 // HMAC, AES and base64 again. Only authentic values get in, and only under
 // their full text, so a forged value can never hit; expiry and generation
 // are still checked on every request.
-type sessionCache struct {
-	mu sync.RWMutex
-	m  map[string]cookieValue
-}
-
-// sessionCacheSize bounds the cache; when full it starts over, which costs
-// one decode per active session.
-const sessionCacheSize = 4096
-
-func (c *sessionCache) get(value string) (cookieValue, bool) {
-	c.mu.RLock()
-	v, ok := c.m[value]
-	c.mu.RUnlock()
-	return v, ok
-}
-
-func (c *sessionCache) put(value string, v cookieValue) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= sessionCacheSize {
-		c.m = make(map[string]cookieValue, 64)
-	}
-	c.m[value] = v
-	c.mu.Unlock()
-}
+type sessionCache = boundedCache[cookieValue]

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // Reading the original request a proxy asks verify about, from its
@@ -68,13 +67,7 @@ func originalKey(h http.Header, flavor verifyFlavor) string {
 // not parse the same URL again and again. Only accepted answers get in,
 // under everything the answer depends on; portal domains are fixed for the
 // life of a Gateway.
-type originalCache struct {
-	mu sync.RWMutex
-	m  map[string]original
-}
-
-// originalCacheSize bounds the cache; when full it starts over.
-const originalCacheSize = 4096
+type originalCache = boundedCache[original]
 
 // maxOriginalKey bounds the key of a cached answer. The headers an
 // accepted answer was read from are short (the URL at most maxRedirectLen);
@@ -82,22 +75,6 @@ const originalCacheSize = 4096
 // a client can make as long as the server lets headers be, so its answer
 // is not cached.
 const maxOriginalKey = 3 * maxRedirectLen
-
-func (c *originalCache) get(key string) (original, bool) {
-	c.mu.RLock()
-	o, ok := c.m[key]
-	c.mu.RUnlock()
-	return o, ok
-}
-
-func (c *originalCache) put(key string, o original) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= originalCacheSize {
-		c.m = make(map[string]original, 64)
-	}
-	c.m[key] = o
-	c.mu.Unlock()
-}
 
 // parseOriginal is readOriginal without the cache.
 func (g *Gateway) parseOriginal(r *http.Request, flavor verifyFlavor) (original, error) {
