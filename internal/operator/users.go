@@ -114,7 +114,7 @@ type Report struct {
 	Message string `json:"message"`
 }
 
-// listUsers lists every user the database or the configuration knows.
+// List lists every user the database or the configuration knows.
 func (u *Users) List(now time.Time) (Listing, error) {
 	accounts, err := Accounts(u.Store)
 	if err != nil {
@@ -259,19 +259,27 @@ func CheckPassword(l Listing, op Operation, name string) error {
 	return nil
 }
 
-// addUser stores a user with a password in the database.
-func (u *Users) Add(name string, hash []byte) (Report, error) {
+// passwordFor checks what Add and ChangePassword are given, the user name
+// and the password hash, refuses a name the configuration defines (saying
+// what to do instead), and reads the user's account.
+func (u *Users) passwordFor(name string, hash []byte, instead string) (string, gateway.Account, error) {
 	name, err := UserName(name)
 	if err != nil {
-		return Report{}, err
+		return "", gateway.Account{}, err
 	}
 	if err := gateway.CheckPasswordHash(hash); err != nil {
-		return Report{}, refuse(http.StatusBadRequest, "%v", err)
+		return "", gateway.Account{}, refuse(http.StatusBadRequest, "%v", err)
 	}
-	if err := u.definedByConfig(name, insteadOfAdd); err != nil {
-		return Report{}, err
+	if err := u.definedByConfig(name, instead); err != nil {
+		return "", gateway.Account{}, err
 	}
 	acct, err := u.Store.Account(name)
+	return name, acct, err
+}
+
+// Add stores a user with a password in the database.
+func (u *Users) Add(name string, hash []byte) (Report, error) {
+	name, acct, err := u.passwordFor(name, hash, insteadOfAdd)
 	if err != nil {
 		return Report{}, err
 	}
@@ -289,19 +297,9 @@ func (u *Users) Add(name string, hash []byte) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
-// setPassword replaces a database user's password and ends their sessions.
+// ChangePassword replaces a database user's password and ends their sessions.
 func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
-	name, err := UserName(name)
-	if err != nil {
-		return Report{}, err
-	}
-	if err := gateway.CheckPasswordHash(hash); err != nil {
-		return Report{}, refuse(http.StatusBadRequest, "%v", err)
-	}
-	if err := u.definedByConfig(name, insteadOfPasswd); err != nil {
-		return Report{}, err
-	}
-	acct, err := u.Store.Account(name)
+	name, acct, err := u.passwordFor(name, hash, insteadOfPasswd)
 	if err != nil {
 		return Report{}, err
 	}
@@ -317,7 +315,7 @@ func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
 }
 
-// removeUser deletes everything the database holds about a user.
+// Remove deletes everything the database holds about a user.
 func (u *Users) Remove(name string) (Report, error) {
 	name, err := UserName(name)
 	if err != nil {
@@ -345,7 +343,7 @@ func (u *Users) Remove(name string) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
-// resetTwoFactor removes a user's TOTP secret and backup codes and ends
+// ResetTwoFactor removes a user's TOTP secret and backup codes and ends
 // their sessions: their next sign-in enrolls a new authenticator.
 func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	name, err := UserName(name)
@@ -409,7 +407,7 @@ func (u *Users) SignOut(name string) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
-// unlockUser lifts a user's lock and forgets their failures.
+// UnlockUser lifts a user's lock and forgets their failures.
 func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
 	name, err := UserName(name)
 	if err != nil {
