@@ -80,13 +80,13 @@ func openDatabaseFile(path string, ks keySet, lockTimeout time.Duration, logger 
 	if err != nil {
 		return nil, fmt.Errorf("totp_auth database: %w", err)
 	}
-	return &database{
-		path:    path,
-		db:      db,
-		logger:  logger,
-		current: ks.current(),
-		holders: make(map[any]holder),
-	}, nil
+	return newDatabase(path, db, ks, logger), nil
+}
+
+// newDatabase wraps an open store, named path in logs, with ks's current
+// key as the one new secrets are sealed under.
+func newDatabase(path string, db store, ks keySet, logger *zap.Logger) *database {
+	return &database{path: path, db: db, logger: logger, current: ks.current(), holders: make(map[any]holder)}
 }
 
 // openSharedDatabase returns the open database at path from the pool, or
@@ -96,12 +96,25 @@ func openDatabaseFile(path string, ks keySet, lockTimeout time.Duration, logger 
 // databases.Delete(path), also when an error is returned after the
 // database was found.
 func openSharedDatabase(path string, ks keySet, logger *zap.Logger) (d *database, held bool, err error) {
-	val, loaded, err := databases.LoadOrNew(path, func() (caddy.Destructor, error) {
+	return shareDatabase(path, ks, logger, zap.String("db_path", path), func() (*database, error) {
 		d, err := openDatabaseFile(path, ks, storage.DefaultLockTimeout, logger)
 		if err != nil {
 			return nil, err
 		}
 		d.keepRetiredKeyByID(ks)
+		return d, nil
+	})
+}
+
+// shareDatabase returns the database under key in databases, or the one
+// open makes, which then starts pruning. A database found there takes
+// ks's current key if ks accepts its own (see adopt); logged names it.
+func shareDatabase(key string, ks keySet, logger *zap.Logger, logged zap.Field, open func() (*database, error)) (d *database, held bool, err error) {
+	val, loaded, err := databases.LoadOrNew(key, func() (caddy.Destructor, error) {
+		d, err := open()
+		if err != nil {
+			return nil, err
+		}
 		d.startPruning()
 		return d, nil
 	})
@@ -110,7 +123,7 @@ func openSharedDatabase(path string, ks keySet, logger *zap.Logger) (d *database
 	}
 	d = val.(*database)
 	if loaded {
-		logger.Debug("sharing open database", zap.String("db_path", path))
+		logger.Debug("sharing open database", logged)
 		if err := d.adopt(ks); err != nil {
 			return d, true, err
 		}

@@ -107,13 +107,11 @@ func (o *options) connect(create bool) (*target, error) {
 	return &target{path: path, offline: d}, nil
 }
 
-// openDirectly opens the database file with the key from --key, the
-// configuration file, TOTP_AUTH_KEY or the key file beside it, in that
-// order.
-func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*database, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !create {
-		return nil, fmt.Errorf("there is no database at %s: give its path with --db (or the Caddyfile with --config)", path)
-	}
+// keySource is where a command takes the database key from: --key, the
+// configuration, or TOTP_AUTH_KEY, in that order. Keys the configuration
+// names as old stay accepted whichever supplies the current one, unless
+// --key does.
+func (o *options) keySource(cfg *configuredDB) keySource {
 	var src keySource
 	switch {
 	case o.key != "":
@@ -126,6 +124,17 @@ func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*da
 			src.old = cfg.keys.old
 		}
 	}
+	return src
+}
+
+// openDirectly opens the database file with the key from --key, the
+// configuration file, TOTP_AUTH_KEY or the key file beside it, in that
+// order.
+func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*database, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && !create {
+		return nil, fmt.Errorf("there is no database at %s: give its path with --db (or the Caddyfile with --config)", path)
+	}
+	src := o.keySource(cfg)
 	ks, err := src.resolve(caddy.NewReplacer(), path, create, caddy.Log())
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/storage/postgres"
@@ -44,26 +43,13 @@ func openSharedPostgres(connString string, ks keySet, logger *zap.Logger) (d *da
 		return nil, false, errors.New("postgres: the connection string does not parse: write it as a libpq keyword/value string " +
 			"(\"host=db.internal dbname=totp user=caddy\") or a URL (postgres://caddy@db.internal/totp)")
 	}
-	val, loaded, err := databases.LoadOrNew(postgresPoolKey(connString), func() (caddy.Destructor, error) {
+	return shareDatabase(postgresPoolKey(connString), ks, logger, zap.String("postgres", name), func() (*database, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 		defer cancel()
 		db, err := postgres.Open(ctx, connString, postgres.Options{Keys: ks.keys})
 		if err != nil {
 			return nil, fmt.Errorf("totp_auth database: %w", err)
 		}
-		d := &database{path: name, db: db, logger: logger, current: ks.current(), holders: make(map[any]holder)}
-		d.startPruning()
-		return d, nil
+		return newDatabase(name, db, ks, logger), nil
 	})
-	if err != nil {
-		return nil, false, err
-	}
-	d = val.(*database)
-	if loaded {
-		logger.Debug("sharing open database", zap.String("postgres", name))
-		if err := d.adopt(ks); err != nil {
-			return d, true, err
-		}
-	}
-	return d, true, nil
 }

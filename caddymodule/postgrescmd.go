@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"context"
 	"errors"
-	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -44,18 +43,7 @@ func (o *options) connectPostgres(configured []configuredDB) (t *target, ok bool
 // openPostgres opens the database at connString with the key from --key,
 // the configuration or TOTP_AUTH_KEY, in that order.
 func (o *options) openPostgres(connString string, cfg *configuredDB) (*database, error) {
-	var src keySource
-	switch {
-	case o.key != "":
-		src.current = o.key
-	case cfg != nil && cfg.keys.current != "":
-		src = cfg.keys
-	default:
-		src.current = os.Getenv("TOTP_AUTH_KEY")
-		if cfg != nil {
-			src.old = cfg.keys.old
-		}
-	}
+	src := o.keySource(cfg)
 	if src.current == "" {
 		return nil, errors.New("the key of a PostgreSQL database is needed: give it with --key, in the configuration (--config), or in TOTP_AUTH_KEY")
 	}
