@@ -90,9 +90,10 @@ func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.RecoverySession = 0
 }
 
-// DisableTOTP removes the TOTP secret, the backup codes and any pending
-// enrollment, and clears MustRegenerate.
+// DisableTOTP removes the TOTP secret, the backup codes, any pending
+// enrollment and the app passwords, and clears MustRegenerate.
 func (a *Account) DisableTOTP() {
+	a.RevokeAppPasswords()
 	a.TOTPSecret = ""
 	a.BackupCodes = nil
 	a.Pending = nil
@@ -164,6 +165,7 @@ func (a Account) Clone() Account {
 	a.PasswordHash = bytes.Clone(a.PasswordHash)
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	a.AppPasswords = cloneAppPasswords(a.AppPasswords)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p

@@ -21,6 +21,9 @@ const (
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"
+	// EventAppPassword is a request with an app password (SPEC §15), or
+	// the making or revoking of one.
+	EventAppPassword EventKind = "app_password"
 )
 
 // Outcome is how a security event ended.
@@ -34,6 +37,8 @@ const (
 	OutcomeRefused   Outcome = "refused"
 	OutcomeBusy      Outcome = "busy"
 	OutcomeForbidden Outcome = "forbidden"
+	// OutcomeOutOfScope is an app password used outside its scope.
+	OutcomeOutOfScope Outcome = "out_of_scope"
 )
 
 // Event is one security-relevant outcome, as logged and counted.

@@ -121,6 +121,8 @@ type Account struct {
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.
 	RecoverySession uint64
+	// AppPasswords are the user's app passwords (SPEC §15).
+	AppPasswords []AppPassword
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -143,6 +145,9 @@ type SessionState struct {
 	// not yet expired, 8 big-endian bytes each. It is a string so that a
 	// SessionState stays comparable and cheap to copy; ask Revoked.
 	RevokedSessions string
+	// AppPasswords packs what a request with an app password checks of
+	// each (see AppPassword); a string for the same reason.
+	AppPasswords string
 }
 
 // SessionStateOf is the one rule for what a request with a session checks
@@ -158,6 +163,7 @@ func SessionStateOf(a Account) SessionState {
 		TOTPEnabled:     a.TOTPSecret != "",
 		PasswordSet:     a.PasswordHash != nil,
 		RevokedSessions: revokedString(a.Revoked),
+		AppPasswords:    appPasswordsString(a.AppPasswords),
 	}
 }
 
