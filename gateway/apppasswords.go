@@ -263,7 +263,7 @@ func (p AppPasswordGrant) allows(r *http.Request) bool {
 			return false
 		}
 		for _, h := range methodOverrides {
-			if _, sent := r.Header[h]; sent {
+			if len(r.Header.Values(h)) > 0 {
 				return false
 			}
 		}
