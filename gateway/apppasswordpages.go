@@ -190,17 +190,17 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 		g.showAccount(w, r, s, st, http.StatusBadRequest, g.backTarget(r, f.get("redirect")), badAppPasswordField[field])
 		return
 	}
-	a, _, ok := g.beginAccountAttempt(w, r, EventAppPassword, s.User, "", pg)
+	a, _, ok := g.beginAccountAttempt(w, r, EventAppPasswordChange, s.User, "", pg)
 	if !ok {
 		return
 	}
-	pwOK, answered := g.passwordMatches(w, r, a, EventAppPassword, s.User, f.get("password"))
+	pwOK, answered := g.passwordMatches(w, r, a, EventAppPasswordChange, s.User, f.get("password"))
 	if answered {
 		return
 	}
 	if !pwOK {
 		note := g.failAttempt(r, a, s.User)
-		g.audit(r, EventAppPassword, OutcomeFailure, s.User)
+		g.audit(r, EventAppPasswordChange, OutcomeFailure, s.User)
 		if wantsJSON(r) {
 			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
 			return
@@ -220,7 +220,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "make app password", err)
 		return
 	}
-	g.audit(r, EventAppPassword, OutcomeOK, s.User, zap.String("app_password", made.ID), zap.String("action", "made"))
+	g.audit(r, EventAppPasswordChange, OutcomeOK, s.User, zap.String("app_password", made.ID), zap.String("action", "made"))
 	g.showAppPasswordOnce(w, r, *s, made, value)
 }
 
@@ -273,7 +273,7 @@ func (g *Gateway) postRevokeAppPassword(w http.ResponseWriter, r *http.Request) 
 		g.internalError(w, r, "revoke app password", err)
 		return
 	}
-	g.audit(r, EventAppPassword, OutcomeOK, s.User, zap.String("app_password", id), zap.String("action", "revoked"))
+	g.audit(r, EventAppPasswordChange, OutcomeOK, s.User, zap.String("app_password", id), zap.String("action", "revoked"))
 	g.seeOther(w, r, g.cfg.Prefix+"/account#app-passwords", map[string]string{"status": "ok"})
 }
 

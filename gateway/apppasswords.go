@@ -199,6 +199,7 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 		return "", false
 	}
 	if !g.allows(g.cfg.Allow, user) {
+		g.auditLine(r, false, EventAppPassword, OutcomeForbidden, user)
 		g.forbidden(w, r, user)
 		return "", false
 	}

@@ -21,9 +21,11 @@ const (
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"
-	// EventAppPassword is a request with an app password (SPEC §15), or
-	// the making or revoking of one.
+	// EventAppPassword is a request with an app password (SPEC §15).
 	EventAppPassword EventKind = "app_password"
+	// EventAppPasswordChange is the making (with the password) or the
+	// revoking of an app password.
+	EventAppPasswordChange EventKind = "app_password_change"
 )
 
 // Outcome is how a security event ended.
