@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Making, listing and revoking app passwords on the account page and
@@ -50,7 +52,7 @@ func rfc3339(t time.Time) *string {
 }
 
 // appPasswordRows lists acct's app passwords that have not expired at now.
-func appPasswordRows(acct Account, now time.Time) []appPasswordRow {
+func appPasswordRows(acct account.Account, now time.Time) []appPasswordRow {
 	rows := []appPasswordRow{}
 	for _, p := range acct.AppPasswords {
 		if !p.Expires.IsZero() && !now.Before(p.Expires) {
@@ -211,7 +213,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	made, value, err := g.makeAppPassword(s.User, req, now)
-	if errors.Is(err, ErrTooManyAppPasswords) {
+	if errors.Is(err, account.ErrTooManyAppPasswords) {
 		g.problem(w, r, problem{status: http.StatusConflict, code: "too_many_app_passwords",
 			msg: "You have as many app passwords as allowed. Revoke one you no longer use, then make the new one."}, pg)
 		return
@@ -233,18 +235,18 @@ var badAppPasswordField = map[string]string{
 
 // makeAppPassword stores a new app password for user and returns it with
 // its value, which is nowhere else from now on.
-func (g *Gateway) makeAppPassword(user string, req newAppPasswordRequest, now time.Time) (AppPassword, string, error) {
+func (g *Gateway) makeAppPassword(user string, req newAppPasswordRequest, now time.Time) (account.AppPassword, string, error) {
 	value, err := newAppPasswordValue()
 	if err != nil {
-		return AppPassword{}, "", err
+		return account.AppPassword{}, "", err
 	}
 	id, err := newAppPasswordID()
 	if err != nil {
-		return AppPassword{}, "", err
+		return account.AppPassword{}, "", err
 	}
-	p := AppPassword{ID: id, Name: req.name, Hash: g.appPasswordHash(user, value), Created: now.UTC().Truncate(time.Second),
+	p := account.AppPassword{ID: id, Name: req.name, Hash: g.appPasswordHash(user, value), Created: now.UTC().Truncate(time.Second),
 		Expires: req.expires.UTC(), ReadOnly: req.readOnly, PathPrefix: req.prefix, Credential: g.credential(user)}
-	err = update(g.cfg.Store, user, func(a *Account) error { return a.AddAppPassword(p, now) })
+	err = account.AddAppPassword(g.cfg.Store, user, p, now)
 	return p, value, err
 }
 
@@ -263,8 +265,8 @@ func (g *Gateway) postRevokeAppPassword(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	id := f.get("id")
-	err := RevokeAppPassword(g.cfg.Store, s.User, id)
-	if errors.Is(err, ErrNoAppPassword) {
+	err := account.RevokeAppPassword(g.cfg.Store, s.User, id)
+	if errors.Is(err, account.ErrNoAppPassword) {
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such app password: it may have been revoked already."},
 			page{Title: "Not found", Continue: g.cfg.Prefix + "/account"})
 		return
@@ -294,7 +296,7 @@ func (g *Gateway) appPasswordCookieName() string { return g.cfg.CookieName + "_a
 
 // showAppPasswordOnce answers the post that made p: API clients get the
 // value in the answer, browsers a redirect to the page that shows it.
-func (g *Gateway) showAppPasswordOnce(w http.ResponseWriter, r *http.Request, s Session, p AppPassword, value string) {
+func (g *Gateway) showAppPasswordOnce(w http.ResponseWriter, r *http.Request, s Session, p account.AppPassword, value string) {
 	w.Header().Set("Cache-Control", "no-store")
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, map[string]string{"id": p.ID, "name": p.Name, "app_password": value})
@@ -369,26 +371,9 @@ func (g *Gateway) readShownAppPassword(r *http.Request, s *Session, now time.Tim
 
 // appPasswordsView is the account page's view of acct's app passwords,
 // nil where this block has none.
-func (g *Gateway) appPasswordsView(acct Account) *appPasswordsView {
+func (g *Gateway) appPasswordsView(acct account.Account) *appPasswordsView {
 	if !g.cfg.AppPasswords {
 		return nil
 	}
-	return &appPasswordsView{List: appPasswordRows(acct, g.cfg.Clock.Now()), Max: MaxAppPasswords}
-}
-
-// RevokeAppPassword applies Account.RevokeAppPassword to the user's account.
-func RevokeAppPassword(s Store, user, id string) error {
-	return update(s, user, func(a *Account) error { return a.RevokeAppPassword(id) })
-}
-
-// RevokeAppPasswords applies Account.RevokeAppPasswords to the user's
-// account, if it has any.
-func RevokeAppPasswords(s Store, user string) error {
-	return update(s, user, func(a *Account) error {
-		if len(a.AppPasswords) == 0 {
-			return errUnchanged
-		}
-		a.RevokeAppPasswords()
-		return nil
-	})
+	return &appPasswordsView{List: appPasswordRows(acct, g.cfg.Clock.Now()), Max: account.MaxAppPasswords}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Requests with an app password (SPEC §15): a client that cannot answer a
@@ -193,7 +195,7 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 		g.wrongAppPassword(w, r, user, limits, now)
 		return "", false
 	}
-	if !grant.allows(r) {
+	if !scopeAllows(grant, r) {
 		g.auditLine(r, true, EventAppPassword, OutcomeOutOfScope, user, zap.String("app_password", grant.ID), methodField(r.Method))
 		jsonError(w, http.StatusForbidden, "out_of_scope")
 		return "", false
@@ -213,8 +215,8 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 // user's own password, which is never accepted here) as a failure of the
 // user and the client, as a wrong password at the login is, and answers
 // 401 with the challenge; a lock answers 429.
-func (g *Gateway) wrongAppPassword(w http.ResponseWriter, r *http.Request, user string, limits []Limit, now time.Time) {
-	a, lock, err := TakeAttempt(g.cfg.Store, now, g.cfg.Lockout, limits)
+func (g *Gateway) wrongAppPassword(w http.ResponseWriter, r *http.Request, user string, limits []account.Limit, now time.Time) {
+	a, lock, err := account.TakeAttempt(g.cfg.Store, now, g.cfg.Lockout, limits)
 	if err != nil {
 		g.internalError(w, r, "take attempt", err)
 		return
@@ -224,7 +226,7 @@ func (g *Gateway) wrongAppPassword(w http.ResponseWriter, r *http.Request, user 
 		g.refuseLocked(w, r, user, lock.Key, lock.RetryAfter)
 		return
 	}
-	locks, err := FailAttempt(g.cfg.Store, a, now, g.cfg.Lockout)
+	locks, err := account.FailAttempt(g.cfg.Store, a, now, g.cfg.Lockout)
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: record failed attempt: " + err.Error())
 	}
@@ -254,11 +256,11 @@ var readOnlyMethods = map[string]bool{"GET": true, "HEAD": true, "OPTIONS": true
 // read-only app password may send none of them.
 var methodOverrides = []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
 
-// allows reports whether r lies within the app password's scope. The path
+// scopeAllows reports whether r lies within the app password's scope. The path
 // is checked as the upstream will read it: a path that is not already
 // clean (dot segments, doubled or encoded slashes, backslashes) never
 // matches a prefix, so no spelling leads out of it.
-func (p AppPasswordGrant) allows(r *http.Request) bool {
+func scopeAllows(p account.AppPasswordGrant, r *http.Request) bool {
 	if p.ReadOnly {
 		if !readOnlyMethods[r.Method] {
 			return false

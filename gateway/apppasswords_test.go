@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // appEnv is a gateway with app_passwords on.
@@ -197,12 +198,12 @@ func TestAppPassword_LockFromAnotherPathIsHonouredFromTheStore(t *testing.T) {
 	_, _, _, value := enrolledWithAppPassword(t, e, nil)
 	// A lock this gateway never met (another instance, another block)
 	// reaches the view within a second.
-	lim := []gateway.Limit{{Key: gateway.UserCounter.Key("alice"), Max: 1}}
-	a, _, err := gateway.TakeAttempt(e.store, e.clock.Now(), time.Hour, lim)
+	lim := []account.Limit{{Key: account.UserCounter.Key("alice"), Max: 1}}
+	a, _, err := account.TakeAttempt(e.store, e.clock.Now(), time.Hour, lim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gateway.FailAttempt(e.store, a, e.clock.Now(), time.Hour); err != nil {
+	if _, err := account.FailAttempt(e.store, a, e.clock.Now(), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(3 * time.Second)
@@ -508,25 +509,25 @@ func TestAppPassword_RevokedByTheRulesThatEndAnAccountsTrust(t *testing.T) {
 			}
 		},
 		"reset-2fa": func(t *testing.T, e *env, _ *client, _ string) {
-			if err := e.store.UpdateAccount("alice", func(a *gateway.Account) error { return a.ResetTwoFactor() }); err != nil {
+			if err := e.store.UpdateAccount("alice", func(a *account.Account) error { return a.ResetTwoFactor() }); err != nil {
 				t.Fatal(err)
 			}
 		},
 		"remove": func(t *testing.T, e *env, _ *client, _ string) {
-			if err := e.store.UpdateAccount("alice", func(a *gateway.Account) error { return a.Remove() }); err != nil {
+			if err := e.store.UpdateAccount("alice", func(a *account.Account) error { return a.Remove() }); err != nil {
 				t.Fatal(err)
 			}
 		},
 		"passwd": func(t *testing.T, e *env, _ *client, _ string) {
-			if err := gateway.RevokeAppPasswords(e.store, "alice"); err != nil {
+			if err := account.RevokeAppPasswords(e.store, "alice"); err != nil {
 				t.Fatal(err)
 			}
 		},
 		"user line removed": func(t *testing.T, e *env, _ *client, _ string) {
-			if err := gateway.MarkConfigUsers(e.store, map[string]bool{"alice": true}); err != nil {
+			if err := account.MarkConfigUsers(e.store, map[string]bool{"alice": true}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := gateway.ForgetConfigUsers(e.store, map[string]bool{"bob": true}); err != nil {
+			if _, err := account.ForgetConfigUsers(e.store, map[string]bool{"bob": true}); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -574,16 +575,16 @@ func TestAppPassword_SignOutEverywhereKeepsIt(t *testing.T) {
 
 // countingStore counts the writes that reach the store.
 type countingStore struct {
-	gateway.Store
+	account.Store
 	accounts, counters atomic.Int32
 }
 
-func (s *countingStore) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+func (s *countingStore) UpdateAccount(user string, fn func(*account.Account) error) error {
 	s.accounts.Add(1)
 	return s.Store.UpdateAccount(user, fn)
 }
 
-func (s *countingStore) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+func (s *countingStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	s.counters.Add(1)
 	return s.Store.UpdateCounters(keys, fn)
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // What a request with an app password keeps off its own path: the last
@@ -40,7 +42,7 @@ type useRecorder struct {
 
 // note queues a use of the app password id of user unless one was
 // queued within useInterval.
-func (u *useRecorder) note(s Store, user, id, ip string, now time.Time) {
+func (u *useRecorder) note(s account.Store, user, id, ip string, now time.Time) {
 	key := user + "\x00" + id
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -61,7 +63,7 @@ func (u *useRecorder) note(s Store, user, id, ip string, now time.Time) {
 	}
 }
 
-func (u *useRecorder) write(s Store) {
+func (u *useRecorder) write(s account.Store) {
 	for {
 		u.mu.Lock()
 		if len(u.queue) == 0 {
@@ -73,12 +75,7 @@ func (u *useRecorder) write(s Store) {
 		u.queue = u.queue[1:]
 		done := u.written
 		u.mu.Unlock()
-		err := update(s, use.user, func(a *Account) error {
-			if err := a.NoteAppPasswordUse(use.id, use.at, use.ip); err != nil {
-				return errUnchanged // revoked meanwhile, or a later use recorded
-			}
-			return nil
-		})
+		err := account.NoteAppPasswordUse(s, use.user, use.id, use.at, use.ip)
 		if err != nil && u.logger != nil {
 			u.logger.Warn("totp_auth: record app password use: " + err.Error())
 		}
@@ -97,7 +94,7 @@ type lockView struct {
 	until      map[string]time.Time
 	refreshed  time.Time
 	refreshing bool
-	store      Store
+	store      account.Store
 	logger     *zap.Logger
 }
 
@@ -118,7 +115,7 @@ func (v *lockView) note(key string, until time.Time) {
 
 // refusal returns how long the longest lock among limits lasts at now; 0
 // if none is known.
-func (v *lockView) refusal(limits []Limit, now time.Time) time.Duration {
+func (v *lockView) refusal(limits []account.Limit, now time.Time) time.Duration {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if now.Sub(v.refreshed) >= lockRefresh && !v.refreshing && v.store != nil {

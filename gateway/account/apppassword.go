@@ -1,4 +1,4 @@
-package gateway
+package account
 
 import (
 	"bytes"
@@ -100,6 +100,40 @@ func (a *Account) NoteAppPasswordUse(id string, at time.Time, ip string) error {
 		return nil
 	}
 	return ErrNoAppPassword
+}
+
+// AddAppPassword applies Account.AddAppPassword to the user's account.
+func AddAppPassword(s Store, user string, p AppPassword, now time.Time) error {
+	return update(s, user, func(a *Account) error { return a.AddAppPassword(p, now) })
+}
+
+// RevokeAppPassword applies Account.RevokeAppPassword to the user's account.
+func RevokeAppPassword(s Store, user, id string) error {
+	return update(s, user, func(a *Account) error { return a.RevokeAppPassword(id) })
+}
+
+// RevokeAppPasswords applies Account.RevokeAppPasswords to the user's
+// account, if it has any.
+func RevokeAppPasswords(s Store, user string) error {
+	return update(s, user, func(a *Account) error {
+		if len(a.AppPasswords) == 0 {
+			return errUnchanged
+		}
+		a.RevokeAppPasswords()
+		return nil
+	})
+}
+
+// NoteAppPasswordUse applies Account.NoteAppPasswordUse to the user's
+// account; an app password revoked meanwhile, or a later use recorded
+// already, leaves it unchanged.
+func NoteAppPasswordUse(s Store, user, id string, at time.Time, ip string) error {
+	return update(s, user, func(a *Account) error {
+		if err := a.NoteAppPasswordUse(id, at, ip); err != nil {
+			return errUnchanged
+		}
+		return nil
+	})
 }
 
 // AppPasswordGrant is what SessionState holds of one app password: what a
