@@ -22,6 +22,8 @@ type accountRecord struct {
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
+	// AppPasswords keep only keyed hashes of their values.
+	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
 	ConfigUser      bool                 `json:"config_user,omitempty"`
 }
 
@@ -78,6 +80,7 @@ func withheld(user string, rec accountRecord, stored bool) account.Account {
 		Generation:      rec.Generation,
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
+		AppPasswords:    rec.AppPasswords,
 		ConfigUser:      rec.ConfigUser,
 		Stored:          stored,
 	}
@@ -123,6 +126,7 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		Generation:      a.Generation,
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
+		AppPasswords:    a.AppPasswords,
 		ConfigUser:      a.ConfigUser,
 	}
 	seal := func(purpose, plain string) ([]byte, error) {

@@ -94,6 +94,37 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
+	// 3: app passwords (SPEC §15). Requests with one check app_passwords
+	// from memory, so the trigger now speaks when it changes; their last
+	// use, written at most once a minute each, stays silent.
+	`
+ALTER TABLE accounts
+	ADD COLUMN app_passwords    jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN app_password_use jsonb NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN accounts.app_passwords IS 'keyed hashes and scopes of app passwords, never their values';
+COMMENT ON COLUMN accounts.app_password_use IS 'last use of each app password by id: {"at", "ip"}';
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND OLD.revoked = NEW.revoked
+		AND OLD.app_passwords = NEW.app_passwords THEN
+		RETURN NULL;
+	END IF;
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', OLD.name);
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', NEW.name);
+	END IF;
+	RETURN NULL;
+END
+$$;
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
