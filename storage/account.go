@@ -24,7 +24,7 @@ type accountRecord struct {
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
 	// AppPasswords keep only keyed hashes of their values.
 	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
-	ConfigUser      bool                 `json:"config_user,omitempty"`
+	ConfigUser   bool                  `json:"config_user,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
