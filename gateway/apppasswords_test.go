@@ -17,7 +17,7 @@ import (
 )
 
 // appEnv is a gateway with app_passwords on.
-func appEnv(t *testing.T, mods ...func(*gateway.Config)) *env {
+func appEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 	return newEnv(t, append([]func(*gateway.Config){func(c *gateway.Config) {
 		c.AppPasswords = true
 		c.Groups = map[string][]string{"family": {"alice"}}
