@@ -1,0 +1,195 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/webdav"
+)
+
+// davUpstream is a WebDAV server behind Caddy that remembers what reached
+// it of the identity: every Authorization header and every user header.
+type davUpstream struct {
+	*httptest.Server
+	mu            sync.Mutex
+	authorization []string
+	users         map[string]bool
+	ids           map[string]bool
+}
+
+func newDAVUpstream(t *testing.T) *davUpstream {
+	u := &davUpstream{users: map[string]bool{}, ids: map[string]bool{}}
+	dav := &webdav.Handler{Prefix: "/dav", FileSystem: webdav.NewMemFS(), LockSystem: webdav.NewMemLS()}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.authorization = append(u.authorization, r.Header.Values("Authorization")...)
+		u.users[r.Header.Get("Remote-User")] = true
+		u.ids[r.Header.Get("X-Auth-Id")] = true
+		u.mu.Unlock()
+		dav.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *davUpstream) addr() string { return u.Listener.Addr().String() }
+
+// appPasswordSite is a site whose totp_auth block has app_passwords, in
+// front of up, passing {http.auth.user.id} on as X-Auth-Id.
+func appPasswordSite(port int, block, upstream string) string {
+	return site(port, block, "reverse_proxy "+upstream+" {\n\t\theader_up X-Auth-Id {http.auth.user.id}\n\t}")
+}
+
+// newAppPassword makes an app password over the JSON API of a signed-in c.
+func newAppPassword(t *testing.T, c *client, fields map[string]any) (id, value string) {
+	t.Helper()
+	body := map[string]any{"password": testPassword, "name": "Phone – DAVx5"}
+	for k, v := range fields {
+		body[k] = v
+	}
+	r := c.api("POST", "app-passwords", body)
+	expect(t, "POST app-passwords", r, http.StatusOK)
+	m := r.json(t)
+	return m["id"].(string), m["app_password"].(string)
+}
+
+// curl runs curl with args and returns its output: the status code on the
+// last line (-w), headers too when args ask for them.
+func curl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("curl", append([]string{"-sS", "-o", "/dev/null", "-w", "%{http_code}"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("curl %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestAppPasswords_CurlAndAWebDAVClientThroughCaddy(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("rclone"); err != nil {
+		t.Fatal("rclone is not installed (`make test-deps` installs it)")
+	}
+	c := newCaddy(t)
+	up := newDAVUpstream(t)
+	port := freePort(t)
+	c.start(c.caddyfile("", appPasswordSite(port, c.totpAuth("totp.db", []string{"alice"}, `issuer "E2E Lab"`, "app_passwords"), up.addr())), port)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+
+	// Without credentials a client is asked for them.
+	out, err := exec.Command("curl", "-sS", "-o", "/dev/null", "-D", "-", base+"/dav/").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), " 401") || !strings.Contains(strings.ToLower(string(out)), `www-authenticate: basic realm="e2e lab"`) {
+		t.Fatalf("no credentials: %v\n%s", err, out)
+	}
+
+	b := newClient(t, port)
+	enroll(t, b, "alice")
+	_, value := newAppPassword(t, b, map[string]any{"path_prefix": "/dav"})
+	_, reader := newAppPassword(t, b, map[string]any{"name": "Backup check", "read_only": true})
+
+	// curl -u: the user's own password never works, the app password does.
+	if got := curl(t, "-u", "alice:"+testPassword, base+"/dav/"); got != "401" {
+		t.Fatalf("curl with the user's own password: %s", got)
+	}
+	if got := curl(t, "-u", "alice:"+value, "-X", "PROPFIND", "-H", "Depth: 1", base+"/dav/"); got != "207" {
+		t.Fatalf("curl PROPFIND with the app password: %s", got)
+	}
+
+	// A real WebDAV client: rclone puts, lists and reads back a file.
+	obscured, err := exec.Command("rclone", "obscure", value).Output()
+	if err != nil {
+		t.Fatalf("rclone obscure: %v", err)
+	}
+	dir := t.TempDir()
+	local := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(local, []byte("milk, eggs\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rclone.conf"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rclone := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "rclone", append(args, "--config", filepath.Join(dir, "rclone.conf"), "--low-level-retries", "1", "--retries", "1")...)
+		cmd.Env = append(os.Environ(),
+			"RCLONE_CONFIG_LAB_TYPE=webdav",
+			"RCLONE_CONFIG_LAB_URL="+base+"/dav",
+			"RCLONE_CONFIG_LAB_VENDOR=other",
+			"RCLONE_CONFIG_LAB_USER=alice",
+			"RCLONE_CONFIG_LAB_PASS="+strings.TrimSpace(string(obscured)))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("rclone %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	rclone("copyto", local, "lab:lists/notes.txt")
+	if got := rclone("lsf", "-R", "lab:"); !strings.Contains(got, "lists/notes.txt") {
+		t.Fatalf("rclone lsf: %q", got)
+	}
+	if got := rclone("cat", "lab:lists/notes.txt"); got != "milk, eggs\n" {
+		t.Fatalf("rclone cat: %q", got)
+	}
+
+	// Scope: whole segments on the cleaned path, and read-only methods.
+	for target, want := range map[string]string{
+		"/davsecret":     "403",
+		"/dav/../secret": "403",
+		"/dav/%2e%2e/x":  "403",
+		"/dav%2f..%2fx":  "403",
+		"//dav/x":        "403",
+		"/dav/lists/":    "207",
+	} {
+		got := curl(t, "--path-as-is", "-u", "alice:"+value, "-X", "PROPFIND", "-H", "Accept: application/json", base+target)
+		if got != want {
+			t.Errorf("PROPFIND %s: %s, want %s", target, got, want)
+		}
+	}
+	if got := curl(t, "-u", "alice:"+reader, base+"/dav/lists/notes.txt"); got != "200" {
+		t.Errorf("GET with the read-only one: %s", got)
+	}
+	if got := curl(t, "-u", "alice:"+reader, "-T", local, base+"/dav/lists/other.txt"); got != "403" {
+		t.Errorf("PUT with the read-only one: %s", got)
+	}
+	if got := curl(t, "-u", "alice:"+reader, "-H", "X-HTTP-Method-Override: DELETE", base+"/dav/lists/notes.txt"); got != "403" {
+		t.Errorf("GET with a method override with the read-only one: %s", got)
+	}
+
+	// What reached the upstream: the user, and never a Basic header.
+	up.mu.Lock()
+	if len(up.authorization) != 0 {
+		t.Errorf("the upstream received Authorization headers: %q", up.authorization)
+	}
+	if !up.users["alice"] || !up.ids["alice"] || len(up.users) != 1 {
+		t.Errorf("the upstream saw users %v and ids %v, want only alice", up.users, up.ids)
+	}
+	up.mu.Unlock()
+
+	// Wrong ones lock the user (the own password above was the first of
+	// five); the right one is refused while the lock lasts.
+	for i := 0; i < 4; i++ {
+		if got := curl(t, "-u", "alice:abcd-efgh-jkmn-pqrs-tvwx", base+"/dav/"); got != "401" {
+			t.Fatalf("wrong app password %d: %s", i, got)
+		}
+	}
+	out, err = exec.Command("curl", "-sS", "-o", "/dev/null", "-D", "-", "-u", "alice:"+value, base+"/dav/").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), " 429") || !strings.Contains(strings.ToLower(string(out)), "retry-after: ") {
+		t.Fatalf("right one while locked: %v\n%s", err, out)
+	}
+	if !strings.Contains(c.log.String(), `"event":"app_password","outcome":"failure"`) {
+		t.Errorf("wrong app passwords were not audited:\n%s", tail(c.log.String(), 2000))
+	}
+	if strings.Contains(c.log.String(), value) || strings.Contains(c.log.String(), "abcd-efgh") {
+		t.Errorf("an app password reached the log")
+	}
+}
