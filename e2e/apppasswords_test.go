@@ -193,3 +193,41 @@ func TestAppPasswords_CurlAndAWebDAVClientThroughCaddy(t *testing.T) {
 		t.Errorf("an app password reached the log")
 	}
 }
+
+// basicHeader is the Authorization value for user and value.
+func basicHeader(user, value string) string {
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.SetBasicAuth(user, value)
+	return req.Header.Get("Authorization")
+}
+
+func TestPostgres_AppPasswordRevokedOnOneInstanceIsRefusedOnTheOtherWithinASecond(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, postgresDatabase(t), []string{"frank"}, "app_passwords")
+	onA := newClient(t, c.aPort)
+	enroll(t, onA, "frank")
+	id, value := newAppPassword(t, onA, nil)
+	phone := newClient(t, c.bPort) // a sync client, sent to the other instance
+	use := func() int {
+		return phone.do("GET", "/calendar", nil, "Authorization", basicHeader("frank", value), "Accept", "application/json").status
+	}
+	if s := use(); s != http.StatusOK {
+		t.Fatalf("app password on the other instance: %d", s)
+	}
+	expect(t, "revoke", onA.api("POST", "app-passwords/revoke", map[string]string{"id": id}), http.StatusOK)
+	start := time.Now()
+	for {
+		s := use()
+		if s == http.StatusUnauthorized {
+			break
+		}
+		if s != http.StatusOK {
+			t.Fatalf("status %d while waiting for 401", s)
+		}
+		if time.Since(start) > time.Second {
+			t.Fatal("a revoked app password still passes on the other instance after a second")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("the revocation reached the other instance in %s", time.Since(start))
+}
