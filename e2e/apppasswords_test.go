@@ -231,3 +231,51 @@ func TestPostgres_AppPasswordRevokedOnOneInstanceIsRefusedOnTheOtherWithinASecon
 	}
 	t.Logf("the revocation reached the other instance in %s", time.Since(start))
 }
+
+func TestAppPasswords_CLIListsAndRevokesThroughTheRunningCaddyAndDirectly(t *testing.T) {
+	t.Parallel()
+	c := newCaddy(t)
+	up := newUpstream(t)
+	port := freePort(t)
+	cfg := c.writeConfig("Caddyfile", c.caddyfile("", appPasswordSite(port, c.totpAuth("totp.db", []string{"alice"}, "app_passwords"), up.addr())))
+	c.start(readFile(t, cfg), port)
+	b := newClient(t, port)
+	enroll(t, b, "alice")
+	id, value := newAppPassword(t, b, map[string]any{"path_prefix": "/dav", "read_only": true})
+	other, otherValue := newAppPassword(t, b, map[string]any{"name": "Laptop – rclone"})
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if got := curl(t, "-u", "alice:"+value, base+"/dav/"); got != "200" {
+		t.Fatalf("app password before revoking: %s", got)
+	}
+
+	out, err := c.cli("", nil, "user", "app-passwords", "alice")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "Phone – DAVx5") || !strings.Contains(out, "read-only, /dav") ||
+		!strings.Contains(out, other) || strings.Contains(out, value) {
+		t.Fatalf("user app-passwords: %v\n%s", err, out)
+	}
+	out, err = c.cli("", nil, "user", "revoke-app-password", "alice", id)
+	if err != nil || !strings.Contains(out, "Revoked app password "+id) {
+		t.Fatalf("user revoke-app-password: %v\n%s", err, out)
+	}
+	if got := curl(t, "-u", "alice:"+value, base+"/dav/"); got != "401" {
+		t.Errorf("revoked app password: %s", got)
+	}
+	if out, err := c.cli("", nil, "user", "revoke-app-password", "alice", id); err == nil || !strings.Contains(out, "has no app password") {
+		t.Errorf("revoking it again: %v\n%s", err, out)
+	}
+
+	// With Caddy stopped, the commands open the database themselves.
+	c.stop()
+	out, err = c.cli("", nil, "user", "revoke-app-password", "alice", other, "--config", cfg)
+	if err != nil || !strings.Contains(out, "Revoked app password "+other) {
+		t.Fatalf("user revoke-app-password with Caddy stopped: %v\n%s", err, out)
+	}
+	out, err = c.cli("", nil, "user", "app-passwords", "alice", "--config", cfg)
+	if err != nil || !strings.Contains(out, "alice has no app passwords") {
+		t.Fatalf("user app-passwords with Caddy stopped: %v\n%s", err, out)
+	}
+	c.start(readFile(t, cfg), port)
+	if got := curl(t, "-u", "alice:"+otherValue, base+"/"); got != "401" {
+		t.Errorf("app password revoked while Caddy was stopped: %s", got)
+	}
+}
