@@ -282,3 +282,28 @@ func mustURL(s string) *url.URL {
 	}
 	return u
 }
+
+func TestWhoami_ExpiresIsTheEarliestEndOfTheSession(t *testing.T) {
+	short := newEnv(t, optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = time.Hour, time.Hour })
+	long := short.sibling(optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = 12*time.Hour, 12*time.Hour })
+	c := short.client()
+	signedIn := short.clock.Now()
+	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatalf("sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	// The issuing block gave the cookie one hour; a block with a longer
+	// session_ttl must neither accept it longer nor say it lives longer.
+	want := signedIn.Add(time.Hour).UTC().Format(time.RFC3339)
+	r := c.on(long).getJSON("/.totp-auth/whoami")
+	if r.StatusCode != 200 || r.JSON["expires"] != want {
+		t.Fatalf("whoami on the longer block: %d %s, want expires %s", r.StatusCode, r.Body, want)
+	}
+	short.clock.Advance(50 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.JSON["expires"] != want {
+		t.Fatalf("whoami after 50 minutes: %s, want expires still %s (idle time does not end it first here)", r.Body, want)
+	}
+	short.clock.Advance(10 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami after the reported expiry: %d %s, want 401", r.StatusCode, r.Body)
+	}
+}
