@@ -52,6 +52,8 @@ type Gateway struct {
 	activity activity
 	// originals caches accepted verify headers (see readOriginal).
 	originals originalCache
+	// verifyPolicies caches the policies of verify queries (see verifyPolicy).
+	verifyPolicies verifyPolicies
 	// verifyLog bounds the log lines of refused verify calls.
 	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
