@@ -123,13 +123,20 @@ func New(cfg Config) (*Gateway, error) {
 // upstream; otherwise Handle has written the response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
-	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+	sub, isAuth := g.authPath(r.URL.Path)
+	if isAuth {
 		// Verify answers another proxy on every request of its apps: it
 		// goes first, and sets the page headers only on pages it shows.
 		if flavor, ok := verifyPath(sub); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			g.verify(w, r, flavor)
 			return "", false
 		}
+	}
+	if g.portal != nil && forwardAuthCheck(r.Header) {
+		g.misdirectedCheck(w, r)
+		return "", false
+	}
+	if isAuth {
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
 		return "", false

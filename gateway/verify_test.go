@@ -678,3 +678,47 @@ func (j hostOnlyJar) SetCookies(u *url.URL, cs []*http.Cookie) {
 	}
 	j.CookieJar.SetCookies(u, cs)
 }
+
+// A forward-auth check sent to a path of the portal other than verify (a
+// proxy's uri outside prefix, or pointing at the login page) must not
+// pass: the portal's own pages and its upstream answer 200, which the
+// proxy would read as "allowed", for any user and with no app policy.
+func TestVerify_ACheckSentToAnotherPathIsRefused(t *testing.T) {
+	e := portalEnv(t)
+	bob := signedIn(t, e, "bob") // signed in, not in admins
+	anon := e.client()
+	for _, c := range []*client{bob, anon} {
+		for _, tt := range []struct {
+			path string
+			hdr  map[string]string
+		}{
+			{"verify", forwarded()}, // .../.totp-auth/verify is the right one; /verify is not
+			{"login", forwarded()},
+			{"whoami", forwarded()},
+			{"login", originalHeaders()},
+		} {
+			for _, p := range []string{"/" + tt.path + "?allow_groups=admins", "/.totp-auth/" + tt.path + "x?allow_groups=admins"} {
+				req, _ := http.NewRequest("GET", e.srv.URL+p, nil)
+				req.Host = portalHost
+				req.Header.Set(trustedMark, "yes")
+				req.Header.Set("Accept", "text/html")
+				for k, v := range tt.hdr {
+					req.Header.Set(k, v)
+				}
+				r := c.do(req)
+				if r.StatusCode != http.StatusBadRequest || r.Header.Get("Remote-User") != "" {
+					t.Errorf("check sent to %s: %d Remote-User %q, want 400 and none", p, r.StatusCode, r.Header.Get("Remote-User"))
+				}
+			}
+		}
+	}
+	select {
+	case h := <-e.upstream:
+		t.Fatalf("a misdirected check reached the upstream: %v", h)
+	default:
+	}
+	// A plain request of a signed-in user still passes.
+	if r := bob.getJSON("/wiki"); r.StatusCode != 200 {
+		t.Fatalf("bob's own request: %d, want 200", r.StatusCode)
+	}
+}

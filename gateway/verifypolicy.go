@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // The per-app policy a caller adds to its verify URI (SPEC §12),
@@ -126,4 +129,37 @@ func (g *Gateway) knownUser(name string) (bool, error) {
 		return false, fmt.Errorf("look up user %q named in the verify URI: %w", name, err)
 	}
 	return a.Stored && a.PasswordHash != nil, nil
+}
+
+// forwardAuthCheck reports whether h carries the headers that only a
+// forward-auth check sends (Caddy's forward_auth and Traefik send
+// X-Forwarded-Method and -Uri, nginx's auth_request as configured for the
+// portal X-Original-*); a browser or a balancer in front of the portal
+// sends none of them.
+func forwardAuthCheck(h http.Header) bool {
+	return h["X-Forwarded-Method"] != nil || h["X-Forwarded-Uri"] != nil ||
+		h["X-Original-Method"] != nil || h["X-Original-Url"] != nil
+}
+
+// misdirectedCheck refuses a forward-auth check sent to a path of the
+// portal that is not a verify endpoint (a proxy's uri outside prefix, or
+// the login page): whatever that path answers, a 2xx would be read as
+// "allowed" (SPEC §12).
+func (g *Gateway) misdirectedCheck(w http.ResponseWriter, r *http.Request) {
+	if g.verifyLog.allow(g.cfg.Clock.Now()) {
+		g.cfg.Logger.Warn("totp_auth verify: a forward-auth check reached "+strings.ToValidUTF8(truncate(r.URL.Path, maxVerifyReason), "")+
+			", which is not a verify endpoint: point the proxy at "+g.cfg.Prefix+"/verify (Caddy forward_auth uri, Traefik address) or "+
+			g.cfg.Prefix+"/verify/nginx (nginx proxy_pass)",
+			zap.String("client_ip", g.cfg.ClientIP(r)))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	jsonError(w, http.StatusBadRequest, "bad_request")
+}
+
+// truncate cuts s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
