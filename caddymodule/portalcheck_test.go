@@ -48,13 +48,13 @@ func TestPortalCheck_ServerMustRefuseUnmatchedHosts(t *testing.T) {
 
 func TestPortalCheck_ErrorNamesTheFix(t *testing.T) {
 	for _, tt := range []struct {
-		srv  caddyhttp.Server
+		srv  *caddyhttp.Server
 		want string
 	}{
-		{caddyhttp.Server{Listen: []string{":8080"}}, "http://:8080 {\n\trespond 421\n}"},
-		{caddyhttp.Server{Listen: []string{":443"}, TLSConnPolicies: caddytls.ConnectionPolicies{{}}}, "https:// {\n\trespond 421\n}"},
+		{&caddyhttp.Server{Listen: []string{":8080"}}, "http://:8080 {\n\trespond 421\n}"},
+		{&caddyhttp.Server{Listen: []string{":443"}, TLSConnPolicies: caddytls.ConnectionPolicies{{}}}, "https:// {\n\trespond 421\n}"},
 	} {
-		err := unmatchedPassesError("srv0", &tt.srv)
+		err := unmatchedPassesError("srv0", tt.srv)
 		for _, want := range []string{"srv0", tt.srv.Listen[0], "portal block", `"allowed"`, "header_up Host", tt.want} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error lacks %q:\n%s", want, err)
