@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
 )
@@ -93,13 +93,13 @@ func (o *options) migrate(to string) error {
 // removedLister is a store that keeps the generations of removed users
 // apart from its accounts (the bbolt file does).
 type removedLister interface {
-	Removed() ([]gateway.Account, error)
+	Removed() ([]account.Account, error)
 }
 
 // copyStore copies every account, the generations removed users left
 // behind, every counter and the session keys from src into dst, which
 // must hold no account yet, and says what it copied.
-func copyStore(src, dst gateway.Store) (string, error) {
+func copyStore(src, dst account.Store) (string, error) {
 	existing, err := dst.Accounts()
 	if err != nil {
 		return "", err
@@ -120,7 +120,7 @@ func copyStore(src, dst gateway.Store) (string, error) {
 		if a.TOTPSecret != "" {
 			enrolled++
 		}
-		err = dst.UpdateAccount(a.Name, func(to *gateway.Account) error {
+		err = dst.UpdateAccount(a.Name, func(to *account.Account) error {
 			*to = a
 			to.Removed = false
 			return nil
@@ -138,7 +138,7 @@ func copyStore(src, dst gateway.Store) (string, error) {
 		return "", err
 	}
 	for _, c := range counters {
-		err := dst.UpdateCounters([]string{c.Key}, func(cs map[string]*gateway.Counter) error {
+		err := dst.UpdateCounters([]string{c.Key}, func(cs map[string]*account.Counter) error {
 			*cs[c.Key] = c
 			return nil
 		})
@@ -165,7 +165,7 @@ func copyStore(src, dst gateway.Store) (string, error) {
 // copyRemoved copies the generations of removed users: without them, a
 // name removed before the move and added again after it would start from
 // generation 0, and a session ended by `user remove` would be valid again.
-func copyRemoved(src, dst gateway.Store) (int, error) {
+func copyRemoved(src, dst account.Store) (int, error) {
 	lister, ok := src.(removedLister)
 	if !ok {
 		return 0, nil
@@ -175,8 +175,8 @@ func copyRemoved(src, dst gateway.Store) (int, error) {
 		return 0, err
 	}
 	for _, r := range removed {
-		err := dst.UpdateAccount(r.Name, func(to *gateway.Account) error {
-			*to = gateway.Account{Name: r.Name, Generation: r.Generation, Removed: true}
+		err := dst.UpdateAccount(r.Name, func(to *account.Account) error {
+			*to = account.Account{Name: r.Name, Generation: r.Generation, Removed: true}
 			return nil
 		})
 		if err != nil {
