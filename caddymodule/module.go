@@ -223,6 +223,11 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	t.warnUncoveredPortal(portal)
+	if len(portal) > 0 {
+		if err := requirePortalCheck(ctx); err != nil {
+			return err
+		}
+	}
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,18 +65,75 @@ func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *tes
 		t.Fatalf("browser on the strict block: %d to %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
 	}
 
-	// The pending sign-in it was turned into enrolls, and the session it
-	// ends in passes.
-	r = s.getJSON("/.totp-auth/setup")
+	// The pending sign-in it was turned into gives the password again,
+	// then enrolls, and the session it ends in passes.
+	if r := s.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" {
+		t.Fatalf("setup from the stepped-up session before the password: %d %s, want 403 password_required", r.StatusCode, r.Body)
+	}
+	r = s.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword})
 	if r.StatusCode != 200 {
-		t.Fatalf("setup from the stepped-up session: %d %s", r.StatusCode, r.Body)
+		t.Fatalf("setup from the stepped-up session with the password: %d %s", r.StatusCode, r.Body)
 	}
 	secret := r.JSON["secret"].(string)
+	if again := s.getJSON("/.totp-auth/setup"); again.StatusCode != 200 || again.JSON["secret"] != secret {
+		t.Fatalf("setup again after the password: %d %s, want the same secret", again.StatusCode, again.Body)
+	}
 	if r := s.postJSON("/.totp-auth/setup", map[string]string{"code": strict.code(secret, 0)}); r.StatusCode != 200 {
 		t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
 	}
 	if r := s.getJSON("/app"); r.StatusCode != 200 {
 		t.Fatalf("level-2 session on the strict block: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// A stolen password-only cookie, sent to a block that requires 2FA, does
+// not let the thief enroll an authenticator of their own: enrollment asks
+// for the password first, a wrong one counts, and no secret is shown or
+// confirmed before it (SPEC §4 rule 21).
+func TestLevel_StepUpToEnrollmentAsksThePasswordFirst(t *testing.T) {
+	lax := newEnv(t, optional2FA)
+	strict := lax.sibling()
+	owner := lax.client()
+	if r := owner.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatalf("password-only sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	thief := strict.client()
+	thief.jar.SetCookies(mustURL(strict.srv.URL), []*http.Cookie{owner.cookie("totp_auth_session")})
+	if r := thief.getJSON("/app"); r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "enroll_required" {
+		t.Fatalf("stolen level-1 cookie on the strict block: %d %s, want 401 enroll_required", r.StatusCode, r.Body)
+	}
+	r := thief.getJSON("/.totp-auth/setup")
+	if r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" || strings.Contains(r.Body, "secret") {
+		t.Fatalf("GET setup without the password: %d %s, want 403 password_required and no secret", r.StatusCode, r.Body)
+	}
+	if r := thief.getHTML("/.totp-auth/setup"); r.StatusCode != 200 || strings.Contains(r.Body, "otpauth") || !strings.Contains(r.Body, `name="password"`) {
+		t.Fatalf("setup page without the password: %d, want the password form and no QR code\n%s", r.StatusCode, r.Body)
+	}
+	if r := thief.postJSON("/.totp-auth/setup", map[string]string{"code": "123456"}); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST setup with a code before the password: %d %s, want 403", r.StatusCode, r.Body)
+	}
+	if r := thief.postJSON("/.totp-auth/setup", map[string]string{"password": "not it"}); r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "invalid_credentials" {
+		t.Fatalf("POST setup with a wrong password: %d %s, want 401 invalid_credentials", r.StatusCode, r.Body)
+	}
+	a, err := strict.store.Account("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Pending != nil || a.TOTPSecret != "" {
+		t.Fatalf("alice's account after the thief's tries: pending %v, TOTP enabled %v; want neither", a.Pending != nil, a.TOTPSecret != "")
+	}
+	counters, err := strict.store.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	for _, c := range counters {
+		if c.Key == account.UserCounter.Key("alice") {
+			failures = c.Failures
+		}
+	}
+	if failures != 1 {
+		t.Fatalf("the wrong password at setup counted %d failures, want 1", failures)
 	}
 }
 
