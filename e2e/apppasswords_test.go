@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/net/webdav"
+
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
 // davUpstream is a WebDAV server behind Caddy that remembers what reached
@@ -203,7 +205,7 @@ func basicHeader(user, value string) string {
 
 func TestPostgres_AppPasswordRevokedOnOneInstanceIsRefusedOnTheOtherWithinASecond(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"frank"}, "app_passwords")
+	c := newCluster(t, pgtest.Database(t), []string{"frank"}, "app_passwords")
 	onA := newClient(t, c.aPort)
 	enroll(t, onA, "frank")
 	id, value := newAppPassword(t, onA, nil)
