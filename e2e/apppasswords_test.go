@@ -281,3 +281,80 @@ func TestAppPasswords_CLIListsAndRevokesThroughTheRunningCaddyAndDirectly(t *tes
 		t.Errorf("app password revoked while Caddy was stopped: %s", got)
 	}
 }
+
+// docBlocks returns the fenced code blocks of a docs page whose info
+// string is lang, in order.
+func docBlocks(t *testing.T, page, lang string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []string
+	parts := strings.Split(string(b), "```"+lang+"\n")
+	for _, p := range parts[1:] {
+		end := strings.Index(p, "```")
+		if end < 0 {
+			t.Fatalf("docs/%s: a %s block is not closed", page, lang)
+		}
+		blocks = append(blocks, p[:end])
+	}
+	return blocks
+}
+
+// TestDocs_AppPasswordsSnippetsRunAsWritten runs the Caddyfile and every
+// shell snippet of docs/app-passwords.md, with only the site's address
+// and the upstream replaced by the test's own, and the database and the
+// user added to the block.
+func TestDocs_AppPasswordsSnippetsRunAsWritten(t *testing.T) {
+	t.Parallel()
+	c := newCaddy(t)
+	up := newDAVUpstream(t)
+	port := freePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	caddyfiles := docBlocks(t, "app-passwords.md", "caddyfile")
+	if len(caddyfiles) != 1 {
+		t.Fatalf("docs/app-passwords.md has %d Caddyfile blocks, want 1", len(caddyfiles))
+	}
+	site := strings.NewReplacer(
+		"cloud.example.com {", base+" {\n\tbind 127.0.0.1",
+		"127.0.0.1:8080", up.addr(),
+		"\ttotp_auth {\n", fmt.Sprintf("\ttotp_auth {\n\t\tdb_path %s\n\t\tencryption_key %s\n\t\tuser alice %s\n", c.path("totp.db"), testKey, testHash),
+	).Replace(caddyfiles[0])
+	c.start(c.caddyfile("", site), port)
+	b := newClient(t, port)
+	enroll(t, b, "alice")
+	_, value := newAppPassword(t, b, map[string]any{"path_prefix": "/dav"})
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("buy milk\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "photos"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "photos", "beach.jpg"), []byte("not really a jpeg"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := "set -euo pipefail\n" + strings.ReplaceAll(strings.Join(docBlocks(t, "app-passwords.md", "sh"), "\n"), "https://cloud.example.com", base)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "RCLONE_CONFIG="+filepath.Join(dir, "rclone.conf"), "HOME="+dir)
+	cmd.Stdin = strings.NewReader(value + "\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the snippets of docs/app-passwords.md failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"buy milk", "beach.jpg"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the snippets' output lacks %q:\n%s", want, out)
+		}
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if len(up.authorization) != 0 {
+		t.Errorf("the upstream received Authorization headers: %q", up.authorization)
+	}
+}
