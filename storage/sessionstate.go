@@ -49,11 +49,13 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 		return st.(account.SessionState), nil
 	}
 	var st account.SessionState
+	found := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSessions).Get([]byte(user))
 		if v == nil {
 			return nil
 		}
+		found = true
 		var err error
 		st, err = decodeSessionState(v)
 		return err
@@ -61,7 +63,12 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 	if err != nil {
 		return account.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
 	}
-	db.states.m.Store(user, st)
+	// Names the database has no record of are not remembered: requests
+	// with app passwords bring names of the client's choosing, and
+	// memory must not grow with them.
+	if found {
+		db.states.m.Store(user, st)
+	}
 	return st, nil
 }
 
