@@ -736,3 +736,31 @@ func secretOf(t *testing.T, e *env) string {
 	}
 	return a.TOTPSecret
 }
+
+func TestAppPassword_EveryWrongOneGetsTheSameAnswer(t *testing.T) {
+	e := appEnv(t, func(c *gateway.Config) { c.MaxFailures = 100; c.MaxFailuresPerIP = 100 })
+	_, _, id, value := enrolledWithAppPassword(t, e, nil)
+	c := e.client()
+	var answers []string
+	for _, try := range [][2]string{
+		{"alice", "abcd-efgh-jkmn-pqrs-tvwx"}, // wrong value
+		{"alice", testPassword},               // the user's own password
+		{"nobody", value},                     // unknown user
+		{"bob", value},                        // another user's name
+		{"alice", ""},                         // empty
+	} {
+		r := e.basic("GET", "/x", try[0], try[1])
+		answers = append(answers, fmt.Sprintf("%d %s %q %q", r.StatusCode, strings.TrimSpace(r.Body), r.Header.Get("WWW-Authenticate"), r.Header.Get("Cache-Control")))
+	}
+	if r := c.postJSON("/.totp-auth/app-passwords/revoke", map[string]string{"id": id}); r.StatusCode != 401 {
+		t.Fatalf("revoke without a session: %d", r.StatusCode)
+	}
+	for i, a := range answers {
+		if a != answers[0] {
+			t.Errorf("answer %d differs:\n%s\n%s", i, a, answers[0])
+		}
+	}
+	if !strings.HasPrefix(answers[0], `401 {"error":"invalid_credentials"}`) {
+		t.Errorf("answer: %s", answers[0])
+	}
+}
