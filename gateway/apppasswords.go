@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"net/http"
 	"path"
 	"strconv"
@@ -87,11 +88,17 @@ func newAppPasswordID() (string, error) {
 // appPasswordHash is the keyed hash stored in place of a value. The user's
 // name is part of it, so a value is only ever good for its own user.
 func (g *Gateway) appPasswordHash(user, value string) []byte {
-	m := hmac.New(sha256.New, g.appKey)
+	m, _ := g.appHashes.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, g.appKey)
+	}
+	m.Reset()
 	m.Write([]byte(user))
 	m.Write([]byte{0})
 	m.Write([]byte(normalizeAppPassword(value)))
-	return m.Sum(nil)
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	g.appHashes.Put(m)
+	return sum
 }
 
 // appPasswordKey derives the app-password key from the cookie hash key the
@@ -178,9 +185,8 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 	if len(user) > 128 {
 		user = user[:128]
 	}
-	limits := g.userLimits(r, user)
-	if wait := g.locks.refusal(limits, now); wait > 0 {
-		g.refuseLocked(w, r, user, limits[0].Key, wait)
+	if wait, key := g.locks.refusal(now, func() []account.Limit { return g.userLimits(r, user) }); wait > 0 {
+		g.refuseLocked(w, r, user, key, wait)
 		return "", false
 	}
 	st, err := g.cfg.Store.SessionState(user)
@@ -192,7 +198,7 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 	_, configured := g.cfg.Users[user]
 	if !found || !(configured || st.PasswordSet) || grant.Credential != g.credential(user) ||
 		!grant.Expires.IsZero() && !now.Before(grant.Expires) {
-		g.wrongAppPassword(w, r, user, limits, now)
+		g.wrongAppPassword(w, r, user, g.userLimits(r, user), now)
 		return "", false
 	}
 	if !scopeAllows(grant, r) {

@@ -113,22 +113,27 @@ func (v *lockView) note(key string, until time.Time) {
 	}
 }
 
-// refusal returns how long the longest lock among limits lasts at now; 0
-// if none is known.
-func (v *lockView) refusal(limits []account.Limit, now time.Time) time.Duration {
+// refusal returns how long the longest known lock among the counters
+// limits names lasts at now, and its key; 0 if none is known. limits is
+// called only when some lock is known at all.
+func (v *lockView) refusal(now time.Time, limits func() []account.Limit) (time.Duration, string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if now.Sub(v.refreshed) >= lockRefresh && !v.refreshing && v.store != nil {
 		v.refreshing = true
 		go v.refresh(now)
 	}
+	if len(v.until) == 0 {
+		return 0, ""
+	}
 	var wait time.Duration
-	for _, l := range limits {
-		if until, ok := v.until[l.Key]; ok {
-			wait = max(wait, until.Sub(now))
+	var key string
+	for _, l := range limits() {
+		if until, ok := v.until[l.Key]; ok && until.Sub(now) > wait {
+			wait, key = until.Sub(now), l.Key
 		}
 	}
-	return wait
+	return wait, key
 }
 
 // refresh replaces the view by the locks the store holds at now: the

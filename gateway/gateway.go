@@ -65,9 +65,10 @@ type Gateway struct {
 	paused atomic.Int32
 	// appKey keys the hashes of app passwords; locks and uses keep their
 	// checks off the store (see apppassworduse.go).
-	appKey []byte
-	locks  lockView
-	uses   useRecorder
+	appKey    []byte
+	appHashes sync.Pool // of hmac hashes keyed with appKey
+	locks     lockView
+	uses      useRecorder
 
 	// decoy is checked in place of an unknown user's hash; computing it
 	// takes as long as one password check, so it happens off the start
