@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -337,6 +336,18 @@ func signInFirst(t *testing.T, c *client, user string) string {
 	return secret
 }
 
+// signInAgain signs an enrolled user in with the password and a code of
+// the next time step (the enrollment's is spent).
+func signInAgain(t *testing.T, c *client, user, secret string) {
+	t.Helper()
+	r := c.api("POST", "login", map[string]string{"username": user, "password": docPassword})
+	expect(t, "POST login as "+user, r, http.StatusOK)
+	if got := r.json(t)["status"]; got != "2fa_required" {
+		t.Fatalf("POST login as %s: status %v, want 2fa_required", user, got)
+	}
+	expect(t, "POST 2fa as "+user, c.api("POST", "2fa", map[string]string{"code": totp(t, secret, time.Now().Add(30*time.Second))}), http.StatusOK)
+}
+
 // upstreamGot requests path at c as an API client and returns what the
 // upstream received, failing unless it got there.
 func upstreamGot(t *testing.T, c *client, path string, header ...string) recorded {
@@ -360,14 +371,4 @@ func wantUser(t *testing.T, got recorded, user string, noSessionCookie bool) {
 			}
 		}
 	}
-}
-
-// sortedKeys is for messages.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

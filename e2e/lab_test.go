@@ -135,6 +135,43 @@ func (l *lab) start() {
 		h.mustRun("ip", "addr", "add", h.ip+"/24", "dev", "eth0")
 		h.mustRun("ip", "link", "set", "eth0", "up")
 	}
+	// Every host reaches every other on the bridge, whatever their
+	// networks (192.168.1.1 beside 10.0.0.1).
+	for _, h := range l.hosts {
+		for _, o := range l.hosts {
+			if o != h && !strings.HasPrefix(o.ip, "10.0.0.") {
+				h.mustRun("ip", "route", "add", o.ip+"/32", "dev", "eth0")
+			}
+		}
+		if !strings.HasPrefix(h.ip, "10.0.0.") {
+			h.mustRun("ip", "route", "add", "10.0.0.0/24", "dev", "eth0")
+		}
+	}
+}
+
+// waitHTTPS waits until h's server completes a TLS handshake for name on
+// port 443: Caddy gets its certificates after it starts listening.
+func (h *labHost) waitHTTPS(names ...string) {
+	t := h.lab.t
+	t.Helper()
+	for _, name := range names {
+		var err error
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			var c net.Conn
+			if c, err = h.dial(context.Background(), "tcp", "127.0.0.1:443"); err != nil {
+				continue
+			}
+			tc := tls.Client(c, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+			err = tc.Handshake()
+			tc.Close()
+			if err == nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: no TLS handshake for %s after 20s: %v", h.name, name, err)
+		}
+	}
 }
 
 // prepare writes what the host's overlays show over the real /etc and /var.
