@@ -376,8 +376,16 @@ func forwardPostgres(t *testing.T, h *labHost, addr, dsn string) {
 			}
 			go func() {
 				defer c.Close()
-				s, err := net.Dial("unix", socket)
+				var s net.Conn
+				var err error
+				for try := 0; try < 5; try++ {
+					if s, err = net.Dial("unix", socket); err == nil {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 				if err != nil {
+					t.Logf("db.internal: %v", err)
 					return
 				}
 				defer s.Close()
@@ -508,6 +516,9 @@ func checkMigrate(t *testing.T, s map[string]docSnippet) {
 	secret := signInFirst(t, b.at("https://app.example.com"), "alice")
 
 	h.write("/etc/caddy/totp-auth.env", docSnippetNamed(t, "postgres-env").text, 0o640)
+	if err := os.Chown(h.path("/etc/caddy/totp-auth.env"), 0, labGID); err != nil {
+		t.Fatal(err)
+	}
 	out := snippetShell(t, h, s["postgres-migrate"], "/", "")
 	select {
 	case <-bolt.exited:
