@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
@@ -80,13 +81,13 @@ var errBoom = errors.New("store unavailable")
 
 // faultyStore fails SessionState while its env says so.
 type faultyStore struct {
-	gateway.Store
+	account.Store
 	e *env
 }
 
-func (s faultyStore) SessionState(user string) (gateway.SessionState, error) {
+func (s faultyStore) SessionState(user string) (account.SessionState, error) {
 	if s.e.failing.Load() {
-		return gateway.SessionState{}, errBoom
+		return account.SessionState{}, errBoom
 	}
 	return s.Store.SessionState(user)
 }
@@ -191,6 +192,13 @@ func (c *client) postJSON(path string, body map[string]string) response {
 
 // postForm sends a form as a browser would, with the CSRF token the page
 // at pagePath carries.
+// login posts the password step as a JSON client does and returns the
+// answer.
+func (c *client) login(user, password string) response {
+	c.e.t.Helper()
+	return c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": password})
+}
+
 func (c *client) postForm(pagePath, path string, vals url.Values) response {
 	c.e.t.Helper()
 	page := c.getHTML(pagePath)
@@ -232,7 +240,7 @@ func (e *env) code(secret string, offset int) string {
 func (c *client) enroll(user string) (secret string, codes []string) {
 	t := c.e.t
 	t.Helper()
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+	r := c.login(user, testPassword)
 	if r.StatusCode != 200 || r.JSON["status"] != "enroll_required" {
 		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
 	}
@@ -257,7 +265,7 @@ func (c *client) signIn(user, secret string) {
 	t := c.e.t
 	t.Helper()
 	c.e.clock.Advance(30 * time.Second)
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+	r := c.login(user, testPassword)
 	if r.StatusCode != 200 || r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
 	}

@@ -1,7 +1,7 @@
 // Package postgres keeps totp_auth's state in PostgreSQL, so that several
 // Caddy instances share one set of accounts, failure counters, revocations
-// and session keys. It implements gateway.Store and only loads, locks and
-// saves: every rule of the sign-in flow is package gateway's.
+// and session keys. It implements account.Store and only loads, locks and
+// saves: every rule is package account's, applied by the gateway.
 //
 // Atomicity across instances comes from the database: an account is changed
 // under `SELECT … FOR UPDATE` on its row, failure counters under
@@ -15,7 +15,7 @@
 // or SQL typed by hand), with a heartbeat that proves the notification
 // connection is alive. When memory cannot be trusted it asks the database,
 // and when the database does not answer it returns an error, so the gateway
-// refuses the request rather than trusting stale state (see cache.go).
+// refuses the request rather than trusting stale state.
 //
 // The notification connection needs a session of its own: behind PgBouncer
 // in transaction mode LISTEN does not work, so point the connection string
@@ -34,7 +34,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -82,7 +82,7 @@ type DB struct {
 }
 
 // Interface guard.
-var _ gateway.Store = (*DB)(nil)
+var _ account.Store = (*DB)(nil)
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
 
