@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
 // docChecks run the documentation's snippets; see docs_test.go.
@@ -400,7 +402,7 @@ func forwardPostgres(t *testing.T, h *labHost, addr, dsn string) {
 // superuser; it returns the superuser's connection string.
 func docsPostgres(t *testing.T, sqlText string) string {
 	t.Helper()
-	pgServer, _ := ownPostgres(t)
+	pgServer, _ := pgtest.Own(t)
 	super := pgServer.DSN("postgres")
 	sql := filepath.Join(t.TempDir(), "database.sql")
 	if err := os.WriteFile(sql, []byte(sqlText), 0o644); err != nil {
@@ -428,7 +430,7 @@ func docSnippetNamed(t *testing.T, name string) docSnippet {
 func checkInstances(t *testing.T, s map[string]docSnippet) {
 	super := docsPostgres(t, s["postgres-database"].text)
 	// Another role of the cluster may not connect to the database.
-	psql(t, super, "CREATE ROLE mallory LOGIN")
+	pgtest.Exec(t, super, "CREATE ROLE mallory LOGIN")
 	other := strings.Replace(strings.Replace(super, "dbname=postgres", "dbname=totp", 1), "user=postgres", "user=mallory", 1)
 	if out, err := exec.Command("psql", other, "-c", "SELECT 1").CombinedOutput(); err == nil || !strings.Contains(string(out), "permission denied") {
 		t.Errorf("another role connected to the instances' database: %v\n%s", err, out)
