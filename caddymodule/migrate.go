@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // errNoSessionKeys stops SessionKeys from storing keys in a database that
@@ -70,7 +70,7 @@ func (o *options) migrate(to string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 	defer cancel()
-	dst, err := postgres.Open(ctx, to, postgres.Options{Keys: []storage.Key{src.current}})
+	dst, err := postgres.Open(ctx, to, postgres.Options{Keys: []secrets.Key{src.current}})
 	if err != nil {
 		return err
 	}

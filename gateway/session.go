@@ -154,13 +154,27 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 		return Session{}, false
 	}
 	// Verify answers cannot slide the cookie; the server remembers them.
-	lastSeen := g.activity.lastSeen(v.id, v.lastSeen)
-	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.expires) ||
-		!now.Before(lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
+	s := Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
+		Issued: v.issued, LastSeen: g.activity.lastSeen(v.id, v.lastSeen), Expires: v.expires}
+	if !now.Before(g.sessionEnd(s)) || s.Issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
-	return Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
-		Issued: v.issued, LastSeen: lastSeen, Expires: v.expires}, true
+	return s, true
+}
+
+// sessionEnd is when this block stops accepting s, unless it is used
+// again: the earliest of its absolute lifetime here, the end its issuing
+// block gave it (which no block extends) and its idle timeout. It is the
+// one rule for when a session ends, for the check and for what whoami says.
+func (g *Gateway) sessionEnd(s Session) time.Time {
+	end := s.Issued.Add(g.cfg.SessionTTL)
+	if s.Expires.Before(end) {
+		end = s.Expires
+	}
+	if idle := s.LastSeen.Add(g.cfg.IdleTimeout); idle.Before(end) {
+		end = idle
+	}
+	return end
 }
 
 // readSessionToEnd returns the request's session for logout: any authentic

@@ -41,7 +41,7 @@ func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *tes
 	lax := newEnv(t, optional2FA)
 	strict := lax.sibling()
 	c := lax.client()
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+	if r := c.login("alice", testPassword); r.JSON["status"] != "ok" {
 		t.Fatalf("password-only sign-in on the lax block: %d %s", r.StatusCode, r.Body)
 	}
 	if r := c.getJSON("/app"); r.StatusCode != 200 {
@@ -142,7 +142,7 @@ func TestLevel_PasswordOnlySessionOfADatabaseUserOpensNoPageOfAStrictBlock(t *te
 	strict := lax.sibling()
 	lax.store.SetPassword("carol", passwordHash(t))
 	c := lax.client()
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "carol", "password": testPassword}); r.JSON["status"] != "ok" {
+	if r := c.login("carol", testPassword); r.JSON["status"] != "ok" {
 		t.Fatal(r.Body)
 	}
 	s := c.on(strict)
@@ -166,7 +166,7 @@ func TestLevel_StrictBlockAsksAnEnrolledUserForTheSecondFactor(t *testing.T) {
 	// the strict block; the lax block's sessions stay level 1.
 	c := lax.client()
 	lax.clock.Advance(30 * time.Second)
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	if r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": lax.code(secret, 0)}); r.StatusCode != 200 {
 		t.Fatal(r.Body)
 	}
@@ -175,7 +175,7 @@ func TestLevel_StrictBlockAsksAnEnrolledUserForTheSecondFactor(t *testing.T) {
 		t.Fatalf("disable: %d %s", r.StatusCode, r.Body)
 	}
 	c2 := lax.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	secret, _ = strict.client().enroll("alice")
 
 	s := c2.on(strict)
@@ -219,7 +219,7 @@ func TestConfigUser_ChangingTheHashEndsSessionsAndPendingSignIns(t *testing.T) {
 	secret, _ := c.enroll("alice")
 	pending := before.client()
 	before.clock.Advance(30 * time.Second)
-	if r := pending.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+	if r := pending.login("alice", testPassword); r.JSON["status"] != "2fa_required" {
 		t.Fatal(r.Body)
 	}
 
@@ -250,7 +250,7 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	e := newEnv(t)
 	e.store.SetPassword("dora", passwordHash(t))
 	attacker := e.client()
-	if r := attacker.postJSON("/.totp-auth/login", map[string]string{"username": "dora", "password": testPassword}); r.JSON["status"] != "enroll_required" {
+	if r := attacker.login("dora", testPassword); r.JSON["status"] != "enroll_required" {
 		t.Fatal(r.Body)
 	}
 	// The operator changes dora's password (`user passwd`), which raises
@@ -339,4 +339,29 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+func TestWhoami_ExpiresIsTheEarliestEndOfTheSession(t *testing.T) {
+	short := newEnv(t, optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = time.Hour, time.Hour })
+	long := short.sibling(optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = 12*time.Hour, 12*time.Hour })
+	c := short.client()
+	signedIn := short.clock.Now()
+	if r := c.login("alice", testPassword); r.JSON["status"] != "ok" {
+		t.Fatalf("sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	// The issuing block gave the cookie one hour; a block with a longer
+	// session_ttl must neither accept it longer nor say it lives longer.
+	want := signedIn.Add(time.Hour).UTC().Format(time.RFC3339)
+	r := c.on(long).getJSON("/.totp-auth/whoami")
+	if r.StatusCode != 200 || r.JSON["expires"] != want {
+		t.Fatalf("whoami on the longer block: %d %s, want expires %s", r.StatusCode, r.Body, want)
+	}
+	short.clock.Advance(50 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.JSON["expires"] != want {
+		t.Fatalf("whoami after 50 minutes: %s, want expires still %s (idle time does not end it first here)", r.Body, want)
+	}
+	short.clock.Advance(10 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami after the reported expiry: %d %s, want 401", r.StatusCode, r.Body)
+	}
 }

@@ -31,7 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("AcceptStep", func(t *testing.T) { testAcceptStep(t, open) })
 	t.Run("BackupCodes", func(t *testing.T) { testBackupCodes(t, open) })
 	t.Run("BumpGeneration", func(t *testing.T) { testBumpGeneration(t, open) })
-	t.Run("Lockout", func(t *testing.T) { testLockout(t, open) })
+	t.Run("Lockout", func(t *testing.T) { testConcurrentAttempts(t, open) })
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
 }
 
