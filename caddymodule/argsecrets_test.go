@@ -11,8 +11,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // runCommands runs `caddy totp-auth args...` in this process and returns
@@ -33,14 +35,14 @@ func runCommands(t *testing.T, args ...string) (stdout, stderr string, err error
 // user bob.
 func postgresWithUser(t *testing.T) string {
 	t.Helper()
-	dsn := postgresDatabase(t)
-	key, err := storage.ParseKey(key64)
+	dsn := pgtest.Database(t)
+	key, err := secrets.ParseKey(key64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 	defer cancel()
-	db, err := postgres.Open(ctx, dsn, postgres.Options{Keys: []storage.Key{key}})
+	db, err := postgres.Open(ctx, dsn, postgres.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +117,12 @@ func TestCommands_SecretsWrittenOutOnTheCommandLineGetAWarning(t *testing.T) {
 }
 
 func TestCommands_MigrateTakesTheDatabaseFromTheEnvironment(t *testing.T) {
-	key, err := storage.ParseKey(key64)
+	key, err := secrets.ParseKey(key64)
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "totp.db")
-	src, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
+	src, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +132,7 @@ func TestCommands_MigrateTakesTheDatabaseFromTheEnvironment(t *testing.T) {
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("TOTP_AUTH_POSTGRES", postgresDatabase(t))
+	t.Setenv("TOTP_AUTH_POSTGRES", pgtest.Database(t))
 	t.Setenv("TOTP_AUTH_KEY", key64)
 	out, errOut, err := runCommands(t, "migrate", "--db", path)
 	if err != nil || !strings.Contains(out, "1 users") {

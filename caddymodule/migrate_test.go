@@ -7,19 +7,21 @@ import (
 	"testing"
 
 	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // A user removed before the move to PostgreSQL and added again after it
 // starts from the generation the removal left, so a session ended by
 // `user remove` stays ended (SPEC §4 rule 18, §13).
 func TestMigrate_RemovedUsersStayRemovedForOldSessions(t *testing.T) {
-	key, err := storage.ParseKey(key64)
+	key, err := secrets.ParseKey(key64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := storage.Open(filepath.Join(t.TempDir(), "totp.db"), storage.Options{Keys: []storage.Key{key}})
+	src, err := storage.Open(filepath.Join(t.TempDir(), "totp.db"), storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func TestMigrate_RemovedUsersStayRemovedForOldSessions(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 	defer cancel()
-	dst, err := postgres.Open(ctx, postgresDatabase(t), postgres.Options{Keys: []storage.Key{key}})
+	dst, err := postgres.Open(ctx, pgtest.Database(t), postgres.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -263,7 +263,7 @@ func TestLockout_ParallelGuessesEvaluateAtMostMaxFailures(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := c.login("alice", "guess" + strconv.Itoa(i)).StatusCode
+			s := c.login("alice", "guess"+strconv.Itoa(i)).StatusCode
 			mu.Lock()
 			counts[s]++
 			mu.Unlock()
@@ -282,7 +282,7 @@ func TestLockout_PerIPLimitStopsSprayingManyUsers(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxFailuresPerIP = 4 })
 	c := e.client()
 	for i := 0; i < 4; i++ {
-		c.login("user" + strconv.Itoa(i), "x")
+		c.login("user"+strconv.Itoa(i), "x")
 	}
 	if r := c.login("alice", testPassword); r.StatusCode != 429 {
 		t.Fatalf("fresh user from a locked address: %d", r.StatusCode)
@@ -325,7 +325,7 @@ func TestEnumeration_UnknownUserGetsTheSameAnswerAndWork(t *testing.T) {
 	c = e2.client()
 	timeOnce := func(user string, i int) time.Duration {
 		start := time.Now()
-		c.login(user, "wrong" + strconv.Itoa(i))
+		c.login(user, "wrong"+strconv.Itoa(i))
 		return time.Since(start)
 	}
 	timeOnce("nobody", -1) // warm the decoy
@@ -359,7 +359,7 @@ func TestHashing_ExcessIsRefusedAtOnceAndGivesTheSlotBack(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			r := e.client().login("u" + strconv.Itoa(i), "x")
+			r := e.client().login("u"+strconv.Itoa(i), "x")
 			mu.Lock()
 			defer mu.Unlock()
 			statuses[r.StatusCode]++

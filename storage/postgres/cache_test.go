@@ -239,7 +239,7 @@ func TestSessionState_FrozenListenerWithTheDefaultLeaseStaysWithinASecond(t *tes
 	if DefaultLease >= time.Second {
 		t.Fatalf("DefaultLease is %s: a stalled listener would trust its memory for longer than a second", DefaultLease)
 	}
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	writer := openCached(t, dsn, key)
@@ -263,7 +263,7 @@ func TestSessionState_FrozenListenerWithTheDefaultLeaseStaysWithinASecond(t *tes
 // id with a time far in the future must not make it trust its memory any
 // longer than its own heartbeats do.
 func TestSessionState_ForgedHeartbeatsDoNotCount(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	db := openCached(t, dsn, mustKey(t))
 	future := strconv.FormatInt(db.cache.now()+int64(time.Hour), 10)
 	for _, payload := range []string{
@@ -271,7 +271,7 @@ func TestSessionState_ForgedHeartbeatsDoNotCount(t *testing.T) {
 		db.cache.id + ":" + future + "/" + strings.Repeat("0", 64),
 		db.cache.id + ":" + future + "/" + db.cache.beatMAC(db.cache.id+":1"), // another beat's MAC
 	} {
-		sql(t, dsn, "SELECT pg_notify('totp_auth.heartbeat', $1)", payload)
+		pgtest.Exec(t, dsn, "SELECT pg_notify('totp_auth.heartbeat', $1)", payload)
 	}
 	// Heartbeats of its own, sent after the forged ones, are heard after them.
 	time.Sleep(4 * testHeartbeat)
@@ -283,7 +283,7 @@ func TestSessionState_ForgedHeartbeatsDoNotCount(t *testing.T) {
 
 // Any role that may connect can LISTEN: the notifications name no user.
 func TestSessionState_NotificationsCarryNoUserNames(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openCached(t, dsn, key)
 	generation(t, db, "alice-the-admin")
@@ -300,7 +300,7 @@ func TestSessionState_NotificationsCarryNoUserNames(t *testing.T) {
 	if _, err := account.BumpGeneration(db, "alice-the-admin"); err != nil {
 		t.Fatal(err)
 	}
-	sql(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice-the-admin'")
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice-the-admin'")
 	changes := 0
 	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
 		wctx, wcancel := context.WithTimeout(ctx, 100*time.Millisecond)
