@@ -1,7 +1,9 @@
-// Package pgtest runs a throwaway PostgreSQL cluster for tests: initdb into
-// a temporary directory, then the postgres server as a direct child process
-// of the test binary, listening only on a unix socket in that directory.
-// Nothing is left behind: Stop ends the server and removes the directory.
+// Package pgtest runs a throwaway PostgreSQL cluster for tests: a copy of
+// a data directory initdb made once per machine, then the postgres server
+// as a direct child process of the test binary, listening only on a unix
+// socket in its own directory. Each test binary shares one cluster among
+// its tests (Database), each test getting a database of its own; Close
+// ends the server and removes its directory.
 //
 // It uses Debian's binaries under /usr/lib/postgresql/<version>/bin (the
 // `postgresql` package, which `make test` installs when missing). A missing

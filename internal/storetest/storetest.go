@@ -3,7 +3,7 @@
 // atomicity, persistence and isolation that account.Store documents, and to
 // the concurrency the gateway's rules rely on (100 parallel guesses get at
 // most max slots, a backup code or a TOTP step is accepted once). The rules
-// themselves are tested once, in package gateway.
+// themselves are tested once, in package account.
 //
 // Anything an implementation adds (encryption, files, operator functions)
 // is tested beside that implementation.
