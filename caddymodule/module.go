@@ -101,7 +101,9 @@ type TOTPAuth struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// The domain of the session cookie, to share one session with all
-	// subdomains. Default: none (the cookie belongs to this host only).
+	// subdomains. A public suffix (home.arpa, lan, com) is refused at
+	// start, since browsers drop such a cookie. Default: none (the cookie
+	// belongs to this host only).
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
 	// Whether a user without TOTP must enroll at first sign-in. When false,
@@ -159,8 +161,13 @@ type TOTPAuth struct {
 	// callers the server's trusted_proxies trusts. Set cookie_domain to a
 	// parent of these domains (and of the portal's own name), or their
 	// apps never receive the session cookie; Caddy warns at start when it
-	// does not cover one. Default: none (no portal mode; the verify
-	// endpoints answer 404).
+	// does not cover one. The server holding a portal block must refuse
+	// requests for hosts none of its sites name (Caddy answers them with
+	// an empty 200, which every forward-auth proxy reads as "allowed"):
+	// end the Caddyfile with a site such as `http://:8443 { respond 421 }`
+	// on the portal's port; Caddy does not start otherwise. A forward-auth
+	// check that reaches any portal path but a verify endpoint gets 400.
+	// Default: none (no portal mode; the verify endpoints answer 404).
 	Portal []string `json:"portal,omitempty"`
 
 	// Accepts app passwords: a request with `Authorization: Basic
@@ -200,6 +207,9 @@ func (TOTPAuth) CaddyModule() caddy.ModuleInfo {
 // Provision opens (or shares) the database and builds the gateway.
 func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	t.logger = ctx.Logger()
+	if err := checkCookieDomain(t.CookieDomain); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	users, err := canonicalUsers(t.Users)
 	if err != nil {
