@@ -46,6 +46,18 @@ type Store interface {
 	// hide every user: TOTPSecret and Pending.Secret hold SecretWithheld
 	// where the account has a secret, and "" where it has none.
 	Accounts() ([]Account, error)
+	// ConfigUsers returns the names of the stored accounts with ConfigUser
+	// set, in name order. Start-up and reload read it instead of every
+	// account, so a store keeps these names apart (an index) and answers
+	// in the time the marked names take, however many accounts there are.
+	ConfigUsers() ([]string, error)
+	// PasswordModels returns, in no particular order, the HashModel of
+	// every kind of password hash the stored accounts have, each once:
+	// what the decoy needs (SPEC §4 rule 24). A store keeps how many
+	// accounts have each model, changed by every UpdateAccount that
+	// commits a new, changed or removed password hash, and answers
+	// without reading an account.
+	PasswordModels() ([]string, error)
 
 	// UpdateCounters loads the failure counters under keys (a key without
 	// one yields a Counter with only its Key), calls fn with them by key

@@ -193,6 +193,9 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			if err := tx.Bucket(bucketAccounts).Delete([]byte(user)); err != nil {
 				return fmt.Errorf("delete account: %w", err)
 			}
+			if err := reindex(tx, user, indexOf(old, stored), indexed{}); err != nil {
+				return err
+			}
 			return db.putSessionState(tx, user, gateway.SessionStateOf(a))
 		}
 		rec, err := db.record(tx, a, was, old)
@@ -200,6 +203,9 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			return err
 		}
 		if err := putAccountRecord(tx, user, rec); err != nil {
+			return err
+		}
+		if err := reindex(tx, user, indexOf(old, stored), indexOf(rec, true)); err != nil {
 			return err
 		}
 		return db.putSessionState(tx, user, gateway.SessionStateOf(a))

@@ -236,7 +236,10 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		if err != nil {
 			return err
 		}
-		return saveAccount(ctx, tx, user, r)
+		if err := saveAccount(ctx, tx, user, r); err != nil {
+			return err
+		}
+		return countModels(ctx, tx, modelOf(old), modelOf(r))
 	})
 	if fnErr != nil && err == fnErr {
 		return fnErr

@@ -94,6 +94,18 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
+	// 3: what start-up and reload read instead of every account (SPEC §6):
+	// the names `user` lines marked, through a partial index, and a count
+	// of the accounts with each kind of password hash (index.go), which
+	// migrate fills once from the accounts.
+	`
+CREATE INDEX accounts_config_users ON accounts (name) WHERE config_user;
+CREATE TABLE password_models (
+	model    text PRIMARY KEY,
+	accounts integer NOT NULL CHECK (accounts > 0)
+);
+COMMENT ON TABLE password_models IS 'accounts per password hash algorithm and parameters, salt and digest zeroed';
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
@@ -138,6 +150,11 @@ func (db *DB) migrate(ctx context.Context, current secrets.Key) error {
 		for v := version; v < SchemaVersion; v++ {
 			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("migrate schema %s to version %d: %w", db.schema, v+1, err)
+			}
+			if v+1 == 3 {
+				if err := countAllModels(ctx, tx); err != nil {
+					return fmt.Errorf("migrate schema %s to version 3: %w", db.schema, err)
+				}
 			}
 		}
 		if _, err := tx.Exec(ctx, "UPDATE schema_version SET version = $1", SchemaVersion); err != nil {

@@ -1,0 +1,37 @@
+package memstore
+
+import (
+	"sort"
+
+	"github.com/totp-auth/totp_auth/gateway"
+)
+
+// ConfigUsers implements gateway.Store. In memory a look at every account
+// is what a kept record would cost, so there is none.
+func (s *Store) ConfigUsers() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for name, a := range s.accounts {
+		if a.ConfigUser {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// PasswordModels implements gateway.Store.
+func (s *Store) PasswordModels() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool)
+	var models []string
+	for _, a := range s.accounts {
+		if m := gateway.HashModel(a.PasswordHash); m != "" && !seen[m] {
+			seen[m] = true
+			models = append(models, m)
+		}
+	}
+	return models, nil
+}
