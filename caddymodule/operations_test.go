@@ -14,8 +14,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // testDatabase opens a database in a temporary folder as the given owner
@@ -23,11 +25,11 @@ import (
 // offline commands (owner offlineHolder{}).
 func testDatabase(t *testing.T, owner any, configUsers ...string) *database {
 	t.Helper()
-	key, err := storage.ParseKey(key64)
+	key, err := secrets.ParseKey(key64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := openDatabaseFile(filepath.Join(t.TempDir(), "totp.db"), keySet{keys: []storage.Key{key}}, time.Second, zap.NewNop())
+	d, err := openDatabaseFile(filepath.Join(t.TempDir(), "totp.db"), keySet{keys: []secrets.Key{key}}, time.Second, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,8 +57,8 @@ func mustHash(t *testing.T, password string) []byte {
 func enrollUser(t *testing.T, d *database, user string) {
 	t.Helper()
 	now := time.Now()
-	e, err := gateway.PendingEnrollment(d.db, user, now, func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
+	e, err := account.EnrollmentFor(d.db, user, 0, now, func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +67,7 @@ func enrollUser(t *testing.T, d *database, user string) {
 	for i := range codes {
 		codes[i] = mustHash(t, "code")
 	}
-	if err := gateway.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
+	if err := account.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,12 +75,12 @@ func enrollUser(t *testing.T, d *database, user string) {
 // lock makes key's counter reach its limit.
 func lock(t *testing.T, d *database, key string, now time.Time) {
 	t.Helper()
-	limits := []gateway.Limit{{Key: key, Max: 1}}
-	a, l, err := gateway.TakeAttempt(d.db, now, time.Hour, limits)
+	limits := []account.Limit{{Key: key, Max: 1}}
+	a, l, err := account.TakeAttempt(d.db, now, time.Hour, limits)
 	if err != nil || l != nil {
 		t.Fatalf("TakeAttempt: %v %v", l, err)
 	}
-	if _, err := gateway.FailAttempt(d.db, a, now, time.Hour); err != nil {
+	if _, err := account.FailAttempt(d.db, a, now, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -349,8 +351,8 @@ func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 	if err := writeFileAtomically(copyPath, func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
 		t.Fatal(err)
 	}
-	key, _ := storage.ParseKey(key64)
-	restored, err := storage.Open(copyPath, storage.Options{Keys: []storage.Key{key}})
+	key, _ := secrets.ParseKey(key64)
+	restored, err := storage.Open(copyPath, storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}

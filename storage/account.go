@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // accountRecord is the value under a user's name in the accounts bucket.
@@ -21,7 +21,7 @@ type accountRecord struct {
 	Generation     uint64         `json:"generation,omitempty"`
 	Pending        *pendingRecord `json:"pending,omitempty"`
 	// Revoked lists sessions ended by logout until they would expire.
-	Revoked         []gateway.Revocation `json:"revoked,omitempty"`
+	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
 	ConfigUser      bool                 `json:"config_user,omitempty"`
 }
@@ -67,10 +67,18 @@ func putAccountRecord(tx *bolt.Tx, user string, rec accountRecord) error {
 	return nil
 }
 
-// withheld is rec in the form the gateway works on, with its secrets
-// withheld (see gateway.Store.Accounts): it decrypts nothing.
-func withheld(user string, rec accountRecord, stored bool) gateway.Account {
-	a := gateway.Account{
+// sealed is what rec keeps of the account's secrets.
+func (rec accountRecord) sealed() secrets.Sealed {
+	s := secrets.Sealed{TOTP: rec.TOTPSecret}
+	if rec.Pending != nil {
+		s.Pending = rec.Pending.Secret
+	}
+	return s
+}
+
+// plain is rec in the form the gateway works on, without its secrets.
+func plain(user string, rec accountRecord, stored bool) account.Account {
+	a := account.Account{
 		Name:            user,
 		PasswordHash:    rec.PasswordHash,
 		LastStep:        rec.LastStep,
@@ -82,39 +90,30 @@ func withheld(user string, rec accountRecord, stored bool) gateway.Account {
 		ConfigUser:      rec.ConfigUser,
 		Stored:          stored,
 	}
-	if rec.TOTPSecret != nil {
-		a.TOTPSecret = gateway.SecretWithheld
-	}
 	if p := rec.Pending; p != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, p.Expires), Session: p.Session}
+		a.Pending = &account.Enrollment{Expires: time.Unix(0, p.Expires), Session: p.Session}
 	}
 	return a
 }
 
+// withheld is rec with its secrets withheld (see account.Store.Accounts):
+// it decrypts nothing.
+func withheld(user string, rec accountRecord, stored bool) account.Account {
+	a := plain(user, rec, stored)
+	rec.sealed().Withhold(&a)
+	return a
+}
+
 // account decrypts rec into the form the gateway works on.
-func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Account, error) {
-	a := withheld(user, rec, stored)
-	keys := db.keys.Load()
-	if rec.TOTPSecret != nil {
-		secret, err := keys.Open(purposeTOTPSecret, user, rec.TOTPSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
-		}
-		a.TOTPSecret = string(secret)
-	}
-	if p := rec.Pending; p != nil {
-		secret, err := keys.Open(purposePendingSecret, user, p.Secret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
-		}
-		a.Pending.Secret = string(secret)
-	}
-	return a, nil
+func (db *DB) account(user string, rec accountRecord, stored bool) (account.Account, error) {
+	a := plain(user, rec, stored)
+	err := db.keys.Load().OpenAccount(&a, rec.sealed())
+	return a, err
 }
 
 // record encrypts a into the stored form. Secrets a did not change keep
 // their ciphertext from old, the record a was loaded from.
-func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old accountRecord) (accountRecord, error) {
+func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old accountRecord) (accountRecord, error) {
 	a = a.Clone()
 	rec := accountRecord{
 		PasswordHash:    a.PasswordHash,
@@ -126,37 +125,20 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 		RecoverySession: a.RecoverySession,
 		ConfigUser:      a.ConfigUser,
 	}
-	seal := func(purpose, plain string) ([]byte, error) {
-		id, err := currentKey(tx)
-		if err != nil {
-			return nil, err
-		}
-		return db.keys.Load().Seal(id, purpose, a.Name, []byte(plain))
+	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(tx) })
+	if err != nil {
+		return rec, err
 	}
-	var err error
-	switch {
-	case a.TOTPSecret == "":
-	case a.TOTPSecret == was.TOTPSecret:
-		rec.TOTPSecret = old.TOTPSecret
-	default:
-		if rec.TOTPSecret, err = seal(purposeTOTPSecret, a.TOTPSecret); err != nil {
-			return rec, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
-		}
-	}
+	rec.TOTPSecret = s.TOTP
 	if p := a.Pending; p != nil {
-		rec.Pending = &pendingRecord{Expires: p.Expires.UnixNano(), Session: p.Session}
-		if was.Pending != nil && was.Pending.Secret == p.Secret {
-			rec.Pending.Secret = old.Pending.Secret
-		} else if rec.Pending.Secret, err = seal(purposePendingSecret, p.Secret); err != nil {
-			return rec, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
-		}
+		rec.Pending = &pendingRecord{Secret: s.Pending, Expires: p.Expires.UnixNano(), Session: p.Session}
 	}
 	return rec, nil
 }
 
-// Account implements gateway.Store.
-func (db *DB) Account(user string) (gateway.Account, error) {
-	var a gateway.Account
+// Account implements account.Store.
+func (db *DB) Account(user string) (account.Account, error) {
+	var a account.Account
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		rec, stored, err := loadAccount(tx, user)
 		if err != nil {
@@ -166,13 +148,13 @@ func (db *DB) Account(user string) (gateway.Account, error) {
 		return err
 	})
 	if err != nil {
-		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
+		return account.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
 	}
 	return a, nil
 }
 
-// UpdateAccount implements gateway.Store: one bbolt write transaction.
-func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+// UpdateAccount implements account.Store: one bbolt write transaction.
+func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error {
 	var fnErr error
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		old, stored, err := loadAccount(tx, user)
@@ -183,12 +165,10 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		if err != nil {
 			return err
 		}
-		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was.Clone()
-		if fnErr = fn(&a); fnErr != nil {
+		var a account.Account
+		if a, fnErr = account.Apply(user, was, fn); fnErr != nil {
 			return fnErr
 		}
-		a.Name = user
 		if a.Removed {
 			if err := tx.Bucket(bucketAccounts).Delete([]byte(user)); err != nil {
 				return fmt.Errorf("delete account: %w", err)
@@ -196,7 +176,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			if err := reindex(tx, user, indexOf(old, stored), indexed{}); err != nil {
 				return err
 			}
-			return db.putSessionState(tx, user, gateway.SessionStateOf(a))
+			return db.putSessionState(tx, user, account.SessionStateOf(a))
 		}
 		rec, err := db.record(tx, a, was, old)
 		if err != nil {
@@ -208,7 +188,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		if err := reindex(tx, user, indexOf(old, stored), indexOf(rec, true)); err != nil {
 			return err
 		}
-		return db.putSessionState(tx, user, gateway.SessionStateOf(a))
+		return db.putSessionState(tx, user, account.SessionStateOf(a))
 	})
 	if fnErr != nil && err == fnErr {
 		return fnErr
@@ -219,9 +199,9 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 	return nil
 }
 
-// Accounts implements gateway.Store.
-func (db *DB) Accounts() ([]gateway.Account, error) {
-	var list []gateway.Account
+// Accounts implements account.Store.
+func (db *DB) Accounts() ([]account.Account, error) {
+	var list []account.Account
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		list = nil
 		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {

@@ -7,7 +7,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Two small records kept beside the accounts, so that start-up and reload
@@ -19,7 +19,7 @@ var (
 	// bucketConfigUsers holds one empty value under each name whose
 	// account has ConfigUser set.
 	bucketConfigUsers = []byte("config_users")
-	// bucketPasswordModels holds, under each gateway.HashModel of a stored
+	// bucketPasswordModels holds, under each account.HashModel of a stored
 	// password hash, how many accounts have it (8 bytes, big-endian).
 	bucketPasswordModels = []byte("password_models")
 )
@@ -35,7 +35,7 @@ func indexOf(rec accountRecord, stored bool) indexed {
 	if !stored {
 		return indexed{}
 	}
-	return indexed{configUser: rec.ConfigUser, model: gateway.HashModel(rec.PasswordHash)}
+	return indexed{configUser: rec.ConfigUser, model: account.HashModel(rec.PasswordHash)}
 }
 
 // reindex moves user in the records from was to is.
@@ -115,7 +115,7 @@ func buildIndex(tx *bolt.Tx) error {
 	return nil
 }
 
-// ConfigUsers implements gateway.Store.
+// ConfigUsers implements account.Store.
 func (db *DB) ConfigUsers() ([]string, error) {
 	var names []string
 	err := db.bolt.View(func(tx *bolt.Tx) error {
@@ -131,7 +131,7 @@ func (db *DB) ConfigUsers() ([]string, error) {
 	return names, nil
 }
 
-// PasswordModels implements gateway.Store.
+// PasswordModels implements account.Store.
 func (db *DB) PasswordModels() ([]string, error) {
 	var models []string
 	err := db.bolt.View(func(tx *bolt.Tx) error {

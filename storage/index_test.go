@@ -8,13 +8,14 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 func TestOpen_SchemaVersion1GainsTheRecordsBesideTheAccounts(t *testing.T) {
 	path, key := tempPath(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +32,7 @@ func TestOpen_SchemaVersion1GainsTheRecordsBesideTheAccounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := gateway.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
+	if err := account.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
 		t.Fatal(err)
 	}
 	// What version 1 wrote: the same accounts, no records beside them.
@@ -60,7 +61,7 @@ func TestOpen_SchemaVersion1GainsTheRecordsBesideTheAccounts(t *testing.T) {
 		t.Fatalf("PasswordModels after the migration = %q, %v; want the two kinds", models, err)
 	}
 	for _, hash := range [][]byte{cheap, dearer} {
-		if m := gateway.HashModel(hash); m != models[0] && m != models[1] {
+		if m := account.HashModel(hash); m != models[0] && m != models[1] {
 			t.Errorf("PasswordModels = %q lacks %q", models, m)
 		}
 	}
@@ -70,7 +71,7 @@ func TestOpen_SchemaVersion1GainsTheRecordsBesideTheAccounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if models, err := db.PasswordModels(); err != nil || !reflect.DeepEqual(models, []string{gateway.HashModel(dearer)}) {
+	if models, err := db.PasswordModels(); err != nil || !reflect.DeepEqual(models, []string{account.HashModel(dearer)}) {
 		t.Errorf("PasswordModels after removing both cheap hashes = %q, %v; want the dearer one", models, err)
 	}
 	err = db.bolt.View(func(tx *bolt.Tx) error {

@@ -5,7 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // The gateway ends every session of a user by raising the generation
@@ -28,7 +29,7 @@ func TestSessionState_NeverStaleAfterAWriteReturns(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 200; i++ {
-		gen, err := gateway.BumpGeneration(db, "alice")
+		gen, err := account.BumpGeneration(db, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,11 +43,11 @@ func TestSessionState_NeverStaleAfterAWriteReturns(t *testing.T) {
 
 func TestSessionState_ReadAgainAfterReopen(t *testing.T) {
 	path, key := tempPath(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := gateway.BumpGeneration(db, "alice")
+	gen, err := account.BumpGeneration(db, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,15 +15,17 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/internal/storetest"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func mustKey(t testing.TB) Key {
+func mustKey(t testing.TB) secrets.Key {
 	t.Helper()
-	k, err := NewKey()
+	k, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +38,7 @@ func tempPath(t testing.TB) string {
 
 // openTest opens path and, when the test ends, checks the file's
 // consistency and closes it.
-func openTest(t testing.TB, path string, keys ...Key) *DB {
+func openTest(t testing.TB, path string, keys ...secrets.Key) *DB {
 	t.Helper()
 	db, err := Open(path, Options{Keys: keys})
 	if err != nil {
@@ -68,20 +70,20 @@ func checkConsistent(t testing.TB, db *DB) {
 // enroll gives user a confirmed TOTP secret and two backup codes.
 func enroll(t testing.TB, db *DB, user, secret string) {
 	t.Helper()
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := gateway.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
+	if err := account.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
 
 func TestDB_PassesTheStoreConformanceSuite(t *testing.T) {
 	key := mustKey(t)
-	storetest.Run(t, func(t *testing.T) gateway.Store {
+	storetest.Run(t, func(t *testing.T) account.Store {
 		return openTest(t, tempPath(t), key)
 	})
 }
@@ -109,7 +111,7 @@ func TestOpen_NamesTheHolderWhenTheFileIsLocked(t *testing.T) {
 	openTest(t, path, key)
 	// flock is per open file, so a second Open in this process waits like
 	// a second process would.
-	_, err := Open(path, Options{Keys: []Key{key}, LockTimeout: 50 * time.Millisecond})
+	_, err := Open(path, Options{Keys: []secrets.Key{key}, LockTimeout: 50 * time.Millisecond})
 	if err == nil {
 		t.Fatal("second Open succeeded while the first holds the file")
 	}
@@ -129,7 +131,7 @@ func TestOpen_RequiresAKey(t *testing.T) {
 func TestOpen_RefusesANewerSchema(t *testing.T) {
 	path := tempPath(t)
 	key := mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(path, Options{Keys: []Key{key}})
+	_, err = Open(path, Options{Keys: []secrets.Key{key}})
 	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
 		t.Errorf("Open of a newer schema = %v, want a refusal saying so", err)
 	}
@@ -151,7 +153,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 	path := tempPath(t)
 	right, wrong := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{right}})
+	db, err := Open(path, Options{Keys: []secrets.Key{right}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +162,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = Open(path, Options{Keys: []Key{wrong}})
+	_, err = Open(path, Options{Keys: []secrets.Key{wrong}})
 	if err == nil {
 		t.Fatal("Open with the wrong key succeeded")
 	}
@@ -170,7 +172,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 			t.Errorf("error %q does not mention %q", msg, want)
 		}
 	}
-	for _, k := range []Key{right, wrong} {
+	for _, k := range []secrets.Key{right, wrong} {
 		if strings.Contains(msg, base64.StdEncoding.EncodeToString(k[:])[:12]) || bytes.Contains([]byte(msg), k[:8]) {
 			t.Errorf("error %q shows a key", msg)
 		}
@@ -186,7 +188,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 func TestOpen_RefusesACanaryThatDoesNotDecrypt(t *testing.T) {
 	path := tempPath(t)
 	key := mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +204,7 @@ func TestOpen_RefusesACanaryThatDoesNotDecrypt(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, Options{Keys: []Key{key}}); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+	if _, err := Open(path, Options{Keys: []secrets.Key{key}}); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
 		t.Errorf("Open with a damaged canary = %v, want a refusal", err)
 	}
 }
@@ -213,10 +215,10 @@ func secretsIn(t *testing.T, db *DB) [][]byte {
 	t.Helper()
 	const enabled, pending = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
 	enroll(t, db, "alice", enabled)
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: pending, Expires: t0.Add(time.Hour)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: pending, Expires: t0.Add(time.Hour)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, "bob", t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, "bob", 0, t0, create); err != nil {
 		t.Fatal(err)
 	}
 	hashKey := []byte("session-hash-key-0123456789abcdef")
@@ -322,8 +324,8 @@ func everything(t *testing.T, db *DB) (alice, bobPending string, hashKey []byte)
 	if err != nil {
 		t.Fatalf("Account(alice): %v", err)
 	}
-	e, err := gateway.PendingEnrollment(db, "bob", t0, func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{}, errors.New("the pending enrollment was lost")
+	e, err := account.EnrollmentFor(db, "bob", 0, t0, func() (account.Enrollment, error) {
+		return account.Enrollment{}, errors.New("the pending enrollment was lost")
 	})
 	if err != nil {
 		t.Fatalf("PendingEnrollment(bob): %v", err)
@@ -336,14 +338,14 @@ func everything(t *testing.T, db *DB) (alice, bobPending string, hashKey []byte)
 }
 
 // keyIDsIn returns the key ids of every ciphertext in the file at path.
-func keyIDsIn(t *testing.T, db *DB) map[keyID]int {
+func keyIDsIn(t *testing.T, db *DB) map[secrets.KeyID]int {
 	t.Helper()
-	ids := map[keyID]int{}
+	ids := map[secrets.KeyID]int{}
 	note := func(sealed []byte) {
 		if sealed == nil {
 			return
 		}
-		id, err := sealedKeyID(sealed)
+		id, err := secrets.SealedKeyID(sealed)
 		if err != nil {
 			t.Errorf("ciphertext: %v", err)
 		}
@@ -372,7 +374,7 @@ func keyIDsIn(t *testing.T, db *DB) map[keyID]int {
 func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 	path := tempPath(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
+	db, err := Open(path, Options{Keys: []secrets.Key{oldKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +393,7 @@ func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := Open(path, Options{Keys: []Key{oldKey}}); err == nil || !strings.Contains(err.Error(), newKey.ID()) {
+	if _, err := Open(path, Options{Keys: []secrets.Key{oldKey}}); err == nil || !strings.Contains(err.Error(), newKey.ID()) {
 		t.Errorf("Open with the old key after rotation = %v, want a refusal naming the new key id", err)
 	}
 	db = openTest(t, path, newKey)
@@ -407,7 +409,7 @@ func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 func TestOpen_WithANewKeyFirstMovesEverythingToIt(t *testing.T) {
 	path := tempPath(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
+	db, err := Open(path, Options{Keys: []secrets.Key{oldKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +418,7 @@ func TestOpen_WithANewKeyFirstMovesEverythingToIt(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(path, Options{Keys: []Key{newKey, oldKey}})
+	db, err = Open(path, Options{Keys: []secrets.Key{newKey, oldKey}})
 	if err != nil {
 		t.Fatalf("Open with new and old key: %v", err)
 	}
@@ -445,7 +447,7 @@ func TestBackup_IsAConsistentCopyWhileInUse(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := gateway.BumpGeneration(db, "bob"); err != nil {
+			if _, err := account.BumpGeneration(db, "bob"); err != nil {
 				done <- err
 				return
 			}
@@ -483,11 +485,11 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	key := mustKey(t)
 	db := openTest(t, path, key)
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	a, lock, err := gateway.TakeAttempt(db, t0, time.Minute, []gateway.Limit{{Key: "user:bob", Max: 3}})
+	a, lock, err := account.TakeAttempt(db, t0, time.Minute, []account.Limit{{Key: "user:bob", Max: 3}})
 	if err != nil || lock != nil {
 		t.Fatal(err, lock)
 	}
-	if _, err := gateway.FailAttempt(db, a, t0, time.Minute); err != nil {
+	if _, err := account.FailAttempt(db, a, t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// What a process killed now leaves on disk: the file as it is, still
@@ -504,7 +506,7 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	if got, err := after.Account("alice"); err != nil || got.TOTPSecret != "JBSWY3DPEHPK3PXP" {
 		t.Errorf("Account(alice) after the crash: %v", err)
 	}
-	if c, err := operator.Counter(after, "user:bob"); err != nil || c.Failures != 1 {
+	if c, err := after.Counter("user:bob"); err != nil || c.Failures != 1 {
 		t.Errorf("counter after the crash = %+v, %v; want 1 failure", c, err)
 	}
 }

@@ -3,10 +3,10 @@ package memstore
 import (
 	"sort"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
-// ConfigUsers implements gateway.Store. In memory a look at every account
+// ConfigUsers implements account.Store. In memory a look at every account
 // is what a kept record would cost, so there is none.
 func (s *Store) ConfigUsers() ([]string, error) {
 	s.mu.Lock()
@@ -21,14 +21,14 @@ func (s *Store) ConfigUsers() ([]string, error) {
 	return names, nil
 }
 
-// PasswordModels implements gateway.Store.
+// PasswordModels implements account.Store.
 func (s *Store) PasswordModels() ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	seen := make(map[string]bool)
 	var models []string
 	for _, a := range s.accounts {
-		if m := gateway.HashModel(a.PasswordHash); m != "" && !seen[m] {
+		if m := account.HashModel(a.PasswordHash); m != "" && !seen[m] {
 			seen[m] = true
 			models = append(models, m)
 		}

@@ -7,19 +7,19 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // testConfigUsers holds ConfigUsers to its contract: the marked names, in
 // name order, following every change of the mark and every removal.
-func testConfigUsers(t *testing.T, open func(t *testing.T) gateway.Store) {
-	mark := func(t *testing.T, s gateway.Store, user string, on bool) {
+func testConfigUsers(t *testing.T, open func(t *testing.T) account.Store) {
+	mark := func(t *testing.T, s account.Store, user string, on bool) {
 		t.Helper()
-		if err := s.UpdateAccount(user, func(a *gateway.Account) error { a.ConfigUser = on; return nil }); err != nil {
+		if err := s.UpdateAccount(user, func(a *account.Account) error { a.ConfigUser = on; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := func(t *testing.T, s gateway.Store, names ...string) {
+	want := func(t *testing.T, s account.Store, names ...string) {
 		t.Helper()
 		got, err := s.ConfigUsers()
 		if err != nil {
@@ -37,7 +37,7 @@ func testConfigUsers(t *testing.T, open func(t *testing.T) gateway.Store) {
 		for _, name := range []string{"dave", "bob", "carol"} {
 			mark(t, s, name, true)
 		}
-		if err := s.UpdateAccount("erin", func(a *gateway.Account) error { a.LastStep = 1; return nil }); err != nil {
+		if err := s.UpdateAccount("erin", func(a *account.Account) error { a.LastStep = 1; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		want(t, s, "bob", "carol", "dave")
@@ -48,7 +48,7 @@ func testConfigUsers(t *testing.T, open func(t *testing.T) gateway.Store) {
 			mark(t, s, name, true)
 		}
 		mark(t, s, "carol", false)
-		if err := s.UpdateAccount("dave", func(a *gateway.Account) error { return a.Remove() }); err != nil {
+		if err := s.UpdateAccount("dave", func(a *account.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
 		want(t, s, "bob")
@@ -57,7 +57,7 @@ func testConfigUsers(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a refused update changes nothing", func(t *testing.T) {
 		s := open(t)
-		err := s.UpdateAccount("bob", func(a *gateway.Account) error { a.ConfigUser = true; return gateway.ErrNotFound })
+		err := s.UpdateAccount("bob", func(a *account.Account) error { a.ConfigUser = true; return account.ErrNotFound })
 		if err == nil {
 			t.Fatal("the refusal was lost")
 		}
@@ -67,7 +67,7 @@ func testConfigUsers(t *testing.T, open func(t *testing.T) gateway.Store) {
 
 // testPasswordModels holds PasswordModels to its contract: one model per
 // kind of stored password hash, following new, changed and removed hashes.
-func testPasswordModels(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testPasswordModels(t *testing.T, open func(t *testing.T) account.Store) {
 	hash := func(t *testing.T, cost int) []byte {
 		t.Helper()
 		h, err := bcrypt.GenerateFromPassword([]byte("pw"), cost)
@@ -77,13 +77,13 @@ func testPasswordModels(t *testing.T, open func(t *testing.T) gateway.Store) {
 		return h
 	}
 	const argon = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
-	set := func(t *testing.T, s gateway.Store, user string, h []byte) {
+	set := func(t *testing.T, s account.Store, user string, h []byte) {
 		t.Helper()
-		if err := s.UpdateAccount(user, func(a *gateway.Account) error { a.SetPassword(h); return nil }); err != nil {
+		if err := s.UpdateAccount(user, func(a *account.Account) error { a.SetPassword(h); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want := func(t *testing.T, s gateway.Store, hashes ...[]byte) {
+	want := func(t *testing.T, s account.Store, hashes ...[]byte) {
 		t.Helper()
 		got, err := s.PasswordModels()
 		if err != nil {
@@ -91,7 +91,7 @@ func testPasswordModels(t *testing.T, open func(t *testing.T) gateway.Store) {
 		}
 		var models []string
 		for _, h := range hashes {
-			models = append(models, gateway.HashModel(h))
+			models = append(models, account.HashModel(h))
 		}
 		sort.Strings(got)
 		sort.Strings(models)
@@ -118,24 +118,24 @@ func testPasswordModels(t *testing.T, open func(t *testing.T) gateway.Store) {
 		set(t, s, "alice", cheap)
 		set(t, s, "bob", dearer)
 		set(t, s, "carol", dearer)
-		if err := s.UpdateAccount("bob", func(a *gateway.Account) error { return a.Remove() }); err != nil {
+		if err := s.UpdateAccount("bob", func(a *account.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
 		want(t, s, cheap, dearer)
 		set(t, s, "carol", cheap) // a changed password
 		want(t, s, cheap)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.Remove() }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
 		want(t, s, cheap)
-		if err := s.UpdateAccount("carol", func(a *gateway.Account) error { a.PasswordHash = nil; return nil }); err != nil {
+		if err := s.UpdateAccount("carol", func(a *account.Account) error { a.PasswordHash = nil; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		want(t, s)
 	})
 	t.Run("a refused update changes nothing", func(t *testing.T) {
 		s := open(t)
-		err := s.UpdateAccount("bob", func(a *gateway.Account) error { a.SetPassword(hash(t, bcrypt.MinCost)); return gateway.ErrNotFound })
+		err := s.UpdateAccount("bob", func(a *account.Account) error { a.SetPassword(hash(t, bcrypt.MinCost)); return account.ErrNotFound })
 		if err == nil {
 			t.Fatal("the refusal was lost")
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -27,8 +27,8 @@ type accountRow struct {
 	PendingSecret  []byte // sealed
 	PendingExpires int64  // Unix nanoseconds
 	PendingSession uint64
-	Revoked        []gateway.Revocation
-	Recovery       uint64 // gateway.Account.RecoverySession
+	Revoked        []account.Revocation
+	Recovery       uint64 // account.Account.RecoverySession
 	ConfigUser     bool
 }
 
@@ -58,13 +58,17 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 	return r, nil
 }
 
-// withheld is r in the form the gateway works on, with its secrets
-// withheld (see gateway.Store.Accounts): it decrypts nothing.
-func withheld(user string, r accountRow) gateway.Account {
+// sealed is what r keeps of the account's secrets.
+func (r accountRow) sealed() secrets.Sealed {
+	return secrets.Sealed{TOTP: r.TOTPSecret, Pending: r.PendingSecret}
+}
+
+// plain is r in the form the gateway works on, without its secrets.
+func plain(user string, r accountRow) account.Account {
 	if !r.Stored {
-		return gateway.Account{Name: user, Generation: r.Generation}
+		return account.Account{Name: user, Generation: r.Generation}
 	}
-	a := gateway.Account{
+	a := account.Account{
 		Name:            user,
 		PasswordHash:    r.PasswordHash,
 		LastStep:        r.LastStep,
@@ -76,42 +80,35 @@ func withheld(user string, r accountRow) gateway.Account {
 		ConfigUser:      r.ConfigUser,
 		Stored:          true,
 	}
-	if r.TOTPSecret != nil {
-		a.TOTPSecret = gateway.SecretWithheld
-	}
 	if r.PendingSecret != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
+		a.Pending = &account.Enrollment{Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
+	}
+	return a
+}
+
+// withheld is r with its secrets withheld (see account.Store.Accounts): it
+// decrypts nothing.
+func withheld(user string, r accountRow) account.Account {
+	a := plain(user, r)
+	if r.Stored {
+		r.sealed().Withhold(&a)
 	}
 	return a
 }
 
 // account decrypts r into the form the gateway works on.
-func (db *DB) account(user string, r accountRow) (gateway.Account, error) {
-	a := withheld(user, r)
+func (db *DB) account(user string, r accountRow) (account.Account, error) {
+	a := plain(user, r)
 	if !r.Stored {
 		return a, nil
 	}
-	keys := db.keys.Load()
-	if r.TOTPSecret != nil {
-		secret, err := keys.Open(secrets.PurposeTOTPSecret, user, r.TOTPSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
-		}
-		a.TOTPSecret = string(secret)
-	}
-	if r.PendingSecret != nil {
-		secret, err := keys.Open(secrets.PurposePendingSecret, user, r.PendingSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
-		}
-		a.Pending.Secret = string(secret)
-	}
-	return a, nil
+	err := db.keys.Load().OpenAccount(&a, r.sealed())
+	return a, err
 }
 
 // row seals a into the stored form. Secrets a did not change keep their
 // ciphertext from old, the row a was loaded from.
-func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old accountRow) (accountRow, error) {
+func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old accountRow) (accountRow, error) {
 	if a.Removed {
 		return accountRow{Generation: a.Generation}, nil
 	}
@@ -126,23 +123,13 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		Recovery:       a.RecoverySession,
 		ConfigUser:     a.ConfigUser,
 	}
-	var err error
-	switch {
-	case a.TOTPSecret == "":
-	case a.TOTPSecret == was.TOTPSecret:
-		r.TOTPSecret = old.TOTPSecret
-	default:
-		if r.TOTPSecret, err = db.seal(ctx, tx, secrets.PurposeTOTPSecret, a.Name, []byte(a.TOTPSecret)); err != nil {
-			return r, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
-		}
+	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(ctx, tx) })
+	if err != nil {
+		return r, err
 	}
+	r.TOTPSecret, r.PendingSecret = s.TOTP, s.Pending
 	if p := a.Pending; p != nil {
 		r.PendingExpires, r.PendingSession = p.Expires.UnixNano(), p.Session
-		if was.Pending != nil && was.Pending.Secret == p.Secret {
-			r.PendingSecret = old.PendingSecret
-		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
-			return r, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
-		}
 	}
 	return r, nil
 }
@@ -209,10 +196,10 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 // the window wide, so that it would fail every time without the lock.
 var testHookLocked func()
 
-// UpdateAccount implements gateway.Store: one transaction holding the
+// UpdateAccount implements account.Store: one transaction holding the
 // user's row (SELECT … FOR UPDATE), so updates of one user from every
 // instance queue, and the trigger tells every instance once it commits.
-func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error {
 	var fnErr error
 	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
 		old, err := lockAccount(ctx, tx, user)
@@ -226,12 +213,10 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		if err != nil {
 			return err
 		}
-		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was.Clone()
-		if fnErr = fn(&a); fnErr != nil {
+		var a account.Account
+		if a, fnErr = account.Apply(user, was, fn); fnErr != nil {
 			return fnErr
 		}
-		a.Name = user
 		r, err := db.row(ctx, tx, a, was, old)
 		if err != nil {
 			return err
@@ -250,23 +235,23 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 	return nil
 }
 
-// Account implements gateway.Store.
-func (db *DB) Account(user string) (gateway.Account, error) {
+// Account implements account.Store.
+func (db *DB) Account(user string) (account.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	r, err := loadAccount(ctx, db.pool, user, false)
 	if err != nil {
-		return gateway.Account{Name: user}, err
+		return account.Account{Name: user}, err
 	}
 	a, err := db.account(user, r)
 	if err != nil {
-		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
+		return account.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
 	}
 	return a, nil
 }
 
-// Accounts implements gateway.Store.
-func (db *DB) Accounts() ([]gateway.Account, error) {
+// Accounts implements account.Store.
+func (db *DB) Accounts() ([]account.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	rows, err := db.pool.Query(ctx, "SELECT name, "+accountColumns+" FROM accounts WHERE stored ORDER BY name")
@@ -274,7 +259,7 @@ func (db *DB) Accounts() ([]gateway.Account, error) {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	defer rows.Close()
-	var list []gateway.Account
+	var list []account.Account
 	for rows.Next() {
 		var name string
 		r, err := scanAccount(prefixed{rows, &name})

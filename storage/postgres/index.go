@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // What start-up and reload need, without reading every account (SPEC §6):
@@ -74,7 +74,7 @@ func modelOf(r accountRow) string {
 	if !r.Stored {
 		return ""
 	}
-	return gateway.HashModel(r.PasswordHash)
+	return account.HashModel(r.PasswordHash)
 }
 
 // countAllModels fills password_models from every account, once, when the
@@ -91,7 +91,7 @@ func countAllModels(ctx context.Context, tx pgx.Tx) error {
 			rows.Close()
 			return fmt.Errorf("read password hashes: %w", err)
 		}
-		if m := gateway.HashModel(hash); m != "" {
+		if m := account.HashModel(hash); m != "" {
 			counts[m]++
 		}
 	}
@@ -107,12 +107,12 @@ func countAllModels(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// ConfigUsers implements gateway.Store.
+// ConfigUsers implements account.Store.
 func (db *DB) ConfigUsers() ([]string, error) {
 	return db.strings("list the names of `user` lines", "SELECT name FROM accounts WHERE config_user ORDER BY name")
 }
 
-// PasswordModels implements gateway.Store.
+// PasswordModels implements account.Store.
 func (db *DB) PasswordModels() ([]string, error) {
 	return db.strings("list the kinds of password hashes", "SELECT model FROM password_models")
 }

@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -24,11 +24,11 @@ func TestOpen_SchemaVersion2GainsTheCountOfPasswordModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, hash := range map[string][]byte{"alice": cheap, "bob": cheap, "carol": dearer} {
-		if err := db.UpdateAccount(name, func(a *gateway.Account) error { a.SetPassword(hash); return nil }); err != nil {
+		if err := db.UpdateAccount(name, func(a *account.Account) error { a.SetPassword(hash); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := gateway.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
+	if err := account.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
 		t.Fatal(err)
 	}
 	// What version 2 had: the same accounts, neither the index nor the table.
@@ -39,7 +39,7 @@ func TestOpen_SchemaVersion2GainsTheCountOfPasswordModels(t *testing.T) {
 	if names, err := db.ConfigUsers(); err != nil || !reflect.DeepEqual(names, []string{"dave"}) {
 		t.Errorf("ConfigUsers after the migration = %q, %v; want dave", names, err)
 	}
-	want := []string{gateway.HashModel(cheap), gateway.HashModel(dearer)}
+	want := []string{account.HashModel(cheap), account.HashModel(dearer)}
 	sort.Strings(want)
 	models, err := db.PasswordModels()
 	sort.Strings(models)
@@ -48,11 +48,11 @@ func TestOpen_SchemaVersion2GainsTheCountOfPasswordModels(t *testing.T) {
 	}
 	// The counts are right too: the last cheap hash takes its model along.
 	for _, name := range []string{"alice", "bob"} {
-		if err := db.UpdateAccount(name, func(a *gateway.Account) error { return a.Remove() }); err != nil {
+		if err := db.UpdateAccount(name, func(a *account.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if models, err := db.PasswordModels(); err != nil || !reflect.DeepEqual(models, []string{gateway.HashModel(dearer)}) {
+	if models, err := db.PasswordModels(); err != nil || !reflect.DeepEqual(models, []string{account.HashModel(dearer)}) {
 		t.Errorf("PasswordModels after removing both cheap hashes = %q, %v; want the dearer one", models, err)
 	}
 }
