@@ -219,3 +219,29 @@ func (db *DB) Accounts() ([]account.Account, error) {
 	}
 	return list, nil
 }
+
+// AccountsAfter implements account.Store.
+func (db *DB) AccountsAfter(after string, limit int) ([]account.Account, error) {
+	var list []account.Account
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		list = nil
+		c := tx.Bucket(bucketAccounts).Cursor()
+		k, _ := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(list) < limit; k, _ = c.Next() {
+			name := string(k) // string() copies out of bbolt's memory
+			rec, _, err := loadAccount(tx, name)
+			if err != nil {
+				return err
+			}
+			list = append(list, withheld(name, rec, true))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list accounts after %q: %w", after, err)
+	}
+	return list, nil
+}

@@ -44,6 +44,11 @@ type Store interface {
 	// hide every user: TOTPSecret and Pending.Secret hold SecretWithheld
 	// where the account has a secret, and "" where it has none.
 	Accounts() ([]Account, error)
+	// AccountsAfter returns, as Accounts does, the stored accounts whose
+	// names sort after after, in name order, at most limit of them: one
+	// page of a listing, so that listing 100,000 users holds one page in
+	// memory at a time. after "" starts at the first name.
+	AccountsAfter(after string, limit int) ([]Account, error)
 	// ConfigUsers returns the names of the stored accounts with ConfigUser
 	// set, in name order. Start-up and reload read it instead of every
 	// account, so a store keeps these names apart (an index) and answers

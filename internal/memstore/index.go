@@ -35,3 +35,17 @@ func (s *Store) PasswordModels() ([]string, error) {
 	}
 	return models, nil
 }
+
+// AccountsAfter implements account.Store.
+func (s *Store) AccountsAfter(after string, limit int) ([]account.Account, error) {
+	all, err := s.Accounts()
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(all), func(i int) bool { return all[i].Name > after })
+	all = all[i:]
+	if len(all) > limit {
+		all = all[:max(limit, 0)]
+	}
+	return all, nil
+}

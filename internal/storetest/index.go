@@ -142,3 +142,51 @@ func testPasswordModels(t *testing.T, open func(t *testing.T) account.Store) {
 		want(t, s)
 	})
 }
+
+// testAccountsAfter holds AccountsAfter to its contract: pages in name
+// order that, followed from "", list what Accounts lists, each once.
+func testAccountsAfter(t *testing.T, open func(t *testing.T) account.Store) {
+	s := open(t)
+	if list, err := s.AccountsAfter("", 10); err != nil || len(list) != 0 {
+		t.Fatalf("AccountsAfter on an empty store = %+v, %v; want none", list, err)
+	}
+	for _, name := range []string{"erin", "alice", "dave", "bob", "carol"} {
+		if err := s.UpdateAccount(name, func(a *account.Account) error { a.LastStep = 1; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Enroll(t, s, "frank", Hashes("x"))
+	if _, err := account.BumpGeneration(s, "zed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateAccount("zed", func(a *account.Account) error { return a.Remove() }); err != nil {
+		t.Fatal(err)
+	}
+	var pages [][]string
+	after := ""
+	for range 10 {
+		list, err := s.AccountsAfter(after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			break
+		}
+		var names []string
+		for _, a := range list {
+			names = append(names, a.Name)
+			if !a.Stored || a.Name == "frank" && a.TOTPSecret != account.SecretWithheld {
+				t.Errorf("AccountsAfter gave %+v, want it stored with its secret withheld", a)
+			}
+		}
+		pages = append(pages, names)
+		after = names[len(names)-1]
+	}
+	want := [][]string{{"alice", "bob"}, {"carol", "dave"}, {"erin", "frank"}}
+	if !reflect.DeepEqual(pages, want) {
+		t.Errorf("pages of 2 = %q, want %q (in name order, the removed zed left out)", pages, want)
+	}
+	if list, err := s.AccountsAfter("c", 1); err != nil || len(list) != 1 || list[0].Name != "carol" {
+		t.Errorf("AccountsAfter(c, 1) = %+v, %v; want carol: after need not be a stored name", list, err)
+	}
+}
