@@ -9,8 +9,8 @@
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
 #   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
 #                           instance, failed attempts/s and logout propagation
-#   bench/run.sh --users    only: what 100,000 database users cost bbolt and
-#                           PostgreSQL (about 2 minutes)
+#   bench/run.sh --users    only: what 100,000 database users cost a running
+#                           Caddy on bbolt and PostgreSQL (about 2 minutes)
 #   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s;
 #                           with --profile: CPU profiles of both forward_auth sites)
 #
@@ -70,7 +70,8 @@ echo "building Caddy with totp_auth and the load generator into $work"
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/loadgen" ./bench/cmd/loadgen
 
-# --users measures only what 100,000 database users cost each store (see
+# --users measures only what 100,000 database users cost a running Caddy
+# on each store: start-up, memory, CPU per signed-in request (see
 # bench/README.md), then exits. The bbolt files go to /dev/shm when there
 # is one: seeding them takes one transaction per user.
 if [ "$users_only" = 1 ]; then
@@ -91,7 +92,8 @@ if [ "$users_only" = 1 ]; then
 		trap 'rm -rf "$files"; cleanup' EXIT
 	fi
 	mkdir -p "$files" bench/out
-	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" | tee bench/out/users.txt
+	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" -caddy "$work/caddy" -clk-tck "$(getconf CLK_TCK)" |
+		tee bench/out/users.txt
 	exit 0
 fi
 
