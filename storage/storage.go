@@ -3,16 +3,17 @@
 // accepted time steps, backup-code hashes, pending enrollments, session
 // generations), the failure counters of the lockout, and the session cookie
 // keys. It implements account.Store: it loads, locks and saves records in
-// bbolt transactions and applies no rule of its own (those are gateway's).
-// It adds what only a file allows: key rotation and backup.
+// bbolt transactions and applies no rule of its own (those are package
+// account's). It adds what only a file allows: key rotation and backup.
 //
 // Secrets (TOTP secrets, pending enrollment secrets, cookie keys) are kept
-// only as AES-256-GCM ciphertext. Every ciphertext names the key it was
+// only as AES-256-GCM ciphertext, sealed and opened by package secrets as
+// the PostgreSQL store seals them. Every ciphertext names the key it was
 // sealed with, and a canary sealed with the database's current key lets
 // Open refuse a wrong key at once instead of failing users one by one later.
 //
-// It knows nothing of HTTP or Caddy: the rules of the sign-in flow are in
-// package gateway, which decides what to store and when.
+// It imports the model (package account), secrets and bbolt, and nothing
+// of HTTP or Caddy.
 package storage
 
 import (

@@ -1,8 +1,8 @@
-// Package memstore is a account.Store held in memory, for tests of the
-// gateway that need a real store but no file. Like the bbolt store in
-// package storage it only loads, locks and saves (both pass
-// internal/storetest); the rules are gateway's. It keeps nothing across
-// restarts and encrypts nothing.
+// Package memstore is an account.Store held in memory, for tests of the
+// gateway and the account rules that need a real store but no file. Like
+// the bbolt and PostgreSQL stores it only loads, locks and saves (all pass
+// internal/storetest); the rules are package account's. It keeps nothing
+// across restarts and encrypts nothing.
 package memstore
 
 import (

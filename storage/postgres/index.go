@@ -78,7 +78,7 @@ func modelOf(r accountRow) string {
 }
 
 // countAllModels fills password_models from every account, once, when the
-// schema moves to version 3.
+// schema moves to version 4.
 func countAllModels(ctx context.Context, tx pgx.Tx) error {
 	rows, err := tx.Query(ctx, "SELECT password_hash FROM accounts WHERE stored AND password_hash IS NOT NULL")
 	if err != nil {

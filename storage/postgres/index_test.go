@@ -8,11 +8,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-func TestOpen_SchemaVersion2GainsTheCountOfPasswordModels(t *testing.T) {
-	dsn := newDatabase(t)
+func TestOpen_SchemaVersion3GainsTheCountOfPasswordModels(t *testing.T) {
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	cheap, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
@@ -31,9 +32,9 @@ func TestOpen_SchemaVersion2GainsTheCountOfPasswordModels(t *testing.T) {
 	if err := account.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
 		t.Fatal(err)
 	}
-	// What version 2 had: the same accounts, neither the index nor the table.
-	sql(t, dsn, `DROP INDEX totp_auth.accounts_config_users; DROP TABLE totp_auth.password_models;
-		UPDATE totp_auth.schema_version SET version = 2`)
+	// What version 3 had: the same accounts, neither the index nor the table.
+	pgtest.Exec(t, dsn, `DROP INDEX totp_auth.accounts_config_users; DROP TABLE totp_auth.password_models;
+		UPDATE totp_auth.schema_version SET version = 3`)
 
 	db = openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	if names, err := db.ConfigUsers(); err != nil || !reflect.DeepEqual(names, []string{"dave"}) {
