@@ -198,16 +198,19 @@ func (d *database) keepRetiredKeyByID(ks keySet) {
 // and which one counts would depend on the configuration.
 func (d *database) hold(owner any, h holder) error {
 	if len(h.users) > 0 {
-		accounts, err := operator.Accounts(d.db)
-		if err != nil {
-			return err
-		}
+		// One look-up per `user` line, never a listing: start-up and
+		// reload cost the same with 10 stored users as with 100,000.
 		var both []string
-		for _, a := range accounts {
-			if a.HasPassword && h.users[a.Name] {
-				both = append(both, a.Name)
+		for name := range h.users {
+			st, err := d.db.SessionState(name)
+			if err != nil {
+				return fmt.Errorf("check whether the database %s holds a password for %s: %w", d.path, name, err)
+			}
+			if st.PasswordSet {
+				both = append(both, name)
 			}
 		}
+		sort.Strings(both)
 		if len(both) > 0 {
 			return fmt.Errorf("user %s is defined both by a `user` line in the configuration and in the database %s "+
 				"(added with `caddy totp-auth user add`): keep one, either delete the `user` line "+

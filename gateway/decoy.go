@@ -55,8 +55,9 @@ func (g *Gateway) decoyHash() []byte {
 	return g.decoy
 }
 
-// costliestHash returns the costliest of the configured and the stored
-// password hashes, and its work; nil if there are none.
+// costliestHash returns the costliest of the configured password hashes
+// and the models of the stored ones (account.HashModel), and its work;
+// nil if there are none.
 func (g *Gateway) costliestHash() ([]byte, float64) {
 	names := make([]string, 0, len(g.cfg.Users))
 	for n := range g.cfg.Users {
@@ -74,14 +75,15 @@ func (g *Gateway) costliestHash() ([]byte, float64) {
 		consider(g.cfg.Users[n])
 	}
 	if g.cfg.Store != nil {
-		accounts, err := g.cfg.Store.Accounts()
+		// The kinds of stored hashes, not every account: this runs on
+		// every start and reload.
+		models, err := g.cfg.Store.PasswordModels()
 		if err != nil {
-			g.cfg.Logger.Error("could not list the stored password hashes for the decoy; it follows the configured users only", zap.Error(err))
+			g.cfg.Logger.Error("could not read the kinds of stored password hashes for the decoy; it follows the configured users only", zap.Error(err))
 		}
-		for _, a := range accounts {
-			if a.PasswordHash != nil {
-				consider(a.PasswordHash)
-			}
+		sort.Strings(models)
+		for _, m := range models {
+			consider([]byte(m))
 		}
 	}
 	if model == nil {

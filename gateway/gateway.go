@@ -51,8 +51,14 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
-	// originals caches accepted verify headers (see readOriginal).
+	// originals caches accepted verify headers (see readOriginal), and
+	// selfHosts the accepted Hosts of verify requests (see selfHost).
 	originals originalCache
+	selfHosts boundedCache[string]
+	// userHeaderName is cfg.UserHeader in canonical form; groupsOf holds
+	// GroupsHeader's value for each user in a group.
+	userHeaderName string
+	groupsOf       map[string]string
 	// verifyPolicies caches the policies of verify queries (see verifyPolicy).
 	verifyPolicies verifyPolicies
 	// verifyLog bounds the log lines of refused verify calls.
@@ -101,19 +107,21 @@ func New(cfg Config) (*Gateway, error) {
 	nameKey := hmac.New(sha256.New, hashKey)
 	nameKey.Write([]byte("totp_auth unknown names v1"))
 	g := &Gateway{
-		cfg:           cfg,
-		codec:         newCookieCodec(hashKey, blockKey),
-		csrfKey:       csrfKey.Sum(nil),
-		nameKey:       nameKey.Sum(nil),
-		csp:           contentSecurityPolicy(styleCSS, pagesJS),
-		pages:         pages,
-		userHeaderKey: headerKey(cfg.UserHeader),
-		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
-		credentials:   credentials(hashKey, cfg.Users),
-		decoyDone:     make(chan struct{}),
-		memberOf:      membership(cfg.Groups),
-		portal:        cfg.PortalDomains,
+		cfg:            cfg,
+		codec:          newCookieCodec(hashKey, blockKey),
+		csrfKey:        csrfKey.Sum(nil),
+		nameKey:        nameKey.Sum(nil),
+		csp:            contentSecurityPolicy(styleCSS, pagesJS),
+		pages:          pages,
+		userHeaderKey:  headerKey(cfg.UserHeader),
+		hashes:         newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
+		credentials:    credentials(hashKey, cfg.Users),
+		decoyDone:      make(chan struct{}),
+		memberOf:       membership(cfg.Groups),
+		userHeaderName: http.CanonicalHeaderKey(cfg.UserHeader),
+		portal:         cfg.PortalDomains,
 	}
+	g.groupsOf = groupsValues(g.memberOf)
 	go g.decoyHash()
 	return g, nil
 }
