@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,15 +65,8 @@ type Gateway struct {
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
-	// decoy is checked in place of an unknown user's hash; computing it
-	// takes as long as one password check, so it happens off the start
-	// path (see decoy.go).
-	decoyOnce    sync.Once
-	decoyDone    chan struct{}
-	decoyMu      sync.Mutex
-	decoy        []byte
-	decoyWork    float64
-	decoyRedoing bool
+	// decoy is checked in place of an unknown user's hash (decoy.go).
+	decoy *decoy
 }
 
 // New checks cfg, fills in its defaults and returns a ready Gateway.
@@ -116,7 +108,7 @@ func New(cfg Config) (*Gateway, error) {
 		userHeaderKey:  headerKey(cfg.UserHeader),
 		hashes:         newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
 		credentials:    credentials(hashKey, cfg.Users),
-		decoyDone:      make(chan struct{}),
+		decoy:          newDecoy(),
 		memberOf:       membership(cfg.Groups),
 		userHeaderName: http.CanonicalHeaderKey(cfg.UserHeader),
 		portal:         cfg.PortalDomains,

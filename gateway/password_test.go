@@ -25,7 +25,7 @@ func TestDecoyHash_CostsWhatTheMostExpensiveUserCosts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := &Gateway{cfg: Config{Users: tt.users}, decoyDone: make(chan struct{})}
+			g := &Gateway{cfg: Config{Users: tt.users}, decoy: newDecoy()}
 			g.cfg.setDefaults()
 			d := g.decoyHash()
 			if !tt.check(d) {
@@ -82,7 +82,7 @@ func TestDecoyHash_FollowsTheCostliestStoredHashToo(t *testing.T) {
 	if _, err := account.BumpGeneration(store, "dave"); err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: unlisted{store, t}}, decoyDone: make(chan struct{})}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: unlisted{store, t}}, decoy: newDecoy()}
 	g.cfg.setDefaults()
 	d := g.decoyHash()
 	if c, err := bcrypt.Cost(d); err != nil || c != 7 {
@@ -97,7 +97,7 @@ func TestDecoyHash_Argon2idFromAStoredModelHasASaltOfItsOwn(t *testing.T) {
 	argon := []byte("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("B", 43))
 	store := memstore.New()
 	store.SetPassword("bob", argon)
-	g := &Gateway{cfg: Config{Store: unlisted{store, t}}, decoyDone: make(chan struct{})}
+	g := &Gateway{cfg: Config{Store: unlisted{store, t}}, decoy: newDecoy()}
 	g.cfg.setDefaults()
 	d := string(g.decoyHash())
 	parts := strings.Split(d, "$")
@@ -112,7 +112,7 @@ func TestDecoyHash_Argon2idFromAStoredModelHasASaltOfItsOwn(t *testing.T) {
 func TestDecoyHash_ACostlierStoredHashCheckedLaterRaisesIt(t *testing.T) {
 	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
 	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 6)
-	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}}, decoyDone: make(chan struct{})}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}}, decoy: newDecoy()}
 	g.cfg.setDefaults()
 	if c, _ := bcrypt.Cost(g.decoyHash()); c != 4 {
 		t.Fatalf("decoy cost %d, want 4", c)
