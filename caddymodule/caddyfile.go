@@ -46,6 +46,7 @@ var subdirectives = []struct{ name, args string }{
 	{"allow_users", "<user>..."},
 	{"allow_groups", "<group>..."},
 	{"portal", "<domain>..."},
+	{"app_passwords", ""},
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -73,6 +74,7 @@ var subdirectives = []struct{ name, args string }{
 //	    allow_users         <user>...
 //	    allow_groups        <group>...
 //	    portal              <domain>...
+//	    app_passwords
 //	}
 //
 // Every subdirective is optional; user and group may be repeated. A group
@@ -112,12 +114,17 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		vals := d.RemainingArgs()
 		want := len(strings.Fields(args))
 		switch variadic := strings.HasSuffix(args, "..."); {
+		case want == 0 && len(vals) > 0:
+			return d.Errf("%s takes no value: write `%s` alone on its line", name, name)
 		case variadic && len(vals) == 0:
 			return d.Errf("%s takes one or more values, got none: write it as `%s %s`", name, name, args)
 		case !variadic && len(vals) != want:
 			return d.Errf("%s takes %d value(s), got %d: write it as `%s %s`", name, want, len(vals), name, args)
 		}
-		v := vals[0]
+		var v string
+		if len(vals) > 0 {
+			v = vals[0]
+		}
 
 		var err error
 		switch name {
@@ -203,6 +210,8 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			t.Portal = vals
+		case "app_passwords":
+			t.AppPasswords = true
 		}
 		if err != nil {
 			return err

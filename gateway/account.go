@@ -32,7 +32,7 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 		return
 	}
 	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
-		Back: back, Redirect: back})
+		Back: back, Redirect: back, Apps: g.appPasswordsView(acct)})
 }
 
 // accountURL is the account page, leading back to back.

@@ -41,6 +41,8 @@ type page struct {
 	CodesLeft  int
 	// Back is where the account page leads back to.
 	Back string
+	// Apps is the account page's app passwords; nil without app_passwords.
+	Apps *appPasswordsView
 }
 
 // keyGroups writes a base32 key in groups of four, as people read it out.

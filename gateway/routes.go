@@ -27,6 +27,10 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
+		// App passwords (apppasswordpages.go).
+		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
+		"app-passwords/revoke": {post: g.postRevokeAppPassword},
+		"app-passwords/new":    {get: g.getNewAppPassword},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},

@@ -24,7 +24,9 @@ type accountRecord struct {
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
-	ConfigUser      bool                 `json:"config_user,omitempty"`
+	// AppPasswords keep only keyed hashes of their values.
+	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
+	ConfigUser   bool                  `json:"config_user,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -88,6 +90,7 @@ func plain(user string, rec accountRecord, stored bool) account.Account {
 		Generation:      rec.Generation,
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
+		AppPasswords:    rec.AppPasswords,
 		ConfigUser:      rec.ConfigUser,
 		Stored:          stored,
 	}
@@ -124,6 +127,7 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		Generation:      a.Generation,
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
+		AppPasswords:    a.AppPasswords,
 		ConfigUser:      a.ConfigUser,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(tx) })

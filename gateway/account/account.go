@@ -40,6 +40,8 @@ type Account struct {
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.
 	RecoverySession uint64
+	// AppPasswords are the user's app passwords (SPEC §15).
+	AppPasswords []AppPassword
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -62,6 +64,9 @@ type SessionState struct {
 	// not yet expired, 8 big-endian bytes each. It is a string so that a
 	// SessionState stays comparable and cheap to copy; ask Revoked.
 	RevokedSessions string
+	// AppPasswords packs what a request with an app password checks of
+	// each (see AppPassword); a string for the same reason.
+	AppPasswords string
 }
 
 // SessionStateOf is the one rule for what a request with a session checks
@@ -77,6 +82,7 @@ func SessionStateOf(a Account) SessionState {
 		TOTPEnabled:     a.TOTPSecret != "",
 		PasswordSet:     a.PasswordHash != nil,
 		RevokedSessions: revokedString(a.Revoked),
+		AppPasswords:    appPasswordsString(a.AppPasswords),
 	}
 }
 
@@ -206,9 +212,10 @@ func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.RecoverySession = 0
 }
 
-// DisableTOTP removes the TOTP secret, the backup codes and any pending
-// enrollment, and clears MustRegenerate.
+// DisableTOTP removes the TOTP secret, the backup codes, any pending
+// enrollment and the app passwords, and clears MustRegenerate.
 func (a *Account) DisableTOTP() {
+	a.RevokeAppPasswords()
 	a.TOTPSecret = ""
 	a.BackupCodes = nil
 	a.Pending = nil
@@ -306,6 +313,7 @@ func (a Account) Clone() Account {
 	a.PasswordHash = bytes.Clone(a.PasswordHash)
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	a.AppPasswords = cloneAppPasswords(a.AppPasswords)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p
