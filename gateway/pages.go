@@ -25,6 +25,8 @@ type page struct {
 	User, Redirect, Continue string
 	// ContinueLabel is the message page's button; empty means "Continue".
 	ContinueLabel string
+	// Refresh is where the page goes on by itself, at once.
+	Refresh string
 	// setup
 	QR           template.URL
 	Secret       string
