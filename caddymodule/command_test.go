@@ -76,6 +76,16 @@ func TestReadPasswordHash_RefusesPasswordsUnderEightCharactersAndSaysWhy(t *test
 	}
 }
 
+func TestReadPasswordHash_RefusesTheMostCommonPasswordsAndSaysWhy(t *testing.T) {
+	for _, input := range []string{"password", "Password1", "qwertyuiop", "sunshine", "bob.builder"} {
+		o := &options{in: pipedStdin(t, input+"\n"), errOut: new(bytes.Buffer)}
+		_, err := o.readPasswordHash("Bob.Builder", bcrypt.MinCost)
+		if err == nil || !strings.Contains(err.Error(), "choose") || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("%q: err = %v, want a refusal that says why", input, err)
+		}
+	}
+}
+
 func TestCommands_HelpNamesTheConfigFlagsValueAFile(t *testing.T) {
 	root := newCommandTree()
 	var out bytes.Buffer

@@ -222,6 +222,11 @@ func testUserCommands(t *testing.T, running, withConfig bool) {
 	// A password under 8 characters is refused, with the reason.
 	expectOutput(t, "user add with a short password", op.refused("short1\n", "user", "add", "eve", "--cost", "4"), "shorter than 8 characters")
 	expectOutput(t, "user passwd with a short password", op.refused("x\n", "user", "passwd", "bob", "--cost", "4"), "shorter than 8 characters")
+	// So are the most common passwords, and names with a space or a colon.
+	expectOutput(t, "user add with a common password", op.refused("Password1\n", "user", "add", "eve", "--cost", "4"), "most common passwords")
+	expectOutput(t, "user passwd with a common password", op.refused("iloveyou\n", "user", "passwd", "bob", "--cost", "4"), "most common passwords")
+	expectOutput(t, "user add with a space in the name", op.refused(testPassword+"\n", "user", "add", "eve smith", "--cost", "4"), "contains a space")
+	expectOutput(t, "user add with a colon in the name", op.refused(testPassword+"\n", "user", "add", "eve:x", "--cost", "4"), "contains a colon")
 
 	// passwd: the new password works, the old one and every session end.
 	const newPassword = "a new password for bob"

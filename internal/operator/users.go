@@ -174,8 +174,10 @@ func (u *Users) List(now time.Time) (Listing, error) {
 	return out, nil
 }
 
-// userName canonicalises name as the gateway does and refuses names no
-// one could type into the sign-in form.
+// UserName canonicalises name as the gateway does and refuses names no
+// one could type into the sign-in form, and names with a space or a colon:
+// the name is what the upstream receives in Remote-User, and a colon
+// would end it early in a Basic Authorization header.
 func UserName(name string) (string, error) {
 	canon := gateway.CanonicalUser(name)
 	switch {
@@ -185,6 +187,12 @@ func UserName(name string) (string, error) {
 		return "", refuse(http.StatusBadRequest, "the user name is longer than 128 bytes, which the sign-in form refuses")
 	case strings.IndexFunc(canon, unicode.IsControl) >= 0:
 		return "", refuse(http.StatusBadRequest, "the user name contains a control character")
+	case strings.IndexFunc(canon, unicode.IsSpace) >= 0:
+		return "", refuse(http.StatusBadRequest, "the user name %q contains a space, which an app behind the gate may read as two names in Remote-User: "+
+			"use a name without spaces, such as %s", canon, strings.Join(strings.Fields(canon), "."))
+	case strings.ContainsRune(canon, ':'):
+		return "", refuse(http.StatusBadRequest, "the user name %q contains a colon, which ends the name in a user:password pair (Basic authentication): "+
+			"use a name without colons", canon)
 	}
 	return canon, nil
 }
