@@ -18,8 +18,8 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
 }
 
 // showAccount answers with the account overview, as JSON or as the account
-// page showing errMsg.
-func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, back, errMsg string) {
+// page showing disableErr in the open section that turns 2FA off.
+func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, back, disableErr string) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
@@ -29,8 +29,8 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
-		Back: back, Redirect: back})
+	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes),
+		DisableError: disableErr, Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back})
 }
 
 // accountURL is the account page, leading back to back.
@@ -112,7 +112,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		// Which of the two was wrong stays unsaid: a borrowed session must
 		// not learn the password by elimination.
 		g.showAccount(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
-			"Wrong password or code: two-factor authentication is still on."+g.serverTime()+note)
+			"Wrong password or code: two-factor authentication is still on."+note+g.serverTime())
 		return
 	}
 	g.releaseAttempt(a)
