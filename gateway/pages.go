@@ -17,12 +17,12 @@ type page struct {
 	Title, Issuer, Prefix, CSRF string
 	// FormToken makes each form post of the page recognisable if the
 	// browser sends it again (see formtoken.go).
-	FormToken     string
+	FormToken string
 	// Error is a refusal; Notice says what happened; Caution warns of
 	// what is about to happen or what is lost. Each has its own look.
 	Error, Notice, Caution string
-	CSS           template.CSS
-	JS            template.JS
+	CSS                    template.CSS
+	JS                     template.JS
 
 	User, Redirect, Continue string
 	// ContinueLabel is the message page's button; empty means "Continue".

@@ -355,7 +355,7 @@ func shownKey(t *testing.T, body string) string {
 func TestPages_TurningOffSaysItOnlyForcesANewEnrollmentAndStaysOpenAfterAWrongCode(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.enroll("alice")
+	secret, _ := c.enroll("alice")
 	page := c.getHTML("/.totp-auth/account").Body
 	if !strings.Contains(page, `<p class="caution" role="note" id="disable-note">This site requires two-factor authentication`) ||
 		!strings.Contains(page, "your next sign-in sets up an authenticator app again") {
@@ -371,9 +371,14 @@ func TestPages_TurningOffSaysItOnlyForcesANewEnrollmentAndStaysOpenAfterAWrongCo
 		t.Fatalf("a wrong code: %d, want the section open with the refusal in it\n%s", r.StatusCode, r.Body)
 	}
 
-	opt := newEnv(t, func(c *gateway.Config) { c.Optional2FA = true })
+	// The same user where 2FA is optional.
+	opt := newEnv(t, func(c *gateway.Config) { c.Optional2FA, c.Store, c.Clock = true, e.store, e.clock })
 	oc := opt.client()
-	oc.enroll("alice")
+	e.clock.Advance(30 * time.Second)
+	oc.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r := oc.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("sign-in where 2FA is optional: %d %s", r.StatusCode, r.Body)
+	}
 	if page := oc.getHTML("/.totp-auth/account").Body; strings.Contains(page, "This site requires") || !strings.Contains(page, "you sign in with your password alone") {
 		t.Fatalf("where 2FA is optional the account page says:\n%s", page)
 	}
