@@ -16,23 +16,31 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	g.showAccount(w, r, s, st, http.StatusOK, g.backTarget(r, ""), "")
+	g.showAccountPage(w, r, s, st, http.StatusOK, g.backTarget(r, ""), accountErrors{})
 }
 
-// showAccount answers with the account overview, as JSON or as the account
-// page showing disableErr in the open section that turns 2FA off.
-func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, status int, back, disableErr string) {
+// accountErrors are refusals the account page shows in the section of the
+// form that was refused, which then stays open.
+type accountErrors struct {
+	disable, password string
+}
+
+// showAccountPage answers with the account overview, as JSON or as the
+// account page showing errs.
+func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, status int, back string, errs accountErrors) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
 		return
 	}
+	_, inConfig := g.cfg.Users[s.User]
 	if wantsJSON(r) {
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
 	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes),
-		DisableError: disableErr, Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back})
+		DisableError: errs.disable, PasswordError: errs.password, OwnPassword: acct.PasswordHash != nil && !inConfig,
+		Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back})
 }
 
 // accountURL is the account page, leading back to back.
@@ -113,8 +121,8 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		}
 		// Which of the two was wrong stays unsaid: a borrowed session must
 		// not learn the password by elimination.
-		g.showAccount(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
-			"Wrong password or code: two-factor authentication is still on."+note+g.serverTime())
+		g.showAccountPage(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
+			accountErrors{disable: "Wrong password or code: two-factor authentication is still on." + note + g.serverTime()})
 		return
 	}
 	g.releaseAttempt(a)

@@ -53,8 +53,12 @@ type page struct {
 	// authentication, so turning it off only forces a new enrollment.
 	Required2FA bool
 	// DisableError is a refused attempt to turn two-factor
-	// authentication off, shown in its section, which stays open.
-	DisableError string
+	// authentication off, shown in its section, which stays open;
+	// PasswordError is the same for changing the password.
+	DisableError, PasswordError string
+	// OwnPassword is set for a user whose password is kept in the
+	// database, which the user may change on the account page.
+	OwnPassword bool
 }
 
 // keyRows writes a base32 key in groups of four, as people read it out,

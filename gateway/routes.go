@@ -24,6 +24,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"account":      {get: g.getAccount},
 		"whoami":       {get: g.getWhoami},
 		"disable":      {post: g.postDisable},
+		"password":     {post: g.postPassword},
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},

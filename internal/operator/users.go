@@ -315,11 +315,11 @@ func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	if acct.PasswordHash == nil {
 		return Report{}, notInDatabase(name)
 	}
-	if err := SetPassword(u.Store, name, hash); err != nil {
-		return Report{}, err
+	if len(hash) == 0 {
+		return Report{}, refuse(http.StatusBadRequest, "empty password hash")
 	}
-	if _, err := account.BumpGeneration(u.Store, name); err != nil {
-		return Report{}, err
+	if _, err := account.ChangePassword(u.Store, name, hash); err != nil {
+		return Report{}, fmt.Errorf("change the password of %q: %w", name, err)
 	}
 	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
 }
