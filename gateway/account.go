@@ -122,7 +122,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		// Which of the two was wrong stays unsaid: a borrowed session must
 		// not learn the password by elimination.
 		g.showAccountPage(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
-			accountErrors{disable: "Wrong password or code: two-factor authentication is still on." + note + g.serverTime()})
+			accountErrors{disable: "Wrong password or code." + note + g.serverTime()})
 		return
 	}
 	g.releaseAttempt(a)

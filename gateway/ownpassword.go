@@ -85,11 +85,11 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 	if !pwOK || !codeOK {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventPasswordChange, OutcomeFailure, s.User)
-		msg := "Wrong current password: your password was not changed."
+		msg := "Wrong current password."
 		if st.TOTPEnabled {
 			// Which of the two was wrong stays unsaid, as when turning
 			// 2FA off.
-			msg = "Wrong current password or code: your password was not changed."
+			msg = "Wrong current password or code."
 		}
 		refuse(http.StatusUnauthorized, "invalid_credentials", msg+note+g.serverTime())
 		return

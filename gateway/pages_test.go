@@ -367,7 +367,8 @@ func TestPages_TurningOffSaysItOnlyForcesANewEnrollmentAndStaysOpenAfterAWrongCo
 	r, _ := c.sendForm("/.totp-auth/account", "/.totp-auth/disable", url.Values{"password": {testPassword}, "code": {"000000"}})
 	if r.StatusCode != http.StatusUnauthorized || !strings.Contains(r.Body, `<details class="more danger" open>`) ||
 		!strings.Contains(r.Body, `</summary>
-<p class="error" role="alert">Wrong password or code: two-factor authentication is still on.`) {
+<p class="error" role="alert">Wrong password or code.
+Time on this server: 12:00:07 UTC.</p>`) {
 		t.Fatalf("a wrong code: %d, want the section open with the refusal in it\n%s", r.StatusCode, r.Body)
 	}
 
