@@ -166,6 +166,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	if groups := g.groupsValue(s.User); groups != "" {
 		r.Header.Set(GroupsHeader, groups)
 	}
+	r.Header.Set(FactorHeader, upstreamFactor(s.Factor))
 	return s.User, true
 }
 

@@ -111,6 +111,7 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 	// onto the request then replaces whatever the client sent.
 	w.Header().Set(g.cfg.UserHeader, s.User)
 	w.Header().Set(GroupsHeader, g.groupsValue(s.User))
+	w.Header().Set(FactorHeader, upstreamFactor(s.Factor))
 	w.WriteHeader(http.StatusOK)
 }
 
