@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -46,7 +47,10 @@ the database.
 
 With PostgreSQL (postgres in the Caddyfile, or --postgres <connection>),
 the commands always work on the database directly, Caddy running or not,
-and every running instance notices each change at once.`,
+and every running instance notices each change at once.
+
+More: docs/operations.md in the totp_auth repository
+(https://github.com/totp-auth/totp_auth/blob/main/docs/operations.md).`,
 		CobraFunc: addCommands,
 	})
 }
@@ -69,6 +73,10 @@ func addCommands(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
 	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
+		// A command prints its answer and nothing else: Caddy's own log
+		// lines (loading and adapting --config) are held back, never
+		// written.
+		caddy.BufferedLog()
 	}
 
 	user := &cobra.Command{
@@ -203,16 +211,26 @@ re-encrypts.`,
 		RunE: func(*cobra.Command, []string) error { return o.rotateKey() },
 	})
 	root.AddCommand(&cobra.Command{
-		Use:   "backup <file>",
+		Use:   "backup <file> | backup -",
 		Short: "Writes a consistent copy of the database, also while Caddy serves",
 		Long: `Writes a consistent copy of the database to <file> (- for standard output)
 while it stays in use. The copy holds TOTP secrets only encrypted: keep the
 encryption key too (the key file beside the database, or your
 encryption_key), in another place than the copy.`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return errors.New(backupUsage)
+			}
+			return nil
+		},
 		RunE: func(_ *cobra.Command, args []string) error { return o.backup(args[0]) },
 	})
 }
+
+// backupUsage answers `caddy totp-auth backup` without a file.
+const backupUsage = "name the file to write the copy to, or - for standard output:\n" +
+	"  caddy totp-auth backup /var/backups/totp.db\n" +
+	"  caddy totp-auth backup - > totp.db   (as a user who may write there)"
 
 // defaultBcryptCost is what `caddy hash-password` uses.
 const defaultBcryptCost = 14
