@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // This file holds what operators do that only the bbolt file allows: key
@@ -49,7 +49,7 @@ func (d *database) rotateKey() (rotationReport, error) {
 	if file == "" {
 		return r, nil
 	}
-	next, err := storage.NewKey()
+	next, err := secrets.NewKey()
 	if err != nil {
 		return r, err
 	}

@@ -2,12 +2,11 @@
 // http.handlers.totp_auth module and its Caddyfile directive, turns the
 // configuration into a gateway.Config, opens the database, and hands every
 // request to the gateway. It also holds the Caddy side of what operators
-// use while Caddy runs or not: the admin API module admin.api.totp_auth
-// (admin.go), the `caddy totp-auth` commands (command.go for the tree,
-// commandfuncs.go for what they run, with discovery, admin client, table,
-// backup file and password prompt apart), key files and rotation
-// (keys.go, maintenance.go), and the metrics (metrics.go). The user
-// operations themselves work on any store and live in internal/operator.
+// use while Caddy runs or not: the admin API module admin.api.totp_auth,
+// the `caddy totp-auth` commands (their tree, what they run, finding the
+// database they work on, talking to a running Caddy), key files and
+// rotation, backups, and the Prometheus metrics. The user operations
+// themselves work on any store and live in internal/operator.
 //
 // Nothing about passwords, TOTP, sessions or lockout lives here; that is the
 // gateway package. Build it into Caddy with
@@ -102,7 +101,9 @@ type TOTPAuth struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// The domain of the session cookie, to share one session with all
-	// subdomains. Default: none (the cookie belongs to this host only).
+	// subdomains. A public suffix (home.arpa, lan, com) is refused at
+	// start, since browsers drop such a cookie. Default: none (the cookie
+	// belongs to this host only).
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
 	// Whether a user without TOTP must enroll at first sign-in. When false,
@@ -191,6 +192,9 @@ func (TOTPAuth) CaddyModule() caddy.ModuleInfo {
 // Provision opens (or shares) the database and builds the gateway.
 func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	t.logger = ctx.Logger()
+	if err := checkCookieDomain(t.CookieDomain); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	users, err := canonicalUsers(t.Users)
 	if err != nil {
@@ -223,6 +227,11 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	t.warnUncoveredPortal(portal)
+	if len(portal) > 0 {
+		if err := requirePortalCheck(ctx); err != nil {
+			return err
+		}
+	}
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,

@@ -2,10 +2,15 @@ package postgres
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -62,7 +67,7 @@ func within(t testing.TB, d time.Duration, what string, cond func() bool) time.D
 }
 
 func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	a, b := openCached(t, dsn, key), openCached(t, dsn, key)
 	if g := generation(t, b, "alice"); g != 0 || !cached(b, "alice") {
@@ -76,22 +81,22 @@ func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing
 }
 
 func TestSessionState_ChangeMadeInSQLReachesTheCache(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	db := openCached(t, dsn, mustKey(t))
 	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	generation(t, db, "alice")
-	sql(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice'")
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice'")
 	within(t, time.Second, "a change typed in SQL reaches the cache", func() bool { return generation(t, db, "alice") == 7 })
-	sql(t, dsn, "TRUNCATE totp_auth.accounts")
+	pgtest.Exec(t, dsn, "TRUNCATE totp_auth.accounts")
 	within(t, time.Second, "a truncation reaches the cache", func() bool { return generation(t, db, "alice") == 0 })
 }
 
 // A change that no session check reads (an accepted time step) sends no
 // notification, so the cached entry stays.
 func TestSessionState_StepAcceptedKeepsTheEntry(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	db := openCached(t, dsn, mustKey(t))
 	enroll(t, db, "alice")
 	within(t, time.Second, "alice's state cached after the enrollment was heard", func() bool {
@@ -122,13 +127,13 @@ func listenerPID(t testing.TB, db *DB) int32 {
 }
 
 func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	generation(t, db, "alice")
 
 	pid := listenerPID(t, db)
-	sql(t, dsn, "SELECT pg_terminate_backend($1)", pid)
+	pgtest.Exec(t, dsn, "SELECT pg_terminate_backend($1)", pid)
 	took := within(t, time.Second, "the dropped listener is noticed", func() bool { return !db.cache.listening.Load() })
 	t.Logf("listener drop noticed after %s", took)
 	// alice changes while nothing listens: her cached state must not be used.
@@ -148,7 +153,7 @@ func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 }
 
 func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	generation(t, db, "alice")
@@ -167,7 +172,7 @@ func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 }
 
 func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
-	dsn := newDatabase(t)
+	server, dsn := pgtest.Own(t) // stopped below: not the shared cluster
 	db := openCached(t, dsn, mustKey(t))
 	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
@@ -203,7 +208,7 @@ func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
 // A change heard while a miss is being read keeps what the miss read out
 // of memory: it was read before the change.
 func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	testHookFill = func(user string) {
@@ -226,4 +231,94 @@ func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
 	if g := generation(t, db, "alice"); g != 1 {
 		t.Fatalf("generation %d after the change, want 1", g)
 	}
+}
+
+// With the default lease, a stalled listener still lets a logout on
+// another instance take effect within one second (SPEC §13).
+func TestSessionState_FrozenListenerWithTheDefaultLeaseStaysWithinASecond(t *testing.T) {
+	if DefaultLease >= time.Second {
+		t.Fatalf("DefaultLease is %s: a stalled listener would trust its memory for longer than a second", DefaultLease)
+	}
+	dsn := pgtest.Database(t)
+	key := mustKey(t)
+	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	writer := openCached(t, dsn, key)
+	waitTrusted(t, db)
+	generation(t, db, "alice")
+	if !cached(db, "alice") {
+		t.Fatal("alice's state is not in memory")
+	}
+	freeze(t, listenerPID(t, db))
+	frozen := time.Now()
+	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second-time.Since(frozen), "the new generation is seen within a second despite the frozen listener", func() bool {
+		return generation(t, db, "alice") == 1
+	})
+	t.Logf("fresh state %s after the listener froze, with the default lease of %s", time.Since(frozen), DefaultLease)
+}
+
+// Any role that may connect can NOTIFY: a heartbeat under this instance's
+// id with a time far in the future must not make it trust its memory any
+// longer than its own heartbeats do.
+func TestSessionState_ForgedHeartbeatsDoNotCount(t *testing.T) {
+	dsn := pgtest.Database(t)
+	db := openCached(t, dsn, mustKey(t))
+	future := strconv.FormatInt(db.cache.now()+int64(time.Hour), 10)
+	for _, payload := range []string{
+		db.cache.id + ":" + future,
+		db.cache.id + ":" + future + "/" + strings.Repeat("0", 64),
+		db.cache.id + ":" + future + "/" + db.cache.beatMAC(db.cache.id+":1"), // another beat's MAC
+	} {
+		pgtest.Exec(t, dsn, "SELECT pg_notify('totp_auth.heartbeat', $1)", payload)
+	}
+	// Heartbeats of its own, sent after the forged ones, are heard after them.
+	time.Sleep(4 * testHeartbeat)
+	waitTrusted(t, db)
+	if beat, now := db.cache.lastBeat.Load(), db.cache.now(); beat > now {
+		t.Fatalf("a forged heartbeat counted: the newest heartbeat is %s in the future", time.Duration(beat-now))
+	}
+}
+
+// Any role that may connect can LISTEN: the notifications name no user.
+func TestSessionState_NotificationsCarryNoUserNames(t *testing.T) {
+	dsn := pgtest.Database(t)
+	key := mustKey(t)
+	db := openCached(t, dsn, key)
+	generation(t, db, "alice-the-admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spy, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close(context.Background())
+	if _, err := spy.Exec(ctx, `LISTEN "totp_auth.account_changes"; LISTEN "totp_auth.accounts"; LISTEN "totp_auth.heartbeat"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := account.BumpGeneration(db, "alice-the-admin"); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice-the-admin'")
+	changes := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		wctx, wcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		n, err := spy.WaitForNotification(wctx)
+		wcancel()
+		if err != nil {
+			continue
+		}
+		if strings.Contains(n.Payload, "alice") {
+			t.Fatalf("a notification on %s names the user: %q", n.Channel, n.Payload)
+		}
+		if n.Channel == "totp_auth.account_changes" {
+			changes++
+		}
+	}
+	if changes == 0 {
+		t.Fatal("no change was announced at all")
+	}
+	// The instance still hears whose state changed.
+	within(t, time.Second, "the change typed in SQL reaches the cache", func() bool { return generation(t, db, "alice-the-admin") == 7 })
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,6 +93,49 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
+	// 3: no user name in clear in a notification (SPEC §13): any role that
+	// may connect can LISTEN. A change is announced on <schema>.account_changes
+	// as the hex SHA-256 of a random key kept in meta (which only roles
+	// granted the tables can read) and the name; instances key their memory
+	// by it. <schema>.accounts, which instances of the previous release
+	// listen on, hears an empty payload: they drop all they remember,
+	// which costs them reads but never serves them stale state.
+	`
+INSERT INTO meta (name, value)
+	VALUES ('notify_key', uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+	ON CONFLICT (name) DO NOTHING;
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k bytea;
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND OLD.revoked = NEW.revoked THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(OLD.name, 'UTF8')), 'hex'));
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(NEW.name, 'UTF8')), 'hex'));
+	END IF;
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION notify_accounts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', '');
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
@@ -160,17 +202,9 @@ func (db *DB) checkKey(ctx context.Context, tx pgx.Tx, current secrets.Key) erro
 	if canary == nil {
 		return writeCanary(ctx, tx, keys, to)
 	}
-	from, err := secrets.SealedKeyID(canary)
+	from, err := keys.CheckCanary(canary)
 	if err != nil {
-		return fmt.Errorf("read key canary: %w", err)
-	}
-	if !keys.Has(from) {
-		return fmt.Errorf("the secrets in this database are encrypted under key id %s, but the configured encryption_key has id %s: "+
-			"set encryption_key to the key this database was created with (or last rotated to)", from, keys.IDList())
-	}
-	plain, err := keys.Open(secrets.PurposeCanary, "", canary)
-	if err != nil || !bytes.Equal(plain, secrets.CanaryText) {
-		return fmt.Errorf("key canary does not decrypt under key id %s, although the id matches: the database was changed outside totp_auth; restore a backup", from)
+		return err
 	}
 	if from == to {
 		return nil
