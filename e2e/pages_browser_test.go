@@ -81,7 +81,7 @@ func TestBrowser_ReloadingAFailedFormCostsNothing(t *testing.T) {
 	// The same on the setup page: a wrong code, then a reload.
 	b.fill("#code", "000000")
 	b.click("form[action$='/setup'] button[type=submit]")
-	if msg := b.alert(); !strings.Contains(msg, "The time on this server is") || !strings.Contains(msg, "1 attempt left") {
+	if msg := b.alert(); !strings.Contains(msg, "Time on this server: ") || !strings.Contains(msg, "1 attempt left") {
 		t.Fatalf("a wrong code at setup says %q, want the server's time and 1 attempt left", msg)
 	}
 	b.reload()
