@@ -17,12 +17,18 @@ const GroupsHeader = "Remote-Groups"
 
 var groupsHeaderKey = headerKey(GroupsHeader)
 
+// groupsHeaderName is GroupsHeader in canonical form.
+var groupsHeaderName = http.CanonicalHeaderKey(GroupsHeader)
+
 // FactorHeader tells the upstream how the user proved the sign-in: totp,
 // backup_code or password (a password alone, where 2FA is optional). Any
 // spelling of it in the client's request is removed.
 const FactorHeader = "Remote-Auth-Factor"
 
 var factorHeaderKey = headerKey(FactorHeader)
+
+// factorHeaderName is FactorHeader in canonical form.
+var factorHeaderName = http.CanonicalHeaderKey(FactorHeader)
 
 // upstreamFactor is the FactorHeader value of a session proven by f: a
 // code that confirmed a new authenticator is a TOTP code.
@@ -114,8 +120,15 @@ func (g *Gateway) allows(p Policy, user string) bool {
 }
 
 // groupsValue is what GroupsHeader says for user: "" without groups.
-func (g *Gateway) groupsValue(user string) string {
-	return strings.Join(g.memberOf[user], ",")
+func (g *Gateway) groupsValue(user string) string { return g.groupsOf[user] }
+
+// groupsValues joins each user's groups once, for groupsValue.
+func groupsValues(memberOf map[string][]string) map[string]string {
+	out := make(map[string]string, len(memberOf))
+	for user, groups := range memberOf {
+		out[user] = strings.Join(groups, ",")
+	}
+	return out
 }
 
 // verifyAdmits reports whether s may pass a verify request: only a
