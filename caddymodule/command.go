@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
@@ -54,7 +55,10 @@ TOTP_AUTH_POSTGRES), the commands always work on the database directly,
 Caddy running or not, and every running instance notices each change at
 once. Keep secrets off the command line, where every local account can
 read them: --postgres, --to-postgres and --key take {env.X} and {file.X}
-placeholders, and a password or key written out gets a warning.`,
+placeholders, and a password or key written out gets a warning.
+
+More: docs/operations.md in the totp_auth repository
+(https://github.com/totp-auth/totp_auth/blob/main/docs/operations.md).`,
 		CobraFunc: addCommands,
 	})
 }
@@ -77,6 +81,10 @@ func addCommands(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, as a placeholder such as {file./etc/caddy/totp.key} or {env.TOTP_AUTH_KEY} (in hex it shows in the process list) (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
+		// A command prints its answer and nothing else: Caddy's own log
+		// lines (loading and adapting --config) are held back, never
+		// written.
+		caddy.BufferedLog()
 		warnClearSecrets(o.errOut, map[string]string{"postgres": o.postgres}, o.key)
 		var err error
 		o.postgres, err = resolveFlag("postgres", o.postgres)
@@ -256,16 +264,26 @@ re-encrypts.`,
 		RunE: func(*cobra.Command, []string) error { return o.rotateKey() },
 	})
 	root.AddCommand(&cobra.Command{
-		Use:   "backup <file>",
+		Use:   "backup <file> | backup -",
 		Short: "Writes a consistent copy of the database, also while Caddy serves",
 		Long: `Writes a consistent copy of the database to <file> (- for standard output)
 while it stays in use. The copy holds TOTP secrets only encrypted: keep the
 encryption key too (the key file beside the database, or your
 encryption_key), in another place than the copy.`,
-		Args: cobra.ExactArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return errors.New(backupUsage)
+			}
+			return nil
+		},
 		RunE: func(_ *cobra.Command, args []string) error { return o.backup(args[0]) },
 	})
 }
+
+// backupUsage answers `caddy totp-auth backup` without a file.
+const backupUsage = "name the file to write the copy to, or - for standard output:\n" +
+	"  caddy totp-auth backup /var/backups/totp.db\n" +
+	"  caddy totp-auth backup - > totp.db   (as a user who may write there)"
 
 // defaultBcryptCost is what `caddy hash-password` uses.
 const defaultBcryptCost = 14

@@ -68,10 +68,20 @@ func TestReadPasswordHash_RefusesPasswordsUnderEightCharactersAndSaysWhy(t *test
 			t.Errorf("%q: err = %v, want a refusal that says why", input, err)
 		}
 	}
-	for _, input := range []string{"12345678", "éééééééé"} {
+	for _, input := range []string{"84kq2zvm", "éééééééé"} {
 		o := &options{in: pipedStdin(t, input+"\n"), errOut: new(bytes.Buffer)}
 		if _, err := o.readPasswordHash("bob", bcrypt.MinCost); err != nil {
 			t.Errorf("%q (8 characters): %v", input, err)
+		}
+	}
+}
+
+func TestReadPasswordHash_RefusesTheMostCommonPasswordsAndSaysWhy(t *testing.T) {
+	for _, input := range []string{"password", "Password1", "qwertyuiop", "sunshine", "bob.builder"} {
+		o := &options{in: pipedStdin(t, input+"\n"), errOut: new(bytes.Buffer)}
+		_, err := o.readPasswordHash("Bob.Builder", bcrypt.MinCost)
+		if err == nil || !strings.Contains(err.Error(), "choose") || !strings.Contains(err.Error(), "nothing was changed") {
+			t.Errorf("%q: err = %v, want a refusal that says why", input, err)
 		}
 	}
 }

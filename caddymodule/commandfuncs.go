@@ -84,7 +84,10 @@ func (o *options) list(asJSON bool, q operator.ListQuery) error {
 		return enc.Encode(listing)
 	}
 	how := "through the running Caddy at " + t.adminAddress()
-	if t.admin == nil {
+	switch {
+	case t.postgres:
+		how = "read directly from PostgreSQL"
+	case t.admin == nil:
 		how = "read directly: Caddy is not running"
 	}
 	fmt.Fprintf(o.out, "Users in %s (%s):\n\n", listing.DB, how)

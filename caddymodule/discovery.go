@@ -32,6 +32,9 @@ type target struct {
 	path    string
 	admin   *adminClient // nil when opened directly
 	offline *database
+	// postgres is set for a PostgreSQL database, which commands always
+	// open directly, whether instances serve or not.
+	postgres bool
 }
 
 func (t *target) close() {
@@ -127,6 +130,34 @@ func (o *options) keySource(cfg *configuredDB) keySource {
 	return src
 }
 
+// keyOrigin says where keySource took the current key from, in the words
+// the operator used.
+func (o *options) keyOrigin(cfg *configuredDB) string {
+	switch {
+	case o.key != "":
+		return "--key"
+	case cfg != nil && cfg.keys.current != "":
+		return "encryption_key in " + o.config
+	case os.Getenv("TOTP_AUTH_KEY") != "":
+		return "TOTP_AUTH_KEY"
+	}
+	return "the key file beside the database"
+}
+
+// nameKeyOrigin rewrites a refusal of the key, which the store words for
+// a running Caddy ("the configured encryption_key"), to name the key a
+// command used.
+func (o *options) nameKeyOrigin(err error, cfg *configuredDB) error {
+	const configured = "the configured encryption_key"
+	msg := err.Error()
+	if !strings.Contains(msg, configured) {
+		return err
+	}
+	msg = strings.Replace(msg, configured, "the key from "+o.keyOrigin(cfg), 1)
+	msg = strings.Replace(msg, "set encryption_key to the key", "give the key", 1)
+	return errors.New(msg + " with --key, TOTP_AUTH_KEY or --config")
+}
+
 // openDirectly opens the database file with the key from --key, the
 // configuration file, TOTP_AUTH_KEY or the key file beside it, in that
 // order.
@@ -141,7 +172,7 @@ func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*da
 	}
 	d, err := openDatabaseFile(path, ks, offlineLockTimeout, zap.NewNop())
 	if err != nil {
-		return nil, err
+		return nil, o.nameKeyOrigin(err, cfg)
 	}
 	if cfg != nil {
 		d.holdForCommand(holder{users: cfg.users, keyFile: ks.file})
@@ -224,6 +255,10 @@ func configuredDatabases(cfgJSON []byte) ([]configuredDB, error) {
 	for _, h := range handlers {
 		if h.Postgres != "" {
 			pg := configuredPostgres(h, repl)
+			if pg.postgres == "" {
+				return nil, fmt.Errorf("postgres %s is empty in this shell: set it here as the Caddy service has it "+
+					"(for a systemd unit: `sudo systemctl show caddy -p Environment`), or give the connection with --postgres", h.Postgres)
+			}
 			i := slices.IndexFunc(dbs, func(d configuredDB) bool { return d.postgres == pg.postgres })
 			if i < 0 {
 				dbs = append(dbs, pg)

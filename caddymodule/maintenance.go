@@ -3,7 +3,6 @@ package caddymodule
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
@@ -71,33 +70,9 @@ func (d *database) rotateKey() (rotationReport, error) {
 	}
 	d.current = next
 	r.Rotated, r.KeyID = true, next.ID()
-	retired, err := retiredKeys(file)
-	if err != nil {
-		return r, err
-	}
-	r.Message = fmt.Sprintf("Re-encrypted every secret under a new key (id %s, was %s); the new key is in %s. "+
-		"Every retired key stays beside it until you remove it. A backup opens only with the key that was current when it was made "+
-		"(`caddy totp-auth backup` names it): %s.",
-		next.ID(), old.ID(), file, backupKeys(file, next, retired))
+	r.Message = fmt.Sprintf("Rotated to key %s in %s; the old key %s stays in %s.%s for backups made before now.",
+		next.ID(), file, old.ID(), file, old.ID())
 	return r, nil
-}
-
-// backupKeys says which backups need which key: the current one for
-// backups from now on, each retired key for those made while it was
-// current (retired is the most recent first).
-func backupKeys(file string, current secrets.Key, retired []retiredKey) string {
-	parts := []string{fmt.Sprintf("from now on, key %s in %s", current.ID(), file)}
-	for i, k := range retired {
-		when := "made before now"
-		if i > 0 {
-			when = "made before " + k.retired.UTC().Format("2006-01-02 15:04 UTC")
-		}
-		if i+1 < len(retired) {
-			when += " and after " + retired[i+1].retired.UTC().Format("2006-01-02 15:04 UTC")
-		}
-		parts = append(parts, fmt.Sprintf("%s, key %s in %s", when, k.key.ID(), k.file))
-	}
-	return strings.Join(parts, "; ")
 }
 
 // rotationSteps tells an operator whose configuration names the key how

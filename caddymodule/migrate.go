@@ -79,14 +79,14 @@ func (o *options) migrate(to string) error {
 	if err != nil {
 		return fmt.Errorf("copy %s into %s: %w", path, name, err)
 	}
-	key := "the same encryption_key"
+	key, keyNote := "{env.TOTP_AUTH_KEY}", fmt.Sprintf("TOTP_AUTH_KEY the key this database has now (id %s)", src.current.ID())
 	if f := src.keyFile(); f != "" {
-		key = fmt.Sprintf("encryption_key {file.%s} (the key file of %s, id %s)", f, path, src.current.ID())
+		key, keyNote = "{file."+f+"}", "the key file readable by Caddy on every instance"
 	}
-	fmt.Fprintf(o.out, "Copied %s into %s: %s.\n"+
-		"Now point every instance at it, in place of db_path:\n\n\tpostgres       <this connection string>\n\tencryption_key <%s>\n\n"+
-		"Users keep their authenticator apps, their unused backup codes and their sessions.\n",
-		path, name, copied, key)
+	fmt.Fprintf(o.out, "Copied %s into %s: %s. Users keep their authenticator apps, unused backup codes and sessions.\n"+
+		"In every instance's totp_auth block, put these two lines in place of db_path, with TOTP_AUTH_POSTGRES the connection string "+
+		"in Caddy's environment, and %s:\n\n\tpostgres       {env.TOTP_AUTH_POSTGRES}\n\tencryption_key %s\n",
+		path, name, copied, keyNote, key)
 	return nil
 }
 

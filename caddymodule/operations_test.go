@@ -203,6 +203,16 @@ func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
 	}
 }
 
+func TestOperations_UserNamesWithASpaceOrAColonAreRefusedSayingWhy(t *testing.T) {
+	d := testDatabase(t)
+	for name, why := range map[string]string{"eve smith": "contains a space", "eve:x": "contains a colon"} {
+		_, err := d.users().Add(name, mustHash(t, "pw"))
+		if refusal(t, err) != http.StatusBadRequest || !strings.Contains(err.Error(), why) {
+			t.Errorf("Add(%q): %v, want 400 saying it %s", name, err, why)
+		}
+	}
+}
+
 func TestOperations_PasswdEndsSessions(t *testing.T) {
 	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "old")); err != nil {

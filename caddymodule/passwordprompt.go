@@ -8,16 +8,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"unicode/utf8"
 
+	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 )
-
-// minPasswordLength is the fewest characters a password set with `user
-// add` or `user passwd` may have.
-const minPasswordLength = 8
 
 // readPasswordHash reads a new password for user and hashes it with
 // bcrypt: from the terminal without echo, asked twice, or from the first
@@ -40,14 +36,8 @@ func (o *options) readPasswordHash(user string, cost int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case len(password) == 0:
-		return nil, errors.New("the password is empty")
-	case utf8.RuneCount(password) < minPasswordLength:
-		return nil, fmt.Errorf("the password is shorter than %d characters, short enough to guess: choose a longer one "+
-			"(a few unrelated words are easy to type and hard to guess); nothing was changed", minPasswordLength)
-	case len(password) > 72:
-		return nil, errors.New("the password is longer than 72 bytes, more than bcrypt uses: choose a shorter one")
+	if err := gateway.CheckNewPassword(name, string(password)); err != nil {
+		return nil, fmt.Errorf("%w; nothing was changed", err)
 	}
 	hash, err := bcrypt.GenerateFromPassword(password, cost)
 	if err != nil {

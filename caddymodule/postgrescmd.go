@@ -42,7 +42,7 @@ func (o *options) connectPostgres(configured []configuredDB) (t *target, ok bool
 	if err != nil {
 		return nil, true, err
 	}
-	return &target{path: d.path, offline: d}, true, nil
+	return &target{path: d.path, offline: d, postgres: true}, true, nil
 }
 
 // openPostgres opens the database at connString with the key from --key,
@@ -64,7 +64,7 @@ func (o *options) openPostgres(connString string, cfg *configuredDB) (*database,
 	defer cancel()
 	db, err := postgres.Open(ctx, connString, postgres.Options{Keys: ks.keys})
 	if err != nil {
-		return nil, err
+		return nil, o.nameKeyOrigin(err, cfg)
 	}
 	d := &database{path: name, db: db, logger: zap.NewNop(), current: ks.current(), handlers: make(map[*TOTPAuth]holder)}
 	if cfg != nil {

@@ -36,7 +36,7 @@ func printUsers(w io.Writer, l operator.Listing, now time.Time) {
 		_ = tw.Flush()
 	}
 	if !l.SourcesKnown {
-		fmt.Fprintln(w, "\nCaddy is not running, and without --config the Caddyfile is unknown here: users of `user` lines who never\n"+
+		fmt.Fprintln(w, "\nWithout --config the Caddyfile is unknown here: users of `user` lines who never\n"+
 			"signed in are missing, and \"Caddyfile?\" marks those whose 2FA is stored without a password.")
 	}
 	for _, lk := range l.LockedClientIPs {

@@ -90,11 +90,19 @@ func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
 	expect(t, "GET setup", r, http.StatusOK)
 	secret, _ := r.json(t)["secret"].(string)
 	app := &authenticator{t: t, secret: secret}
-	expect(t, "POST setup", b.api("POST", "setup", map[string]string{"code": app.code()}), http.StatusOK)
+	r = b.api("POST", "setup", map[string]string{"code": app.code()})
+	expect(t, "POST setup", r, http.StatusOK)
+	var codes []string
+	for _, c := range r.json(t)["backup_codes"].([]any) {
+		codes = append(codes, c.(string))
+	}
 
 	r = b.do("GET", "/hello", nil, "Accept", "text/html")
 	expect(t, "GET /hello after sign-in", r, http.StatusOK)
-	for _, want := range []string{"Hello, demo!", "<code>/hello</code>"} {
+	// A page for phones and dark mode, saying truthfully how the user
+	// signed in.
+	for _, want := range []string{"Hello, demo!", "<code>/hello</code>", `<meta name="viewport" content="width=device-width,initial-scale=1">`,
+		`<meta name="color-scheme" content="light dark">`, "signed in with\nyour password and a code from your authenticator app."} {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("demo page lacks %q:\n%s", want, r.body)
 		}
@@ -138,4 +146,16 @@ func TestExample_DemoUserReachesTheDemoUpstream(t *testing.T) {
 	}
 	expect(t, "POST 2fa after a restart", b.api("POST", "2fa", map[string]string{"code": app.code()}), http.StatusOK)
 	expect(t, "GET /hello after a restart", b.do("GET", "/hello", nil, "Accept", "text/html"), http.StatusOK)
+
+	// A sign-in with a backup code says so, not that it was a TOTP code.
+	b = newClient(t, port)
+	b.base = fmt.Sprintf("http://localhost:%d", port)
+	expect(t, "POST login as demo again", b.api("POST", "login", map[string]string{"username": "demo", "password": "demo-password"}), http.StatusOK)
+	expect(t, "POST 2fa with a backup code", b.api("POST", "2fa", map[string]string{"code": codes[0]}), http.StatusOK)
+	expect(t, "POST backup-codes", b.api("POST", "backup-codes", map[string]string{}), http.StatusOK)
+	r = b.do("GET", "/hello", nil, "Accept", "text/html")
+	expect(t, "GET /hello after a backup code", r, http.StatusOK)
+	if body := string(r.body); !strings.Contains(body, "signed in with\nyour password and a backup code.") || strings.Contains(body, "authenticator app") {
+		t.Errorf("after a backup code the demo page says:\n%s", body)
+	}
 }

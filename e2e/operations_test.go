@@ -222,6 +222,11 @@ func testUserCommands(t *testing.T, running, withConfig bool) {
 	// A password under 8 characters is refused, with the reason.
 	expectOutput(t, "user add with a short password", op.refused("short1\n", "user", "add", "eve", "--cost", "4"), "shorter than 8 characters")
 	expectOutput(t, "user passwd with a short password", op.refused("x\n", "user", "passwd", "bob", "--cost", "4"), "shorter than 8 characters")
+	// So are the most common passwords, and names with a space or a colon.
+	expectOutput(t, "user add with a common password", op.refused("Password1\n", "user", "add", "eve", "--cost", "4"), "most common passwords")
+	expectOutput(t, "user passwd with a common password", op.refused("iloveyou\n", "user", "passwd", "bob", "--cost", "4"), "most common passwords")
+	expectOutput(t, "user add with a space in the name", op.refused(testPassword+"\n", "user", "add", "eve smith", "--cost", "4"), "contains a space")
+	expectOutput(t, "user add with a colon in the name", op.refused(testPassword+"\n", "user", "add", "eve:x", "--cost", "4"), "contains a colon")
 
 	// passwd: the new password works, the old one and every session end.
 	const newPassword = "a new password for bob"
@@ -372,8 +377,17 @@ func TestRotateKey_KeyFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		retired := db + ".key." + oldKey.ID()
-		// It says which backups need which key: this one and every one retired before.
-		expectOutput(t, "rotate-key", out, append([]string{"Re-encrypted every secret under a new key", db + ".key", "made before now"}, append(retiredFiles, retired)...)...)
+		// A short confirmation: the new key's file, and where the old one
+		// stays for the backups made before; not every key retired before.
+		expectOutput(t, "rotate-key", out, "Rotated to key ", db+".key;", "the old key "+oldKey.ID()+" stays in "+retired+" for backups made before now.")
+		for _, earlier := range retiredFiles {
+			if strings.Contains(out, earlier) {
+				t.Errorf("rotate-key (%s) lists the key retired earlier in %s: the message grows with every rotation\n%s", mode.name, earlier, out)
+			}
+		}
+		if strings.Count(strings.TrimSpace(out), "\n") != 0 {
+			t.Errorf("rotate-key (%s) printed more than one line:\n%s", mode.name, out)
+		}
 		retiredFiles = append(retiredFiles, retired)
 		if strings.Contains(out, old) {
 			t.Fatal("rotate-key printed the old key")

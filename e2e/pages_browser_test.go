@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/chromedp"
@@ -80,7 +81,7 @@ func TestBrowser_ReloadingAFailedFormCostsNothing(t *testing.T) {
 	// The same on the setup page: a wrong code, then a reload.
 	b.fill("#code", "000000")
 	b.click("form[action$='/setup'] button[type=submit]")
-	if msg := b.alert(); !strings.Contains(msg, "The time on this server is") || !strings.Contains(msg, "1 attempt left") {
+	if msg := b.alert(); !strings.Contains(msg, "Time on this server: ") || !strings.Contains(msg, "1 attempt left") {
 		t.Fatalf("a wrong code at setup says %q, want the server's time and 1 attempt left", msg)
 	}
 	b.reload()
@@ -241,4 +242,192 @@ func TestBrowser_CopyButtonCopiesTheKey(t *testing.T) {
 		t.Fatalf("the copy button copied %q, want the key %q", copied, want)
 	}
 	b.shot("copied")
+}
+
+// keyLines is how the setup page lays out the key: the number of groups of
+// four on each line, such as "4,4", or "split" when a line break falls
+// inside a group.
+const keyLines = `(() => {
+	const tops = [];
+	const walk = document.createTreeWalker(document.getElementById("secret"), NodeFilter.SHOW_TEXT);
+	for (let n; (n = walk.nextNode()); ) {
+		for (const m of n.data.matchAll(/\S+/g)) {
+			const r = document.createRange();
+			r.setStart(n, m.index);
+			r.setEnd(n, m.index + m[0].length);
+			const rects = r.getClientRects();
+			if (rects.length !== 1) return "split";
+			tops.push(Math.round(rects[0].top));
+		}
+	}
+	const counts = [];
+	tops.forEach((t, i) => { if (i === 0 || t !== tops[i - 1]) counts.push(0); counts[counts.length - 1]++; });
+	return counts.join(",");
+})()`
+
+// messageLines is how many lines of text the element sel takes.
+func (b *tab) messageLines(sel string) int64 {
+	b.t.Helper()
+	return get(b, "measure "+sel, chromedp.Evaluate[int64](`(() => {
+		const e = document.querySelector(`+"`"+sel+"`"+`), cs = getComputedStyle(e);
+		return Math.round((e.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom)) / parseFloat(cs.lineHeight));
+	})()`))
+}
+
+// A phone cannot scan its own screen: the setup page links the key's
+// otpauth URI (the QR code's content) for the phone's authenticator app,
+// and the page's CSP lets the browser follow it. The key shows as rows of
+// four groups, never a group split or a ragged wrap.
+func TestBrowser_EnrollingOnAPhoneOpensTheAppAndKeepsTheKeyInRowsOfFour(t *testing.T) {
+	t.Parallel()
+	browser := newBrowser(t)
+	b := newTab(t, browser, browserSite(t, "alice"))
+	defer logScreenshots(t)
+	b.open("/app")
+	b.signIn("alice", testPassword)
+	b.at(prefix + "/setup")
+	uri := decodeQR(t, b.attr("img.qr", "src"))
+	if href := b.attr("a.open-app", "href"); href != uri || !strings.HasPrefix(href, "otpauth://totp/") {
+		t.Fatalf("the link for the authenticator app is %q, want the QR code's URI %q", href, uri)
+	}
+	for _, sc := range []screen{{"small phone", 320, 640, true}, {"phone", 390, 844, true}, {"desktop", 1024, 760, false}} {
+		opts := []chromedp.EmulateViewportOption{}
+		if sc.mobile {
+			opts = append(opts, chromedp.EmulateMobile)
+		}
+		b.do("emulate "+sc.name, chromedp.EmulateViewport(sc.width, sc.height, opts...))
+		b.open(prefix + "/setup")
+		lines := get(b, "lay out the key", chromedp.Evaluate[string](keyLines))
+		if lines != "4,4" && (sc.mobile || lines != "8") {
+			t.Errorf("on a %s the key's groups of four lie on lines as %q, want 4,4", sc.name, lines)
+		}
+		b.shot("setup-" + strings.ReplaceAll(sc.name, " ", "-"))
+	}
+	// Following the link is no CSP violation and leaves the page as it is
+	// (here no app takes the URI).
+	b.do("watch for CSP violations", chromedp.Evaluate[chromedp.Void](
+		`window.violations = []; document.addEventListener("securitypolicyviolation", e => window.violations.push(e.violatedDirective))`))
+	b.expand("a.open-app")
+	time.Sleep(300 * time.Millisecond)
+	if v := get(b, "read violations", chromedp.Evaluate[string](`window.violations.join(",")`)); v != "" {
+		t.Fatalf("following the otpauth link violates the CSP: %s", v)
+	}
+	b.at(prefix + "/setup")
+}
+
+// Turning 2FA off where it is required says first that it only forces a
+// new enrollment, as a caution (not the green of a success); a wrong code
+// keeps the section open, and a wrong code reads in two lines on a phone.
+func TestBrowser_TurningOffSaysWhatItDoesAndWrongCodesReadInTwoLines(t *testing.T) {
+	t.Parallel()
+	browser := newBrowser(t)
+	port := browserSite(t, "alice")
+	b, app, _ := signedUp(t, browser, port, "alice")
+	defer logScreenshots(t)
+	b.do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
+
+	b.open(prefix + "/account")
+	b.expand("details.danger summary")
+	if note := b.text("#disable-note"); !strings.Contains(note, "requires two-factor authentication") || !strings.Contains(note, "sets up an authenticator app again") {
+		t.Fatalf("before turning 2FA off the page says %q", note)
+	}
+	differs := get(b, "compare the caution with a notice", chromedp.Evaluate[bool](`(() => {
+		const n = document.createElement("p"); n.className = "notice"; document.querySelector("main").append(n);
+		const notice = getComputedStyle(n).backgroundColor, caution = getComputedStyle(document.getElementById("disable-note")).backgroundColor;
+		n.remove();
+		return notice !== caution && caution !== "rgba(0, 0, 0, 0)";
+	})()`))
+	if !differs {
+		t.Error("the caution before turning 2FA off looks like a success notice")
+	}
+	b.shot("turn-off-caution")
+	b.fill("#disable-password", testPassword)
+	b.fill("#disable-code", "000000")
+	b.click("form[action$='/disable'] button[type=submit]")
+	if open := get(b, "is the section open", chromedp.Evaluate[bool](`document.querySelector("details.danger").open`)); !open {
+		t.Fatal("after a wrong code the section to turn 2FA off is closed")
+	}
+	if msg := b.text("details.danger [role=alert]"); !strings.Contains(msg, "Wrong password or code") || !strings.Contains(msg, "Time on this server") {
+		t.Fatalf("the section says %q after a wrong code", msg)
+	}
+	if n := b.messageLines("details.danger .error"); n > 2 {
+		t.Errorf("the wrong-code message takes %d lines on a phone, want 2", n)
+	}
+	b.shot("turn-off-wrong-code")
+
+	// The second-factor page.
+	b.click("form[action$='/logout'] button")
+	b.open("/app")
+	b.signIn("alice", testPassword)
+	b.at(prefix + "/2fa")
+	b.fill("#code", "000000")
+	b.click("form[action$='/2fa'] button[type=submit]")
+	if msg := b.alert(); !strings.Contains(msg, "code is not right") {
+		t.Fatalf("a wrong code says %q", msg)
+	}
+	if n := b.messageLines(".error"); n > 2 {
+		t.Errorf("the wrong-code message takes %d lines on a phone, want 2", n)
+	}
+	b.shot("2fa-wrong-code")
+	b.fill("#code", app.code())
+	b.click("form[action$='/2fa'] button[type=submit]")
+	b.at("/app")
+}
+
+// A user kept in the database changes their own password on the account
+// page: the current password and a code, a new one that is not common;
+// this browser stays signed in, another is signed out, and the new
+// password is the one that works.
+func TestBrowser_ChangeYourOwnPassword(t *testing.T) {
+	t.Parallel()
+	browser := newBrowser(t)
+	c := newCaddy(t)
+	up := newUpstream(t)
+	port := freePort(t)
+	c.start(c.caddyfile("", protectedSite(port, c.totpAuth("totp.db", []string{"alice"}, `issuer "Browser Lab"`), up)), port)
+	if out, err := c.cli(testPassword+"\n", nil, "user", "add", "dave", "--cost", "4"); err != nil {
+		t.Fatalf("user add dave: %v\n%s", err, out)
+	}
+	b, app, _ := signedUp(t, browser, port, "dave")
+	defer logScreenshots(t)
+	other := newTab(t, browser, port)
+	other.open("/app")
+	other.signIn("dave", testPassword)
+	other.fill("#code", app.code())
+	other.click("form[action$='/2fa'] button[type=submit]")
+	other.at("/app")
+
+	b.open(prefix + "/account")
+	b.expand("details.password summary")
+	b.checkForm()
+	b.fill("#pw-current", testPassword)
+	b.fill("#pw-new", "password1")
+	b.fill("#pw-code", app.code())
+	b.click("form[action$='/password'] button[type=submit]")
+	if msg := b.text("details.password [role=alert]"); !strings.Contains(msg, "most common passwords") {
+		t.Fatalf("a common new password: the page says %q", msg)
+	}
+	b.shot("password-common")
+	const newPassword = "plum umbrella seventeen"
+	b.fill("#pw-current", testPassword)
+	b.fill("#pw-new", newPassword)
+	b.fill("#pw-code", app.code())
+	b.click("form[action$='/password'] button[type=submit]")
+	b.at(prefix + "/done")
+	b.expectHeading("Your password is changed")
+	b.shot("password-changed")
+	b.reload() // a page a reload cannot post again
+	b.expectHeading("Your password is changed")
+	b.open("/app")
+	b.at("/app")
+
+	other.open("/app")
+	other.at(prefix + "/login")
+	other.signIn("dave", testPassword)
+	if msg := other.alert(); !strings.Contains(msg, "Wrong user name or password") {
+		t.Fatalf("the old password: the page says %q", msg)
+	}
+	other.fill("#password", newPassword) // the name is still filled in
+	other.click("button[type=submit]")
+	other.at(prefix + "/2fa")
 }

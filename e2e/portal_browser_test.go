@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -143,5 +144,95 @@ func TestBrowser_ForbiddenUserSignsInAsSomeoneElse(t *testing.T) {
 	}
 	if id := identity(e, "Remote-User"); len(id) != 1 || id[0] != "Remote-User: bob" {
 		t.Errorf("upstream got %q, want Remote-User: bob", id)
+	}
+}
+
+// A returning user signs in through the portal again, with a code from the
+// app and later with a backup code, behind a second Caddy and behind
+// nginx, and lands on the app each time: the post of the second factor
+// must not end in a redirect the page's form-action forbids.
+func TestBrowser_PortalSecondSignInReturnsToTheApp(t *testing.T) {
+	t.Parallel()
+	browser := newBrowser(t, chromedp.Flag("host-resolver-rules", "MAP *."+portalDomain+" 127.0.0.1"))
+	s := startPortal(t)
+	s.startNginx(t)
+	for _, tt := range []struct {
+		name, user, origin string
+	}{
+		{"behind Caddy's forward_auth", "alice", s.appURL()},
+		{"behind nginx's auth_request", "bob", s.nginxURL()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			defer logScreenshots(t)
+			target := tt.origin + "/hello?x=1&y=two"
+			var app *authenticator
+
+			// First sign-in: enrollment, which ends on a link.
+			b := portalTab(t, browser, s)
+			b.passwordAtPortal(target, tt.user)
+			b.at(prefix + "/setup")
+			app = &authenticator{t: t, secret: strings.ReplaceAll(b.text("#secret"), " ", "")}
+			b.fill("#code", app.code())
+			b.click("form[action$='/setup'] button[type=submit]")
+			codes := b.texts("ul.codes li")
+			b.click("a.continue")
+			b.expectApp(target, tt.user)
+
+			// Second sign-in, in a new browser context: a code from the app.
+			b = portalTab(t, browser, s)
+			b.passwordAtPortal(target, tt.user)
+			b.at(prefix + "/2fa")
+			b.fill("#code", app.code())
+			b.click("form[action$='/2fa'] button[type=submit]")
+			b.expectApp(target, tt.user)
+
+			// Third sign-in: a backup code, then a fresh set, then the app.
+			b = portalTab(t, browser, s)
+			b.passwordAtPortal(target, tt.user)
+			b.at(prefix + "/2fa")
+			b.expand("details.backup summary")
+			b.fill("#backup-code", codes[0])
+			b.click("form.backup button[type=submit]")
+			b.at(prefix + "/backup-codes")
+			b.click("form[action$='/backup-codes'] button[type=submit]")
+			b.at(prefix + "/codes")
+			b.click("a.continue")
+			b.expectApp(target, tt.user)
+		})
+	}
+}
+
+// portalTab opens a tab in a fresh browser context (no cookies) whose
+// pages are the portal's.
+func portalTab(t *testing.T, browser context.Context, s *portalSetup) *tab {
+	t.Helper()
+	b := newTab(t, browser, s.portalPort)
+	b.base = s.portalURL()
+	return b
+}
+
+// passwordAtPortal opens target, which sends the browser to the portal's
+// login page, and signs in there with user's password.
+func (b *tab) passwordAtPortal(target, user string) {
+	b.t.Helper()
+	b.do("open the app", chromedp.Navigate(target))
+	b.at(prefix + "/login")
+	b.fill("#username", user)
+	b.fill("#password", testPassword)
+	b.click("button[type=submit]")
+}
+
+// expectApp waits until the browser shows target, the upstream's answer
+// for user.
+func (b *tab) expectApp(target, user string) {
+	b.t.Helper()
+	for deadline := time.Now().Add(stepTimeout); b.location() != target; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the browser is at %s, want the app at %s\npage: %s", b.location(), target, b.text("body"))
+		}
+	}
+	e := recordedOf(b.t, response{status: 200, body: []byte(b.text("body"))})
+	if id := identity(e, "Remote-User"); len(id) != 1 || id[0] != "Remote-User: "+user {
+		b.t.Fatalf("upstream got %q, want Remote-User: %s", id, user)
 	}
 }

@@ -81,8 +81,28 @@ func TestPostgres_MigrateFromBboltKeepsAuthenticatorsCodesAndSessions(t *testing
 		t.Fatalf("a second migrate into the same database: %v\n%s", err, out)
 	}
 
+	// The lines migrate tells the operator to paste work as printed, with
+	// the connection string and the key in the environment.
+	var pasted []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "\t") {
+			pasted = append(pasted, "\t"+line)
+		}
+	}
+	if len(pasted) != 2 || !strings.Contains(pasted[0], "postgres       {env.TOTP_AUTH_POSTGRES}") {
+		t.Fatalf("migrate does not print the two lines to paste:\n%s", out)
+	}
+
 	c := newCluster(t, dsn, []string{"carol"})
 	expect(t, "the session made on bbolt, on A", on(owner, c.aPort).do("GET", "/app", nil, "Accept", "application/json"), http.StatusOK)
+
+	pastedCfg := single.writeConfig("Caddyfile.pasted", single.caddyfile("", site(freePort(t),
+		"totp_auth {\n"+strings.Join(pasted, "\n")+"\n\t\tuser carol "+testHash+"\n\t}", "respond ok")))
+	list, err := single.cli("", []string{"TOTP_AUTH_POSTGRES=" + dsn, "TOTP_AUTH_KEY=" + testKey}, "user", "list", "--config", pastedCfg)
+	if err != nil || !strings.Contains(list, "read directly from PostgreSQL") || strings.Contains(list, "not running") {
+		t.Fatalf("user list with the pasted lines while two instances serve: %v\n%s", err, list)
+	}
+	expectRow(t, list, "carol", "Caddyfile", "on", "10", false)
 
 	withApp := newClient(t, c.bPort)
 	expect(t, "password on B", login(withApp, "carol", testPassword), http.StatusOK)

@@ -16,23 +16,39 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	g.showAccount(w, r, s, st, http.StatusOK, g.backTarget(r, ""), "")
+	g.showAccountPage(w, r, s, st, http.StatusOK, g.backTarget(r, ""), accountErrors{})
+}
+
+// accountErrors are refusals the account page shows in the section of the
+// form that was refused, which then stays open.
+type accountErrors struct {
+	disable, password string
+	// other is a refusal shown at the top of the page.
+	other string
 }
 
 // showAccount answers with the account overview, as JSON or as the account
-// page showing errMsg.
+// page showing errMsg at its top.
 func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, status int, back, errMsg string) {
+	g.showAccountPage(w, r, s, st, status, back, accountErrors{other: errMsg})
+}
+
+// showAccountPage answers with the account overview, as JSON or as the
+// account page showing errs.
+func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, status int, back string, errs accountErrors) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
 		return
 	}
+	_, inConfig := g.cfg.Users[s.User]
 	if wantsJSON(r) {
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
-		Back: back, Redirect: back, Apps: g.appPasswordsView(acct)})
+	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes),
+		Error: errs.other, DisableError: errs.disable, PasswordError: errs.password, OwnPassword: acct.PasswordHash != nil && !inConfig,
+		Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back, Apps: g.appPasswordsView(acct)})
 }
 
 // accountURL is the account page, leading back to back.
@@ -109,8 +125,8 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		}
 		// Which of the two was wrong stays unsaid: a borrowed session must
 		// not learn the password by elimination.
-		g.showAccount(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
-			"Wrong password or code: two-factor authentication is still on."+g.serverTime()+note)
+		g.showAccountPage(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
+			accountErrors{disable: "Wrong password or code." + note + g.serverTime()})
 		return
 	}
 	g.releaseAttempt(a)

@@ -519,7 +519,7 @@ func TestAppPassword_RevokedByTheRulesThatEndAnAccountsTrust(t *testing.T) {
 			}
 		},
 		"passwd": func(t *testing.T, e *env, _ *client, _ string) {
-			if err := account.RevokeAppPasswords(e.store, "alice"); err != nil {
+			if _, err := account.ChangePassword(e.store, "alice", passwordHash(t)); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -543,6 +543,24 @@ func TestAppPassword_RevokedByTheRulesThatEndAnAccountsTrust(t *testing.T) {
 				t.Errorf("after %s the store keeps %d app passwords", name, len(a.AppPasswords))
 			}
 		})
+	}
+}
+
+func TestAppPassword_ChangingOneselfsPasswordRevokesThem(t *testing.T) {
+	e := appEnv(t)
+	databaseUser(e, "dave")
+	c := e.client()
+	secret, _ := c.enroll("dave")
+	_, value := c.makeAppPassword(nil)
+	if r := e.basic("GET", "/", "dave", value); r.StatusCode != 200 {
+		t.Fatalf("app password before the change: %d %s", r.StatusCode, r.Body)
+	}
+	e.clock.Advance(30 * time.Second)
+	if r := c.postJSON("/.totp-auth/password", map[string]string{"current": testPassword, "new": newPassword, "code": e.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("change own password: %d %s", r.StatusCode, r.Body)
+	}
+	if r := e.basic("GET", "/", "dave", value); r.StatusCode != 401 {
+		t.Fatalf("app password after the user changed their password: %d, want 401", r.StatusCode)
 	}
 }
 

@@ -179,7 +179,7 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		g.render(w, r, http.StatusOK, "message", page{Title: "Backup codes are shown once",
-			Notice:   "New backup codes are shown once, right after they are made, and only in the browser that made them. If you did not save them, make a new set on your account page: it replaces every old code.",
+			Caution:  "New backup codes are shown once, right after they are made, and only in the browser that made them. If you did not save them, make a new set on your account page: it replaces every old code.",
 			Continue: g.cfg.Prefix + "/account", ContinueLabel: "Go to your account"})
 		return
 	}

@@ -113,7 +113,10 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	}
 	moving := acct.TOTPSecret != ""
 	g.render(w, r, status, "setup", page{
-		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
+		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretRows: keyRows(enr.Secret),
+		// The URI carries the key, as the QR code does; following the link
+		// sends nothing over the network: the system hands it to an app.
+		OTPAuth: template.URL(uri),
 		Expires: inWords(enr.Expires.Sub(now)), Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
 	})
 }
@@ -206,7 +209,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		note := g.failAttempt(r, a, e.user)
 		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
-		refuse(http.StatusBadRequest, "invalid_code", "That code is not right. Enter the current code your app shows for this key."+g.serverTime()+note)
+		refuse(http.StatusBadRequest, "invalid_code", "That code is not right."+note+g.serverTime())
 		return
 	}
 	var codes []string

@@ -117,9 +117,7 @@ func TestFlow_BrowserFormsWorkWithoutJavaScript(t *testing.T) {
 	if !strings.Contains(page.Body, `<img class="qr" src="data:image/png;base64,`) {
 		t.Fatalf("setup page has no inline QR:\n%s", page.Body)
 	}
-	i := strings.Index(page.Body, `id="secret">`)
-	secret := page.Body[i+len(`id="secret">`):]
-	secret = strings.ReplaceAll(secret[:strings.IndexByte(secret, '<')], " ", "") // shown in groups of four
+	secret := strings.ReplaceAll(shownKey(t, page.Body), " ", "") // shown in groups of four
 	r = c.postForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {e.code(secret, 0)}})
 	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/codes" {
 		t.Fatalf("setup form: %d %s, want 303 to the codes page", r.StatusCode, r.Header.Get("Location"))

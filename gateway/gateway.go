@@ -185,7 +185,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	case s == nil && basic:
 		user, ok := g.passAppPassword(w, r, basicUser, basicValue, now)
 		if ok {
-			g.passUpstream(r, user)
+			g.passUpstream(r, user, "app_password")
 		}
 		return user, ok
 	case s == nil:
@@ -209,19 +209,21 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 			return "", false
 		}
 	}
-	g.passUpstream(r, s.User)
+	g.passUpstream(r, s.User, upstreamFactor(s.Factor))
 	return s.User, true
 }
 
-// passUpstream readies r to go on to the upstream as user's: without the
-// gateway's own cookies, with the identity headers the gateway sets.
-func (g *Gateway) passUpstream(r *http.Request, user string) {
+// passUpstream readies r to go on to the upstream as user's, proven by
+// factor (FactorHeader): without the gateway's own cookies, with the
+// identity headers the gateway sets.
+func (g *Gateway) passUpstream(r *http.Request, user, factor string) {
 	g.stripOwnCookies(r.Header)
 	g.stripIdentityTrailers(r)
 	r.Header.Set(g.cfg.UserHeader, user)
 	if groups := g.groupsValue(user); groups != "" {
 		r.Header.Set(GroupsHeader, groups)
 	}
+	r.Header.Set(FactorHeader, factor)
 }
 
 // Middleware wraps next so that only signed-in requests reach it.

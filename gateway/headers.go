@@ -16,13 +16,14 @@ func headerKey(name string) string {
 }
 
 // stripIdentity removes every spelling of the identity headers (the user
-// header and GroupsHeader) from the client's request, so the upstream sees
+// header, GroupsHeader and FactorHeader) from the client's request, so the upstream sees
 // only the values the gateway sets. It does not rely on the server
 // dropping '_' headers: operators can allow them.
 func (g *Gateway) stripIdentity(h http.Header) {
 	for name := range h {
 		if len(name) == len(g.userHeaderKey) && headerKey(name) == g.userHeaderKey ||
-			len(name) == len(groupsHeaderKey) && headerKey(name) == groupsHeaderKey {
+			len(name) == len(groupsHeaderKey) && headerKey(name) == groupsHeaderKey ||
+			len(name) == len(factorHeaderKey) && headerKey(name) == factorHeaderKey {
 			delete(h, name)
 		}
 	}

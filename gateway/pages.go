@@ -17,19 +17,27 @@ type page struct {
 	Title, Issuer, Prefix, CSRF string
 	// FormToken makes each form post of the page recognisable if the
 	// browser sends it again (see formtoken.go).
-	FormToken     string
-	Error, Notice string
-	CSS           template.CSS
-	JS            template.JS
+	FormToken string
+	// Error is a refusal; Notice says what happened; Caution warns of
+	// what is about to happen or what is lost. Each has its own look.
+	Error, Notice, Caution string
+	CSS                    template.CSS
+	JS                     template.JS
 
 	User, Redirect, Continue string
 	// ContinueLabel is the message page's button; empty means "Continue".
 	ContinueLabel string
+	// Refresh is where the page goes on by itself, at once.
+	Refresh string
 	// setup
-	QR           template.URL
-	Secret       string
-	SecretGroups string
-	Expires      string
+	QR     template.URL
+	Secret string
+	// SecretRows is the key in rows of four groups of four characters.
+	SecretRows []string
+	// OTPAuth is the otpauth:// URI of the QR code, which a phone hands to
+	// its authenticator app when the link is tapped.
+	OTPAuth template.URL
+	Expires string
 	// Moving is a signed-in user moving to a new authenticator app.
 	Moving bool
 	// codes, backup, account
@@ -43,18 +51,35 @@ type page struct {
 	Back string
 	// Apps is the account page's app passwords; nil without app_passwords.
 	Apps *appPasswordsView
+	// Required2FA is set where this site requires two-factor
+	// authentication, so turning it off only forces a new enrollment.
+	Required2FA bool
+	// DisableError is a refused attempt to turn two-factor
+	// authentication off, shown in its section, which stays open;
+	// PasswordError is the same for changing the password.
+	DisableError, PasswordError string
+	// OwnPassword is set for a user whose password is kept in the
+	// database, which the user may change on the account page.
+	OwnPassword bool
 }
 
-// keyGroups writes a base32 key in groups of four, as people read it out.
-func keyGroups(secret string) string {
+// keyRows writes a base32 key in groups of four, as people read it out,
+// four groups to a row: the page keeps a row on one line, so a narrow
+// screen shows two tidy rows rather than a ragged wrap.
+func keyRows(secret string) []string {
+	var rows []string
 	var b strings.Builder
 	for i := 0; i < len(secret); i += 4 {
-		if i > 0 {
+		if i%16 != 0 {
 			b.WriteByte(' ')
 		}
 		b.WriteString(secret[i:min(i+4, len(secret))])
+		if i%16 == 12 || i+4 >= len(secret) {
+			rows = append(rows, b.String())
+			b.Reset()
+		}
 	}
-	return b.String()
+	return rows
 }
 
 // render writes the named page with status. Every page gets the CSRF token

@@ -196,10 +196,12 @@ func TestPages_MessagesInWords(t *testing.T) {
 		r, _ := c.sendForm("/.totp-auth/2fa", "/.totp-auth/2fa", url.Values{"code": {"000000"}})
 		return r.Body
 	}
-	if b := wrong(); !strings.Contains(b, "The time on this server is 12:00:07 UTC") || strings.Contains(b, "attempts left") {
+	// Two lines: what is wrong (and how many attempts are left when few),
+	// then the server's time.
+	if b := wrong(); !strings.Contains(b, ">That code is not right.\nTime on this server: 12:00:07 UTC.</p>") || strings.Contains(b, "attempts left") {
 		t.Fatalf("first wrong code (3 left): want the server's time and no count:\n%s", b)
 	}
-	if b := wrong(); !strings.Contains(b, "2 attempts left before sign-in is locked for 15 minutes") {
+	if b := wrong(); !strings.Contains(b, ">That code is not right. 2 attempts left.\nTime on this server: ") {
 		t.Fatalf("second wrong code:\n%s", b)
 	}
 	if b := wrong(); !strings.Contains(b, "1 attempt left") {
@@ -227,8 +229,12 @@ func TestPages_SetupShowsTheKeyInGroupsWithACopyButtonAndExpiryInWords(t *testin
 	for i := 0; i < len(secret); i += 4 {
 		groups = append(groups, secret[i:min(i+4, len(secret))])
 	}
+	uri := strings.ReplaceAll(r.JSON["otpauth_uri"].(string), "&", "&amp;")
 	for _, want := range []string{
-		`id="secret">` + strings.Join(groups, " ") + `</code>`,
+		// Four groups to a row, each row kept on one line.
+		`id="secret"><span class="keyrow">` + strings.Join(groups[:4], " ") + `</span> <span class="keyrow">` + strings.Join(groups[4:], " ") + `</span></code>`,
+		// A phone cannot scan its own screen: the link hands the URI to the app.
+		`<a class="button secondary open-app" href="` + uri + `">Open in authenticator app</a>`,
 		`data-copy="` + secret + `" hidden>Copy key</button>`, // shown by the script only
 		"This key is valid for 10 minutes.",
 		`action="/.totp-auth/logout"`, `Cancel and sign out`,
@@ -317,5 +323,64 @@ func TestPages_TurningOnFromTheAccountPageIsNoMove(t *testing.T) {
 	c.sendForm("/.totp-auth/setup", "/.totp-auth/setup", url.Values{"code": {e.code(secret, 0)}})
 	if r := c.getHTML("/.totp-auth/codes"); !strings.Contains(r.Body, "<h1>Two-factor authentication is on</h1>") {
 		t.Fatalf("after turning 2FA on the codes page says:\n%s", r.Body)
+	}
+}
+
+// shownKey returns the text of the key the setup page shows.
+func shownKey(t *testing.T, body string) string {
+	t.Helper()
+	i := strings.Index(body, `id="secret">`)
+	if i < 0 {
+		t.Fatalf("no key on the page:\n%s", body)
+	}
+	rest := body[i+len(`id="secret">`):]
+	rest = rest[:strings.Index(rest, "</code>")]
+	var b strings.Builder
+	for inTag, j := false, 0; j < len(rest); j++ {
+		switch c := rest[j]; {
+		case c == '<':
+			inTag = true
+		case c == '>':
+			inTag = false
+		case !inTag:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Turning two-factor authentication off where the site requires it says
+// before the user confirms that it only forces a new enrollment; a wrong
+// code keeps the section open with the refusal in it.
+func TestPages_TurningOffSaysItOnlyForcesANewEnrollmentAndStaysOpenAfterAWrongCode(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	secret, _ := c.enroll("alice")
+	page := c.getHTML("/.totp-auth/account").Body
+	if !strings.Contains(page, `<p class="caution" role="note" id="disable-note">This site requires two-factor authentication`) ||
+		!strings.Contains(page, "your next sign-in sets up an authenticator app again") {
+		t.Fatalf("the account page does not say before turning off that it only forces a new enrollment:\n%s", page)
+	}
+	if strings.Contains(page, `<details class="more danger" open>`) {
+		t.Fatal("the section to turn 2FA off is open before anything was tried")
+	}
+	r, _ := c.sendForm("/.totp-auth/account", "/.totp-auth/disable", url.Values{"password": {testPassword}, "code": {"000000"}})
+	if r.StatusCode != http.StatusUnauthorized || !strings.Contains(r.Body, `<details class="more danger" open>`) ||
+		!strings.Contains(r.Body, `</summary>
+<p class="error" role="alert">Wrong password or code.
+Time on this server: 12:00:07 UTC.</p>`) {
+		t.Fatalf("a wrong code: %d, want the section open with the refusal in it\n%s", r.StatusCode, r.Body)
+	}
+
+	// The same user where 2FA is optional.
+	opt := newEnv(t, func(c *gateway.Config) { c.Optional2FA, c.Store, c.Clock = true, e.store, e.clock })
+	oc := opt.client()
+	e.clock.Advance(30 * time.Second)
+	oc.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r := oc.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("sign-in where 2FA is optional: %d %s", r.StatusCode, r.Body)
+	}
+	if page := oc.getHTML("/.totp-auth/account").Body; strings.Contains(page, "This site requires") || !strings.Contains(page, "you sign in with your password alone") {
+		t.Fatalf("where 2FA is optional the account page says:\n%s", page)
 	}
 }

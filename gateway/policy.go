@@ -20,6 +20,25 @@ var groupsHeaderKey = headerKey(GroupsHeader)
 // groupsHeaderName is GroupsHeader in canonical form.
 var groupsHeaderName = http.CanonicalHeaderKey(GroupsHeader)
 
+// FactorHeader tells the upstream how the user proved the sign-in: totp,
+// backup_code or password (a password alone, where 2FA is optional). Any
+// spelling of it in the client's request is removed.
+const FactorHeader = "Remote-Auth-Factor"
+
+var factorHeaderKey = headerKey(FactorHeader)
+
+// factorHeaderName is FactorHeader in canonical form.
+var factorHeaderName = http.CanonicalHeaderKey(FactorHeader)
+
+// upstreamFactor is the FactorHeader value of a session proven by f: a
+// code that confirmed a new authenticator is a TOTP code.
+func upstreamFactor(f Factor) string {
+	if f == FactorEnrollment {
+		return FactorTOTP.String()
+	}
+	return f.String()
+}
+
 // Policy says who may pass: a user named in Users, or a member of one of
 // Groups. Either one suffices. The zero Policy lets every user pass.
 type Policy struct {

@@ -260,3 +260,42 @@ func (g *Gateway) cookieReaches(r *http.Request, host string) bool {
 	}
 	return host == cd || strings.HasSuffix(host, "."+cd)
 }
+
+// continueURL is the page of this site that sends a browser on to target,
+// an absolute URL, by GET (see seeOther).
+func (g *Gateway) continueURL(target string) string {
+	return g.cfg.Prefix + "/continue?redirect=" + url.QueryEscape(target)
+}
+
+// getContinue sends a signed-in browser on to an app behind the portal
+// after a form post: a page that goes on at once (a refresh, no script
+// needed) with a link for the browser that does not. The target is checked
+// again here; a path goes on by redirect, and a visitor without a session
+// goes to the login page with the target kept.
+func (g *Gateway) getContinue(w http.ResponseWriter, r *http.Request) {
+	target := g.safeRedirect(r, r.URL.Query().Get("redirect"))
+	if strings.HasPrefix(target, "/") {
+		http.Redirect(w, r, target, http.StatusSeeOther)
+		return
+	}
+	s, st, err := g.session(r, g.cfg.Clock.Now())
+	switch {
+	case err != nil:
+		g.internalError(w, r, "check session", err)
+		return
+	case s == nil || !g.Admits(*s):
+		http.Redirect(w, r, g.loginAgainURL(r, target), http.StatusSeeOther)
+		return
+	case g.holdForApp(w, r, s, st, target):
+		return
+	}
+	if wantsJSON(r) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "redirect": target})
+		return
+	}
+	site := target
+	if u, err := url.Parse(target); err == nil {
+		site = u.Host
+	}
+	g.render(w, r, http.StatusOK, "continue", page{Title: "You are signed in", User: s.User, Continue: target, Refresh: target, Site: site})
+}

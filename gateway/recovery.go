@@ -61,7 +61,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		if !match {
 			note := g.failAttempt(r, a, s.User)
 			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "backup"}, pg)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
 			return
 		}
 	}

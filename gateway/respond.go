@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
@@ -68,10 +69,17 @@ func (g *Gateway) readPost(w http.ResponseWriter, r *http.Request) (form, bool) 
 }
 
 // seeOther ends a browser form post with a redirect; API clients get body.
+// A post never redirects to another site: the pages' CSP (form-action
+// 'self') covers every redirect that follows a form post, so browsers
+// would stop there. An absolute target (an app behind the portal) is
+// reached through the continue page, which goes on by GET.
 func (g *Gateway) seeOther(w http.ResponseWriter, r *http.Request, to string, body any) {
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, body)
 		return
+	}
+	if !strings.HasPrefix(to, "/") {
+		to = g.continueURL(to)
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

@@ -24,9 +24,11 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"account":      {get: g.getAccount},
 		"whoami":       {get: g.getWhoami},
 		"disable":      {post: g.postDisable},
+		"password":     {post: g.postPassword},
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
+		"continue":     {get: g.getContinue},
 		// App passwords (apppasswordpages.go).
 		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
 		"app-passwords/revoke": {post: g.postRevokeAppPassword},

@@ -56,7 +56,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		note := g.failAttempt(r, a, p.User)
 		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + g.serverTime() + note, page: "2fa"}, pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)

@@ -72,3 +72,64 @@ func TestUpstream_IdentityInRequestTrailersIsRemoved(t *testing.T) {
 		}
 	}
 }
+
+// trailerBody sets a trailer's value when the body is read to its end, as
+// net/http's client wants.
+type trailerBody struct {
+	r           io.Reader
+	trailer     http.Header
+	name, value string
+}
+
+func (b *trailerBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.trailer[b.name] = []string{b.value}
+	}
+	return n, err
+}
+
+// The upstream learns how the user signed in, truthfully: a backup code is
+// not a TOTP code; and a client cannot claim a factor of its own.
+func TestUpstream_FactorHeaderSaysHowTheUserSignedInAndClientSpellingsAreStripped(t *testing.T) {
+	e := newEnv(t)
+	factorOf := func(c *client) []string {
+		t.Helper()
+		req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		for _, name := range []string{"Remote-Auth-Factor", "remote-auth-factor", "Remote_Auth_Factor", "REMOTE_AUTH_FACTOR"} {
+			req.Header[name] = []string{"passkey"}
+		}
+		if r := c.do(req); r.StatusCode != 200 {
+			t.Fatalf("%d %s", r.StatusCode, r.Body)
+		}
+		h := <-e.upstream
+		var got []string
+		for name, vals := range h {
+			if strings.ReplaceAll(strings.ToLower(name), "_", "-") == "remote-auth-factor" {
+				got = append(got, name+": "+strings.Join(vals, "|"))
+			}
+		}
+		return got
+	}
+	alice := e.client()
+	secret, codes := alice.enroll("alice")
+	if got := factorOf(alice); len(got) != 1 || got[0] != "Remote-Auth-Factor: totp" {
+		t.Fatalf("after enrollment the upstream got %q, want Remote-Auth-Factor: totp", got)
+	}
+	alice.signIn("alice", secret)
+	if got := factorOf(alice); len(got) != 1 || got[0] != "Remote-Auth-Factor: totp" {
+		t.Fatalf("after a TOTP sign-in the upstream got %q", got)
+	}
+	b := e.client()
+	b.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	if r := b.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[0]}); r.JSON["status"] != "regenerate_backup_codes" {
+		t.Fatalf("backup code: %d %s", r.StatusCode, r.Body)
+	}
+	if r := b.postJSON("/.totp-auth/backup-codes", map[string]string{}); r.StatusCode != 200 {
+		t.Fatalf("new codes: %d %s", r.StatusCode, r.Body)
+	}
+	if got := factorOf(b); len(got) != 1 || got[0] != "Remote-Auth-Factor: backup_code" {
+		t.Fatalf("after a backup-code sign-in the upstream got %q, want Remote-Auth-Factor: backup_code", got)
+	}
+}

@@ -117,11 +117,12 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
 	// The groups header goes out even when empty: a proxy that copies it
-	// onto the request then replaces whatever the client sent. Both
+	// onto the request then replaces whatever the client sent. The
 	// values share one allocation, under keys already canonical.
-	vals := []string{s.User, g.groupsValue(s.User)}
+	vals := []string{s.User, g.groupsValue(s.User), upstreamFactor(s.Factor)}
 	h[g.userHeaderName] = vals[0:1:1]
 	h[groupsHeaderName] = vals[1:2:2]
+	h[factorHeaderName] = vals[2:3:3]
 	w.WriteHeader(http.StatusOK)
 }
 

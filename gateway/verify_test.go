@@ -679,6 +679,51 @@ func (j hostOnlyJar) SetCookies(u *url.URL, cs []*http.Cookie) {
 	j.CookieJar.SetCookies(u, cs)
 }
 
+// A form post never redirects to another site, which the pages' CSP
+// (form-action 'self') makes browsers refuse: the second factor posted for
+// an app behind the portal ends on the continue page, which goes on to the
+// app by GET; without a session it leads to the login page instead, and
+// it checks its target again.
+func TestVerify_SecondFactorPostContinuesToTheAppByGet(t *testing.T) {
+	e := portalEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.com" })
+	c := e.client()
+	c.jar = hostOnlyJar{c.jar}
+	c.http.Jar = c.jar
+	secret, _ := c.enroll("alice")
+	c.postJSON("/.totp-auth/logout", nil)
+	e.clock.Advance(30 * time.Second)
+	r := c.postForm("/.totp-auth/login?redirect="+url.QueryEscape(appURL), "/.totp-auth/login",
+		url.Values{"username": {"alice"}, "password": {testPassword}, "redirect": {appURL}})
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/.totp-auth/2fa" {
+		t.Fatalf("login: %d Location %q", r.StatusCode, r.Header.Get("Location"))
+	}
+	r = c.postForm("/.totp-auth/2fa", "/.totp-auth/2fa", url.Values{"code": {e.code(secret, 0)}})
+	cont := "/.totp-auth/continue?redirect=" + url.QueryEscape(appURL)
+	if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != cont {
+		t.Fatalf("2fa: %d Location %q, want 303 %s (same site)", r.StatusCode, r.Header.Get("Location"), cont)
+	}
+	r = c.getHTML(cont)
+	if r.StatusCode != 200 || !strings.Contains(r.Body, `<meta http-equiv="refresh" content="0;url=`+appURL+`">`) ||
+		!strings.Contains(r.Body, `class="continue button" href="`+appURL+`"`) {
+		t.Fatalf("continue page: %d, want a page going on to %s by refresh and by link\n%s", r.StatusCode, appURL, r.Body)
+	}
+	if r.Header.Get("Content-Security-Policy") == "" || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("continue page without the pages' security headers: %v", r.Header)
+	}
+
+	stranger := e.client()
+	r = stranger.getHTML(cont)
+	if want := "/.totp-auth/login?redirect=" + url.QueryEscape(appURL); r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != want {
+		t.Fatalf("continue without a session: %d Location %q, want 303 %s", r.StatusCode, r.Header.Get("Location"), want)
+	}
+	for _, evil := range []string{"https://evil.net/", "//evil.net/", "https://evilexample.com/"} {
+		r = c.getHTML("/.totp-auth/continue?redirect=" + url.QueryEscape(evil))
+		if r.StatusCode != http.StatusSeeOther || r.Header.Get("Location") != "/" {
+			t.Errorf("continue to %q: %d Location %q, want 303 /", evil, r.StatusCode, r.Header.Get("Location"))
+		}
+	}
+}
+
 // A forward-auth check sent to a path of the portal other than verify (a
 // proxy's uri outside prefix, or pointing at the login page) must not
 // pass: the portal's own pages and its upstream answer 200, which the

@@ -36,10 +36,10 @@ func lockedMessage(retry time.Duration) string {
 }
 
 // serverTime is said beside a wrong code, so that a phone whose clock is
-// off is easy to spot.
+// off is easy to spot. It is the message's second line (the pages keep
+// a message's line breaks): a wrong code reads in two short lines.
 func (g *Gateway) serverTime() string {
-	return " The time on this server is " + g.cfg.Clock.Now().UTC().Format("15:04:05") +
-		" UTC: if your phone's clock differs by more than half a minute, set it to the network time."
+	return "\nTime on this server: " + g.cfg.Clock.Now().UTC().Format("15:04:05") + " UTC."
 }
 
 // attemptsLeft returns what a failed attempt a leaves: how many attempts
@@ -60,7 +60,7 @@ func (g *Gateway) attemptsLeft(a account.Attempt, locks []account.Lock) string {
 	case left == 1:
 		return fmt.Sprintf(" 1 attempt left before sign-in is locked for %s.", inWords(g.cfg.Lockout))
 	case left == 2:
-		return fmt.Sprintf(" 2 attempts left before sign-in is locked for %s.", inWords(g.cfg.Lockout))
+		return " 2 attempts left."
 	}
 	return ""
 }

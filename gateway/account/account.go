@@ -256,6 +256,17 @@ func (a *Account) SetPassword(hash []byte) {
 	a.PasswordHash = bytes.Clone(hash)
 }
 
+// ChangePassword is the one rule for a changed password, whoever changes
+// it (`caddy totp-auth user passwd`, or the user on the account page): it
+// stores hash as the password, ends every session and pending sign-in of
+// the user and revokes their app passwords. Whatever else a new password
+// must end belongs here.
+func (a *Account) ChangePassword(hash []byte) {
+	a.SetPassword(hash)
+	a.EndSessions()
+	a.RevokeAppPasswords()
+}
+
 // ResetTwoFactor removes the TOTP secret, backup codes and pending
 // enrollment and ends every session: the next sign-in has to enroll again.
 // ErrNotFound if nothing is stored for the user.

@@ -106,6 +106,18 @@ func BumpGeneration(s Store, user string) (uint64, error) {
 	return gen, err
 }
 
+// ChangePassword applies Account.ChangePassword to the user's account and
+// returns the generation a session must carry from now on.
+func ChangePassword(s Store, user string, hash []byte) (uint64, error) {
+	var gen uint64
+	err := update(s, user, func(a *Account) error {
+		a.ChangePassword(hash)
+		gen = a.Generation
+		return nil
+	})
+	return gen, err
+}
+
 // RevokeSession applies Account.RevokeSession to the user's account.
 func RevokeSession(s Store, user string, id uint64, until, now time.Time) error {
 	return update(s, user, func(a *Account) error {

@@ -269,8 +269,10 @@ func (u *Users) isUser(name string, config map[string]bool, q ListQuery) bool {
 	return err != nil || a.Stored
 }
 
-// userName canonicalises name as the gateway does and refuses names no
-// one could type into the sign-in form.
+// UserName canonicalises name as the gateway does and refuses names no
+// one could type into the sign-in form, and names with a space or a colon:
+// the name is what the upstream receives in Remote-User, and a colon
+// would end it early in a Basic Authorization header.
 func UserName(name string) (string, error) {
 	canon := gateway.CanonicalUser(name)
 	switch {
@@ -280,6 +282,12 @@ func UserName(name string) (string, error) {
 		return "", refuse(http.StatusBadRequest, "the user name is longer than 128 bytes, which the sign-in form refuses")
 	case strings.IndexFunc(canon, unicode.IsControl) >= 0:
 		return "", refuse(http.StatusBadRequest, "the user name contains a control character")
+	case strings.IndexFunc(canon, unicode.IsSpace) >= 0:
+		return "", refuse(http.StatusBadRequest, "the user name %q contains a space, which an app behind the gate may read as two names in Remote-User: "+
+			"use a name without spaces, such as %s", canon, strings.Join(strings.Fields(canon), "."))
+	case strings.ContainsRune(canon, ':'):
+		return "", refuse(http.StatusBadRequest, "the user name %q contains a colon, which ends the name in a user:password pair (Basic authentication): "+
+			"use a name without colons", canon)
 	}
 	return canon, nil
 }
@@ -402,14 +410,11 @@ func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	if acct.PasswordHash == nil {
 		return Report{}, notInDatabase(name)
 	}
-	if err := SetPassword(u.Store, name, hash); err != nil {
-		return Report{}, err
+	if len(hash) == 0 {
+		return Report{}, refuse(http.StatusBadRequest, "empty password hash")
 	}
-	if _, err := account.BumpGeneration(u.Store, name); err != nil {
-		return Report{}, err
-	}
-	if err := account.RevokeAppPasswords(u.Store, name); err != nil {
-		return Report{}, err
+	if _, err := account.ChangePassword(u.Store, name, hash); err != nil {
+		return Report{}, fmt.Errorf("change the password of %q: %w", name, err)
 	}
 	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s, signed them out everywhere and revoked their app passwords.", name)}, nil
 }
