@@ -12,7 +12,7 @@ TEST_FUZZTIME ?= 10s
 .PHONY: test test-deps fuzz
 
 test: test-deps
-	$(GO) test -timeout 10m ./...
+	$(GO) test -timeout 30m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Installs only what is missing, with sudo only when not root.
