@@ -100,13 +100,18 @@ func (a *Account) DisableTOTP() {
 	a.RecoverySession = 0
 }
 
-// EndSessions raises the generation, which ends every session of the user.
-func (a *Account) EndSessions() { a.Generation++ }
+// EndSessions raises the generation, which ends every session of the user
+// and every remembered device (their cookies carry the generation too).
+func (a *Account) EndSessions() {
+	a.Generation++
+	a.Sessions, a.Devices = nil, nil
+}
 
 // RevokeSession ends the session with this id: SessionStateOf reports it
 // until until (its expiry). Revocations over at now are forgotten; past
 // MaxRevokedSessions every session ends instead (EndSessions).
 func (a *Account) RevokeSession(id uint64, until, now time.Time) {
+	a.removeSessionRecord(id)
 	kept := make([]Revocation, 0, len(a.Revoked)+1)
 	for _, r := range a.Revoked {
 		if r.ID == id && !until.After(r.Until) {
@@ -164,6 +169,8 @@ func (a Account) Clone() Account {
 	a.PasswordHash = bytes.Clone(a.PasswordHash)
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	a.Sessions = append([]SessionRecord(nil), a.Sessions...)
+	a.Devices = append([]RememberedDevice(nil), a.Devices...)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p

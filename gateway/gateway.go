@@ -23,6 +23,9 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
+	// sessionsHTML is the account page's lists of sessions and devices.
+	//go:embed assets/sessions.html
+	sessionsHTML string
 	// pagesJS is the one script of the pages: copy and print buttons, which
 	// stay hidden without it (the pages work without JavaScript).
 	//go:embed assets/pages.js
@@ -50,6 +53,8 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
+	// lastSeen writes the registry's last-seen times in the background.
+	lastSeen lastSeenWriter
 	// originals caches accepted verify headers (see readOriginal).
 	originals originalCache
 	// verifyLog bounds the log lines of refused verify calls.
@@ -90,6 +95,9 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	pages, err := template.New("pages").Parse(pagesHTML)
+	if err == nil {
+		pages, err = pages.Parse(sessionsHTML)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parse page templates: %w", err)
 	}
@@ -159,6 +167,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 			return "", false
 		}
 	}
+	g.seen(s, now)
 	g.stripOwnCookies(r.Header)
 	g.stripIdentityTrailers(r)
 	r.Header.Set(g.cfg.UserHeader, s.User)

@@ -18,6 +18,11 @@ type counterOnlyStore struct{ Store }
 
 func (counterOnlyStore) Account(user string) (Account, error) { return Account{Name: user}, nil }
 
+// UpdateAccount saves nothing: the sign-in records its session first.
+func (counterOnlyStore) UpdateAccount(user string, fn func(*Account) error) error {
+	return fn(&Account{Name: user})
+}
+
 // Accounts lists none, for the decoy hash.
 func (counterOnlyStore) Accounts() ([]Account, error) { return nil, nil }
 

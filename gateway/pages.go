@@ -41,6 +41,12 @@ type page struct {
 	CodesLeft  int
 	// Back is where the account page leads back to.
 	Back string
+	// Sessions and Devices are the account page's lists of where the
+	// user is signed in; RememberDays is the second factor's "Remember
+	// this device for N days" (0: not offered).
+	Sessions     []sessionRow
+	Devices      []deviceRow
+	RememberDays int
 }
 
 // keyGroups writes a base32 key in groups of four, as people read it out.

@@ -96,8 +96,21 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 		if len(strings.TrimSpace(string(raw))) == 0 {
 			return f, nil
 		}
-		if err := json.Unmarshal(raw, &f.values); err != nil {
+		var fields map[string]any
+		if err := json.Unmarshal(raw, &fields); err != nil {
 			return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+		}
+		for k, v := range fields {
+			switch v := v.(type) {
+			case string:
+				f.values[k] = v
+			case nil:
+			case bool:
+				// A yes-or-no field, such as remember.
+				f.values[k] = strconv.FormatBool(v)
+			default:
+				return form{}, &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be a string or true/false", k)}
+			}
 		}
 		return f, nil
 	}

@@ -27,6 +27,11 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
+		// Where the user is signed in (sessionlist.go, devices.go).
+		"sessions":            {get: g.getSessions},
+		"sessions/end":        {post: g.postEndSession},
+		"sessions/end-others": {post: g.postEndOtherSessions},
+		"devices/forget":      {post: g.postForgetDevice},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},

@@ -121,6 +121,11 @@ type Account struct {
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.
 	RecoverySession uint64
+	// Sessions is the registry of the user's sessions in force, and
+	// Devices the browsers remembered at the second factor (registry.go).
+	// Raising the generation clears both.
+	Sessions []SessionRecord
+	Devices  []RememberedDevice
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool

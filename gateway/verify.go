@@ -107,6 +107,7 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
+	g.seen(s, now)
 	// The groups header goes out even when empty: a proxy that copies it
 	// onto the request then replaces whatever the client sent.
 	w.Header().Set(g.cfg.UserHeader, s.User)
