@@ -135,6 +135,8 @@ type client struct {
 	e    *env
 	http *http.Client
 	jar  http.CookieJar
+	// ua, when set, is the User-Agent the client sends.
+	ua string
 }
 
 func (e *env) client() *client {
@@ -153,6 +155,9 @@ type response struct {
 
 func (c *client) do(req *http.Request) response {
 	c.e.t.Helper()
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.e.t.Fatal(err)

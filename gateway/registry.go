@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -247,4 +248,35 @@ func nilIfEmpty[T any](s []T) []T {
 		return nil
 	}
 	return s
+}
+
+// PruneRegistries drops, from every stored account, the sessions and
+// remembered devices expired at now, and returns how many accounts it
+// changed. It runs with the counters' pruning.
+func PruneRegistries(s Store, now time.Time) (int, error) {
+	accounts, err := s.Accounts()
+	if err != nil {
+		return 0, fmt.Errorf("prune sessions: %w", err)
+	}
+	n := 0
+	for _, listed := range accounts {
+		if len(listed.Sessions)+len(listed.Devices) == 0 {
+			continue
+		}
+		changed := false
+		err := update(s, listed.Name, func(a *Account) error {
+			changed = a.PruneRegistry(now)
+			if !changed {
+				return errUnchanged
+			}
+			return nil
+		})
+		if err != nil {
+			return n, fmt.Errorf("prune sessions of %q: %w", listed.Name, err)
+		}
+		if changed {
+			n++
+		}
+	}
+	return n, nil
 }
