@@ -125,7 +125,7 @@ func (g *Gateway) postForgetDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, ok := parseRegistryID(f.get("id"))
+	id, ok := ParseRegistryID(f.get("id"))
 	err := ErrNotFound
 	if ok {
 		err = update(g.cfg.Store, s.User, func(a *Account) error { return a.ForgetDevice(id) })

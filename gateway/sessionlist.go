@@ -14,13 +14,13 @@ import (
 // it (Account.EndSession), which every block and instance checks on every
 // request; remembered devices stay.
 
-// registryID is how the API, the page and the CLI write a session or
+// RegistryID is how the API, the page and the CLI write a session or
 // device id: 16 hex digits. It is the id inside the encrypted cookie,
 // never the cookie's value, which it cannot forge or decrypt.
-func registryID(id uint64) string { return fmt.Sprintf("%016x", id) }
+func RegistryID(id uint64) string { return fmt.Sprintf("%016x", id) }
 
-// parseRegistryID reads an id as registryID writes it.
-func parseRegistryID(s string) (uint64, bool) {
+// ParseRegistryID reads an id as RegistryID writes it.
+func ParseRegistryID(s string) (uint64, bool) {
 	if len(s) != 16 {
 		return 0, false
 	}
@@ -90,7 +90,7 @@ func sessionRows(sessions []SessionRecord, current uint64) []sessionRow {
 		if !ok {
 			how = s.Factor
 		}
-		row := sessionRow{ID: registryID(s.ID), Device: s.Device, IP: s.IP, SignedIn: pageTime(s.SignedIn),
+		row := sessionRow{ID: RegistryID(s.ID), Device: s.Device, IP: s.IP, SignedIn: pageTime(s.SignedIn),
 			LastSeen: pageTime(s.LastSeen), How: how, Current: s.ID == current}
 		if row.Current {
 			rows = append([]sessionRow{row}, rows...)
@@ -104,7 +104,7 @@ func sessionRows(sessions []SessionRecord, current uint64) []sessionRow {
 func deviceRows(devices []RememberedDevice) []deviceRow {
 	rows := make([]deviceRow, 0, len(devices))
 	for _, d := range devices {
-		rows = append(rows, deviceRow{ID: registryID(d.ID), Device: d.Device, Created: pageTime(d.Created),
+		rows = append(rows, deviceRow{ID: RegistryID(d.ID), Device: d.Device, Created: pageTime(d.Created),
 			LastUsed: pageTime(d.LastUsed), Expires: pageTime(d.Expires)})
 	}
 	return rows
@@ -125,11 +125,11 @@ func (g *Gateway) getSessions(w http.ResponseWriter, r *http.Request) {
 		Devices  []deviceJSON  `json:"devices"`
 	}{Sessions: []sessionJSON{}, Devices: []deviceJSON{}}
 	for _, x := range sessions {
-		out.Sessions = append(out.Sessions, sessionJSON{ID: registryID(x.ID), Device: x.Device, IP: x.IP,
+		out.Sessions = append(out.Sessions, sessionJSON{ID: RegistryID(x.ID), Device: x.Device, IP: x.IP,
 			SignedIn: rfc3339(x.SignedIn), LastSeen: rfc3339(x.LastSeen), Level: x.Level, Factor: x.Factor, Current: x.ID == s.ID})
 	}
 	for _, d := range devices {
-		out.Devices = append(out.Devices, deviceJSON{ID: registryID(d.ID), Device: d.Device,
+		out.Devices = append(out.Devices, deviceJSON{ID: RegistryID(d.ID), Device: d.Device,
 			Created: rfc3339(d.Created), LastUsed: rfc3339(d.LastUsed), Expires: rfc3339(d.Expires)})
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -146,7 +146,7 @@ func (g *Gateway) postEndSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.cfg.Clock.Now()
-	id, ok := parseRegistryID(f.get("id"))
+	id, ok := ParseRegistryID(f.get("id"))
 	err := ErrNotFound
 	if ok {
 		// Only the signed-in user's own registry is searched: another
