@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // "Remember this device" (SPEC §16): at the second factor a user may have
@@ -34,7 +36,7 @@ func (g *Gateway) rememberDays() int {
 // names for acct at now, if this block honours device cookies and the
 // cookie is in force: authentic, for this very user, of their current
 // generation and credential, not expired, and its device still remembered.
-func (g *Gateway) rememberedDevice(r *http.Request, acct Account, now time.Time) (uint64, bool) {
+func (g *Gateway) rememberedDevice(r *http.Request, acct account.Account, now time.Time) (uint64, bool) {
 	if g.cfg.RememberDevice <= 0 {
 		return 0, false
 	}
@@ -56,18 +58,13 @@ func (g *Gateway) rememberedDevice(r *http.Request, acct Account, now time.Time)
 
 // useRememberedDevice reports whether r comes from a browser remembered
 // for acct (see rememberedDevice), and records its use.
-func (g *Gateway) useRememberedDevice(r *http.Request, acct Account, now time.Time) (bool, error) {
+func (g *Gateway) useRememberedDevice(r *http.Request, acct account.Account, now time.Time) (bool, error) {
 	id, ok := g.rememberedDevice(r, acct, now)
 	if !ok {
 		return false, nil
 	}
-	err := update(g.cfg.Store, acct.Name, func(a *Account) error {
-		if a.Generation != acct.Generation {
-			return ErrNotFound
-		}
-		return a.UseDevice(id, now)
-	})
-	if errors.Is(err, ErrNotFound) {
+	err := account.UseDevice(g.cfg.Store, acct.Name, acct.Generation, id, now)
+	if errors.Is(err, account.ErrNotFound) {
 		// Forgotten or ended since the account was read.
 		return false, nil
 	}
@@ -81,16 +78,8 @@ func (g *Gateway) rememberDevice(w http.ResponseWriter, r *http.Request, s Sessi
 	if err != nil {
 		return err
 	}
-	d := RememberedDevice{ID: id, Device: deviceName(r.UserAgent()), Created: now, LastUsed: now, Expires: now.Add(g.cfg.RememberDevice)}
-	remembered := false
-	err = update(g.cfg.Store, s.User, func(a *Account) error {
-		remembered = a.Generation == s.Generation
-		if !remembered {
-			return errUnchanged
-		}
-		a.RememberDevice(d, now)
-		return nil
-	})
+	d := account.RememberedDevice{ID: id, Device: deviceName(r.UserAgent()), Created: now, LastUsed: now, Expires: now.Add(g.cfg.RememberDevice)}
+	remembered, err := account.RememberDevice(g.cfg.Store, s.User, s.Generation, d, now)
 	if err != nil || !remembered {
 		return err
 	}
@@ -126,12 +115,12 @@ func (g *Gateway) postForgetDevice(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := ParseRegistryID(f.get("id"))
-	err := ErrNotFound
+	err := account.ErrNotFound
 	if ok {
-		err = update(g.cfg.Store, s.User, func(a *Account) error { return a.ForgetDevice(id) })
+		err = account.ForgetDevice(g.cfg.Store, s.User, id)
 	}
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "This device is not remembered (any more)."}, page{Title: "Not found", Continue: g.cfg.Prefix + "/account"})
 		return
 	case err != nil:

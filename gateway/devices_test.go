@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 const thirtyDays = 30 * 24 * time.Hour
@@ -220,12 +221,12 @@ func TestRememberDevice_ForgottenByEveryWayThatEndsAllSessions(t *testing.T) {
 	cases := map[string]func(e *env, c *client){
 		"sign-out everywhere": func(e *env, c *client) { c.postJSON("/.totp-auth/logout-all", nil) },
 		"passwd or signout": func(e *env, c *client) {
-			if _, err := gateway.BumpGeneration(e.store, "alice"); err != nil {
+			if _, err := account.BumpGeneration(e.store, "alice"); err != nil {
 				e.t.Fatal(err)
 			}
 		},
 		"reset-2fa": func(e *env, c *client) {
-			if err := e.store.UpdateAccount("alice", func(a *gateway.Account) error { return a.ResetTwoFactor() }); err != nil {
+			if err := e.store.UpdateAccount("alice", func(a *account.Account) error { return a.ResetTwoFactor() }); err != nil {
 				e.t.Fatal(err)
 			}
 		},

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Level is how much a session proves about its user (SPEC §4 rule 17).
@@ -196,7 +198,7 @@ func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, boo
 // generation and credential is still in force: the user exists here (a
 // `user` line with the same hash, or a password in the store) and nothing
 // ended their sessions since.
-func (g *Gateway) current(user string, generation, credential uint64, st SessionState) bool {
+func (g *Gateway) current(user string, generation, credential uint64, st account.SessionState) bool {
 	if _, configured := g.cfg.Users[user]; !configured && !st.PasswordSet {
 		return false
 	}
@@ -205,17 +207,17 @@ func (g *Gateway) current(user string, generation, credential uint64, st Session
 
 // pending returns the request's pending sign-in if it is still in force,
 // with the user's stored state.
-func (g *Gateway) pending(r *http.Request, now time.Time) (*PendingLogin, SessionState, error) {
+func (g *Gateway) pending(r *http.Request, now time.Time) (*PendingLogin, account.SessionState, error) {
 	p, ok := g.readPending(r, now)
 	if !ok {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	st, err := g.cfg.Store.SessionState(p.User)
 	if err != nil {
-		return nil, SessionState{}, err
+		return nil, account.SessionState{}, err
 	}
 	if !g.current(p.User, p.Generation, p.Credential, st) {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	return &p, st, nil
 }
@@ -294,18 +296,9 @@ const LastSeenEvery = 5 * time.Minute
 // registry (registry.go). Sign-in writes anyway, so this costs the
 // signed-in requests nothing.
 func (g *Gateway) recordSession(r *http.Request, s Session, now time.Time) error {
-	rec := SessionRecord{ID: s.ID, Device: deviceName(r.UserAgent()), IP: g.cfg.ClientIP(r),
+	rec := account.SessionRecord{ID: s.ID, Device: deviceName(r.UserAgent()), IP: g.cfg.ClientIP(r),
 		SignedIn: s.Issued, LastSeen: now, Expires: s.Expires, Level: uint8(s.Level), Factor: factorName(s.Factor)}
-	err := update(g.cfg.Store, s.User, func(a *Account) error {
-		if a.Generation != s.Generation {
-			// Ended while it started (a logout-all in between): the
-			// cookie is refused anyway, and the list shows no ghost.
-			return errUnchanged
-		}
-		a.RecordSession(rec, now)
-		return nil
-	})
-	if err != nil {
+	if err := account.RecordSession(g.cfg.Store, s.User, s.Generation, rec, now); err != nil {
 		return fmt.Errorf("record session of %q: %w", s.User, err)
 	}
 	g.lastSeen.written(s.ID, now)
@@ -395,13 +388,7 @@ func (g *Gateway) writeLastSeen(queue chan seenAt) {
 	for {
 		select {
 		case w := <-queue:
-			err := update(g.cfg.Store, w.user, func(a *Account) error {
-				if !a.SeeSession(w.id, w.at) {
-					return errUnchanged
-				}
-				return nil
-			})
-			if err != nil {
+			if err := account.SeeSession(g.cfg.Store, w.user, w.id, w.at); err != nil {
 				g.cfg.Logger.Warn("totp_auth: record when a session was last seen", zap.String("user", w.user), zap.Error(err))
 			}
 			continue

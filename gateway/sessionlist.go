@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Where a user is signed in (SPEC §16): the session list and remembered
@@ -73,7 +75,7 @@ func pageTime(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC
 
 // registry returns the user's sessions and remembered devices in force
 // at now, as the account page and GET sessions list them.
-func (g *Gateway) registry(user string, now time.Time) ([]SessionRecord, []RememberedDevice, error) {
+func (g *Gateway) registry(user string, now time.Time) ([]account.SessionRecord, []account.RememberedDevice, error) {
 	acct, err := g.cfg.Store.Account(user)
 	if err != nil {
 		return nil, nil, err
@@ -83,7 +85,7 @@ func (g *Gateway) registry(user string, now time.Time) ([]SessionRecord, []Remem
 
 // sessionRows and deviceRows are the account page's lists; current is
 // the session viewing them.
-func sessionRows(sessions []SessionRecord, current uint64) []sessionRow {
+func sessionRows(sessions []account.SessionRecord, current uint64) []sessionRow {
 	rows := make([]sessionRow, 0, len(sessions))
 	for _, s := range sessions {
 		how, ok := factorWords[s.Factor]
@@ -101,7 +103,7 @@ func sessionRows(sessions []SessionRecord, current uint64) []sessionRow {
 	return rows
 }
 
-func deviceRows(devices []RememberedDevice) []deviceRow {
+func deviceRows(devices []account.RememberedDevice) []deviceRow {
 	rows := make([]deviceRow, 0, len(devices))
 	for _, d := range devices {
 		rows = append(rows, deviceRow{ID: RegistryID(d.ID), Device: d.Device, Created: pageTime(d.Created),
@@ -147,14 +149,14 @@ func (g *Gateway) postEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	now := g.cfg.Clock.Now()
 	id, ok := ParseRegistryID(f.get("id"))
-	err := ErrNotFound
+	err := account.ErrNotFound
 	if ok {
 		// Only the signed-in user's own registry is searched: another
 		// user's id is as unknown as one never issued.
-		err = update(g.cfg.Store, s.User, func(a *Account) error { return a.EndSession(id, now) })
+		err = account.EndSession(g.cfg.Store, s.User, id, now)
 	}
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "That session has ended already."}, page{Title: "Not found", Continue: g.cfg.Prefix + "/account"})
 		return
 	case err != nil:
@@ -180,14 +182,7 @@ func (g *Gateway) postEndOtherSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.cfg.Clock.Now()
-	var ended int
-	err := update(g.cfg.Store, s.User, func(a *Account) error {
-		ended = a.EndOtherSessions(s.ID, now)
-		if ended == 0 {
-			return errUnchanged
-		}
-		return nil
-	})
+	ended, err := account.EndOtherSessions(g.cfg.Store, s.User, s.ID, now)
 	if err != nil {
 		g.internalError(w, r, "end other sessions", err)
 		return

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 const (
@@ -221,7 +222,7 @@ func TestSessions_ExpiredSessionsLeaveTheListAndArePruned(t *testing.T) {
 	if rows := phone.sessions(); len(rows) != 1 || rows["Safari on iPhone"] == nil {
 		t.Errorf("sessions once the laptop's expired = %v", rows)
 	}
-	n, err := gateway.PruneRegistries(e.store, e.clock.Now())
+	n, err := account.PruneRegistries(e.store, e.clock.Now())
 	if err != nil || n != 1 {
 		t.Fatalf("PruneRegistries = %d, %v; want 1", n, err)
 	}
@@ -261,13 +262,13 @@ func TestLastSeen_WrittenAtMostOncePerFiveMinutes(t *testing.T) {
 
 // slowStore holds every UpdateAccount until release is closed.
 type slowStore struct {
-	gateway.Store
+	account.Store
 	release chan struct{}
 	once    sync.Once
 	held    chan struct{}
 }
 
-func (s *slowStore) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+func (s *slowStore) UpdateAccount(user string, fn func(*account.Account) error) error {
 	if s.release != nil {
 		s.once.Do(func() { close(s.held) })
 		<-s.release

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Where a user is signed in (SPEC §16), for `caddy totp-auth user
@@ -49,10 +50,10 @@ type DeviceRow struct {
 }
 
 // PruneRegistries drops the sessions and remembered devices expired at
-// now from every account (gateway.PruneRegistries); it runs with
+// now from every account (account.PruneRegistries); it runs with
 // PruneCounters.
-func PruneRegistries(s gateway.Store, now time.Time) (int, error) {
-	return gateway.PruneRegistries(s, now)
+func PruneRegistries(s account.Store, now time.Time) (int, error) {
+	return account.PruneRegistries(s, now)
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -89,11 +90,11 @@ func (u *Users) EndSession(name, id string, now time.Time) (Report, error) {
 		return Report{}, err
 	}
 	sid, ok := gateway.ParseRegistryID(id)
-	err = gateway.ErrNotFound
+	err = account.ErrNotFound
 	if ok {
-		err = u.Store.UpdateAccount(name, func(a *gateway.Account) error { return a.EndSession(sid, now) })
+		err = account.EndSession(u.Store, name, sid, now)
 	}
-	if errors.Is(err, gateway.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return Report{}, refuse(http.StatusNotFound, "%s has no session %q in force: `caddy totp-auth user sessions %s` lists them", name, id, name)
 	}
 	if err != nil {

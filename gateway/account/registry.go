@@ -1,4 +1,4 @@
-package gateway
+package account
 
 import (
 	"fmt"
@@ -279,4 +279,80 @@ func PruneRegistries(s Store, now time.Time) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// The rules above, applied through a Store: one UpdateAccount each.
+
+// RecordSession applies Account.RecordSession to the user's account, if
+// the session's generation is still the user's (a session ended while it
+// started is refused anyway, and the list shows no ghost).
+func RecordSession(s Store, user string, generation uint64, rec SessionRecord, now time.Time) error {
+	return update(s, user, func(a *Account) error {
+		if a.Generation != generation {
+			return errUnchanged
+		}
+		a.RecordSession(rec, now)
+		return nil
+	})
+}
+
+// SeeSession applies Account.SeeSession to the user's account; it saves
+// nothing when that changes nothing.
+func SeeSession(s Store, user string, id uint64, at time.Time) error {
+	return update(s, user, func(a *Account) error {
+		if !a.SeeSession(id, at) {
+			return errUnchanged
+		}
+		return nil
+	})
+}
+
+// EndSession applies Account.EndSession to the user's account.
+func EndSession(s Store, user string, id uint64, now time.Time) error {
+	return update(s, user, func(a *Account) error { return a.EndSession(id, now) })
+}
+
+// EndOtherSessions applies Account.EndOtherSessions to the user's account
+// and returns how many sessions it ended.
+func EndOtherSessions(s Store, user string, keep uint64, now time.Time) (int, error) {
+	var ended int
+	err := update(s, user, func(a *Account) error {
+		ended = a.EndOtherSessions(keep, now)
+		if ended == 0 {
+			return errUnchanged
+		}
+		return nil
+	})
+	return ended, err
+}
+
+// RememberDevice applies Account.RememberDevice to the user's account if
+// generation is still the user's, and reports whether it did.
+func RememberDevice(s Store, user string, generation uint64, d RememberedDevice, now time.Time) (bool, error) {
+	remembered := false
+	err := update(s, user, func(a *Account) error {
+		remembered = a.Generation == generation
+		if !remembered {
+			return errUnchanged
+		}
+		a.RememberDevice(d, now)
+		return nil
+	})
+	return remembered && err == nil, err
+}
+
+// UseDevice applies Account.UseDevice to the user's account;
+// ErrNotFound also when the generation is no longer the user's.
+func UseDevice(s Store, user string, generation, id uint64, now time.Time) error {
+	return update(s, user, func(a *Account) error {
+		if a.Generation != generation {
+			return ErrNotFound
+		}
+		return a.UseDevice(id, now)
+	})
+}
+
+// ForgetDevice applies Account.ForgetDevice to the user's account.
+func ForgetDevice(s Store, user string, id uint64) error {
+	return update(s, user, func(a *Account) error { return a.ForgetDevice(id) })
 }
