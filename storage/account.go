@@ -23,6 +23,9 @@ type accountRecord struct {
 	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
 	ConfigUser      bool                 `json:"config_user,omitempty"`
+	// Sessions and Devices are the registry of SPEC §16.
+	Sessions []account.SessionRecord    `json:"sessions,omitempty"`
+	Devices  []account.RememberedDevice `json:"devices,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -79,6 +82,8 @@ func withheld(user string, rec accountRecord, stored bool) account.Account {
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
 		ConfigUser:      rec.ConfigUser,
+		Sessions:        rec.Sessions,
+		Devices:         rec.Devices,
 		Stored:          stored,
 	}
 	if rec.TOTPSecret != nil {
@@ -124,6 +129,8 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
 		ConfigUser:      a.ConfigUser,
+		Sessions:        a.Sessions,
+		Devices:         a.Devices,
 	}
 	seal := func(purpose, plain string) ([]byte, error) {
 		id, err := currentKey(tx)

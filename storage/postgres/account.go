@@ -30,27 +30,42 @@ type accountRow struct {
 	Revoked        []account.Revocation
 	Recovery       uint64 // account.Account.RecoverySession
 	ConfigUser     bool
+	Sessions       []account.SessionRecord
+	Devices        []account.RememberedDevice
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
 	must_regenerate, generation, pending_secret, pending_expires, revoked,
-	pending_session, recovery_session, config_user`
+	pending_session, recovery_session, config_user, sessions, devices`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
 		r                   accountRow
 		gen, pend, recovery int64
 		revoked             []byte
+		sessions, devices   []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
 		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
-		&pend, &recovery, &r.ConfigUser)
+		&pend, &recovery, &r.ConfigUser, &sessions, &devices)
 	if err != nil {
 		return r, err
 	}
 	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
 		return r, fmt.Errorf("decode revoked sessions: %w", err)
+	}
+	if err := json.Unmarshal(sessions, &r.Sessions); err != nil {
+		return r, fmt.Errorf("decode sessions: %w", err)
+	}
+	if err := json.Unmarshal(devices, &r.Devices); err != nil {
+		return r, fmt.Errorf("decode remembered devices: %w", err)
+	}
+	if len(r.Sessions) == 0 {
+		r.Sessions = nil
+	}
+	if len(r.Devices) == 0 {
+		r.Devices = nil
 	}
 	if len(r.BackupCodes) == 0 {
 		r.BackupCodes = nil
@@ -74,6 +89,8 @@ func withheld(user string, r accountRow) account.Account {
 		Revoked:         r.Revoked,
 		RecoverySession: r.Recovery,
 		ConfigUser:      r.ConfigUser,
+		Sessions:        r.Sessions,
+		Devices:         r.Devices,
 		Stored:          true,
 	}
 	if r.TOTPSecret != nil {
@@ -125,6 +142,8 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old ac
 		Revoked:        a.Revoked,
 		Recovery:       a.RecoverySession,
 		ConfigUser:     a.ConfigUser,
+		Sessions:       a.Sessions,
+		Devices:        a.Devices,
 	}
 	var err error
 	switch {
@@ -180,24 +199,30 @@ func lockAccount(ctx context.Context, tx pgx.Tx, user string) (accountRow, error
 
 // saveAccount writes r as user's row (locked by lockAccount).
 func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) error {
-	revoked := []byte("[]")
-	if len(r.Revoked) > 0 {
-		var err error
-		if revoked, err = json.Marshal(r.Revoked); err != nil {
-			return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
-		}
+	revoked, err := jsonList(r.Revoked)
+	if err != nil {
+		return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
+	}
+	sessions, err := jsonList(r.Sessions)
+	if err != nil {
+		return fmt.Errorf("encode sessions of %q: %w", user, err)
+	}
+	devices, err := jsonList(r.Devices)
+	if err != nil {
+		return fmt.Errorf("encode remembered devices of %q: %w", user, err)
 	}
 	codes := r.BackupCodes
 	if codes == nil {
 		codes = [][]byte{}
 	}
-	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
+	_, err = tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11,
-		pending_session = $12, recovery_session = $13, config_user = $14 WHERE name = $1`,
+		pending_session = $12, recovery_session = $13, config_user = $14,
+		sessions = $15, devices = $16 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
-		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
-		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser)
+		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, revoked,
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, sessions, devices)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}
@@ -293,3 +318,12 @@ type prefixed struct {
 }
 
 func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+
+// jsonList encodes a list for a jsonb column, an empty one as [].
+func jsonList[T any](list []T) (string, error) {
+	if len(list) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
+}

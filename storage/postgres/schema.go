@@ -94,6 +94,17 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
+	// 3: the registry of sessions and remembered devices (SPEC §16). A
+	// session is ended through revoked or generation, which the trigger
+	// watches; these are only listed, and their last-seen writes must
+	// not wake every instance, so the trigger stays as it is.
+	`
+ALTER TABLE accounts
+	ADD COLUMN sessions jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN devices  jsonb NOT NULL DEFAULT '[]';
+COMMENT ON COLUMN accounts.sessions IS 'the sessions in force, as the account page lists them';
+COMMENT ON COLUMN accounts.devices IS 'browsers remembered at the second factor';
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
