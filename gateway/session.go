@@ -308,8 +308,8 @@ func (g *Gateway) recordSession(r *http.Request, s Session, now time.Time) error
 // lastSeenWriter writes the last-seen time of sessions to the registry in
 // the background, at most once per LastSeenEvery per session and process:
 // a signed-in request only looks at a map, and queues a write when one is
-// due. The queue is bounded; a write that does not fit is dropped and
-// tried again by a later request.
+// due. The queue is bounded; a write that does not fit is dropped, and the
+// next one is due LastSeenEvery later.
 type lastSeenWriter struct {
 	mu sync.RWMutex
 	// at holds, per session id, the unix second its last write was queued.
@@ -364,12 +364,15 @@ func (g *Gateway) seen(s *Session, now time.Time) {
 	if l.queue == nil {
 		l.queue = make(chan seenAt, lastSeenQueue)
 	}
+	// Due or not written, the session waits LastSeenEvery again: a full
+	// queue drops this write rather than making every request of the
+	// session take the lock.
+	if l.at == nil || len(l.at) >= maxLastSeen {
+		l.at = make(map[uint64]int64)
+	}
+	l.at[s.ID] = sec
 	select {
 	case l.queue <- seenAt{user: s.User, id: s.ID, at: now}:
-		if l.at == nil || len(l.at) >= maxLastSeen {
-			l.at = make(map[uint64]int64)
-		}
-		l.at[s.ID] = sec
 	default:
 	}
 	queue := l.queue
