@@ -31,9 +31,9 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	now := g.cfg.Clock.Now()
+	sessions, devices := g.inForce(acct, g.cfg.Clock.Now())
 	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
-		Back: back, Redirect: back, Sessions: sessionRows(acct.SessionsInForce(now), s.ID), Devices: deviceRows(acct.DevicesInForce(now))})
+		Back: back, Redirect: back, Sessions: sessionRows(sessions, s.ID), Devices: deviceRows(devices)})
 }
 
 // accountURL is the account page, leading back to back.

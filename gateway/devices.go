@@ -50,7 +50,7 @@ func (g *Gateway) rememberedDevice(r *http.Request, acct account.Account, now ti
 		v.credential != g.credential(acct.Name) || !now.Before(v.expires) {
 		return 0, false
 	}
-	if _, ok := acct.DeviceAt(v.id, now); !ok {
+	if d, ok := acct.DeviceAt(v.id, now); !ok || d.Credential != v.credential {
 		return 0, false
 	}
 	return v.id, true
@@ -78,7 +78,8 @@ func (g *Gateway) rememberDevice(w http.ResponseWriter, r *http.Request, s Sessi
 	if err != nil {
 		return err
 	}
-	d := account.RememberedDevice{ID: id, Device: deviceName(r.UserAgent()), Created: now, LastUsed: now, Expires: now.Add(g.cfg.RememberDevice)}
+	d := account.RememberedDevice{ID: id, Device: deviceName(r.UserAgent()), Created: now, LastUsed: now, Expires: now.Add(g.cfg.RememberDevice),
+		Credential: g.credential(s.User)}
 	remembered, err := account.RememberDevice(g.cfg.Store, s.User, s.Generation, d, now)
 	if err != nil || !remembered {
 		return err

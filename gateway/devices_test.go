@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
 )
@@ -276,5 +278,34 @@ func TestRememberDevice_ACopiedCookieOfAForgottenDeviceIsWorthless(t *testing.T)
 	thief.jar.SetCookies(mustURL(e.srv.URL), []*http.Cookie{&stolen})
 	if r := thief.login("alice"); r.JSON["status"] != "2fa_required" {
 		t.Errorf("a copy of a forgotten device's cookie: %s, want 2fa_required", r.Body)
+	}
+}
+
+func TestRememberDevice_ForgottenWhenTheUserLineChanges(t *testing.T) {
+	e := newEnv(t, rememberOn)
+	c := e.browserAs(uaFirefoxLinux)
+	secret, _ := c.enroll("alice")
+	c.postJSON("/.totp-auth/logout", nil)
+	c.signInRemembered("alice", secret)
+	// The same store after a reload with another hash on alice's line.
+	newHash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := newEnv(t, rememberOn, func(cfg *gateway.Config) {
+		cfg.Store, cfg.Clock = e.store, e.clock
+		cfg.Users = map[string][]byte{"alice": newHash}
+	})
+	changed.clock = e.clock // the clock its gateway reads
+	same := &client{e: changed, jar: c.jar, http: c.http, ua: c.ua}
+	if r := same.login("alice"); r.JSON["status"] != "2fa_required" {
+		t.Fatalf("login after the user line changed: %s, want 2fa_required", r.Body)
+	}
+	if r := same.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)}); r.JSON["status"] != "ok" {
+		t.Fatalf("2fa: %s", r.Body)
+	}
+	r := same.getJSON("/.totp-auth/sessions")
+	if s, d := r.JSON["sessions"].([]any), r.JSON["devices"].([]any); len(s) != 1 || len(d) != 0 {
+		t.Errorf("after the user line changed: sessions %v, devices %v; want the new session alone", s, d)
 	}
 }

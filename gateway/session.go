@@ -297,7 +297,7 @@ const LastSeenEvery = 5 * time.Minute
 // signed-in requests nothing.
 func (g *Gateway) recordSession(r *http.Request, s Session, now time.Time) error {
 	rec := account.SessionRecord{ID: s.ID, Device: deviceName(r.UserAgent()), IP: g.cfg.ClientIP(r),
-		SignedIn: s.Issued, LastSeen: now, Expires: s.Expires, Level: uint8(s.Level), Factor: factorName(s.Factor)}
+		SignedIn: s.Issued, LastSeen: now, Expires: s.Expires, Level: uint8(s.Level), Factor: factorName(s.Factor), Credential: s.Credential}
 	if err := account.RecordSession(g.cfg.Store, s.User, s.Generation, rec, now); err != nil {
 		return fmt.Errorf("record session of %q: %w", s.User, err)
 	}

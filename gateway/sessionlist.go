@@ -80,7 +80,28 @@ func (g *Gateway) registry(user string, now time.Time) ([]account.SessionRecord,
 	if err != nil {
 		return nil, nil, err
 	}
-	return acct.SessionsInForce(now), acct.DevicesInForce(now), nil
+	sessions, devices := g.inForce(acct, now)
+	return sessions, devices, nil
+}
+
+// inForce is what of acct's registry is in force here at now: not
+// expired, and proven against the password hash the user has here (a
+// changed `user` line ended the others, SPEC §4 rule 18).
+func (g *Gateway) inForce(acct account.Account, now time.Time) ([]account.SessionRecord, []account.RememberedDevice) {
+	cred := g.credential(acct.Name)
+	var sessions []account.SessionRecord
+	for _, s := range acct.SessionsInForce(now) {
+		if s.Credential == cred {
+			sessions = append(sessions, s)
+		}
+	}
+	var devices []account.RememberedDevice
+	for _, d := range acct.DevicesInForce(now) {
+		if d.Credential == cred {
+			devices = append(devices, d)
+		}
+	}
+	return sessions, devices
 }
 
 // sessionRows and deviceRows are the account page's lists; current is

@@ -42,6 +42,10 @@ type SessionRecord struct {
 	Level   uint8     `json:"level"`
 	// Factor names what proved the session ("totp", "remembered_device", …).
 	Factor string `json:"factor"`
+	// Credential is the session's fingerprint of the `user` line's
+	// password hash (0 for users in the database): a changed line ends
+	// the session, and the gateway lists only those of the current one.
+	Credential uint64 `json:"credential,omitempty"`
 }
 
 // RememberedDevice is a browser on which the second factor is skipped
@@ -54,6 +58,9 @@ type RememberedDevice struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"last_used"`
 	Expires  time.Time `json:"expires"`
+	// Credential is as in SessionRecord: the device's cookie carries it
+	// too, and a changed `user` line makes both worthless.
+	Credential uint64 `json:"credential,omitempty"`
 }
 
 // RecordSession adds rec to the registry, after dropping the records
