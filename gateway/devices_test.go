@@ -68,6 +68,9 @@ func TestRememberDevice_NextSignInAsksOnlyThePassword(t *testing.T) {
 	if row["factor"] != "remembered_device" || row["level"] != float64(2) {
 		t.Errorf("session = %v, want level 2 by remembered_device", row)
 	}
+	if n := e.logs.FilterField(zapString("event", "sign_in")).FilterField(zapString("method", "remembered_device")).Len(); n != 1 {
+		t.Errorf("%d sign_in log lines with method remembered_device, want 1", n)
+	}
 	devices := laptop.getJSON("/.totp-auth/sessions").JSON["devices"].([]any)
 	if len(devices) != 1 || devices[0].(map[string]any)["device"] != "Firefox on Linux" {
 		t.Errorf("devices = %v", devices)

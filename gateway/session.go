@@ -52,6 +52,8 @@ func (f Factor) String() string {
 		return "backup_code"
 	case FactorEnrollment:
 		return "enrollment"
+	case FactorRememberedDevice:
+		return "remembered_device"
 	}
 	return "unknown"
 }
@@ -278,11 +280,8 @@ const FactorRememberedDevice Factor = 6
 // proved a session (SPEC §16): confirming a new authenticator is a TOTP
 // code like any other.
 func factorName(f Factor) string {
-	switch f {
-	case FactorEnrollment:
+	if f == FactorEnrollment {
 		return FactorTOTP.String()
-	case FactorRememberedDevice:
-		return "remembered_device"
 	}
 	return f.String()
 }
