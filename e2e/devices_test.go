@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
 // Where a user is signed in and "Remember this device" (SPEC §16), against
@@ -105,7 +107,7 @@ func TestDevices_CLIListsAndEndsSessionsAndPasswdForgetsDevices(t *testing.T) {
 
 func TestPostgres_EndingASessionOnOneInstanceIsRefusedOnTheOtherWithinASecond(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"erin"}, "require_2fa false", "remember_device 30d")
+	c := newCluster(t, pgtest.Database(t), []string{"erin"}, "require_2fa false", "remember_device 30d")
 	laptop, phone := passwordSession(t, c.aPort, "erin"), passwordSession(t, c.aPort, "erin")
 	phoneOnB := on(phone, c.bPort)
 	expect(t, "the phone's session on B", phoneOnB.do("GET", "/app", nil, "Accept", "application/json"), http.StatusOK)

@@ -16,8 +16,9 @@ const thirtyDays = 30 * 24 * time.Hour
 
 func rememberOn(c *gateway.Config) { c.RememberDevice = thirtyDays }
 
-// login posts the password and returns the answer.
-func (c *client) login(user string) response {
+// loginLater posts the password a TOTP step later (so that a code of
+// the next sign-in is no replay) and returns the answer.
+func (c *client) loginLater(user string) response {
 	c.e.t.Helper()
 	c.e.clock.Advance(30 * time.Second)
 	return c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
@@ -28,7 +29,7 @@ func (c *client) login(user string) response {
 func (c *client) signInRemembered(user, secret string) {
 	t := c.e.t
 	t.Helper()
-	if r := c.login(user); r.JSON["status"] != "2fa_required" {
+	if r := c.loginLater(user); r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
 	}
 	req, _ := http.NewRequest("POST", c.e.srv.URL+"/.totp-auth/2fa", strings.NewReader(`{"code":"`+c.e.code(secret, 0)+`","remember":true}`))
@@ -60,7 +61,7 @@ func TestRememberDevice_NextSignInAsksOnlyThePassword(t *testing.T) {
 	laptop.signInRemembered("alice", secret)
 	laptop.postJSON("/.totp-auth/logout", nil)
 
-	r := laptop.login("alice")
+	r := laptop.loginLater("alice")
 	if r.StatusCode != http.StatusOK || r.JSON["status"] != "ok" {
 		t.Fatalf("login on the remembered browser: %d %s, want ok without a code", r.StatusCode, r.Body)
 	}
@@ -80,7 +81,7 @@ func TestRememberDevice_NextSignInAsksOnlyThePassword(t *testing.T) {
 		t.Errorf("device expires in %v, want about 30 days", d)
 	}
 	// Another browser still needs the code.
-	if r := e.browserAs(uaChromeWin).login("alice"); r.JSON["status"] != "2fa_required" {
+	if r := e.browserAs(uaChromeWin).loginLater("alice"); r.JSON["status"] != "2fa_required" {
 		t.Errorf("login on another browser: %s, want 2fa_required", r.Body)
 	}
 }
@@ -90,7 +91,7 @@ func TestRememberDevice_CookieIsHttpOnlyLaxAndLivesForTheSetting(t *testing.T) {
 	c := e.client()
 	secret, _ := c.enroll("alice")
 	c.postJSON("/.totp-auth/logout", nil)
-	c.login("alice")
+	c.loginLater("alice")
 	r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0), "remember": "true"})
 	line := deviceCookieLine(r.Header)
 	for _, want := range []string{"HttpOnly", "SameSite=Lax", "Max-Age=2592000", "Path=/"} {
@@ -105,7 +106,7 @@ func TestRememberDevice_TheSecondFactorPageOffersIt(t *testing.T) {
 	c := e.client()
 	secret, _ := c.enroll("alice")
 	c.postJSON("/.totp-auth/logout", nil)
-	c.login("alice")
+	c.loginLater("alice")
 	if page := c.getHTML("/.totp-auth/2fa").Body; !strings.Contains(page, `name="remember"`) || !strings.Contains(page, "Remember this device for 30 days") {
 		t.Fatalf("2fa page lacks the checkbox:\n%s", page)
 	}
@@ -122,7 +123,7 @@ func TestRememberDevice_OffByDefault(t *testing.T) {
 	c := e.client()
 	secret, _ := c.enroll("alice")
 	c.postJSON("/.totp-auth/logout", nil)
-	c.login("alice")
+	c.loginLater("alice")
 	if page := c.getHTML("/.totp-auth/2fa").Body; strings.Contains(page, `name="remember"`) {
 		t.Error("2fa page offers to remember the device though remember_device is off")
 	}
@@ -146,7 +147,7 @@ func TestRememberDevice_OnlyBlocksWithTheSettingHonourIt(t *testing.T) {
 	})
 	// The same browser: cookies of 127.0.0.1 go to either port.
 	oc := &client{e: other, jar: c.jar, http: c.http}
-	if r := oc.login("alice"); r.JSON["status"] != "2fa_required" {
+	if r := oc.loginLater("alice"); r.JSON["status"] != "2fa_required" {
 		t.Errorf("login on a block without remember_device: %s, want 2fa_required", r.Body)
 	}
 }
@@ -180,7 +181,7 @@ func TestRememberDevice_AnotherUsersCookieSkipsNothing(t *testing.T) {
 	bob.enroll("bob")
 	bob.postJSON("/.totp-auth/logout", nil)
 	// Bob signs in on alice's remembered browser.
-	if r := c.login("bob"); r.JSON["status"] != "2fa_required" {
+	if r := c.loginLater("bob"); r.JSON["status"] != "2fa_required" {
 		t.Errorf("bob on alice's remembered browser: %s, want 2fa_required", r.Body)
 	}
 }
@@ -195,7 +196,7 @@ func TestRememberDevice_WrongPasswordsStillLockTheUser(t *testing.T) {
 	for range 3 {
 		c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
 	}
-	if r := c.login("alice"); r.StatusCode != http.StatusTooManyRequests || r.JSON["error"] != "locked" {
+	if r := c.loginLater("alice"); r.StatusCode != http.StatusTooManyRequests || r.JSON["error"] != "locked" {
 		t.Errorf("right password on the remembered browser while locked: %d %s, want refused", r.StatusCode, r.Body)
 	}
 }
@@ -212,12 +213,12 @@ func TestRememberDevice_SurvivesLogoutAndEndingSessions(t *testing.T) {
 			t.Errorf("logout touches the device cookie: %s", l)
 		}
 	}
-	if r := c.login("alice"); r.JSON["status"] != "ok" {
+	if r := c.loginLater("alice"); r.JSON["status"] != "ok" {
 		t.Fatalf("after logout: %s, want ok", r.Body)
 	}
 	id := c.sessions()["Firefox on Linux"]["id"].(string)
 	c.postJSON("/.totp-auth/sessions/end", map[string]string{"id": id})
-	if r := c.login("alice"); r.JSON["status"] != "ok" {
+	if r := c.loginLater("alice"); r.JSON["status"] != "ok" {
 		t.Errorf("after ending the session: %s, want ok", r.Body)
 	}
 }
@@ -256,7 +257,7 @@ func TestRememberDevice_ForgottenByEveryWayThatEndsAllSessions(t *testing.T) {
 			c.signInRemembered("alice", secret)
 			end(e, c)
 			c.postJSON("/.totp-auth/logout", nil)
-			r := c.login("alice")
+			r := c.loginLater("alice")
 			if r.JSON["status"] == "ok" {
 				t.Errorf("after %s the device still skips the second factor", name)
 			}
@@ -279,7 +280,7 @@ func TestRememberDevice_ACopiedCookieOfAForgottenDeviceIsWorthless(t *testing.T)
 	c.postJSON("/.totp-auth/devices/forget", map[string]string{"id": devices[0].(map[string]any)["id"].(string)})
 	thief := e.client()
 	thief.jar.SetCookies(mustURL(e.srv.URL), []*http.Cookie{&stolen})
-	if r := thief.login("alice"); r.JSON["status"] != "2fa_required" {
+	if r := thief.loginLater("alice"); r.JSON["status"] != "2fa_required" {
 		t.Errorf("a copy of a forgotten device's cookie: %s, want 2fa_required", r.Body)
 	}
 }
@@ -301,7 +302,7 @@ func TestRememberDevice_ForgottenWhenTheUserLineChanges(t *testing.T) {
 	})
 	changed.clock = e.clock // the clock its gateway reads
 	same := &client{e: changed, jar: c.jar, http: c.http, ua: c.ua}
-	if r := same.login("alice"); r.JSON["status"] != "2fa_required" {
+	if r := same.loginLater("alice"); r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login after the user line changed: %s, want 2fa_required", r.Body)
 	}
 	if r := same.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(secret, 0)}); r.JSON["status"] != "ok" {
