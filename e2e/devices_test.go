@@ -53,8 +53,9 @@ func TestDevices_CLIListsAndEndsSessionsAndPasswdForgetsDevices(t *testing.T) {
 	c := newCaddy(t)
 	up := newUpstream(t)
 	port := freePort(t)
-	c.start(c.caddyfile("", site(port, c.defaultBlock(nil, "remember_device 30d"), "reverse_proxy "+up.addr())), port)
-	op := &operator{t: t, c: c, port: port, running: true}
+	cfg := c.caddyfile("", site(port, c.defaultBlock(nil, "remember_device 30d"), "reverse_proxy "+up.addr()))
+	c.start(cfg, port)
+	op := &operator{t: t, c: c, cfg: cfg, port: port, running: true}
 	op.must(testPassword+"\n", "user", "add", "bob", "--cost", "4")
 
 	laptop, phone := newClient(t, port), newClient(t, port)
@@ -91,6 +92,11 @@ func TestDevices_CLIListsAndEndsSessionsAndPasswdForgetsDevices(t *testing.T) {
 	}
 	if out := op.must("", "user", "sessions", "bob"); !regexp.MustCompile(`remembered_device`).MatchString(out) {
 		t.Errorf("user sessions does not show the remembered_device sign-in:\n%s", out)
+	}
+	// With Caddy stopped the commands read the database file themselves.
+	stopped := &operator{t: t, c: c, cfg: cfg, port: port}
+	if out := stopped.must("", "user", "sessions", "bob", "--json"); !strings.Contains(out, `"id": "`+laptopID+`"`) {
+		t.Errorf("user sessions --json with Caddy stopped lacks the laptop's session %s:\n%s", laptopID, out)
 	}
 
 	// passwd forgets every device: the device cookie is rejected.
