@@ -2,8 +2,6 @@ package e2e_test
 
 import (
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -136,64 +134,4 @@ func TestPostgres_EndingASessionOnOneInstanceIsRefusedOnTheOtherWithinASecond(t 
 	}
 	refusedWithin(t, thirdOnA, time.Second, "a session ended by end-others on the other instance")
 	expect(t, "the laptop on A", laptop.do("GET", "/app", nil, "Accept", "application/json"), http.StatusOK)
-}
-
-// guideBlocks returns the fenced code blocks of lang in the docs page.
-func guideBlocks(t *testing.T, page, lang string) []string {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "docs", page))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(string(b), -1) {
-		out = append(out, m[1])
-	}
-	if len(out) == 0 {
-		t.Fatalf("docs/%s has no %s block", page, lang)
-	}
-	return out
-}
-
-// TestDocs_SessionsGuideSnippetsRunAsWritten runs what docs/sessions.md
-// tells people to paste: its totp_auth lines in a real Caddy, and its
-// commands (with a real session id for <id>).
-func TestDocs_SessionsGuideSnippetsRunAsWritten(t *testing.T) {
-	t.Parallel()
-	block := guideBlocks(t, "sessions.md", "caddyfile")[0]
-	var lines []string
-	for _, l := range strings.Split(strings.TrimSpace(block), "\n") {
-		if l = strings.TrimSpace(l); l != "totp_auth {" && l != "}" {
-			lines = append(lines, l)
-		}
-	}
-	c := newCaddy(t)
-	up := newUpstream(t)
-	port := freePort(t)
-	c.start(c.caddyfile("", site(port, c.totpAuth("totp.db", []string{"alice"}, lines...), "reverse_proxy "+up.addr())), port)
-
-	laptop, phone := newClient(t, port), newClient(t, port)
-	e := enroll(t, laptop, "alice")
-	app := &authenticator{t: t, secret: e.secret, last: e.codeTime.Unix() / 30}
-	expect(t, "login", login(phone, "alice", testPassword), http.StatusOK)
-	page := phone.do("GET", prefix+"/2fa", nil, "Accept", "text/html")
-	if !strings.Contains(string(page.body), "Remember this device for 30 days") {
-		t.Fatalf("with the guide's lines the second factor does not offer to remember the device:\n%s", page.body)
-	}
-	r := phone.do("POST", prefix+"/2fa", map[string]any{"code": app.code(), "remember": true}, "Accept", "application/json")
-	expect(t, "2fa with remember", r, http.StatusOK)
-	_, others := sessionIDs(t, laptop)
-
-	for _, sh := range guideBlocks(t, "sessions.md", "sh") {
-		cmd := strings.Fields(strings.ReplaceAll(strings.TrimSpace(sh), "<id>", others[0]))
-		if len(cmd) < 2 || cmd[0] != "caddy" || cmd[1] != "totp-auth" {
-			t.Fatalf("the guide's command %q is not a caddy totp-auth command", sh)
-		}
-		out, err := c.cli("", nil, cmd[2:]...)
-		if err != nil {
-			t.Fatalf("%s: %v\n%s", strings.TrimSpace(sh), err, out)
-		}
-	}
-	refusedWithin(t, phone, time.Second, "the session the guide's signout --session ended")
-	expect(t, "the laptop", laptop.do("GET", "/app", nil, "Accept", "application/json"), http.StatusOK)
 }
