@@ -136,7 +136,19 @@ BEGIN
 END
 $$;
 `,
-	// 4: the registry of sessions and remembered devices (SPEC §16). A
+	// 4: what start-up and reload read instead of every account (SPEC §6):
+	// the names `user` lines marked, through a partial index, and a count
+	// of the accounts with each kind of password hash (index.go), which
+	// migrate fills once from the accounts.
+	`
+CREATE INDEX accounts_config_users ON accounts (name) WHERE config_user;
+CREATE TABLE password_models (
+	model    text PRIMARY KEY,
+	accounts integer NOT NULL CHECK (accounts > 0)
+);
+COMMENT ON TABLE password_models IS 'accounts per password hash algorithm and parameters, salt and digest zeroed';
+`,
+	// 5: the registry of sessions and remembered devices (SPEC §16). A
 	// session is ended through revoked or generation, which the trigger
 	// watches; these are only listed, and their last-seen writes must
 	// not wake every instance, so the trigger of 3 stays as it is.
@@ -191,6 +203,11 @@ func (db *DB) migrate(ctx context.Context, current secrets.Key) error {
 		for v := version; v < SchemaVersion; v++ {
 			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("migrate schema %s to version %d: %w", db.schema, v+1, err)
+			}
+			if v+1 == 4 {
+				if err := countAllModels(ctx, tx); err != nil {
+					return fmt.Errorf("migrate schema %s to version 4: %w", db.schema, err)
+				}
 			}
 		}
 		if _, err := tx.Exec(ctx, "UPDATE schema_version SET version = $1", SchemaVersion); err != nil {
