@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
@@ -208,19 +209,7 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 
 // Accounts implements account.Store.
 func (db *DB) Accounts() ([]account.Account, error) {
-	var list []account.Account
-	err := db.bolt.View(func(tx *bolt.Tx) error {
-		list = nil
-		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {
-			name := string(k) // string() copies out of bbolt's memory
-			rec, _, err := loadAccount(tx, name)
-			if err != nil {
-				return err
-			}
-			list = append(list, withheld(name, rec, true))
-			return nil
-		})
-	})
+	list, err := db.AccountsAfter("", math.MaxInt)
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
