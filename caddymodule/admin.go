@@ -41,6 +41,8 @@ func init() {
 //	POST /totp-auth/users/remove      {"db", "user"}
 //	POST /totp-auth/users/reset-2fa   {"db", "user"}
 //	POST /totp-auth/users/signout     {"db", "user"}
+//	GET  /totp-auth/users/sessions?db=<path>&user=<name>   a user's sessions and devices
+//	POST /totp-auth/users/end-session {"db", "user", "session"}
 //	POST /totp-auth/users/unlock      {"db", "user"} or {"db", "ip"}
 //	POST /totp-auth/rotate-key        {"db"}
 //	POST /totp-auth/backup            {"db"}: the database file
@@ -83,6 +85,8 @@ const (
 	routeSignOut                      = adminRoute(operator.OpSignOut)
 	routeAppPasswords                 = adminRoute(operator.OpAppPasswords)
 	routeRevokeAppPassword            = adminRoute(operator.OpRevokeAppPassword)
+	routeSessions                     = adminRoute(operator.OpSessions)
+	routeEndSession                   = adminRoute(operator.OpEndSession)
 	routeRotateKey         adminRoute = "rotate-key"
 	routeBackup            adminRoute = "backup"
 )
@@ -101,6 +105,8 @@ type adminRequest struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	// ID names an app password.
 	ID string `json:"id,omitempty"`
+	// Session is the id of the session users/end-session ends.
+	Session string `json:"session,omitempty"`
 }
 
 // databasesListing answers GET /totp-auth/databases.
@@ -121,7 +127,7 @@ const (
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	op := adminRoute(strings.TrimPrefix(r.URL.Path, adminPrefix))
-	if op == routeDatabases || op == routeUsers {
+	if op == routeDatabases || op == routeUsers || op == routeSessions {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			return apiError(http.StatusMethodNotAllowed, "use GET")
@@ -136,6 +142,13 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		d, err := findDatabase(r.URL.Query().Get("db"))
 		if err != nil {
 			return err
+		}
+		if op == routeSessions {
+			listing, err := d.users().Sessions(r.URL.Query().Get("user"), time.Now())
+			if err != nil {
+				return adminFailure(err)
+			}
+			return writeAdminJSON(w, listing)
 		}
 		q, err := listQuery(r.URL.Query())
 		if err != nil {
@@ -178,6 +191,8 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result, err = d.users().Remove(req.User)
 	case routeSignOut:
 		result, err = d.users().SignOut(req.User)
+	case routeEndSession:
+		result, err = d.users().EndSession(req.User, req.Session, now)
 	case routeResetTwoFactor:
 		result, err = d.users().ResetTwoFactor(req.User, now)
 	case routeUnlock:

@@ -33,6 +33,7 @@ var subdirectives = []struct{ name, args string }{
 	{"prefix", "<path>"},
 	{"session_ttl", "<duration>"},
 	{"idle_timeout", "<duration>"},
+	{"remember_device", "<duration>"},
 	{"cookie_name", "<name>"},
 	{"cookie_domain", "<domain>"},
 	{"require_2fa", "true|false"},
@@ -61,6 +62,7 @@ var subdirectives = []struct{ name, args string }{
 //	    prefix              <path>
 //	    session_ttl         <duration>
 //	    idle_timeout        <duration>
+//	    remember_device     <duration>
 //	    cookie_name         <name>
 //	    cookie_domain       <domain>
 //	    require_2fa         true|false
@@ -168,6 +170,8 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.SessionTTL, err = parseDuration(d, name, v)
 		case "idle_timeout":
 			t.IdleTimeout, err = parseDuration(d, name, v)
+		case "remember_device":
+			t.RememberDevice, err = parseDuration(d, name, v)
 		case "lockout":
 			t.Lockout, err = parseDuration(d, name, v)
 		case "cookie_name":

@@ -36,6 +36,7 @@ func TestUnmarshalCaddyfile_AcceptsEverySetting(t *testing.T) {
 		prefix              /auth
 		session_ttl         8h
 		idle_timeout        30m
+		remember_device     30d
 		cookie_name         lab_session
 		cookie_domain       home.lab
 		require_2fa         false
@@ -58,6 +59,7 @@ func TestUnmarshalCaddyfile_AcceptsEverySetting(t *testing.T) {
 		Prefix:            "/auth",
 		SessionTTL:        caddy.Duration(8 * time.Hour),
 		IdleTimeout:       caddy.Duration(30 * time.Minute),
+		RememberDevice:    caddy.Duration(30 * 24 * time.Hour),
 		CookieName:        "lab_session",
 		CookieDomain:      "home.lab",
 		Require2FA:        boolPtr(false),
@@ -121,6 +123,7 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 		{"bad duration", `session_ttl 12 hours`, []string{"session_ttl takes 1 value(s), got 2"}},
 		{"unparsable duration", `idle_timeout soon`, []string{`idle_timeout "soon" is not a duration`, "15m"}},
 		{"zero duration", `lockout 0s`, []string{"lockout must be longer than zero"}},
+		{"unparsable remember_device", `remember_device a month`, []string{"remember_device takes 1 value(s), got 2"}},
 		{"short key", `encryption_key abcd`, []string{"encryption_key must be 64 hex digits", "got 4 characters", "openssl rand -hex 32"}},
 		{"non-hex key", `encryption_key ` + strings.Repeat("zz", 32), []string{"encryption_key must be 64 hex digits"}},
 		{"key never echoed", `encryption_key ` + key64[:62], []string{"got 62 characters"}},
@@ -203,6 +206,7 @@ func TestTOTPAuth_JSONRoundTrip(t *testing.T) {
 		Prefix:            "/auth",
 		SessionTTL:        caddy.Duration(8 * time.Hour),
 		IdleTimeout:       caddy.Duration(30 * time.Minute),
+		RememberDevice:    caddy.Duration(30 * 24 * time.Hour),
 		CookieName:        "lab_session",
 		CookieDomain:      "home.lab",
 		Require2FA:        boolPtr(true),
@@ -217,7 +221,7 @@ func TestTOTPAuth_JSONRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, field := range []string{`"db_path"`, `"encryption_key"`, `"old_encryption_keys":["{env.TOTP_AUTH_OLD_KEY}"]`, `"session_keys":{"hash"`, `"session_ttl"`, `"idle_timeout"`,
+	for _, field := range []string{`"db_path"`, `"encryption_key"`, `"old_encryption_keys":["{env.TOTP_AUTH_OLD_KEY}"]`, `"session_keys":{"hash"`, `"session_ttl"`, `"idle_timeout"`, `"remember_device"`,
 		`"cookie_name"`, `"cookie_domain"`, `"require_2fa":true`, `"max_failures":3`, `"lockout"`, `"max_failures_per_ip":20`,
 		`"drift":0`, `"user_header"`, `"users":{"alice"`, `"issuer"`, `"prefix"`} {
 		if !strings.Contains(string(b), field) {

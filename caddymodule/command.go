@@ -36,6 +36,9 @@ open the database file themselves. Either way you type the same command.
                                           list a user's app passwords
   caddy totp-auth user revoke-app-password <name> <id>
                                           revoke one of them
+  caddy totp-auth user sessions <name>    where a user is signed in, and remembered devices
+  caddy totp-auth user signout <name> --session <id>
+                                          end one of those sessions
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
   caddy totp-auth migrate --to-postgres <connection>
@@ -183,15 +186,24 @@ This is how a user who lost their phone and their backup codes gets back in.`,
 		},
 	}
 	unlock.Flags().StringVar(&ip, "ip", "", "unlock this client IP instead of a user")
+	var session string
 	signout := &cobra.Command{
-		Use:   "signout <name>",
+		Use:   "signout <name> [--session <id>]",
 		Short: "Ends every session and pending sign-in of a user, Caddyfile or database",
 		Long: `Ends every session and pending sign-in of a user, on every site block
 that shares the database: copies of their cookies stop working at once.
 It works for users of ` + "`user`" + ` lines in the Caddyfile as for users in the
-database; nothing else about the user changes.`,
+database; nothing else about the user changes. Remembered devices are
+forgotten too.
+
+With --session <id> (an ID from ` + "`caddy totp-auth user sessions <name>`" + `), only
+that session ends; the others and the remembered devices stay.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
+			if session != "" {
+				return o.change(routeEndSession, adminRequest{User: args[0], Session: session}, false,
+					func(d *database) (operator.Report, error) { return d.users().EndSession(args[0], session, time.Now()) })
+			}
 			return o.change(routeSignOut, adminRequest{User: args[0]}, false,
 				func(d *database) (operator.Report, error) { return d.users().SignOut(args[0]) })
 		},
@@ -218,7 +230,16 @@ sessions stay.`,
 				func(d *database) (operator.Report, error) { return d.users().RevokeAppPassword(args[0], args[1]) })
 		},
 	}
-	user.AddCommand(add, passwd, remove, list, reset, unlock, signout, appPasswords, revokeAppPassword)
+	signout.Flags().StringVar(&session, "session", "", "end only the session with this id")
+	var sessionsJSON bool
+	sessions := &cobra.Command{
+		Use:   "sessions <name>",
+		Short: "Lists where a user is signed in, and their remembered devices",
+		Args:  cobra.ExactArgs(1),
+		RunE:  func(_ *cobra.Command, args []string) error { return o.sessions(args[0], sessionsJSON) },
+	}
+	sessions.Flags().BoolVar(&sessionsJSON, "json", false, "print the listing as JSON")
+	user.AddCommand(add, passwd, remove, list, reset, unlock, signout, sessions, appPasswords, revokeAppPassword)
 
 	var toPostgres string
 	migrate := &cobra.Command{

@@ -171,7 +171,8 @@ func (d *database) keepRetiredKeyByID(ks keySet) {
 
 // startPruning deletes, once every lockout window, the failure counters
 // whose window and lock are over, so that guesses at made-up user names
-// do not grow the database for ever.
+// do not grow the database for ever, and the expired entries of the
+// session registries.
 func (d *database) startPruning() {
 	d.stopPruning = make(chan struct{})
 	d.pruningDone = make(chan struct{})
@@ -191,6 +192,11 @@ func (d *database) startPruning() {
 				d.logger.Error("pruning old failure counters", zap.String("db_path", d.path), zap.Error(err))
 			} else if n > 0 {
 				d.logger.Debug("pruned old failure counters", zap.String("db_path", d.path), zap.Int("count", n))
+			}
+			if n, err := operator.PruneRegistries(d.db, time.Now()); err != nil {
+				d.logger.Error("pruning expired sessions and devices", zap.String("db_path", d.path), zap.Error(err))
+			} else if n > 0 {
+				d.logger.Debug("pruned expired sessions and devices", zap.String("db_path", d.path), zap.Int("accounts", n))
 			}
 			t.Reset(window)
 		}

@@ -97,6 +97,12 @@ type TOTPAuth struct {
 	// request slides it. Default: 1h
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
+	// How long "Remember this device" at the second factor lets that
+	// browser skip the second factor at later sign-ins (the password is
+	// always asked), such as 30d. Only blocks with it set offer the
+	// checkbox and honour a device cookie. Default: 0, off.
+	RememberDevice caddy.Duration `json:"remember_device,omitempty"`
+
 	// The name of the session cookie. Default: totp_auth_session
 	CookieName string `json:"cookie_name,omitempty"`
 
@@ -256,6 +262,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		Prefix:           t.Prefix,
 		SessionTTL:       time.Duration(t.SessionTTL),
 		IdleTimeout:      time.Duration(t.IdleTimeout),
+		RememberDevice:   time.Duration(t.RememberDevice),
 		CookieName:       t.CookieName,
 		CookieDomain:     t.CookieDomain,
 		Optional2FA:      t.Require2FA != nil && !*t.Require2FA,

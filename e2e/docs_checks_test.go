@@ -31,6 +31,7 @@ var docChecks = []docCheck{
 	{"a tls internal portal", []string{"portal-internal", "portal-internal-app"}, checkPortalInternal},
 	{"two instances on PostgreSQL behind a balancer", []string{"postgres-database", "postgres-env", "postgres-site", "lb-node", "lb-balancer", "postgres-cli"}, checkInstances},
 	{"migrating to PostgreSQL", []string{"postgres-migrate"}, checkMigrate},
+	{"sessions and remembered devices", []string{"sessions-site", "sessions-list", "sessions-signout"}, checkSessions},
 }
 
 // oneHost is a lab with one host, server, at 10.0.0.1 under names.

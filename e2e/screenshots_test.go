@@ -20,6 +20,7 @@ var readmeShots = map[string]bool{
 	"enrollment-desktop-light": true, "enrollment-phone-dark": true,
 	"backup-codes-desktop-light": true, "backup-codes-phone-dark": true,
 	"account-desktop-light": true, "account-phone-dark": true,
+	"sessions-desktop-light": true, "sessions-phone-dark": true,
 }
 
 // screen is one way a page is looked at.

@@ -46,9 +46,11 @@ func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Ses
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
+	sessions, devices := g.inForce(acct, g.cfg.Clock.Now())
 	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes),
 		Error: errs.other, DisableError: errs.disable, PasswordError: errs.password, OwnPassword: acct.PasswordHash != nil && !inConfig,
-		Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back, Apps: g.appPasswordsView(acct)})
+		Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back, Apps: g.appPasswordsView(acct),
+		Sessions: sessionRows(sessions, s.ID), Devices: deviceRows(devices)})
 }
 
 // accountURL is the account page, leading back to back.

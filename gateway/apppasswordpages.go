@@ -43,6 +43,7 @@ type appPasswordsView struct {
 	New *shownAppPassword
 }
 
+// rfc3339 is t as JSON writes times: RFC 3339, or null when there is none.
 func rfc3339(t time.Time) *string {
 	if t.IsZero() {
 		return nil

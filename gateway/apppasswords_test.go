@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -589,22 +588,6 @@ func TestAppPassword_SignOutEverywhereKeepsIt(t *testing.T) {
 	if r := e.basic("GET", "/", "alice", value); r.StatusCode != 200 {
 		t.Fatalf("after sign-out everywhere: %d", r.StatusCode)
 	}
-}
-
-// countingStore counts the writes that reach the store.
-type countingStore struct {
-	account.Store
-	accounts, counters atomic.Int32
-}
-
-func (s *countingStore) UpdateAccount(user string, fn func(*account.Account) error) error {
-	s.accounts.Add(1)
-	return s.Store.UpdateAccount(user, fn)
-}
-
-func (s *countingStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
-	s.counters.Add(1)
-	return s.Store.UpdateCounters(keys, fn)
 }
 
 func TestAppPassword_LastUseIsWrittenOffThePathAtMostOnceAMinute(t *testing.T) {

@@ -1,8 +1,12 @@
 package gateway_test
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
+
+	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // BenchmarkHandle_ValidSession is the cost totp_auth adds to every request
@@ -73,4 +77,53 @@ func BenchmarkVerify_ValidSession(b *testing.B) {
 			b.Fatalf("verify answered %d", w.Code)
 		}
 	}
+}
+
+// BenchmarkHandle_ValidSessionLastSeenDue is BenchmarkHandle_ValidSession
+// at its worst for the session registry: 30 sessions, and the clock moves
+// on by gateway.LastSeenEvery after each round over them, so every request
+// finds its session's last-seen time due and queues a write (done in the
+// background). writes/op is the account writes per request.
+func BenchmarkHandle_ValidSessionLastSeenDue(b *testing.B) {
+	counting := new(countingStore)
+	e := newEnv(b, func(c *gateway.Config) {
+		// Long enough that no session expires however long the run.
+		c.SessionTTL, c.IdleTimeout = 1<<20*time.Hour, 1<<20*time.Hour
+		counting.Store = c.Store
+		c.Store = counting
+	})
+	first := e.client()
+	secret, _ := first.enroll("alice")
+	clients := []*client{first}
+	for len(clients) < 30 {
+		c := e.client()
+		c.signIn("alice", secret)
+		clients = append(clients, c)
+	}
+	var reqs []*http.Request
+	for _, c := range clients {
+		req := httptest.NewRequest("GET", "/app", nil)
+		req.Header.Set("Accept", "text/html")
+		req.AddCookie(c.cookie("totp_auth_session"))
+		reqs = append(reqs, req)
+	}
+	e.gw.WaitLastSeen()
+	counting.accounts.Store(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		if n%len(reqs) == 0 {
+			e.clock.Advance(gateway.LastSeenEvery)
+		}
+		r := reqs[n%len(reqs)].Clone(reqs[0].Context())
+		w := httptest.NewRecorder()
+		if _, ok := e.gw.Handle(w, r); !ok {
+			b.Fatalf("request refused: %d", w.Code)
+		}
+		n++
+	}
+	b.StopTimer()
+	e.gw.WaitLastSeen()
+	b.ReportMetric(float64(counting.accounts.Load())/float64(n), "writes/op")
 }

@@ -53,6 +53,11 @@ type Config struct {
 	CookieName string
 	// CookieDomain, when set, shares the session with all subdomains.
 	CookieDomain string
+	// RememberDevice, when above 0, offers "Remember this device" at the
+	// second factor: a device cookie that skips the second factor on that
+	// browser for this long (SPEC §16). 0, the default, never offers it
+	// and honours no device cookie.
+	RememberDevice time.Duration
 	// Optional2FA lets users without TOTP sign in with the password alone.
 	// The default (false) forces enrollment at first sign-in.
 	Optional2FA bool
@@ -195,6 +200,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("prefix %q may hold only plain path characters", c.Prefix)
 	case c.SessionTTL < 0 || c.IdleTimeout < 0 || c.Lockout < 0:
 		return errors.New("session_ttl, idle_timeout and lockout must be positive durations")
+	case c.RememberDevice < 0:
+		return errors.New("remember_device must be a positive duration, or 0 to leave it off")
 	case c.IdleTimeout > c.SessionTTL:
 		return fmt.Errorf("idle_timeout (%s) is longer than session_ttl (%s); make it shorter or equal", c.IdleTimeout, c.SessionTTL)
 	case c.MaxFailures < 0 || c.MaxFailuresPerIP < 0:

@@ -18,12 +18,15 @@ type cookieKind byte
 const (
 	kindSession cookieKind = 1
 	kindPending cookieKind = 2
+	// kindDevice, a remembered browser's cookie, is in devices.go.
 )
 
 // cookieVersion 3 added the level and factor, the absolute expiry, the
-// credential fingerprint and the generation of pending sign-ins. Older
-// cookies do not decode: their holders sign in again.
-const cookieVersion = 3
+// credential fingerprint and the generation of pending sign-ins; 4 is a
+// session the registry lists (SPEC §16), so "Sign out everywhere else"
+// reaches every session in force. Older cookies do not decode: their
+// holders sign in again.
+const cookieVersion = 4
 
 // cookieValue is what a cookie carries; which fields mean something
 // depends on kind (see Session and PendingLogin).

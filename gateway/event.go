@@ -18,6 +18,10 @@ const (
 	EventLockout                EventKind = "lockout"
 	EventCSRF                   EventKind = "csrf"
 	EventAccess                 EventKind = "access"
+	// EventSessionEnded is one session, or every other one, signed out
+	// from the session list; EventForgetDevice a remembered device forgotten.
+	EventSessionEnded EventKind = "session_ended"
+	EventForgetDevice EventKind = "forget_device"
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"

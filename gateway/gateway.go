@@ -24,6 +24,9 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
+	// sessionsHTML is the account page's lists of sessions and devices.
+	//go:embed assets/sessions.html
+	sessionsHTML string
 	// pagesJS is the one script of the pages: copy and print buttons, which
 	// stay hidden without it (the pages work without JavaScript).
 	//go:embed assets/pages.js
@@ -55,6 +58,8 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
+	// lastSeen writes the registry's last-seen times in the background.
+	lastSeen lastSeenWriter
 	// originals caches accepted verify headers (see readOriginal), and
 	// selfHosts the accepted Hosts of verify requests (see selfHost).
 	originals originalCache
@@ -103,6 +108,9 @@ func New(cfg Config) (*Gateway, error) {
 	pages, err := template.New("pages").Parse(pagesHTML)
 	if err == nil {
 		pages, err = pages.Parse(appPasswordsHTML)
+	}
+	if err == nil {
+		pages, err = pages.Parse(sessionsHTML)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("parse page templates: %w", err)
@@ -209,6 +217,7 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 			return "", false
 		}
 	}
+	g.seen(s, now)
 	g.passUpstream(r, s.User, upstreamFactor(s.Factor))
 	return s.User, true
 }

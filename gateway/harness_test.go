@@ -136,6 +136,8 @@ type client struct {
 	e    *env
 	http *http.Client
 	jar  http.CookieJar
+	// ua, when set, is the User-Agent the client sends.
+	ua string
 }
 
 func (e *env) client() *client {
@@ -154,6 +156,9 @@ type response struct {
 
 func (c *client) do(req *http.Request) response {
 	c.e.t.Helper()
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.e.t.Fatal(err)
@@ -291,4 +296,20 @@ func zapString(key, val string) zap.Field { return zap.String(key, val) }
 func toString(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// countingStore counts the writes that reach the store.
+type countingStore struct {
+	account.Store
+	accounts, counters atomic.Int64
+}
+
+func (s *countingStore) UpdateAccount(user string, fn func(*account.Account) error) error {
+	s.accounts.Add(1)
+	return s.Store.UpdateAccount(user, fn)
+}
+
+func (s *countingStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
+	s.counters.Add(1)
+	return s.Store.UpdateCounters(keys, fn)
 }

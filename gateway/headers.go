@@ -122,5 +122,6 @@ func (g *Gateway) stripOwnCookies(h http.Header) {
 }
 
 func (g *Gateway) ownCookie(name string) bool {
-	return name == g.cfg.CookieName || name == g.pendingCookieName() || name == g.csrfCookieName()
+	return name == g.cfg.CookieName || name == g.pendingCookieName() || name == g.csrfCookieName() ||
+		name == g.deviceCookieName()
 }

@@ -97,7 +97,21 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case acct.TOTPSecret != "":
-		next(stageSecondFactor, "2fa_required", "2fa")
+		remembered, err := g.useRememberedDevice(r, acct, now)
+		if err != nil {
+			g.internalError(w, r, "read remembered device", err)
+			return
+		}
+		if !remembered {
+			next(stageSecondFactor, "2fa_required", "2fa")
+			return
+		}
+		// A browser remembered at an earlier second factor: the password
+		// is proven now, the second factor was then (SPEC §16).
+		if !g.completeSignIn(w, r, Session{User: user, Generation: acct.Generation}, now, FactorRememberedDevice) {
+			return
+		}
+		g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 	case !g.cfg.Optional2FA:
 		next(stageEnroll, "enroll_required", "setup")
 	default:

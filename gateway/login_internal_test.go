@@ -21,6 +21,11 @@ func (counterOnlyStore) Account(user string) (account.Account, error) {
 	return account.Account{Name: user}, nil
 }
 
+// UpdateAccount saves nothing: the sign-in records its session first.
+func (counterOnlyStore) UpdateAccount(user string, fn func(*account.Account) error) error {
+	return fn(&account.Account{Name: user})
+}
+
 // PasswordModels lists none, for the decoy hash.
 func (counterOnlyStore) PasswordModels() ([]string, error) { return nil, nil }
 

@@ -113,8 +113,13 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "change password", err)
 		return
 	}
-	// Every session ended with the new generation; this one goes on.
+	// Every session ended with the new generation (and left the registry,
+	// with every remembered device); this one goes on.
 	s.Generation = gen
+	if err := g.recordSession(r, *s, g.cfg.Clock.Now()); err != nil {
+		g.internalError(w, r, "record session", err)
+		return
+	}
 	if err := g.setSessionCookie(w, r, *s); err != nil {
 		g.internalError(w, r, "set session cookie", err)
 		return

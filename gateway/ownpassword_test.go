@@ -166,3 +166,25 @@ func TestOwnPassword_AccountPageChangesItAndEndsOnAPageThatSaysSo(t *testing.T) 
 		t.Fatal("the account page offers a Caddyfile user to change a password kept in the configuration")
 	}
 }
+
+func TestOwnPassword_TheSessionThatChangedItStaysListedAndTheOthersLeave(t *testing.T) {
+	e := newEnv(t)
+	databaseUser(e, "dave")
+	c := e.client()
+	secret, _ := c.enroll("dave")
+	other := e.client()
+	other.signIn("dave", secret)
+	if r := c.getJSON("/.totp-auth/sessions"); len(r.JSON["sessions"].([]any)) != 2 {
+		t.Fatalf("sessions before the change: %s, want two", r.Body)
+	}
+	e.clock.Advance(30 * time.Second)
+	if r := c.postJSON("/.totp-auth/password", map[string]string{"current": testPassword, "new": newPassword, "code": e.code(secret, 0)}); r.StatusCode != 200 {
+		t.Fatalf("change own password: %d %s", r.StatusCode, r.Body)
+	}
+	r := c.getJSON("/.totp-auth/sessions")
+	list, _ := r.JSON["sessions"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["current"] != true {
+		t.Fatalf("sessions after the change: %s, want only this one, marked current", r.Body)
+	}
+}
+

@@ -61,6 +61,12 @@ type page struct {
 	// OwnPassword is set for a user whose password is kept in the
 	// database, which the user may change on the account page.
 	OwnPassword bool
+	// Sessions and Devices are the account page's lists of where the
+	// user is signed in; RememberDays is the second factor's "Remember
+	// this device for N days" (0: not offered).
+	Sessions     []sessionRow
+	Devices      []deviceRow
+	RememberDays int
 }
 
 // keyRows writes a base32 key in groups of four, as people read it out,

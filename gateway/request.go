@@ -105,10 +105,11 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 			case string:
 				f.values[k] = v
 			case nil:
-			case bool: // flags such as read_only
+			case bool:
+				// A yes-or-no field, such as remember.
 				f.values[k] = strconv.FormatBool(v)
 			default:
-				return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+				return form{}, &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be a string or true/false", k)}
 			}
 		}
 		return f, nil

@@ -173,6 +173,9 @@ func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, s Session
 	}
 	s.Credential = g.credential(s.User)
 	s.Issued, s.LastSeen, s.Expires = now, now, now.Add(g.cfg.SessionTTL)
+	if err := g.recordSession(r, s, now); err != nil {
+		return err
+	}
 	g.clearCookie(w, r, g.pendingCookieName())
 	return g.setSessionCookie(w, r, s)
 }

@@ -33,6 +33,11 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
 		"app-passwords/revoke": {post: g.postRevokeAppPassword},
 		"app-passwords/new":    {get: g.getNewAppPassword},
+		// Where the user is signed in (sessionlist.go, devices.go).
+		"sessions":            {get: g.getSessions},
+		"sessions/end":        {post: g.postEndSession},
+		"sessions/end-others": {post: g.postEndOtherSessions},
+		"devices/forget":      {post: g.postForgetDevice},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},

@@ -17,7 +17,7 @@ func (g *Gateway) getSecondFactor(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "2fa_required", "redirect": p.Redirect})
 		return
 	}
-	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User})
+	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays()})
 }
 
 func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
@@ -29,7 +29,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Two-factor authentication", User: p.User}
+	pg := page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays()}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventSecondFactor, p.User, "2fa", pg)
 	if !ok {
 		return
@@ -65,8 +65,15 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		factor = FactorBackupCode
 		g.audit(r, EventBackupCode, OutcomeOK, p.User)
 	}
-	if !g.completeSignIn(w, r, s, g.cfg.Clock.Now(), factor) {
+	now := g.cfg.Clock.Now()
+	if !g.completeSignIn(w, r, s, now, factor) {
 		return
+	}
+	if g.wantsRemember(f) {
+		if err := g.rememberDevice(w, r, s, now); err != nil {
+			// Signed in all the same: the device is simply not remembered.
+			g.cfg.Logger.Error("totp_auth: remember device: " + err.Error())
+		}
 	}
 	redirect := g.safeRedirect(r, p.Redirect)
 	if usedBackup {

@@ -116,6 +116,7 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
+	g.seen(s, now)
 	// The groups header goes out even when empty: a proxy that copies it
 	// onto the request then replaces whatever the client sent. The
 	// values share one allocation, under keys already canonical.

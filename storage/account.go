@@ -27,6 +27,9 @@ type accountRecord struct {
 	// AppPasswords keep only keyed hashes of their values.
 	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
 	ConfigUser   bool                  `json:"config_user,omitempty"`
+	// Sessions and Devices are the registry of SPEC §16.
+	Sessions []account.SessionRecord    `json:"sessions,omitempty"`
+	Devices  []account.RememberedDevice `json:"devices,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -92,6 +95,8 @@ func plain(user string, rec accountRecord, stored bool) account.Account {
 		RecoverySession: rec.RecoverySession,
 		AppPasswords:    rec.AppPasswords,
 		ConfigUser:      rec.ConfigUser,
+		Sessions:        rec.Sessions,
+		Devices:         rec.Devices,
 		Stored:          stored,
 	}
 	if p := rec.Pending; p != nil {
@@ -129,6 +134,8 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		RecoverySession: a.RecoverySession,
 		AppPasswords:    a.AppPasswords,
 		ConfigUser:      a.ConfigUser,
+		Sessions:        a.Sessions,
+		Devices:         a.Devices,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(tx) })
 	if err != nil {

@@ -42,6 +42,11 @@ type Account struct {
 	RecoverySession uint64
 	// AppPasswords are the user's app passwords (SPEC §15).
 	AppPasswords []AppPassword
+	// Sessions is the registry of the user's sessions in force, and
+	// Devices the browsers remembered at the second factor (registry.go).
+	// Raising the generation clears both.
+	Sessions []SessionRecord
+	Devices  []RememberedDevice
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -223,13 +228,18 @@ func (a *Account) DisableTOTP() {
 	a.RecoverySession = 0
 }
 
-// EndSessions raises the generation, which ends every session of the user.
-func (a *Account) EndSessions() { a.Generation++ }
+// EndSessions raises the generation, which ends every session of the user
+// and every remembered device (their cookies carry the generation too).
+func (a *Account) EndSessions() {
+	a.Generation++
+	a.Sessions, a.Devices = nil, nil
+}
 
 // RevokeSession ends the session with this id: SessionStateOf reports it
 // until until (its expiry). Revocations over at now are forgotten; past
 // MaxRevokedSessions every session ends instead (EndSessions).
 func (a *Account) RevokeSession(id uint64, until, now time.Time) {
+	a.removeSessionRecord(id)
 	kept := make([]Revocation, 0, len(a.Revoked)+1)
 	for _, r := range a.Revoked {
 		if r.ID == id && !until.After(r.Until) {
@@ -325,6 +335,8 @@ func (a Account) Clone() Account {
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
 	a.AppPasswords = cloneAppPasswords(a.AppPasswords)
+	a.Sessions = append([]SessionRecord(nil), a.Sessions...)
+	a.Devices = append([]RememberedDevice(nil), a.Devices...)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p

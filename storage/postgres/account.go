@@ -31,11 +31,13 @@ type accountRow struct {
 	Recovery       uint64 // account.Account.RecoverySession
 	ConfigUser     bool
 	AppPasswords   []account.AppPassword
+	Sessions       []account.SessionRecord
+	Devices        []account.RememberedDevice
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
 	must_regenerate, generation, pending_secret, pending_expires, revoked,
-	pending_session, recovery_session, config_user, app_passwords, app_password_use`
+	pending_session, recovery_session, config_user, app_passwords, app_password_use, sessions, devices`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
@@ -43,10 +45,11 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 		gen, pend, recovery int64
 		revoked             []byte
 		apps, appUse        []byte
+		sessions, devices   []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
 		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
-		&pend, &recovery, &r.ConfigUser, &apps, &appUse)
+		&pend, &recovery, &r.ConfigUser, &apps, &appUse, &sessions, &devices)
 	if err != nil {
 		return r, err
 	}
@@ -56,6 +59,18 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 	}
 	if r.AppPasswords, err = joinAppPasswords(apps, appUse); err != nil {
 		return r, err
+	}
+	if err := json.Unmarshal(sessions, &r.Sessions); err != nil {
+		return r, fmt.Errorf("decode sessions: %w", err)
+	}
+	if err := json.Unmarshal(devices, &r.Devices); err != nil {
+		return r, fmt.Errorf("decode remembered devices: %w", err)
+	}
+	if len(r.Sessions) == 0 {
+		r.Sessions = nil
+	}
+	if len(r.Devices) == 0 {
+		r.Devices = nil
 	}
 	if len(r.BackupCodes) == 0 {
 		r.BackupCodes = nil
@@ -84,6 +99,8 @@ func plain(user string, r accountRow) account.Account {
 		RecoverySession: r.Recovery,
 		AppPasswords:    r.AppPasswords,
 		ConfigUser:      r.ConfigUser,
+		Sessions:        r.Sessions,
+		Devices:         r.Devices,
 		Stored:          true,
 	}
 	if r.PendingSecret != nil {
@@ -129,6 +146,8 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old ac
 		Recovery:       a.RecoverySession,
 		ConfigUser:     a.ConfigUser,
 		AppPasswords:   a.AppPasswords,
+		Sessions:       a.Sessions,
+		Devices:        a.Devices,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(ctx, tx) })
 	if err != nil {
@@ -174,12 +193,17 @@ func lockAccount(ctx context.Context, tx pgx.Tx, user string) (accountRow, error
 
 // saveAccount writes r as user's row (locked by lockAccount).
 func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) error {
-	revoked := []byte("[]")
-	if len(r.Revoked) > 0 {
-		var err error
-		if revoked, err = json.Marshal(r.Revoked); err != nil {
-			return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
-		}
+	revoked, err := jsonList(r.Revoked)
+	if err != nil {
+		return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
+	}
+	sessions, err := jsonList(r.Sessions)
+	if err != nil {
+		return fmt.Errorf("encode sessions of %q: %w", user, err)
+	}
+	devices, err := jsonList(r.Devices)
+	if err != nil {
+		return fmt.Errorf("encode remembered devices of %q: %w", user, err)
 	}
 	apps, appUse, err := splitAppPasswords(r.AppPasswords)
 	if err != nil {
@@ -193,10 +217,10 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11,
 		pending_session = $12, recovery_session = $13, config_user = $14,
-		app_passwords = $15, app_password_use = $16 WHERE name = $1`,
+		app_passwords = $15, app_password_use = $16, sessions = $17, devices = $18 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
-		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
-		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, string(apps), string(appUse))
+		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, revoked,
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, string(apps), string(appUse), sessions, devices)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}
@@ -307,3 +331,12 @@ type prefixed struct {
 }
 
 func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+
+// jsonList encodes a list for a jsonb column, an empty one as [].
+func jsonList[T any](list []T) (string, error) {
+	if len(list) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
+}

@@ -32,8 +32,11 @@ func TestOpen_SchemaVersion3GainsTheCountOfPasswordModels(t *testing.T) {
 	if err := account.MarkConfigUsers(db, map[string]bool{"dave": true}); err != nil {
 		t.Fatal(err)
 	}
-	// What version 3 had: the same accounts, neither the index nor the table.
+	// What version 3 had: the same accounts, neither the index nor the
+	// table, nor the columns of the versions after 4.
 	pgtest.Exec(t, dsn, `DROP INDEX totp_auth.accounts_config_users; DROP TABLE totp_auth.password_models;
+		ALTER TABLE totp_auth.accounts DROP COLUMN app_passwords, DROP COLUMN app_password_use,
+			DROP COLUMN sessions, DROP COLUMN devices;
 		UPDATE totp_auth.schema_version SET version = 3`)
 
 	db = openTest(t, dsn, Options{Keys: []secrets.Key{key}})

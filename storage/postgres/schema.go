@@ -183,6 +183,18 @@ BEGIN
 END
 $$;
 `,
+	// 6: the registry of sessions and remembered devices (SPEC §16). A
+	// session is ended through revoked or generation, which the trigger
+	// watches; these are only listed, and their last-seen writes must
+	// not wake every instance, so the trigger of 5 stays as it is. The
+	// columns may exist already when migrations are replayed from 3.
+	`
+ALTER TABLE accounts
+	ADD COLUMN IF NOT EXISTS sessions jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN IF NOT EXISTS devices  jsonb NOT NULL DEFAULT '[]';
+COMMENT ON COLUMN accounts.sessions IS 'the sessions in force, as the account page lists them';
+COMMENT ON COLUMN accounts.devices IS 'browsers remembered at the second factor';
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
