@@ -187,4 +187,3 @@ func TestOwnPassword_TheSessionThatChangedItStaysListedAndTheOthersLeave(t *test
 		t.Fatalf("sessions after the change: %s, want only this one, marked current", r.Body)
 	}
 }
-
