@@ -29,8 +29,23 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes), Error: errMsg,
-		Back: back, Redirect: back})
+	p := g.accountPage(w, r, s, &acct)
+	p.Error, p.Back, p.Redirect = errMsg, back, back
+	g.render(w, r, status, "account", p)
+}
+
+// accountPage is the account page of s for acct, without a message.
+func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *Account) page {
+	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(), HasTOTP: acct.TOTPSecret != "",
+		CodesLeft: len(acct.BackupCodes), Back: "/", Redirect: "/"}
+	if _, ok := g.passkeySite(r); ok {
+		p.PasskeysOn = true
+		p.Passkeys = passkeyViews(acct.Passkeys)
+		if acct.TOTPSecret == "" {
+			p.PasskeyGet = g.disablePasskey(w, r, s, acct)
+		}
+	}
+	return p
 }
 
 // accountURL is the account page, leading back to back.
@@ -96,7 +111,13 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if answered {
 		return
 	}
-	_, codeOK, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
+	var codeOK bool
+	var err error
+	if cred := f.get("credential"); cred != "" && acct.TOTPSecret == "" {
+		codeOK, err = g.checkDisablePasskey(w, r, s, cred)
+	} else {
+		_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
+	}
 	if err != nil {
 		g.releaseAttempt(a)
 		g.internalError(w, r, "check code", err)

@@ -90,10 +90,11 @@ func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.RecoverySession = 0
 }
 
-// DisableTOTP removes the TOTP secret, the backup codes and any pending
-// enrollment, and clears MustRegenerate.
+// DisableTOTP removes the TOTP secret, the passkeys, the backup codes and
+// any pending enrollment, and clears MustRegenerate: every second factor.
 func (a *Account) DisableTOTP() {
 	a.TOTPSecret = ""
+	a.Passkeys = nil
 	a.BackupCodes = nil
 	a.Pending = nil
 	a.MustRegenerate = false
@@ -164,6 +165,8 @@ func (a Account) Clone() Account {
 	a.PasswordHash = bytes.Clone(a.PasswordHash)
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	a.Passkeys = clonePasskeys(a.Passkeys)
+	a.SpentChallenges = append([]SpentChallenge(nil), a.SpentChallenges...)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p

@@ -54,7 +54,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		g.internalError(w, r, "read account", err)
 		return
 	}
-	if e.pending != nil && acct.TOTPSecret != "" {
+	if e.pending != nil && acct.HasSecondFactor() {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
@@ -90,6 +90,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	g.render(w, r, status, "setup", page{
 		Title: setupTitle(moving), User: e.user, QR: template.URL(qr), Secret: enr.Secret, SecretGroups: keyGroups(enr.Secret),
 		Expires: inWords(enr.Expires.Sub(now)), Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
+		PasskeyCreate: g.enrollmentPasskey(w, r, e, &acct), PasskeyName: "Passkey",
 	})
 }
 
@@ -151,7 +152,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if e.pending != nil && acct.TOTPSecret != "" {
+	if e.pending != nil && acct.HasSecondFactor() {
 		g.releaseAttempt(a)
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return

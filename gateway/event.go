@@ -18,6 +18,10 @@ const (
 	EventLockout                EventKind = "lockout"
 	EventCSRF                   EventKind = "csrf"
 	EventAccess                 EventKind = "access"
+	// EventPasskeyAdded and EventPasskeyRemoved are a passkey registered
+	// or removed (SPEC §14).
+	EventPasskeyAdded   EventKind = "passkey_added"
+	EventPasskeyRemoved EventKind = "passkey_removed"
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
 )
 
@@ -31,9 +32,11 @@ var (
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
 type Gateway struct {
-	cfg     Config
-	codec   *cookieCodec
-	csrfKey []byte
+	cfg   Config
+	codec *cookieCodec
+	// ceremonies signs and encrypts the passkey ceremony cookie.
+	ceremonies *securecookie.SecureCookie
+	csrfKey    []byte
 	// nameKey keys the hash that stands for unknown user names.
 	nameKey       []byte
 	csp           string
@@ -100,6 +103,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg:           cfg,
 		codec:         newCookieCodec(hashKey, blockKey),
+		ceremonies:    newCeremonyCodec(hashKey, blockKey),
 		csrfKey:       csrfKey.Sum(nil),
 		nameKey:       nameKey.Sum(nil),
 		csp:           contentSecurityPolicy(styleCSS, pagesJS),

@@ -28,7 +28,7 @@ func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "login_required", "redirect": redirect})
 		return
 	}
-	g.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Redirect: redirect})
+	g.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Redirect: redirect, PasskeyGet: g.loginPasskey(w, r)})
 }
 
 func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
@@ -36,9 +36,13 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	redirect := g.safeRedirect(r, f.get("redirect"))
+	if cred := f.get("credential"); cred != "" {
+		g.postPasskeyLogin(w, r, cred, redirect)
+		return
+	}
 	user := CanonicalUser(f.get("username"))
 	password := f.get("password")
-	redirect := g.safeRedirect(r, f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
 		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
@@ -89,7 +93,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
 	}
 	switch {
-	case acct.TOTPSecret != "":
+	case acct.HasSecondFactor():
 		next(stageSecondFactor, "2fa_required", "2fa")
 	case !g.cfg.Optional2FA:
 		next(stageEnroll, "enroll_required", "setup")

@@ -96,8 +96,21 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 		if len(strings.TrimSpace(string(raw))) == 0 {
 			return f, nil
 		}
-		if err := json.Unmarshal(raw, &f.values); err != nil {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
 			return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+		}
+		for k, v := range fields {
+			var s string
+			switch {
+			case json.Unmarshal(v, &s) == nil:
+				f.values[k] = s
+			case k == "credential" && len(v) > 0 && v[0] == '{':
+				// A passkey's answer is the WebAuthn JSON object itself.
+				f.values[k] = string(v)
+			default:
+				return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+			}
 		}
 		return f, nil
 	}

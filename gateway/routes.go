@@ -27,6 +27,13 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"logout":       {post: g.postLogout},
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
+		// Passkeys (SPEC §14).
+		"passkeys":        {get: g.getPasskeys, post: g.postPasskeys},
+		"passkeys/new":    {post: g.postPasskeyNew},
+		"passkeys/remove": {post: g.postPasskeyRemove},
+		"passkeys/rename": {post: g.postPasskeyRename},
+		"2fa/options":     {post: g.postSecondFactorOptions},
+		"login/options":   {post: g.postLoginOptions},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},

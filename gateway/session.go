@@ -33,6 +33,8 @@ const (
 	FactorBackupCode Factor = 3
 	// FactorEnrollment is a TOTP code confirming a new authenticator.
 	FactorEnrollment Factor = 4
+	// FactorPasskey is a passkey (WebAuthn) assertion or registration.
+	FactorPasskey Factor = 5
 )
 
 func (f Factor) String() string {
@@ -45,6 +47,8 @@ func (f Factor) String() string {
 		return "backup_code"
 	case FactorEnrollment:
 		return "enrollment"
+	case FactorPasskey:
+		return "passkey"
 	}
 	return "unknown"
 }

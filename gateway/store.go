@@ -121,6 +121,12 @@ type Account struct {
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.
 	RecoverySession uint64
+	// Passkeys are the user's WebAuthn credentials (SPEC §14), a second
+	// factor beside TOTP.
+	Passkeys []Passkey
+	// SpentChallenges are the WebAuthn challenges answered and not yet
+	// expired, so that none is answered twice.
+	SpentChallenges []SpentChallenge
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -134,7 +140,9 @@ type Account struct {
 type SessionState struct {
 	Generation     uint64
 	MustRegenerate bool
-	TOTPEnabled    bool
+	// TOTPEnabled reports whether the user has a second factor: a TOTP
+	// secret or a passkey (Account.HasSecondFactor).
+	TOTPEnabled bool
 	// PasswordSet reports whether the store holds a password for the user
 	// (a database-managed user); sessions of users that exist neither in
 	// the configuration nor in the store are refused.
@@ -155,7 +163,7 @@ func SessionStateOf(a Account) SessionState {
 	return SessionState{
 		Generation:      a.Generation,
 		MustRegenerate:  a.MustRegenerate,
-		TOTPEnabled:     a.TOTPSecret != "",
+		TOTPEnabled:     a.HasSecondFactor(),
 		PasswordSet:     a.PasswordHash != nil,
 		RevokedSessions: revokedString(a.Revoked),
 	}
