@@ -24,8 +24,9 @@ var (
 	styleCSS string
 	//go:embed assets/pages.html
 	pagesHTML string
-	// pagesJS is the one script of the pages: copy and print buttons, which
-	// stay hidden without it (the pages work without JavaScript).
+	// pagesJS is the one script of the pages: copy and print buttons and
+	// passkeys, which stay hidden without it (the pages work without
+	// JavaScript).
 	//go:embed assets/pages.js
 	pagesJS string
 )
