@@ -3,7 +3,7 @@ package gateway
 import (
 	"bytes"
 	"errors"
-		"net/http"
+	"net/http"
 	"sort"
 	"time"
 
