@@ -793,3 +793,36 @@ func (g *Gateway) enrollmentPasskey(w http.ResponseWriter, r *http.Request, e en
 	}
 	return opts
 }
+
+// postDisableOptions answers the request options with which a user who has
+// passkeys and no TOTP turns two-factor authentication off (POST disable
+// {password, credential}).
+func (g *Gateway) postDisableOptions(w http.ResponseWriter, r *http.Request) {
+	site, ok := g.passkeySite(r)
+	if !ok {
+		g.passkeysOff(w, r)
+		return
+	}
+	s, _, ok := g.requireSession(w, r)
+	if !ok {
+		return
+	}
+	if _, ok := g.readPost(w, r); !ok {
+		return
+	}
+	acct, err := g.cfg.Store.Account(s.User)
+	if err != nil {
+		g.internalError(w, r, "read account", err)
+		return
+	}
+	if !hasPasskeysFor(&acct, site) {
+		g.problem(w, r, problem{status: http.StatusNotFound, code: "no_passkeys", msg: "You have no passkey for this site."}, page{Title: "No passkey"})
+		return
+	}
+	assertion, err := g.assertionOptions(w, r, site, ceremonyDisable, &acct, sessionBinding(s))
+	if err != nil {
+		g.internalError(w, r, "start passkey assertion", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, assertion)
+}

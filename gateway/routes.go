@@ -34,6 +34,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"passkeys/rename": {post: g.postPasskeyRename},
 		"2fa/options":     {post: g.postSecondFactorOptions},
 		"login/options":   {post: g.postLoginOptions},
+		"disable/options": {post: g.postDisableOptions},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},
