@@ -46,6 +46,9 @@ var subdirectives = []struct{ name, args string }{
 	{"allow_users", "<user>..."},
 	{"allow_groups", "<group>..."},
 	{"portal", "<domain>..."},
+	{"passkeys", ""},
+	{"passkey_rp_id", "<domain>"},
+	{"passkey_login", ""},
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -73,6 +76,9 @@ var subdirectives = []struct{ name, args string }{
 //	    allow_users         <user>...
 //	    allow_groups        <group>...
 //	    portal              <domain>...
+//	    passkeys
+//	    passkey_rp_id       <domain>
+//	    passkey_login
 //	}
 //
 // Every subdirective is optional; user and group may be repeated. A group
@@ -117,7 +123,10 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case !variadic && len(vals) != want:
 			return d.Errf("%s takes %d value(s), got %d: write it as `%s %s`", name, want, len(vals), name, args)
 		}
-		v := vals[0]
+		var v string
+		if len(vals) > 0 {
+			v = vals[0]
+		}
 
 		var err error
 		switch name {
@@ -193,6 +202,12 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_groups":
 			t.AllowGroups = vals
 			allowGroupsAt = d.Errf("").Error()
+		case "passkeys":
+			t.Passkeys = true
+		case "passkey_rp_id":
+			t.PasskeyRPID = v
+		case "passkey_login":
+			t.PasskeyLogin = true
 		case "portal":
 			for _, domain := range vals {
 				if _, perr := gateway.PortalDomain(domain); perr != nil {

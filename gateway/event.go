@@ -46,4 +46,7 @@ type Event struct {
 	Outcome Outcome
 	User    string
 	IP      string
+	// Factor is what completed a sign-in (EventSignIn, OutcomeOK); 0
+	// for other events.
+	Factor Factor
 }

@@ -116,7 +116,7 @@ func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Sessi
 		g.internalError(w, r, "set session cookie", err)
 		return false
 	}
-	g.audit(r, EventSignIn, OutcomeOK, s.User, methodField(factor.String()))
+	g.auditSignIn(r, s.User, factor)
 	return true
 }
 
