@@ -24,6 +24,9 @@ type accountRecord struct {
 	Revoked         []gateway.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
 	ConfigUser      bool                 `json:"config_user,omitempty"`
+	// Passkeys are public keys: they need no sealing.
+	Passkeys        []gateway.Passkey        `json:"passkeys,omitempty"`
+	SpentChallenges []gateway.SpentChallenge `json:"spent_challenges,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -80,6 +83,8 @@ func withheld(user string, rec accountRecord, stored bool) gateway.Account {
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
 		ConfigUser:      rec.ConfigUser,
+		Passkeys:        rec.Passkeys,
+		SpentChallenges: rec.SpentChallenges,
 		Stored:          stored,
 	}
 	if rec.TOTPSecret != nil {
@@ -125,6 +130,8 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
 		ConfigUser:      a.ConfigUser,
+		Passkeys:        a.Passkeys,
+		SpentChallenges: a.SpentChallenges,
 	}
 	seal := func(purpose, plain string) ([]byte, error) {
 		id, err := currentKey(tx)

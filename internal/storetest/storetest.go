@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("BumpGeneration", func(t *testing.T) { testBumpGeneration(t, open) })
 	t.Run("Lockout", func(t *testing.T) { testLockout(t, open) })
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
+	t.Run("Passkeys", func(t *testing.T) { testPasskeys(t, open) })
 }
 
 // T0 is a fixed instant so that every expiry in the suite is exact.

@@ -30,23 +30,39 @@ type accountRow struct {
 	Revoked        []gateway.Revocation
 	Recovery       uint64 // gateway.Account.RecoverySession
 	ConfigUser     bool
+	// Passkeys are public keys: they need no sealing.
+	Passkeys        []gateway.Passkey
+	SpentChallenges []gateway.SpentChallenge
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
 	must_regenerate, generation, pending_secret, pending_expires, revoked,
-	pending_session, recovery_session, config_user`
+	pending_session, recovery_session, config_user, passkeys, spent_challenges`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
 		r                   accountRow
 		gen, pend, recovery int64
 		revoked             []byte
+		passkeys, spent     []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
 		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
-		&pend, &recovery, &r.ConfigUser)
+		&pend, &recovery, &r.ConfigUser, &passkeys, &spent)
 	if err != nil {
 		return r, err
+	}
+	if err := json.Unmarshal(passkeys, &r.Passkeys); err != nil {
+		return r, fmt.Errorf("decode passkeys: %w", err)
+	}
+	if err := json.Unmarshal(spent, &r.SpentChallenges); err != nil {
+		return r, fmt.Errorf("decode spent passkey challenges: %w", err)
+	}
+	if len(r.Passkeys) == 0 {
+		r.Passkeys = nil
+	}
+	if len(r.SpentChallenges) == 0 {
+		r.SpentChallenges = nil
 	}
 	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
@@ -74,6 +90,8 @@ func withheld(user string, r accountRow) gateway.Account {
 		Revoked:         r.Revoked,
 		RecoverySession: r.Recovery,
 		ConfigUser:      r.ConfigUser,
+		Passkeys:        r.Passkeys,
+		SpentChallenges: r.SpentChallenges,
 		Stored:          true,
 	}
 	if r.TOTPSecret != nil {
@@ -116,15 +134,17 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old ac
 		return accountRow{Generation: a.Generation}, nil
 	}
 	r := accountRow{
-		Stored:         true,
-		PasswordHash:   a.PasswordHash,
-		LastStep:       a.LastStep,
-		BackupCodes:    a.BackupCodes,
-		MustRegenerate: a.MustRegenerate,
-		Generation:     a.Generation,
-		Revoked:        a.Revoked,
-		Recovery:       a.RecoverySession,
-		ConfigUser:     a.ConfigUser,
+		Stored:          true,
+		PasswordHash:    a.PasswordHash,
+		LastStep:        a.LastStep,
+		BackupCodes:     a.BackupCodes,
+		MustRegenerate:  a.MustRegenerate,
+		Generation:      a.Generation,
+		Revoked:         a.Revoked,
+		Recovery:        a.RecoverySession,
+		ConfigUser:      a.ConfigUser,
+		Passkeys:        a.Passkeys,
+		SpentChallenges: a.SpentChallenges,
 	}
 	var err error
 	switch {
@@ -187,17 +207,26 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 			return fmt.Errorf("encode revoked sessions of %q: %w", user, err)
 		}
 	}
+	passkeys, err := jsonArray(r.Passkeys)
+	if err != nil {
+		return fmt.Errorf("encode passkeys of %q: %w", user, err)
+	}
+	spent, err := jsonArray(r.SpentChallenges)
+	if err != nil {
+		return fmt.Errorf("encode spent passkey challenges of %q: %w", user, err)
+	}
 	codes := r.BackupCodes
 	if codes == nil {
 		codes = [][]byte{}
 	}
-	_, err := tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
+	_, err = tx.Exec(ctx, `UPDATE accounts SET stored = $2, password_hash = $3, totp_secret = $4,
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11,
-		pending_session = $12, recovery_session = $13, config_user = $14 WHERE name = $1`,
+		pending_session = $12, recovery_session = $13, config_user = $14,
+		passkeys = $15, spent_challenges = $16 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
 		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
-		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser)
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, passkeys, spent)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}
@@ -293,3 +322,12 @@ type prefixed struct {
 }
 
 func (p prefixed) Scan(dest ...any) error { return p.row.Scan(append([]any{p.first}, dest...)...) }
+
+// jsonArray encodes a list for a jsonb column that holds "[]" when empty.
+func jsonArray[T any](list []T) (string, error) {
+	if len(list) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(list)
+	return string(b), err
+}

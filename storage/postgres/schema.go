@@ -94,6 +94,38 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
+	// 3: passkeys (SPEC §14). Whether a user has one is part of what
+	// sessions check (a second factor), so the trigger now also speaks
+	// when the list becomes empty or stops being so; a passkey's sign-in
+	// (its counter) stays silent.
+	`
+ALTER TABLE accounts
+	ADD COLUMN passkeys         jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN spent_challenges jsonb NOT NULL DEFAULT '[]';
+COMMENT ON COLUMN accounts.passkeys IS 'WebAuthn credentials: public keys, counters and flags; no secret';
+COMMENT ON COLUMN accounts.spent_challenges IS 'answered WebAuthn challenges, kept until their ceremony expires';
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND (jsonb_array_length(OLD.passkeys) = 0) = (jsonb_array_length(NEW.passkeys) = 0)
+		AND OLD.revoked = NEW.revoked THEN
+		RETURN NULL;
+	END IF;
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', OLD.name);
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', NEW.name);
+	END IF;
+	RETURN NULL;
+END
+$$;
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
