@@ -78,6 +78,8 @@ const (
 	routeResetTwoFactor            = adminRoute(operator.OpResetTwoFactor)
 	routeUnlock                    = adminRoute(operator.OpUnlock)
 	routeSignOut                   = adminRoute(operator.OpSignOut)
+	routePasskeys                  = adminRoute(operator.OpListPasskeys)
+	routeRemovePasskey             = adminRoute(operator.OpRemovePasskey)
 	routeRotateKey      adminRoute = "rotate-key"
 	routeBackup         adminRoute = "backup"
 )
@@ -94,6 +96,8 @@ type adminRequest struct {
 	User         string `json:"user,omitempty"`
 	IP           string `json:"ip,omitempty"`
 	PasswordHash string `json:"password_hash,omitempty"`
+	// Passkey is the id of a passkey, as `user passkeys` lists it.
+	Passkey string `json:"passkey,omitempty"`
 }
 
 // databasesListing answers GET /totp-auth/databases.
@@ -114,6 +118,9 @@ const (
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	op := adminRoute(strings.TrimPrefix(r.URL.Path, adminPrefix))
+	if op == routePasskeys {
+		return servePasskeys(w, r)
+	}
 	if op == routeDatabases || op == routeUsers {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -169,6 +176,8 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result, err = d.users().SignOut(req.User)
 	case routeResetTwoFactor:
 		result, err = d.users().ResetTwoFactor(req.User, now)
+	case routeRemovePasskey:
+		result, err = d.users().RemovePasskey(req.User, req.Passkey)
 	case routeUnlock:
 		if req.IP != "" {
 			result, err = d.users().UnlockIP(req.IP, now)

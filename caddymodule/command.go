@@ -30,6 +30,9 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user reset-2fa <name>   make a user enroll 2FA again
   caddy totp-auth user unlock <name>      lift a lockout (--ip for a client IP)
   caddy totp-auth user signout <name>     end every session of a user, wherever defined
+  caddy totp-auth user passkeys <name>    list a user's passkeys
+  caddy totp-auth user remove-passkey <name> <id>
+                                          remove one of them
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
   caddy totp-auth migrate --to-postgres <connection>
@@ -169,6 +172,7 @@ database; nothing else about the user changes.`,
 		},
 	}
 	user.AddCommand(add, passwd, remove, list, reset, unlock, signout)
+	user.AddCommand(passkeyCommands(o)...)
 
 	var toPostgres string
 	migrate := &cobra.Command{

@@ -2,8 +2,10 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,6 +73,97 @@ func TestMetrics_SignInsCountByFactor(t *testing.T) {
 		}
 		if got := after[name] - before[name]; got != want {
 			t.Errorf("%s rose by %v, want %v", name, got, want)
+		}
+	}
+}
+
+// addPasskey gives user a passkey with this id in the store.
+func addPasskey(t *testing.T, s gateway.Store, user string, id []byte) {
+	t.Helper()
+	now := time.Now()
+	if err := s.UpdateAccount(user, func(a *gateway.Account) error {
+		return a.AddPasskey(gateway.Passkey{ID: id, Name: "Key " + string(rune('A'+id[0])), PublicKey: []byte{1}, RPID: "example.com", Created: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestOperations_PasskeysListedAndRemovedWithSessionsEnded(t *testing.T) {
+	d := testDatabase(t, offlineHolder{})
+	if _, err := d.users().Add("bob", mustHash(t, "password1")); err != nil {
+		t.Fatal(err)
+	}
+	addPasskey(t, d.db, "bob", []byte{0})
+	addPasskey(t, d.db, "bob", []byte{1})
+	l, err := d.users().Passkeys("Bob")
+	if err != nil || len(l.Passkeys) != 2 || l.Passkeys[0].ID != "AA" || l.Passkeys[0].Name != "Key A" {
+		t.Fatalf("passkeys: %v %+v", err, l)
+	}
+	if u := findUser(mustList(t, d, time.Now()), "bob"); u == nil || !u.TwoFactor || u.Passkeys != 2 {
+		t.Fatalf("user list: %+v", u)
+	}
+	gen := generation(t, d, "bob")
+	r, err := d.users().RemovePasskey("bob", "AA")
+	if err != nil || !strings.Contains(r.Message, "Removed passkey AA of bob") {
+		t.Fatalf("remove: %v %+v", err, r)
+	}
+	if generation(t, d, "bob") == gen {
+		t.Error("removing a passkey left the user's sessions")
+	}
+	r, err = d.users().RemovePasskey("bob", "AQ")
+	if err != nil || !strings.Contains(r.Message, "last second factor") {
+		t.Fatalf("remove the last: %v %+v", err, r)
+	}
+	if _, err := d.users().RemovePasskey("bob", "AQ"); refusal(t, err) != 404 {
+		t.Fatalf("removing it twice: %v", err)
+	}
+	if _, err := d.users().RemovePasskey("bob", "not base64!"); refusal(t, err) != 400 {
+		t.Fatalf("a malformed id: %v", err)
+	}
+}
+
+func TestOperations_ResetTwoFactorRemovesPasskeys(t *testing.T) {
+	d := testDatabase(t, offlineHolder{})
+	if _, err := d.users().Add("bob", mustHash(t, "password1")); err != nil {
+		t.Fatal(err)
+	}
+	addPasskey(t, d.db, "bob", []byte{0})
+	r, err := d.users().ResetTwoFactor("bob", time.Now())
+	if err != nil || !strings.Contains(r.Message, "Reset the 2FA of bob") {
+		t.Fatalf("reset-2fa of a passkey-only user: %v %+v", err, r)
+	}
+	if l, _ := d.users().Passkeys("bob"); len(l.Passkeys) != 0 {
+		t.Fatalf("reset-2fa left passkeys: %+v", l)
+	}
+}
+
+func TestAdminAPI_PasskeysListedAndRemoved(t *testing.T) {
+	db := adminDB(t)
+	d, err := findDatabase(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addPasskey(t, d.db, "carol", []byte{0})
+	rec, err := adminCall(t, http.MethodGet, "/totp-auth/users/passkeys?db="+db+"&user=carol", "")
+	if err != nil || !strings.Contains(rec.Body.String(), `"id":"AA"`) || strings.Contains(rec.Body.String(), "public") {
+		t.Fatalf("list: %v %s", err, rec.Body)
+	}
+	body, _ := json.Marshal(adminRequest{DB: db, User: "carol", Passkey: "AA"})
+	rec, err = adminCall(t, http.MethodPost, "/totp-auth/users/remove-passkey", string(body))
+	if err != nil || !strings.Contains(rec.Body.String(), "Removed passkey AA of carol") {
+		t.Fatalf("remove: %v %s", err, rec.Body)
+	}
+	if l, _ := d.users().Passkeys("carol"); len(l.Passkeys) != 0 {
+		t.Fatalf("after removal: %+v", l)
+	}
+}
+
+func TestCommands_PasskeyCommandsAreThere(t *testing.T) {
+	root := newCommandTree()
+	for _, path := range [][]string{{"user", "passkeys"}, {"user", "remove-passkey"}} {
+		cmd, rest, err := root.Find(path)
+		if err != nil || len(rest) != 0 || cmd.Name() != path[len(path)-1] || cmd.Short == "" {
+			t.Errorf("%v: %v (rest %v)", path, err, rest)
 		}
 	}
 }

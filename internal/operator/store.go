@@ -27,6 +27,8 @@ type AccountSummary struct {
 	HasPassword bool
 	// TOTPEnabled reports whether a TOTP secret is confirmed.
 	TOTPEnabled bool
+	// Passkeys is how many passkeys the user registered.
+	Passkeys int
 	// EnrollmentPending reports whether a shown secret awaits confirmation
 	// (it may have expired).
 	EnrollmentPending bool
@@ -120,6 +122,7 @@ func Accounts(s gateway.Store) ([]AccountSummary, error) {
 			Name:              a.Name,
 			HasPassword:       a.PasswordHash != nil,
 			TOTPEnabled:       a.TOTPSecret != "",
+			Passkeys:          len(a.Passkeys),
 			EnrollmentPending: a.Pending != nil,
 			BackupCodesLeft:   len(a.BackupCodes),
 			MustRegenerate:    a.MustRegenerate,
