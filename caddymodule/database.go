@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
@@ -213,7 +214,7 @@ func (d *database) hold(owner any, h holder) error {
 				strings.Join(both, ", "), d.path, both[0], d.path)
 		}
 	}
-	if err := gateway.MarkConfigUsers(d.db, h.users); err != nil {
+	if err := account.MarkConfigUsers(d.db, h.users); err != nil {
 		return err
 	}
 	d.mu.Lock()
@@ -250,7 +251,7 @@ func inForce(config context.Context) bool {
 }
 
 // settle signs out the users whose `user` lines the configuration config,
-// in force, no longer has (gateway.ForgetConfigUsers).
+// in force, no longer has (account.ForgetConfigUsers).
 func (d *database) settle(config context.Context) {
 	d.mu.Lock()
 	defined := make(map[string]bool)
@@ -267,7 +268,7 @@ func (d *database) settle(config context.Context) {
 	if !found {
 		return
 	}
-	ended, err := gateway.ForgetConfigUsers(d.db, defined)
+	ended, err := account.ForgetConfigUsers(d.db, defined)
 	if err != nil {
 		d.logger.Error("could not sign out users whose `user` lines were removed", zap.String("db_path", d.path), zap.Error(err))
 	}
@@ -406,9 +407,9 @@ func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
 	}
 	expires := now.Add(lockCacheTTL)
 	for _, l := range locks {
-		if _, ok := gateway.UserCounter.Name(l.Key); ok {
+		if _, ok := account.UserCounter.Name(l.Key); ok {
 			users++
-		} else if _, ok := gateway.IPCounter.Name(l.Key); ok {
+		} else if _, ok := account.IPCounter.Name(l.Key); ok {
 			ips++
 		}
 		if end := now.Add(l.RetryAfter); end.Before(expires) {

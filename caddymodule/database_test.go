@@ -4,8 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
-	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 func TestPruning_ForgetsCountersOfMadeUpNamesOnceTheirWindowIsOver(t *testing.T) {
@@ -15,11 +14,11 @@ func TestPruning_ForgetsCountersOfMadeUpNamesOnceTheirWindowIsOver(t *testing.T)
 		t.Fatal(err)
 	}
 	now := time.Now()
-	a, l, err := gateway.TakeAttempt(d.db, now, window, []gateway.Limit{{Key: "user:made-up", Max: 5}})
+	a, l, err := account.TakeAttempt(d.db, now, window, []account.Limit{{Key: "user:made-up", Max: 5}})
 	if err != nil || l != nil {
 		t.Fatalf("TakeAttempt: %v %v", l, err)
 	}
-	if _, err := gateway.FailAttempt(d.db, a, now, window); err != nil {
+	if _, err := account.FailAttempt(d.db, a, now, window); err != nil {
 		t.Fatal(err)
 	}
 	d.startPruning()
@@ -28,7 +27,7 @@ func TestPruning_ForgetsCountersOfMadeUpNamesOnceTheirWindowIsOver(t *testing.T)
 		<-d.pruningDone
 	}()
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		c, err := operator.Counter(d.db, "user:made-up")
+		c, err := d.db.Counter("user:made-up")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
 )
@@ -91,7 +91,7 @@ func (o *options) migrate(to string) error {
 
 // copyStore copies every account, counter and the session keys from src
 // into dst, which must hold no account yet, and says what it copied.
-func copyStore(src, dst gateway.Store) (string, error) {
+func copyStore(src, dst account.Store) (string, error) {
 	existing, err := dst.Accounts()
 	if err != nil {
 		return "", err
@@ -112,7 +112,7 @@ func copyStore(src, dst gateway.Store) (string, error) {
 		if a.TOTPSecret != "" {
 			enrolled++
 		}
-		err = dst.UpdateAccount(a.Name, func(to *gateway.Account) error {
+		err = dst.UpdateAccount(a.Name, func(to *account.Account) error {
 			*to = a
 			to.Removed = false
 			return nil
@@ -126,7 +126,7 @@ func copyStore(src, dst gateway.Store) (string, error) {
 		return "", err
 	}
 	for _, c := range counters {
-		err := dst.UpdateCounters([]string{c.Key}, func(cs map[string]*gateway.Counter) error {
+		err := dst.UpdateCounters([]string{c.Key}, func(cs map[string]*account.Counter) error {
 			*cs[c.Key] = c
 			return nil
 		})

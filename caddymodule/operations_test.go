@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 )
@@ -55,8 +56,8 @@ func mustHash(t *testing.T, password string) []byte {
 func enrollUser(t *testing.T, d *database, user string) {
 	t.Helper()
 	now := time.Now()
-	e, err := gateway.PendingEnrollment(d.db, user, now, func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
+	e, err := account.EnrollmentFor(d.db, user, 0, now, func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: "JBSWY3DPEHPK3PXP", Expires: now.Add(time.Minute)}, nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func enrollUser(t *testing.T, d *database, user string) {
 	for i := range codes {
 		codes[i] = mustHash(t, "code")
 	}
-	if err := gateway.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
+	if err := account.ConfirmEnrollment(d.db, user, e.Secret, 1, codes, now); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,12 +74,12 @@ func enrollUser(t *testing.T, d *database, user string) {
 // lock makes key's counter reach its limit.
 func lock(t *testing.T, d *database, key string, now time.Time) {
 	t.Helper()
-	limits := []gateway.Limit{{Key: key, Max: 1}}
-	a, l, err := gateway.TakeAttempt(d.db, now, time.Hour, limits)
+	limits := []account.Limit{{Key: key, Max: 1}}
+	a, l, err := account.TakeAttempt(d.db, now, time.Hour, limits)
 	if err != nil || l != nil {
 		t.Fatalf("TakeAttempt: %v %v", l, err)
 	}
-	if _, err := gateway.FailAttempt(d.db, a, now, time.Hour); err != nil {
+	if _, err := account.FailAttempt(d.db, a, now, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 }

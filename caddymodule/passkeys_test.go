@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"github.com/totp-auth/totp_auth/gateway/account"
+
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -78,11 +80,11 @@ func TestMetrics_SignInsCountByFactor(t *testing.T) {
 }
 
 // addPasskey gives user a passkey with this id in the store.
-func addPasskey(t *testing.T, s gateway.Store, user string, id []byte) {
+func addPasskey(t *testing.T, s account.Store, user string, id []byte) {
 	t.Helper()
 	now := time.Now()
-	if err := s.UpdateAccount(user, func(a *gateway.Account) error {
-		return a.AddPasskey(gateway.Passkey{ID: id, Name: "Key " + string(rune('A'+id[0])), PublicKey: []byte{1}, RPID: "example.com", Created: now})
+	if err := s.UpdateAccount(user, func(a *account.Account) error {
+		return a.AddPasskey(account.Passkey{ID: id, Name: "Key " + string(rune('A'+id[0])), PublicKey: []byte{1}, RPID: "example.com", Created: now})
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 func TestOperations_SignOutEndsTheSessionsOfCaddyfileAndDatabaseUsers(t *testing.T) {
@@ -39,7 +39,7 @@ func TestConfigUsers_ARemovedLineEndsSessionsForGood(t *testing.T) {
 		}
 	}
 	before := generation(t, d, "dave")
-	ended, err := gateway.ForgetConfigUsers(d.db, map[string]bool{"carol": true})
+	ended, err := account.ForgetConfigUsers(d.db, map[string]bool{"carol": true})
 	if err != nil || len(ended) != 1 || ended[0] != "dave" {
 		t.Fatalf("ForgetConfigUsers = %v, %v; want dave signed out", ended, err)
 	}
@@ -48,10 +48,10 @@ func TestConfigUsers_ARemovedLineEndsSessionsForGood(t *testing.T) {
 	}
 	// The line comes back: nothing more ends, and dave's old generation
 	// stays behind him.
-	if err := gateway.MarkConfigUsers(d.db, map[string]bool{"dave": true}); err != nil {
+	if err := account.MarkConfigUsers(d.db, map[string]bool{"dave": true}); err != nil {
 		t.Fatal(err)
 	}
-	if ended, _ := gateway.ForgetConfigUsers(d.db, map[string]bool{"carol": true, "dave": true}); len(ended) != 0 {
+	if ended, _ := account.ForgetConfigUsers(d.db, map[string]bool{"carol": true, "dave": true}); len(ended) != 0 {
 		t.Fatalf("signed out %v although every line is there", ended)
 	}
 	if generation(t, d, "dave") != before+1 {

@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"io"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
 )
@@ -12,7 +12,7 @@ import (
 // PostgreSQL (postgres): the gateway's Store, on which every operator
 // action works too, and the maintenance only a store itself can do.
 type store interface {
-	gateway.Store
+	account.Store
 	RotateKey(key storage.Key) error
 	Backup(w io.Writer) (int64, error)
 	Close() error

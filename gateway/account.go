@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The account page, whoami and disabling 2FA (SPEC §3 flow 6).
@@ -19,7 +21,7 @@ func (g *Gateway) getAccount(w http.ResponseWriter, r *http.Request) {
 
 // showAccount answers with the account overview, as JSON or as the account
 // page showing errMsg.
-func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, status int, back, errMsg string) {
+func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, status int, back, errMsg string) {
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
@@ -35,7 +37,7 @@ func (g *Gateway) showAccount(w http.ResponseWriter, r *http.Request, s *Session
 }
 
 // accountPage is the account page of s for acct, without a message.
-func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *Account) page {
+func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) page {
 	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(), HasTOTP: acct.TOTPSecret != "",
 		CodesLeft: len(acct.BackupCodes), Back: "/", Redirect: "/"}
 	if _, ok := g.passkeySite(r); ok {
@@ -137,7 +139,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.releaseAttempt(a)
-	if err := DisableTOTP(g.cfg.Store, s.User); err != nil {
+	if err := account.DisableTOTP(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "disable two-factor", err)
 		return
 	}
@@ -145,7 +147,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if !g.cfg.Optional2FA {
 		// Two-factor is required here: every session ends, and the next
 		// sign-in enrolls a new authenticator.
-		if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
+		if _, err := account.BumpGeneration(g.cfg.Store, s.User); err != nil {
 			g.internalError(w, r, "end sessions", err)
 			return
 		}

@@ -3,10 +3,12 @@ package gateway
 import (
 	"errors"
 
-	"go.uber.org/zap"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
+	"go.uber.org/zap"
 )
 
 // Attempt bookkeeping (SPEC §4 rules 5, 13): a slot in the user's and the
@@ -14,20 +16,20 @@ import (
 // evaluated, and given back or turned into a failure afterwards.
 
 // userLimits are the failure counters an attempt for user from r counts in.
-func (g *Gateway) userLimits(r *http.Request, user string) []Limit {
-	return []Limit{
-		{Key: UserCounter.Key(user), Max: g.cfg.MaxFailures},
+func (g *Gateway) userLimits(r *http.Request, user string) []account.Limit {
+	return []account.Limit{
+		{Key: account.UserCounter.Key(user), Max: g.cfg.MaxFailures},
 		{Key: ClientKey(g.cfg.ClientIP(r)), Max: g.cfg.MaxFailuresPerIP},
 	}
 }
 
 // beginAttempt takes a slot in the user's and the client's counters before
 // anything is evaluated; when a counter is locked it answers 429.
-func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (Attempt, bool) {
-	a, lock, err := TakeAttempt(g.cfg.Store, g.cfg.Clock.Now(), g.cfg.Lockout, g.userLimits(r, user))
+func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (account.Attempt, bool) {
+	a, lock, err := account.TakeAttempt(g.cfg.Store, g.cfg.Clock.Now(), g.cfg.Lockout, g.userLimits(r, user))
 	if err != nil {
 		g.internalError(w, r, "take attempt", err)
-		return Attempt{}, false
+		return account.Attempt{}, false
 	}
 	if lock != nil {
 		logged, suppressed := g.lockLines.allow(lock.Key, g.cfg.Clock.Now())
@@ -36,7 +38,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		if wantsJSON(r) {
 			writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "locked", "retry_after": secs})
-			return Attempt{}, false
+			return account.Attempt{}, false
 		}
 		p.Title = "Too many attempts"
 		if pageName == "" {
@@ -47,7 +49,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 			p.Continue = g.cfg.Prefix + "/login"
 		}
 		g.render(w, r, http.StatusTooManyRequests, pageName, p)
-		return Attempt{}, false
+		return account.Attempt{}, false
 	}
 	return a, true
 }
@@ -55,16 +57,16 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 // beginAccountAttempt is beginAttempt followed by reading the user's
 // account, which every code check needs; on a read error it gives the slot
 // back and answers 500.
-func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (Attempt, Account, bool) {
+func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, kind EventKind, user, pageName string, p page) (account.Attempt, account.Account, bool) {
 	a, ok := g.beginAttempt(w, r, kind, user, pageName, p)
 	if !ok {
-		return Attempt{}, Account{}, false
+		return account.Attempt{}, account.Account{}, false
 	}
 	acct, err := g.cfg.Store.Account(user)
 	if err != nil {
 		g.releaseAttempt(a)
 		g.internalError(w, r, "read account", err)
-		return Attempt{}, Account{}, false
+		return account.Attempt{}, account.Account{}, false
 	}
 	return a, acct, true
 }
@@ -72,8 +74,8 @@ func (g *Gateway) beginAccountAttempt(w http.ResponseWriter, r *http.Request, ki
 // failAttempt records a failed attempt and logs any lock it triggers. It
 // returns what a person should read after the failure's own message: how
 // many attempts are left when they are few, or that sign-in is now locked.
-func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) string {
-	locks, err := FailAttempt(g.cfg.Store, a, g.cfg.Clock.Now(), g.cfg.Lockout)
+func (g *Gateway) failAttempt(r *http.Request, a account.Attempt, user string) string {
+	locks, err := account.FailAttempt(g.cfg.Store, a, g.cfg.Clock.Now(), g.cfg.Lockout)
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: record failed attempt: " + err.Error())
 		return ""
@@ -84,15 +86,15 @@ func (g *Gateway) failAttempt(r *http.Request, a Attempt, user string) string {
 	return g.attemptsLeft(a, locks)
 }
 
-func (g *Gateway) releaseAttempt(a Attempt) {
-	if err := ReleaseAttempt(g.cfg.Store, a); err != nil {
+func (g *Gateway) releaseAttempt(a account.Attempt) {
+	if err := account.ReleaseAttempt(g.cfg.Store, a); err != nil {
 		g.cfg.Logger.Error("totp_auth: release attempt: " + err.Error())
 	}
 }
 
 // busy answers a request whose hashing could not be queued, after giving
 // its attempt slot back: it was never evaluated.
-func (g *Gateway) busy(w http.ResponseWriter, r *http.Request, a Attempt, kind EventKind, user string) {
+func (g *Gateway) busy(w http.ResponseWriter, r *http.Request, a account.Attempt, kind EventKind, user string) {
 	g.releaseAttempt(a)
 	g.refuseBusy(w, r, kind, user)
 }
@@ -147,7 +149,7 @@ func (g *Gateway) checkPassword(r *http.Request, user, password string) (bool, e
 // passwordMatches checks password within the attempt a. When the check
 // cannot be made (hashing queue full, store error) it answers the request
 // itself and reports answered.
-func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Attempt, kind EventKind, user, password string) (match, answered bool) {
+func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a account.Attempt, kind EventKind, user, password string) (match, answered bool) {
 	match, err := g.checkPassword(r, user, password)
 	if errors.Is(err, ErrBusy) {
 		g.busy(w, r, a, kind, user)
@@ -166,7 +168,7 @@ func (g *Gateway) passwordMatches(w http.ResponseWriter, r *http.Request, a Atte
 // describes, which then carries the generation that session starts with
 // (see Account.Recover). Only input shaped like a backup code is compared
 // against the backup hashes.
-func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string, recovering *Session) (usedBackup, ok bool, err error) {
+func (g *Gateway) checkSecondFactor(r *http.Request, acct account.Account, input string, recovering *Session) (usedBackup, ok bool, err error) {
 	if code, isTOTP := normalizeTOTPCode(input); isTOTP {
 		if acct.TOTPSecret == "" {
 			return false, false, nil
@@ -175,8 +177,8 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 		if !match {
 			return false, false, nil
 		}
-		err := AcceptStep(g.cfg.Store, acct.Name, step)
-		if errors.Is(err, ErrStepReused) {
+		err := account.AcceptStep(g.cfg.Store, acct.Name, step)
+		if errors.Is(err, account.ErrStepReused) {
 			return false, false, nil
 		}
 		return false, err == nil, err
@@ -193,8 +195,8 @@ func (g *Gateway) checkSecondFactor(r *http.Request, acct Account, input string,
 	if !match {
 		return false, false, nil
 	}
-	recovering.Generation, err = Recover(g.cfg.Store, acct.Name, hash, recovering.ID)
-	if errors.Is(err, ErrCodeUsed) {
+	recovering.Generation, err = account.Recover(g.cfg.Store, acct.Name, hash, recovering.ID)
+	if errors.Is(err, account.ErrCodeUsed) {
 		return false, false, nil
 	}
 	return true, err == nil, err

@@ -3,6 +3,8 @@ package gateway
 import (
 	"net/http"
 	"net/netip"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // How clients are told apart: per address for the failure counters, per
@@ -15,13 +17,13 @@ import (
 func ClientKey(ip string) string {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
-		return IPCounter.Key(ip)
+		return account.IPCounter.Key(ip)
 	}
 	a = a.Unmap()
 	if a.Is4() {
-		return IPCounter.Key(a.String())
+		return account.IPCounter.Key(a.String())
 	}
-	return IPCounter.Key(netip.PrefixFrom(a.WithZone(""), 64).Masked().String())
+	return account.IPCounter.Key(netip.PrefixFrom(a.WithZone(""), 64).Masked().String())
 }
 
 // clientPrefix names the network a request comes from, for the hashing

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -104,7 +105,7 @@ type Config struct {
 	SessionHashKey, SessionBlockKey []byte
 
 	// Store keeps accounts, counters and keys. Required.
-	Store Store
+	Store account.Store
 	// Clock tells the time; nil means the system clock.
 	Clock Clock
 	// Logger receives one line per security event; nil means no logging.

@@ -1,12 +1,11 @@
 // Package gateway is the password + TOTP sign-in flow as plain net/http code:
 // the gate in front of the upstream, the built-in pages and their JSON API,
-// session and pending cookies, TOTP and backup codes, lockout, CSRF and safe
-// redirects.
+// session and pending cookies, TOTP and backup codes, lockout, CSRF, safe
+// redirects, access policies and the portal's verify endpoints.
 //
-// Every rule lives here once: the changes to an account (changes.go) and
-// the lockout's counters (counter.go) are plain functions that update.go
-// applies through the Store seam (store.go), whose stores only load, lock
-// and save. It knows nothing of Caddy or bbolt, and time comes through a
-// Clock, so every rule can be tested with an in-memory store and a fake
-// clock.
+// The rules for changing an account and the lockout's counters live in
+// package account, which the stores implement; this package decides when
+// to apply them. It knows nothing of Caddy, bbolt or PostgreSQL, and time
+// comes through a Clock, so every flow can be tested with an in-memory
+// store and a fake clock.
 package gateway

@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Enrollment of an authenticator app (SPEC §3 flow 3), at first sign-in or
@@ -61,14 +63,14 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		return
 	}
 	now := g.cfg.Clock.Now()
-	var enr Enrollment
+	var enr account.Enrollment
 	if e.session != nil {
 		var ok bool
 		if enr, ok = acct.PendingAt(now); !ok || enr.Session != e.session.ID {
 			g.askPassword(w, r, e, acct, status, errMsg)
 			return
 		}
-	} else if enr, err = EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
+	} else if enr, err = account.EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}
@@ -98,7 +100,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 // 403 password_required for API clients (401 invalid_credentials after a
 // wrong one), the password form for browsers. No secret is shown before
 // the password.
-func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, status int, errMsg string) {
+func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct account.Account, status int, errMsg string) {
 	if wantsJSON(r) {
 		if status == http.StatusUnauthorized {
 			jsonError(w, status, "invalid_credentials")
@@ -113,10 +115,10 @@ func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee
 }
 
 // newEnrollment makes a fresh secret, confirmable for EnrollmentTTL from now.
-func newEnrollment(now time.Time) func() (Enrollment, error) {
-	return func() (Enrollment, error) {
+func newEnrollment(now time.Time) func() (account.Enrollment, error) {
+	return func() (account.Enrollment, error) {
 		secret, err := newTOTPSecret()
-		return Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
+		return account.Enrollment{Secret: secret, Expires: now.Add(EnrollmentTTL)}, err
 	}
 }
 
@@ -192,10 +194,10 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err == nil {
-		err = ConfirmEnrollment(g.cfg.Store, e.user, enr.Secret, step, hashes, now)
+		err = account.ConfirmEnrollment(g.cfg.Store, e.user, enr.Secret, step, hashes, now)
 	}
 	g.releaseAttempt(a)
-	if errors.Is(err, ErrNoEnrollment) {
+	if errors.Is(err, account.ErrNoEnrollment) {
 		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
 	}
@@ -241,7 +243,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 // within the attempt a, then a new secret bound to this session (SPEC §4
 // rule 21). API clients get the secret; browsers go on to the setup page,
 // which shows it.
-func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct Account, a Attempt, password string, now time.Time) {
+func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct account.Account, a account.Attempt, password string, now time.Time) {
 	match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, password)
 	if answered {
 		return
@@ -253,7 +255,7 @@ func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e en
 		return
 	}
 	g.releaseAttempt(a)
-	if _, err := EnrollmentFor(g.cfg.Store, e.user, e.session.ID, now, newEnrollment(now)); err != nil {
+	if _, err := account.EnrollmentFor(g.cfg.Store, e.user, e.session.ID, now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}

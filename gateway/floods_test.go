@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Floods and what they leave behind (SPEC §4 rule 25, issue item 10).
@@ -80,12 +81,12 @@ func TestLockout_RefusalsByALockLogOneLinePerCounterPerSecond(t *testing.T) {
 
 // recordingStore remembers every counter key an update named.
 type recordingStore struct {
-	gateway.Store
+	account.Store
 	mu   sync.Mutex
 	keys []string
 }
 
-func (s *recordingStore) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+func (s *recordingStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	s.mu.Lock()
 	s.keys = append(s.keys, keys...)
 	s.mu.Unlock()

@@ -17,6 +17,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 var (
@@ -199,17 +201,17 @@ func (g *Gateway) authPath(path string) (string, bool) {
 // password hash the configuration no longer holds, or one of a user who
 // no longer exists. Whether the session is enough for this block is
 // Admits' question.
-func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionState, error) {
+func (g *Gateway) session(r *http.Request, now time.Time) (*Session, account.SessionState, error) {
 	s, ok := g.readSession(r, now)
 	if !ok {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	st, err := g.cfg.Store.SessionState(s.User)
 	if err != nil {
-		return nil, SessionState{}, err
+		return nil, account.SessionState{}, err
 	}
 	if !g.current(s.User, s.Generation, s.Credential, st) || st.Revoked(s.ID) {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	return &s, st, nil
 }
@@ -218,7 +220,7 @@ func (g *Gateway) session(r *http.Request, now time.Time) (*Session, SessionStat
 // sign-in still pending: the password was proven, the second factor (or
 // the enrollment) is still due. Browsers go to that step; API clients get
 // 401 naming it, with the pending cookie to continue.
-func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, target string) {
+func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, target string) {
 	stage, step := stageSecondFactor, "2fa"
 	if !st.TOTPEnabled {
 		stage, step = stageEnroll, "setup"

@@ -11,19 +11,20 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // canceledStore fails SessionState with an error that wraps
 // context.Canceled while on is set, as a database store does when it is
 // closed under a request that is still being answered.
 type canceledStore struct {
-	gateway.Store
+	account.Store
 	on *atomic.Bool
 }
 
-func (s canceledStore) SessionState(user string) (gateway.SessionState, error) {
+func (s canceledStore) SessionState(user string) (account.SessionState, error) {
 	if s.on.Load() {
-		return gateway.SessionState{}, fmt.Errorf("session state: %w", context.Canceled)
+		return account.SessionState{}, fmt.Errorf("session state: %w", context.Canceled)
 	}
 	return s.Store.SessionState(user)
 }
@@ -105,13 +106,13 @@ func TestLogout_RepeatedWithOneCookieEndsNoOtherSession(t *testing.T) {
 	copied.signIn("alice", secret)
 	stolen := copied.cookie("totp_auth_session")
 	u, _ := url.Parse(e.srv.URL)
-	for i := 0; i <= gateway.MaxRevokedSessions; i++ {
+	for i := 0; i <= account.MaxRevokedSessions; i++ {
 		copied.jar.SetCookies(u, []*http.Cookie{stolen})
 		if r := copied.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
 			t.Fatalf("logout %d: %d %s", i, r.StatusCode, r.Body)
 		}
 	}
 	if r := victim.getJSON("/app"); r.StatusCode != 200 {
-		t.Fatalf("the user's other session after %d logouts of one cookie: %d, want 200", gateway.MaxRevokedSessions+1, r.StatusCode)
+		t.Fatalf("the user's other session after %d logouts of one cookie: %d, want 200", account.MaxRevokedSessions+1, r.StatusCode)
 	}
 }

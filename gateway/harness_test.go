@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
@@ -80,13 +81,13 @@ var errBoom = errors.New("store unavailable")
 
 // faultyStore fails SessionState while its env says so.
 type faultyStore struct {
-	gateway.Store
+	account.Store
 	e *env
 }
 
-func (s faultyStore) SessionState(user string) (gateway.SessionState, error) {
+func (s faultyStore) SessionState(user string) (account.SessionState, error) {
 	if s.e.failing.Load() {
-		return gateway.SessionState{}, errBoom
+		return account.SessionState{}, errBoom
 	}
 	return s.Store.SessionState(user)
 }

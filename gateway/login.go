@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The password step (SPEC §3 flow 2).
@@ -109,7 +111,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 // user's failure counter and logs the sign-in. When it reports false it
 // has answered 500 itself; otherwise callers answer the request.
 func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Session, now time.Time, factor Factor) bool {
-	if err := ResetFailures(g.cfg.Store, UserCounter.Key(s.User)); err != nil {
+	if err := account.ResetFailures(g.cfg.Store, account.UserCounter.Key(s.User)); err != nil {
 		g.cfg.Logger.Error("totp_auth: reset failures: " + err.Error())
 	}
 	if err := g.startSession(w, r, s, factor, now); err != nil {

@@ -9,22 +9,25 @@ import (
 	"testing"
 
 	"github.com/gorilla/securecookie"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"golang.org/x/crypto/bcrypt"
 )
 
 // counterOnlyStore keeps no account and takes every attempt; any other
 // Store method panics, which the test would see.
-type counterOnlyStore struct{ Store }
+type counterOnlyStore struct{ account.Store }
 
-func (counterOnlyStore) Account(user string) (Account, error) { return Account{Name: user}, nil }
+func (counterOnlyStore) Account(user string) (account.Account, error) {
+	return account.Account{Name: user}, nil
+}
 
 // Accounts lists none, for the decoy hash.
-func (counterOnlyStore) Accounts() ([]Account, error) { return nil, nil }
+func (counterOnlyStore) Accounts() ([]account.Account, error) { return nil, nil }
 
-func (counterOnlyStore) UpdateCounters(keys []string, fn func(map[string]*Counter) error) error {
-	cs := make(map[string]*Counter, len(keys))
+func (counterOnlyStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
+	cs := make(map[string]*account.Counter, len(keys))
 	for _, k := range keys {
-		cs[k] = &Counter{Key: k}
+		cs[k] = &account.Counter{Key: k}
 	}
 	return fn(cs)
 }

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Sign-out of one session or of every session (SPEC §3 flow 7).
@@ -19,7 +21,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 		// taken before now is worthless: on every block that shares the
 		// database, until the cookie's own expiry, which a block with a
 		// longer session_ttl would otherwise still honour (SPEC §4 rule 22).
-		if err := RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
+		if err := account.RevokeSession(g.cfg.Store, s.User, s.ID, s.Expires, now); err != nil {
 			g.internalError(w, r, "end session", err)
 			return
 		}
@@ -45,7 +47,7 @@ func (g *Gateway) postLogoutAll(w http.ResponseWriter, r *http.Request) {
 	if _, ok := g.readPost(w, r); !ok {
 		return
 	}
-	if _, err := BumpGeneration(g.cfg.Store, s.User); err != nil {
+	if _, err := account.BumpGeneration(g.cfg.Store, s.User); err != nil {
 		g.internalError(w, r, "end sessions", err)
 		return
 	}

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/totp-auth/totp_auth/gateway/account"
+
 	"bytes"
 	"errors"
 	"net/http"
@@ -118,7 +120,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg.PasskeyCreate = opts
-	pg.PasskeyName = "Passkey"
+	pg.PasskeyName = "account.Passkey"
 	g.render(w, r, http.StatusOK, "passkey-new", pg)
 }
 
@@ -178,7 +180,7 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var added error
-	err = g.cfg.Store.UpdateAccount(reg.user, func(acct *Account) error {
+	err = g.cfg.Store.UpdateAccount(reg.user, func(acct *account.Account) error {
 		added = nil
 		if err := acct.SpendChallenge(c.Data.Challenge, c.Expires, now); err != nil {
 			return err
@@ -186,7 +188,7 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case refusal != nil:
 		case reg.pending != nil && acct.HasSecondFactor():
-			added = ErrNoEnrollment
+			added = account.ErrNoEnrollment
 		case first && !acct.HasSecondFactor():
 			added = acct.EnrollPasskey(pk, hashes)
 		default:
@@ -195,19 +197,19 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	switch {
-	case errors.Is(err, ErrChallengeUsed):
+	case errors.Is(err, account.ErrChallengeUsed):
 		refusal = refusedReplay
-	case errors.Is(err, ErrTooManyChallenges):
+	case errors.Is(err, account.ErrTooManyChallenges):
 		refusal = refusedBusy
 	case err != nil:
 		g.releaseAttempt(a)
 		g.internalError(w, r, "add passkey", err)
 		return
-	case errors.Is(added, ErrPasskeyExists):
+	case errors.Is(added, account.ErrPasskeyExists):
 		refusal = &passkeyRefusal{"already_registered", "This passkey is registered already."}
-	case errors.Is(added, ErrTooManyPasskeys):
+	case errors.Is(added, account.ErrTooManyPasskeys):
 		refusal = &passkeyRefusal{"too_many_passkeys", "You have the most passkeys one account may have. Remove one first."}
-	case errors.Is(added, ErrNoEnrollment):
+	case errors.Is(added, account.ErrNoEnrollment):
 		refusal = refusedExpired
 	case added != nil:
 		g.releaseAttempt(a)
@@ -264,29 +266,29 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 }
 
 // verifyRegistration has go-webauthn check a new credential against the
-// ceremony c and returns it as a Passkey scoped to site.
-func (g *Gateway) verifyRegistration(r *http.Request, site passkeySite, c ceremony, acct *Account, raw string, now time.Time) (Passkey, *passkeyRefusal) {
+// ceremony c and returns it as a account.Passkey scoped to site.
+func (g *Gateway) verifyRegistration(r *http.Request, site passkeySite, c ceremony, acct *account.Account, raw string, now time.Time) (account.Passkey, *passkeyRefusal) {
 	if raw == "" || len(raw) > maxBody {
-		return Passkey{}, refusedInvalid
+		return account.Passkey{}, refusedInvalid
 	}
 	rp, err := g.relyingParty(r, site)
 	if err != nil {
-		return Passkey{}, refusedInvalid
+		return account.Passkey{}, refusedInvalid
 	}
 	parsed, err := protocol.ParseCredentialCreationResponseBytes([]byte(raw))
 	if err != nil {
-		return Passkey{}, refusedInvalid
+		return account.Passkey{}, refusedInvalid
 	}
 	cred, err := rp.CreateCredential(passkeyUser{acct: acct, rpID: site.rpID}, c.Data, parsed)
 	if err != nil {
 		g.cfg.Logger.Debug("totp_auth: passkey registration refused", zap.String("user", acct.Name), zap.Error(err))
-		return Passkey{}, refusalOf(err)
+		return account.Passkey{}, refusalOf(err)
 	}
 	transports := make([]string, len(cred.Transport))
 	for i, t := range cred.Transport {
 		transports[i] = string(t)
 	}
-	return Passkey{
+	return account.Passkey{
 		ID:              cred.ID,
 		PublicKey:       cred.PublicKey,
 		AttestationType: cred.AttestationType,
@@ -306,16 +308,16 @@ func (g *Gateway) verifyRegistration(r *http.Request, site passkeySite, c ceremo
 // recorded it.
 type assertionResult struct {
 	user    string
-	passkey Passkey
+	passkey account.Passkey
 }
 
 // answerAssertion has go-webauthn verify raw, an answer to the ceremony c,
 // and records it in one atomic update: the challenge is spent whether the
 // answer is accepted or not, and an accepted one's signature counter must
-// grow (Account.UsePasskey). acct is the user the ceremony named; for a
+// grow (account.Account.UsePasskey). acct is the user the ceremony named; for a
 // passkey_login ceremony it is nil and the credential's user handle names
 // the user (loaded by load).
-func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony, raw string, load func(user string) (*Account, error)) (assertionResult, *passkeyRefusal, error) {
+func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony, raw string, load func(user string) (*account.Account, error)) (assertionResult, *passkeyRefusal, error) {
 	now := g.cfg.Clock.Now()
 	if raw == "" || len(raw) > maxBody {
 		return assertionResult{user: c.User}, refusedInvalid, nil
@@ -364,7 +366,7 @@ func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony,
 	counter := parsed.Response.AuthenticatorData.Counter
 	backedUp := parsed.Response.AuthenticatorData.Flags.HasBackupState()
 	var used error
-	err = g.cfg.Store.UpdateAccount(user, func(a *Account) error {
+	err = g.cfg.Store.UpdateAccount(user, func(a *account.Account) error {
 		used = nil
 		if err := a.SpendChallenge(c.Data.Challenge, c.Expires, now); err != nil {
 			return err
@@ -375,17 +377,17 @@ func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony,
 		return nil
 	})
 	switch {
-	case errors.Is(err, ErrChallengeUsed):
+	case errors.Is(err, account.ErrChallengeUsed):
 		return assertionResult{user: user}, refusedReplay, nil
-	case errors.Is(err, ErrTooManyChallenges):
+	case errors.Is(err, account.ErrTooManyChallenges):
 		return assertionResult{user: user}, refusedBusy, nil
 	case err != nil:
 		return assertionResult{user: user}, nil, err
 	case refusal != nil:
 		return assertionResult{user: user}, refusal, nil
-	case errors.Is(used, ErrPasskeyClone):
+	case errors.Is(used, account.ErrPasskeyClone):
 		return assertionResult{user: user}, refusedClone, nil
-	case errors.Is(used, ErrNoPasskey):
+	case errors.Is(used, account.ErrNoPasskey):
 		return assertionResult{user: user}, refusedUnknown, nil
 	case used != nil:
 		return assertionResult{user: user}, nil, used
@@ -511,7 +513,7 @@ func (g *Gateway) postSecondFactorPasskey(w http.ResponseWriter, r *http.Request
 	g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})
 }
 
-func (g *Gateway) loadAccount(user string) (*Account, error) {
+func (g *Gateway) loadAccount(user string) (*account.Account, error) {
 	acct, err := g.cfg.Store.Account(user)
 	return &acct, err
 }
@@ -625,7 +627,7 @@ type passkeyView struct {
 	LastUsed string `json:"last_used,omitempty"`
 }
 
-func passkeyViews(ps []Passkey) []passkeyView {
+func passkeyViews(ps []account.Passkey) []passkeyView {
 	out := make([]passkeyView, 0, len(ps))
 	for _, p := range ps {
 		v := passkeyView{ID: encodeID(p.ID), Name: p.Name, Created: p.Created.UTC().Format(time.RFC3339)}
@@ -693,14 +695,14 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.releaseAttempt(a)
-	err = g.cfg.Store.UpdateAccount(s.User, func(a *Account) error { return a.RemovePasskey(id, !g.cfg.Optional2FA) })
+	err = g.cfg.Store.UpdateAccount(s.User, func(a *account.Account) error { return a.RemovePasskey(id, !g.cfg.Optional2FA) })
 	switch {
-	case errors.Is(err, ErrLastFactor):
+	case errors.Is(err, account.ErrLastFactor):
 		g.audit(r, EventPasskeyRemoved, OutcomeRefused, s.User, zap.String("reason", "last_factor"))
 		g.problem(w, r, problem{status: http.StatusConflict, code: "last_factor",
 			msg: "This is your last second factor, and this site requires one. Add another passkey or an authenticator app first, or turn two-factor authentication off.", page: "account"}, pg)
 		return
-	case errors.Is(err, ErrNoPasskey):
+	case errors.Is(err, account.ErrNoPasskey):
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, pg)
 		return
 	case err != nil:
@@ -722,13 +724,13 @@ func (g *Gateway) postPasskeyRename(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, ok := decodeID(f.get("id"))
-	err := g.cfg.Store.UpdateAccount(s.User, func(a *Account) error {
+	err := g.cfg.Store.UpdateAccount(s.User, func(a *account.Account) error {
 		if !ok {
-			return ErrNoPasskey
+			return account.ErrNoPasskey
 		}
 		return a.RenamePasskey(id, f.get("name"))
 	})
-	if errors.Is(err, ErrNoPasskey) {
+	if errors.Is(err, account.ErrNoPasskey) {
 		acct, _ := g.cfg.Store.Account(s.User)
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, g.accountPage(w, r, s, &acct))
 		return
@@ -758,7 +760,7 @@ func (g *Gateway) checkDisablePasskey(w http.ResponseWriter, r *http.Request, s 
 
 // disablePasskey offers the signed-in user's passkeys on the account page,
 // for turning two-factor authentication off without a TOTP code.
-func (g *Gateway) disablePasskey(w http.ResponseWriter, r *http.Request, s *Session, acct *Account) string {
+func (g *Gateway) disablePasskey(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) string {
 	site, ok := g.passkeySite(r)
 	if !ok || !hasPasskeysFor(acct, site) {
 		return ""
@@ -777,7 +779,7 @@ func (g *Gateway) disablePasskey(w http.ResponseWriter, r *http.Request, s *Sess
 
 // enrollmentPasskey offers a passkey beside the authenticator app at a
 // first sign-in that must enroll: the creation options for the setup page.
-func (g *Gateway) enrollmentPasskey(w http.ResponseWriter, r *http.Request, e enrollee, acct *Account) string {
+func (g *Gateway) enrollmentPasskey(w http.ResponseWriter, r *http.Request, e enrollee, acct *account.Account) string {
 	site, ok := g.passkeySite(r)
 	if !ok || e.pending == nil || acct.HasSecondFactor() {
 		return ""

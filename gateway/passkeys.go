@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"github.com/totp-auth/totp_auth/gateway/account"
+
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -106,7 +108,7 @@ func (g *Gateway) relyingParty(r *http.Request, site passkeySite) (*webauthn.Web
 // scoped to one RP ID. The user handle is the canonical name, so that a
 // discoverable credential names its user.
 type passkeyUser struct {
-	acct *Account
+	acct *account.Account
 	rpID string
 }
 
@@ -154,7 +156,7 @@ const (
 // ceremony is a WebAuthn challenge between its options and its answer, in
 // a signed and encrypted cookie. It is bound to the pending sign-in or the
 // session that asked (Binding) and expires with the pending sign-in; the
-// store remembers it as spent once answered (Account.SpendChallenge), so
+// store remembers it as spent once answered (account.Account.SpendChallenge), so
 // no answer is accepted twice, on any instance.
 type ceremony struct {
 	Kind    ceremonyKind         `json:"k"`
@@ -227,7 +229,7 @@ func (g *Gateway) readCeremony(r *http.Request, kind ceremonyKind, binding strin
 // ceremony in its cookie. On a block with passkey_login the credential is
 // created discoverable; otherwise it need not be, so security keys without
 // resident-key slots and password managers work.
-func (g *Gateway) registrationOptions(w http.ResponseWriter, r *http.Request, site passkeySite, acct *Account, binding string) (*protocol.CredentialCreation, error) {
+func (g *Gateway) registrationOptions(w http.ResponseWriter, r *http.Request, site passkeySite, acct *account.Account, binding string) (*protocol.CredentialCreation, error) {
 	rp, err := g.relyingParty(r, site)
 	if err != nil {
 		return nil, err
@@ -262,7 +264,7 @@ func (g *Gateway) registrationOptions(w http.ResponseWriter, r *http.Request, si
 // acct it lists the user's passkeys for this RP ID (a second factor, user
 // verification preferred); without, it asks for a discoverable credential
 // with user verification required (passkey_login).
-func (g *Gateway) assertionOptions(w http.ResponseWriter, r *http.Request, site passkeySite, kind ceremonyKind, acct *Account, binding string) (*protocol.CredentialAssertion, error) {
+func (g *Gateway) assertionOptions(w http.ResponseWriter, r *http.Request, site passkeySite, kind ceremonyKind, acct *account.Account, binding string) (*protocol.CredentialAssertion, error) {
 	rp, err := g.relyingParty(r, site)
 	if err != nil {
 		return nil, err
@@ -285,7 +287,7 @@ func (g *Gateway) assertionOptions(w http.ResponseWriter, r *http.Request, site 
 }
 
 // hasPasskeysFor reports whether acct has a passkey scoped to site.
-func hasPasskeysFor(acct *Account, site passkeySite) bool {
+func hasPasskeysFor(acct *account.Account, site passkeySite) bool {
 	for _, p := range acct.Passkeys {
 		if p.RPID == site.rpID {
 			return true

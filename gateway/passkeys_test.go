@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"github.com/totp-auth/totp_auth/gateway/account"
+
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -575,7 +577,7 @@ func TestPasskey_ResetTwoFactorRemovesPasskeys(t *testing.T) {
 	e := passkeyEnv(t)
 	c := e.client()
 	c.enrollPasskey("alice", &softkey.Authenticator{})
-	if err := e.store.UpdateAccount("alice", func(a *gateway.Account) error { return a.ResetTwoFactor() }); err != nil {
+	if err := e.store.UpdateAccount("alice", func(a *account.Account) error { return a.ResetTwoFactor() }); err != nil {
 		t.Fatal(err)
 	}
 	if c.signedIn() {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -59,16 +60,16 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 
 // storedAccounts is a Store that only lists accounts.
 type storedAccounts struct {
-	Store
-	accounts []Account
+	account.Store
+	accounts []account.Account
 }
 
-func (s storedAccounts) Accounts() ([]Account, error) { return s.accounts, nil }
+func (s storedAccounts) Accounts() ([]account.Account, error) { return s.accounts, nil }
 
 func TestDecoyHash_FollowsTheCostliestStoredHashToo(t *testing.T) {
 	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
 	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 7)
-	store := storedAccounts{accounts: []Account{{Name: "bob", PasswordHash: cheap}, {Name: "carol", PasswordHash: dear}, {Name: "dave"}}}
+	store := storedAccounts{accounts: []account.Account{{Name: "bob", PasswordHash: cheap}, {Name: "carol", PasswordHash: dear}, {Name: "dave"}}}
 	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: store}, decoyDone: make(chan struct{})}
 	g.cfg.setDefaults()
 	if c, err := bcrypt.Cost(g.decoyHash()); err != nil || c != 7 {
@@ -126,7 +127,7 @@ func TestBackupCodeCost_DefaultIsTenAndTheSettingIsUsed(t *testing.T) {
 		t.Fatalf("backup code hash cost = %d (%v), want %d", cost, err, bcrypt.MinCost)
 	}
 	c.BackupCodeCost = 3
-	c.Store = struct{ Store }{}
+	c.Store = struct{ account.Store }{}
 	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "backup code cost 3") {
 		t.Fatalf("cost 3 accepted: %v", err)
 	}

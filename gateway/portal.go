@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"go.uber.org/zap"
 	"golang.org/x/net/idna"
 )
@@ -228,7 +229,7 @@ func (g *Gateway) safeRedirect(r *http.Request, target string) string {
 // (verify needs it even where this block does not), and a target the
 // session cookie does not reach gets a page saying so, not a redirect
 // loop. It reports whether it answered.
-func (g *Gateway) holdForApp(w http.ResponseWriter, r *http.Request, s *Session, st SessionState, target string) bool {
+func (g *Gateway) holdForApp(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, target string) bool {
 	if !verifyAdmits(*s) {
 		g.stepUp(w, r, s, st, target)
 		return true

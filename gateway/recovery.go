@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Backup codes after recovery and on request (SPEC §3 flow 5).
@@ -72,7 +74,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	if err == nil {
-		err = ReplaceBackupCodes(g.cfg.Store, s.User, hashes)
+		err = account.ReplaceBackupCodes(g.cfg.Store, s.User, hashes)
 	}
 	if err != nil {
 		g.internalError(w, r, "replace backup codes", err)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Answers shared by every flow: refusals, redirects after a post, and the
@@ -82,17 +84,17 @@ func (g *Gateway) loginURL(redirect string) string {
 // (API) or a redirect to the login page (browser). A session below this
 // block's level is sent on to its missing step (see stepUp), and a user
 // who must regenerate backup codes is sent there instead.
-func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request) (*Session, SessionState, bool) {
+func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
 	return g.checkSession(w, r, false)
 }
 
 // requireSessionInRecovery is requireSession for the pages a user who must
 // regenerate backup codes may still use (regenerating them, among others).
-func (g *Gateway) requireSessionInRecovery(w http.ResponseWriter, r *http.Request) (*Session, SessionState, bool) {
+func (g *Gateway) requireSessionInRecovery(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
 	return g.checkSession(w, r, true)
 }
 
-func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, SessionState, bool) {
+func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, account.SessionState, bool) {
 	s, st, err := g.session(r, g.cfg.Clock.Now())
 	switch {
 	case err != nil:

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"net/http"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Level is how much a session proves about its user (SPEC §4 rule 17).
@@ -195,7 +197,7 @@ func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, boo
 // generation and credential is still in force: the user exists here (a
 // `user` line with the same hash, or a password in the store) and nothing
 // ended their sessions since.
-func (g *Gateway) current(user string, generation, credential uint64, st SessionState) bool {
+func (g *Gateway) current(user string, generation, credential uint64, st account.SessionState) bool {
 	if _, configured := g.cfg.Users[user]; !configured && !st.PasswordSet {
 		return false
 	}
@@ -204,17 +206,17 @@ func (g *Gateway) current(user string, generation, credential uint64, st Session
 
 // pending returns the request's pending sign-in if it is still in force,
 // with the user's stored state.
-func (g *Gateway) pending(r *http.Request, now time.Time) (*PendingLogin, SessionState, error) {
+func (g *Gateway) pending(r *http.Request, now time.Time) (*PendingLogin, account.SessionState, error) {
 	p, ok := g.readPending(r, now)
 	if !ok {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	st, err := g.cfg.Store.SessionState(p.User)
 	if err != nil {
-		return nil, SessionState{}, err
+		return nil, account.SessionState{}, err
 	}
 	if !g.current(p.User, p.Generation, p.Credential, st) {
-		return nil, SessionState{}, nil
+		return nil, account.SessionState{}, nil
 	}
 	return &p, st, nil
 }

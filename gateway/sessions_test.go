@@ -9,6 +9,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Sessions know what they prove (SPEC §4 rules 17–19).
@@ -197,7 +198,7 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	// The operator changes dora's password (`user passwd`), which raises
 	// her generation.
 	e.store.SetPassword("dora", passwordHash(t))
-	if _, err := gateway.BumpGeneration(e.store, "dora"); err != nil {
+	if _, err := account.BumpGeneration(e.store, "dora"); err != nil {
 		t.Fatal(err)
 	}
 	if r := attacker.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusUnauthorized {

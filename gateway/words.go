@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 	"time"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Messages for people (SPEC §10): durations in words, the server's time
@@ -42,7 +44,7 @@ func (g *Gateway) serverTime() string {
 
 // attemptsLeft returns what a failed attempt a leaves: how many attempts
 // are left when they are few, or that the failure locked sign-in.
-func (g *Gateway) attemptsLeft(a Attempt, locks []Lock) string {
+func (g *Gateway) attemptsLeft(a account.Attempt, locks []account.Lock) string {
 	if len(locks) > 0 {
 		return " " + lockedMessage(g.cfg.Lockout)
 	}

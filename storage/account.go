@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // accountRecord is the value under a user's name in the accounts bucket.
@@ -21,12 +20,12 @@ type accountRecord struct {
 	Generation     uint64         `json:"generation,omitempty"`
 	Pending        *pendingRecord `json:"pending,omitempty"`
 	// Revoked lists sessions ended by logout until they would expire.
-	Revoked         []gateway.Revocation `json:"revoked,omitempty"`
+	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
 	ConfigUser      bool                 `json:"config_user,omitempty"`
 	// Passkeys are public keys: they need no sealing.
-	Passkeys        []gateway.Passkey        `json:"passkeys,omitempty"`
-	SpentChallenges []gateway.SpentChallenge `json:"spent_challenges,omitempty"`
+	Passkeys        []account.Passkey        `json:"passkeys,omitempty"`
+	SpentChallenges []account.SpentChallenge `json:"spent_challenges,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -71,9 +70,9 @@ func putAccountRecord(tx *bolt.Tx, user string, rec accountRecord) error {
 }
 
 // withheld is rec in the form the gateway works on, with its secrets
-// withheld (see gateway.Store.Accounts): it decrypts nothing.
-func withheld(user string, rec accountRecord, stored bool) gateway.Account {
-	a := gateway.Account{
+// withheld (see account.Store.Accounts): it decrypts nothing.
+func withheld(user string, rec accountRecord, stored bool) account.Account {
+	a := account.Account{
 		Name:            user,
 		PasswordHash:    rec.PasswordHash,
 		LastStep:        rec.LastStep,
@@ -88,16 +87,16 @@ func withheld(user string, rec accountRecord, stored bool) gateway.Account {
 		Stored:          stored,
 	}
 	if rec.TOTPSecret != nil {
-		a.TOTPSecret = gateway.SecretWithheld
+		a.TOTPSecret = account.SecretWithheld
 	}
 	if p := rec.Pending; p != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, p.Expires), Session: p.Session}
+		a.Pending = &account.Enrollment{Secret: account.SecretWithheld, Expires: time.Unix(0, p.Expires), Session: p.Session}
 	}
 	return a
 }
 
 // account decrypts rec into the form the gateway works on.
-func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Account, error) {
+func (db *DB) account(user string, rec accountRecord, stored bool) (account.Account, error) {
 	a := withheld(user, rec, stored)
 	keys := db.keys.Load()
 	if rec.TOTPSecret != nil {
@@ -119,7 +118,7 @@ func (db *DB) account(user string, rec accountRecord, stored bool) (gateway.Acco
 
 // record encrypts a into the stored form. Secrets a did not change keep
 // their ciphertext from old, the record a was loaded from.
-func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old accountRecord) (accountRecord, error) {
+func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old accountRecord) (accountRecord, error) {
 	a = a.Clone()
 	rec := accountRecord{
 		PasswordHash:    a.PasswordHash,
@@ -161,9 +160,9 @@ func (db *DB) record(tx *bolt.Tx, a gateway.Account, was gateway.Account, old ac
 	return rec, nil
 }
 
-// Account implements gateway.Store.
-func (db *DB) Account(user string) (gateway.Account, error) {
-	var a gateway.Account
+// Account implements account.Store.
+func (db *DB) Account(user string) (account.Account, error) {
+	var a account.Account
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		rec, stored, err := loadAccount(tx, user)
 		if err != nil {
@@ -173,13 +172,13 @@ func (db *DB) Account(user string) (gateway.Account, error) {
 		return err
 	})
 	if err != nil {
-		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
+		return account.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
 	}
 	return a, nil
 }
 
-// UpdateAccount implements gateway.Store: one bbolt write transaction.
-func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+// UpdateAccount implements account.Store: one bbolt write transaction.
+func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error {
 	var fnErr error
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		old, stored, err := loadAccount(tx, user)
@@ -200,7 +199,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 			if err := tx.Bucket(bucketAccounts).Delete([]byte(user)); err != nil {
 				return fmt.Errorf("delete account: %w", err)
 			}
-			return db.putSessionState(tx, user, gateway.SessionStateOf(a))
+			return db.putSessionState(tx, user, account.SessionStateOf(a))
 		}
 		rec, err := db.record(tx, a, was, old)
 		if err != nil {
@@ -209,7 +208,7 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 		if err := putAccountRecord(tx, user, rec); err != nil {
 			return err
 		}
-		return db.putSessionState(tx, user, gateway.SessionStateOf(a))
+		return db.putSessionState(tx, user, account.SessionStateOf(a))
 	})
 	if fnErr != nil && err == fnErr {
 		return fnErr
@@ -220,9 +219,9 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 	return nil
 }
 
-// Accounts implements gateway.Store.
-func (db *DB) Accounts() ([]gateway.Account, error) {
-	var list []gateway.Account
+// Accounts implements account.Store.
+func (db *DB) Accounts() ([]account.Account, error) {
+	var list []account.Account
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		list = nil
 		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // BenchmarkSessionState measures the per-request read of a signed-in
@@ -14,7 +14,7 @@ import (
 func BenchmarkSessionState(b *testing.B) {
 	db := openTest(b, tempPath(b), mustKey(b))
 	for i := range 1000 {
-		if _, err := gateway.BumpGeneration(db, "user"+strconv.Itoa(i)); err != nil {
+		if _, err := account.BumpGeneration(db, "user"+strconv.Itoa(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -43,13 +43,13 @@ func BenchmarkFailedAttempts(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := strconv.FormatInt(n.Add(1), 10)
-			limits := []gateway.Limit{{Key: "user:flood" + i, Max: 5}, {Key: "ip:flood" + i, Max: 50}}
-			a, lock, err := gateway.TakeAttempt(db, time.Now(), window, limits)
+			limits := []account.Limit{{Key: "user:flood" + i, Max: 5}, {Key: "ip:flood" + i, Max: 50}}
+			a, lock, err := account.TakeAttempt(db, time.Now(), window, limits)
 			if err != nil || lock != nil {
 				b.Error(err, lock)
 				return
 			}
-			if _, err := gateway.FailAttempt(db, a, time.Now(), window); err != nil {
+			if _, err := account.FailAttempt(db, a, time.Now(), window); err != nil {
 				b.Error(err)
 				return
 			}

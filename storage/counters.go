@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // The rules of the lockout are gateway's; this file only loads and saves
@@ -18,7 +17,7 @@ import (
 // nanoseconds (0 for none), then failures and slots in flight, all big endian.
 const counterValueSize = 24
 
-func encodeCounter(c gateway.Counter) []byte {
+func encodeCounter(c account.Counter) []byte {
 	v := make([]byte, 0, counterValueSize)
 	v = binary.BigEndian.AppendUint64(v, uint64(unixNano(c.WindowStart)))
 	v = binary.BigEndian.AppendUint64(v, uint64(unixNano(c.LockedUntil)))
@@ -26,11 +25,11 @@ func encodeCounter(c gateway.Counter) []byte {
 	return binary.BigEndian.AppendUint32(v, uint32(c.InFlight))
 }
 
-func decodeCounter(key string, v []byte) (gateway.Counter, error) {
+func decodeCounter(key string, v []byte) (account.Counter, error) {
 	if len(v) != counterValueSize {
-		return gateway.Counter{}, fmt.Errorf("counter %q is %d bytes, want %d", key, len(v), counterValueSize)
+		return account.Counter{}, fmt.Errorf("counter %q is %d bytes, want %d", key, len(v), counterValueSize)
 	}
-	return gateway.Counter{
+	return account.Counter{
 		Key:         key,
 		WindowStart: fromUnixNano(int64(binary.BigEndian.Uint64(v[0:]))),
 		LockedUntil: fromUnixNano(int64(binary.BigEndian.Uint64(v[8:]))),
@@ -53,22 +52,22 @@ func fromUnixNano(n int64) time.Time {
 	return time.Unix(0, n)
 }
 
-func getCounter(b *bolt.Bucket, key string) (gateway.Counter, error) {
+func getCounter(b *bolt.Bucket, key string) (account.Counter, error) {
 	v := b.Get([]byte(key))
 	if v == nil {
-		return gateway.Counter{Key: key}, nil
+		return account.Counter{Key: key}, nil
 	}
 	return decodeCounter(key, v)
 }
 
-// UpdateCounters implements gateway.Store. fn runs first in a read
+// UpdateCounters implements account.Store. fn runs first in a read
 // transaction: an update that changes nothing (an attempt refused by a
 // lock, say) ends there and writes nothing, so a flood against a locked
 // counter costs no commit and no fsync. Otherwise it runs again in a bbolt
 // batch, so that a flood of attempts shares fsyncs instead of queueing for
 // one each; a batch that fails is run again one function at a time, which
 // is why fn must be idempotent.
-func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+func (db *DB) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	unchanged, err := db.countersUnchanged(keys, fn)
 	if err != nil || unchanged {
 		return err
@@ -76,7 +75,7 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 	var fnErr error
 	err = db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCounters)
-		cs := make(map[string]*gateway.Counter, len(keys))
+		cs := make(map[string]*account.Counter, len(keys))
 		loaded := make(map[string][]byte, len(keys))
 		for _, k := range keys {
 			c, err := getCounter(b, k)
@@ -117,13 +116,13 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 // countersUnchanged runs fn on the counters under keys in a read
 // transaction and reports whether it left every one as it was; fn's own
 // error is returned unchanged.
-func (db *DB) countersUnchanged(keys []string, fn func(map[string]*gateway.Counter) error) (bool, error) {
+func (db *DB) countersUnchanged(keys []string, fn func(map[string]*account.Counter) error) (bool, error) {
 	unchanged := false
 	var fnErr error
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketCounters)
-		loaded := make(map[string]gateway.Counter, len(keys))
-		cs := make(map[string]*gateway.Counter, len(keys))
+		loaded := make(map[string]account.Counter, len(keys))
+		cs := make(map[string]*account.Counter, len(keys))
 		for _, k := range keys {
 			c, err := getCounter(b, k)
 			if err != nil {
@@ -154,9 +153,9 @@ func (db *DB) countersUnchanged(keys []string, fn func(map[string]*gateway.Count
 	return unchanged, nil
 }
 
-// Counters implements gateway.Store.
-func (db *DB) Counters() ([]gateway.Counter, error) {
-	var list []gateway.Counter
+// Counters implements account.Store.
+func (db *DB) Counters() ([]account.Counter, error) {
+	var list []account.Counter
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		list = nil
 		return tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
@@ -174,8 +173,22 @@ func (db *DB) Counters() ([]gateway.Counter, error) {
 	return list, nil
 }
 
-// PruneCounters implements gateway.Store.
-func (db *DB) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
+// Counter implements account.Store.
+func (db *DB) Counter(key string) (account.Counter, error) {
+	var c account.Counter
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		var err error
+		c, err = getCounter(tx.Bucket(bucketCounters), key)
+		return err
+	})
+	if err != nil {
+		return account.Counter{}, fmt.Errorf("read counter %q: %w", key, err)
+	}
+	return c, nil
+}
+
+// PruneCounters implements account.Store.
+func (db *DB) PruneCounters(drop func(account.Counter) bool) (int, error) {
 	var n int
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		n = 0

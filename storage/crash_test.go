@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The crash test runs the test binary a second time as a child that
@@ -49,21 +49,21 @@ func writeUntilKilled(path, hexKey string) error {
 	}
 	for i := 0; ; i++ {
 		user := fmt.Sprintf("user%d", i)
-		create := func() (gateway.Enrollment, error) {
-			return gateway.Enrollment{Secret: crashSecret(i), Expires: t0.Add(time.Hour)}, nil
+		create := func() (account.Enrollment, error) {
+			return account.Enrollment{Secret: crashSecret(i), Expires: t0.Add(time.Hour)}, nil
 		}
-		if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+		if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 			return err
 		}
 		// Counter writes in between, so the kill may land in any kind of write.
-		a, _, err := gateway.TakeAttempt(db, t0, time.Hour, []gateway.Limit{{Key: "ip:" + user, Max: 5}})
+		a, _, err := account.TakeAttempt(db, t0, time.Hour, []account.Limit{{Key: "ip:" + user, Max: 5}})
 		if err != nil {
 			return err
 		}
-		if _, err := gateway.FailAttempt(db, a, t0, time.Hour); err != nil {
+		if _, err := account.FailAttempt(db, a, t0, time.Hour); err != nil {
 			return err
 		}
-		if err := gateway.ConfirmEnrollment(db, user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
+		if err := account.ConfirmEnrollment(db, user, crashSecret(i), 1, [][]byte{[]byte("h")}, t0); err != nil {
 			return err
 		}
 		// Only now is the enrollment confirmed to the caller.

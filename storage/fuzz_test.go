@@ -17,6 +17,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 )
 
@@ -260,16 +261,16 @@ func FuzzDecodeAccount(f *testing.F) {
 	keys := db.keys.Load()
 
 	// Records as the code writes them: confirmed, pending, database user.
-	enrollment := func(secret string) func() (gateway.Enrollment, error) {
-		return func() (gateway.Enrollment, error) {
-			return gateway.Enrollment{Secret: secret, Expires: fuzzNow.Add(gateway.EnrollmentTTL)}, nil
+	enrollment := func(secret string) func() (account.Enrollment, error) {
+		return func() (account.Enrollment, error) {
+			return account.Enrollment{Secret: secret, Expires: fuzzNow.Add(gateway.EnrollmentTTL)}, nil
 		}
 	}
-	if _, err := gateway.PendingEnrollment(db, "alice", fuzzNow, enrollment("JBSWY3DPEHPK3PXP")); err != nil {
+	if _, err := account.EnrollmentFor(db, "alice", 0, fuzzNow, enrollment("JBSWY3DPEHPK3PXP")); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(rawAccount(f, db, "alice"))
-	if err := gateway.ConfirmEnrollment(db, "alice", "JBSWY3DPEHPK3PXP", 7, [][]byte{[]byte("hash-1"), []byte("hash-2")}, fuzzNow); err != nil {
+	if err := account.ConfirmEnrollment(db, "alice", "JBSWY3DPEHPK3PXP", 7, [][]byte{[]byte("hash-1"), []byte("hash-2")}, fuzzNow); err != nil {
 		f.Fatal(err)
 	}
 	f.Add(rawAccount(f, db, "alice"))
@@ -334,7 +335,7 @@ func FuzzDecodeAccount(f *testing.F) {
 
 		// A pending enrollment comes from the record only if it is
 		// authentic and unexpired; otherwise a fresh one replaces it.
-		e, err := gateway.PendingEnrollment(db, user, fuzzNow, enrollment(fresh))
+		e, err := account.EnrollmentFor(db, user, 0, fuzzNow, enrollment(fresh))
 		if decodeErr != nil && err == nil {
 			t.Fatalf("PendingEnrollment read a record loadAccount refuses (%v)", decodeErr)
 		}
@@ -438,12 +439,12 @@ func FuzzAccountRoundTrip(f *testing.F) {
 			t.Fatalf("Account = %+v, want the record written", a)
 		}
 		st, err := db.SessionState(user)
-		if want := (gateway.SessionState{Generation: generation, MustRegenerate: mustRegenerate, TOTPEnabled: secret != "", PasswordSet: rec.PasswordHash != nil}); err != nil || st != want {
+		if want := (account.SessionState{Generation: generation, MustRegenerate: mustRegenerate, TOTPEnabled: secret != "", PasswordSet: rec.PasswordHash != nil}); err != nil || st != want {
 			t.Fatalf("SessionState = %+v, %v; want %+v", st, err, want)
 		}
 		if pendingSecret != "" && fuzzNow.UnixNano() < expires {
-			e, err := gateway.PendingEnrollment(db, user, fuzzNow, func() (gateway.Enrollment, error) {
-				return gateway.Enrollment{}, errors.New("the stored pending enrollment should have been used")
+			e, err := account.EnrollmentFor(db, user, 0, fuzzNow, func() (account.Enrollment, error) {
+				return account.Enrollment{}, errors.New("the stored pending enrollment should have been used")
 			})
 			if err != nil || e.Secret != pendingSecret || e.Expires.UnixNano() != expires {
 				t.Fatalf("PendingEnrollment = %+v, %v; want the stored one", e, err)
@@ -469,11 +470,11 @@ func FuzzDecodeCounter(f *testing.F) {
 	now := fuzzNow
 	window := 15 * time.Minute
 	// A counter as the code writes it, after one failure at now.
-	a, _, err := gateway.TakeAttempt(db, now, window, []gateway.Limit{{Key: key, Max: 5}})
+	a, _, err := account.TakeAttempt(db, now, window, []account.Limit{{Key: key, Max: 5}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := gateway.FailAttempt(db, a, now, window); err != nil {
+	if _, err := account.FailAttempt(db, a, now, window); err != nil {
 		f.Fatal(err)
 	}
 	err = db.bolt.View(func(tx *bolt.Tx) error {
@@ -525,15 +526,15 @@ func FuzzDecodeCounter(f *testing.F) {
 		if _, err := operator.LockState(db, key, now); err != nil {
 			t.Fatal(err)
 		}
-		a, lock, err := gateway.TakeAttempt(db, now, window, []gateway.Limit{{Key: key, Max: 5}, {Key: "ip:127.0.0.1", Max: 50}})
+		a, lock, err := account.TakeAttempt(db, now, window, []account.Limit{{Key: key, Max: 5}, {Key: "ip:127.0.0.1", Max: 50}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if lock == nil {
 			if v[0]&1 == 0 {
-				_, err = gateway.FailAttempt(db, a, now, window)
+				_, err = account.FailAttempt(db, a, now, window)
 			} else {
-				err = gateway.ReleaseAttempt(db, a)
+				err = account.ReleaseAttempt(db, a)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -547,7 +548,7 @@ func FuzzDecodeCounter(f *testing.F) {
 
 func FuzzDecodeSessionState(f *testing.F) {
 	db := fuzzDB(f)
-	for _, st := range []gateway.SessionState{{}, {Generation: 3, TOTPEnabled: true}, {Generation: ^uint64(0), MustRegenerate: true, TOTPEnabled: true}} {
+	for _, st := range []account.SessionState{{}, {Generation: 3, TOTPEnabled: true}, {Generation: ^uint64(0), MustRegenerate: true, TOTPEnabled: true}} {
 		f.Add(encodeSessionState(st))
 	}
 	f.Add([]byte{})

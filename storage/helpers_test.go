@@ -1,9 +1,8 @@
 package storage
 
 import (
+	"github.com/totp-auth/totp_auth/gateway/account"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // putAccount writes rec for user as it stands, with the session state it
@@ -12,5 +11,5 @@ func (db *DB) putAccount(tx *bolt.Tx, user string, rec accountRecord) error {
 	if err := putAccountRecord(tx, user, rec); err != nil {
 		return err
 	}
-	return db.putSessionState(tx, user, gateway.SessionStateOf(withheld(user, rec, true)))
+	return db.putSessionState(tx, user, account.SessionStateOf(withheld(user, rec, true)))
 }

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 func TestRotateKey_ToTheCurrentKeyChangesNothing(t *testing.T) {
@@ -31,15 +31,15 @@ func TestRotateKey_WhileWritesRunLosesNoSecret(t *testing.T) {
 	go func() {
 		for i := range 30 {
 			secret := crashSecret(i)
-			create := func() (gateway.Enrollment, error) {
-				return gateway.Enrollment{Secret: secret, Expires: t0.Add(time.Hour)}, nil
+			create := func() (account.Enrollment, error) {
+				return account.Enrollment{Secret: secret, Expires: t0.Add(time.Hour)}, nil
 			}
 			user := "user" + string(rune('a'+i))
-			if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+			if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 				done <- err
 				return
 			}
-			if err := gateway.ConfirmEnrollment(db, user, secret, 1, nil, t0); err != nil {
+			if err := account.ConfirmEnrollment(db, user, secret, 1, nil, t0); err != nil {
 				done <- err
 				return
 			}

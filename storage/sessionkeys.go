@@ -7,7 +7,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// SessionKeys implements gateway.Store.
+// SessionKeys implements account.Store.
 func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error) {
 	// Usually the keys exist: read them without taking the write lock.
 	var found bool

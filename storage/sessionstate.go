@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	bolt "go.etcd.io/bbolt"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // sessionStates keeps every user's SessionState in memory once read, so
@@ -21,11 +20,11 @@ import (
 // commit can never overwrite the value that commit wrote.
 type sessionStates struct {
 	mu sync.Mutex
-	m  sync.Map // user → gateway.SessionState
+	m  sync.Map // user → account.SessionState
 }
 
 // putSessionState writes user's state in tx and into the cache once tx commits.
-func (db *DB) putSessionState(tx *bolt.Tx, user string, st gateway.SessionState) error {
+func (db *DB) putSessionState(tx *bolt.Tx, user string, st account.SessionState) error {
 	if err := tx.Bucket(bucketSessions).Put([]byte(user), encodeSessionState(st)); err != nil {
 		return fmt.Errorf("write session state of %q: %w", user, err)
 	}
@@ -37,19 +36,19 @@ func (db *DB) putSessionState(tx *bolt.Tx, user string, st gateway.SessionState)
 	return nil
 }
 
-// SessionState implements gateway.Store. It is on the path of every request
+// SessionState implements account.Store. It is on the path of every request
 // with a session: a map lookup once the user's state was read, and never a
 // decryption.
-func (db *DB) SessionState(user string) (gateway.SessionState, error) {
+func (db *DB) SessionState(user string) (account.SessionState, error) {
 	if st, ok := db.states.m.Load(user); ok {
-		return st.(gateway.SessionState), nil
+		return st.(account.SessionState), nil
 	}
 	db.states.mu.Lock()
 	defer db.states.mu.Unlock()
 	if st, ok := db.states.m.Load(user); ok {
-		return st.(gateway.SessionState), nil
+		return st.(account.SessionState), nil
 	}
-	var st gateway.SessionState
+	var st account.SessionState
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSessions).Get([]byte(user))
 		if v == nil {
@@ -60,7 +59,7 @@ func (db *DB) SessionState(user string) (gateway.SessionState, error) {
 		return err
 	})
 	if err != nil {
-		return gateway.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
+		return account.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
 	}
 	db.states.m.Store(user, st)
 	return st, nil
@@ -78,7 +77,7 @@ const (
 	flagPasswordSet    = 1 << 2
 )
 
-func encodeSessionState(st gateway.SessionState) []byte {
+func encodeSessionState(st account.SessionState) []byte {
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize+len(st.RevokedSessions)), st.Generation)
 	var flags byte
 	if st.MustRegenerate {
@@ -93,11 +92,11 @@ func encodeSessionState(st gateway.SessionState) []byte {
 	return append(append(v, flags), st.RevokedSessions...)
 }
 
-func decodeSessionState(v []byte) (gateway.SessionState, error) {
+func decodeSessionState(v []byte) (account.SessionState, error) {
 	if len(v) < sessionValueSize || (len(v)-sessionValueSize)%8 != 0 {
-		return gateway.SessionState{}, fmt.Errorf("session state is %d bytes, want %d and 8 per revoked session", len(v), sessionValueSize)
+		return account.SessionState{}, fmt.Errorf("session state is %d bytes, want %d and 8 per revoked session", len(v), sessionValueSize)
 	}
-	return gateway.SessionState{
+	return account.SessionState{
 		Generation:      binary.BigEndian.Uint64(v),
 		MustRegenerate:  v[8]&flagMustRegenerate != 0,
 		TOTPEnabled:     v[8]&flagTOTPEnabled != 0,

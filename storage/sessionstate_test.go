@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The gateway ends every session of a user by raising the generation
@@ -28,7 +28,7 @@ func TestSessionState_NeverStaleAfterAWriteReturns(t *testing.T) {
 		}()
 	}
 	for i := 0; i < 200; i++ {
-		gen, err := gateway.BumpGeneration(db, "alice")
+		gen, err := account.BumpGeneration(db, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestSessionState_ReadAgainAfterReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen, err := gateway.BumpGeneration(db, "alice")
+	gen, err := account.BumpGeneration(db, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,7 @@
 // (password hashes of users managed in the database, TOTP secrets, last
 // accepted time steps, backup-code hashes, pending enrollments, session
 // generations), the failure counters of the lockout, and the session cookie
-// keys. It implements gateway.Store: it loads, locks and saves records in
+// keys. It implements account.Store: it loads, locks and saves records in
 // bbolt transactions and applies no rule of its own (those are gateway's).
 // It adds what only a file allows: key rotation and backup.
 //
@@ -26,10 +26,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/totp-auth/totp_auth/gateway/account"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
-
-	"github.com/totp-auth/totp_auth/gateway"
 )
 
 // schemaVersion is the layout this code reads and writes. Raise it, and
@@ -82,7 +81,7 @@ type DB struct {
 }
 
 // Interface guard.
-var _ gateway.Store = (*DB)(nil)
+var _ account.Store = (*DB)(nil)
 
 // Open opens the database at path, creating it (mode 0600, its directory
 // 0700) if needed. It fails when the file holds a newer schema than this

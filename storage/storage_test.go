@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/internal/storetest"
 )
@@ -68,20 +69,20 @@ func checkConsistent(t testing.TB, db *DB) {
 // enroll gives user a confirmed TOTP secret and two backup codes.
 func enroll(t testing.TB, db *DB, user, secret string) {
 	t.Helper()
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := gateway.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
+	if err := account.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
 
 func TestDB_PassesTheStoreConformanceSuite(t *testing.T) {
 	key := mustKey(t)
-	storetest.Run(t, func(t *testing.T) gateway.Store {
+	storetest.Run(t, func(t *testing.T) account.Store {
 		return openTest(t, tempPath(t), key)
 	})
 }
@@ -213,10 +214,10 @@ func secretsIn(t *testing.T, db *DB) [][]byte {
 	t.Helper()
 	const enabled, pending = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", "KRSXG5CTMVRXEZLUKRSXG5CTMVRXEZLU"
 	enroll(t, db, "alice", enabled)
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: pending, Expires: t0.Add(time.Hour)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: pending, Expires: t0.Add(time.Hour)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, "bob", t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, "bob", 0, t0, create); err != nil {
 		t.Fatal(err)
 	}
 	hashKey := []byte("session-hash-key-0123456789abcdef")
@@ -322,8 +323,8 @@ func everything(t *testing.T, db *DB) (alice, bobPending string, hashKey []byte)
 	if err != nil {
 		t.Fatalf("Account(alice): %v", err)
 	}
-	e, err := gateway.PendingEnrollment(db, "bob", t0, func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{}, errors.New("the pending enrollment was lost")
+	e, err := account.EnrollmentFor(db, "bob", 0, t0, func() (account.Enrollment, error) {
+		return account.Enrollment{}, errors.New("the pending enrollment was lost")
 	})
 	if err != nil {
 		t.Fatalf("PendingEnrollment(bob): %v", err)
@@ -445,7 +446,7 @@ func TestBackup_IsAConsistentCopyWhileInUse(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := gateway.BumpGeneration(db, "bob"); err != nil {
+			if _, err := account.BumpGeneration(db, "bob"); err != nil {
 				done <- err
 				return
 			}
@@ -483,11 +484,11 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	key := mustKey(t)
 	db := openTest(t, path, key)
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	a, lock, err := gateway.TakeAttempt(db, t0, time.Minute, []gateway.Limit{{Key: "user:bob", Max: 3}})
+	a, lock, err := account.TakeAttempt(db, t0, time.Minute, []account.Limit{{Key: "user:bob", Max: 3}})
 	if err != nil || lock != nil {
 		t.Fatal(err, lock)
 	}
-	if _, err := gateway.FailAttempt(db, a, t0, time.Minute); err != nil {
+	if _, err := account.FailAttempt(db, a, t0, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	// What a process killed now leaves on disk: the file as it is, still
@@ -504,7 +505,7 @@ func TestCrash_AFileCopiedWithoutCloseOpens(t *testing.T) {
 	if got, err := after.Account("alice"); err != nil || got.TOTPSecret != "JBSWY3DPEHPK3PXP" {
 		t.Errorf("Account(alice) after the crash: %v", err)
 	}
-	if c, err := operator.Counter(after, "user:bob"); err != nil || c.Failures != 1 {
+	if c, err := after.Counter("user:bob"); err != nil || c.Failures != 1 {
 		t.Errorf("counter after the crash = %+v, %v; want 1 failure", c, err)
 	}
 }

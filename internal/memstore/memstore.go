@@ -1,4 +1,4 @@
-// Package memstore is a gateway.Store held in memory, for tests of the
+// Package memstore is a account.Store held in memory, for tests of the
 // gateway that need a real store but no file. Like the bbolt store in
 // package storage it only loads, locks and saves (both pass
 // internal/storetest); the rules are gateway's. It keeps nothing across
@@ -11,17 +11,17 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
-// Store is an in-memory gateway.Store. The zero value is not usable; call New.
+// Store is an in-memory account.Store. The zero value is not usable; call New.
 type Store struct {
 	mu       sync.Mutex
-	accounts map[string]gateway.Account
+	accounts map[string]account.Account
 	// states holds SessionStateOf every account as last committed, and of
 	// removed ones, whose generation a new account of the name continues.
-	states   map[string]gateway.SessionState
-	counters map[string]gateway.Counter
+	states   map[string]account.SessionState
+	counters map[string]account.Counter
 	hashKey  []byte
 	blockKey []byte
 }
@@ -29,19 +29,19 @@ type Store struct {
 // New returns an empty Store.
 func New() *Store {
 	return &Store{
-		accounts: make(map[string]gateway.Account),
-		states:   make(map[string]gateway.SessionState),
-		counters: make(map[string]gateway.Counter),
+		accounts: make(map[string]account.Account),
+		states:   make(map[string]account.SessionState),
+		counters: make(map[string]account.Counter),
 	}
 }
 
 // Interface guard.
-var _ gateway.Store = (*Store)(nil)
+var _ account.Store = (*Store)(nil)
 
 // SetPassword creates user or replaces its password hash, as the operator
 // command does, so gateway tests can have users managed in the store.
 func (s *Store) SetPassword(user string, hash []byte) {
-	err := s.UpdateAccount(user, func(a *gateway.Account) error {
+	err := s.UpdateAccount(user, func(a *account.Account) error {
 		a.SetPassword(hash)
 		return nil
 	})
@@ -51,30 +51,30 @@ func (s *Store) SetPassword(user string, hash []byte) {
 }
 
 // loadLocked returns a copy of user's account; s.mu must be held.
-func (s *Store) loadLocked(user string) gateway.Account {
+func (s *Store) loadLocked(user string) account.Account {
 	a, ok := s.accounts[user]
 	if !ok {
-		return gateway.Account{Name: user, Generation: s.states[user].Generation}
+		return account.Account{Name: user, Generation: s.states[user].Generation}
 	}
 	return a.Clone()
 }
 
-// Account implements gateway.Store.
-func (s *Store) Account(user string) (gateway.Account, error) {
+// Account implements account.Store.
+func (s *Store) Account(user string) (account.Account, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.loadLocked(user), nil
 }
 
-// SessionState implements gateway.Store.
-func (s *Store) SessionState(user string) (gateway.SessionState, error) {
+// SessionState implements account.Store.
+func (s *Store) SessionState(user string) (account.SessionState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.states[user], nil
 }
 
-// UpdateAccount implements gateway.Store.
-func (s *Store) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+// UpdateAccount implements account.Store.
+func (s *Store) UpdateAccount(user string, fn func(*account.Account) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.loadLocked(user)
@@ -88,22 +88,22 @@ func (s *Store) UpdateAccount(user string, fn func(*gateway.Account) error) erro
 		a.Stored = true
 		s.accounts[user] = a.Clone()
 	}
-	s.states[user] = gateway.SessionStateOf(a)
+	s.states[user] = account.SessionStateOf(a)
 	return nil
 }
 
-// Accounts implements gateway.Store.
-func (s *Store) Accounts() ([]gateway.Account, error) {
+// Accounts implements account.Store.
+func (s *Store) Accounts() ([]account.Account, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := make([]gateway.Account, 0, len(s.accounts))
+	list := make([]account.Account, 0, len(s.accounts))
 	for _, a := range s.accounts {
 		a = a.Clone()
 		if a.TOTPSecret != "" {
-			a.TOTPSecret = gateway.SecretWithheld
+			a.TOTPSecret = account.SecretWithheld
 		}
 		if a.Pending != nil {
-			a.Pending.Secret = gateway.SecretWithheld
+			a.Pending.Secret = account.SecretWithheld
 		}
 		list = append(list, a)
 	}
@@ -111,15 +111,15 @@ func (s *Store) Accounts() ([]gateway.Account, error) {
 	return list, nil
 }
 
-// UpdateCounters implements gateway.Store.
-func (s *Store) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+// UpdateCounters implements account.Store.
+func (s *Store) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cs := make(map[string]*gateway.Counter, len(keys))
+	cs := make(map[string]*account.Counter, len(keys))
 	for _, k := range keys {
 		c, ok := s.counters[k]
 		if !ok {
-			c = gateway.Counter{Key: k}
+			c = account.Counter{Key: k}
 		}
 		cs[k] = &c
 	}
@@ -138,11 +138,21 @@ func (s *Store) UpdateCounters(keys []string, fn func(map[string]*gateway.Counte
 	return nil
 }
 
-// Counters implements gateway.Store.
-func (s *Store) Counters() ([]gateway.Counter, error) {
+// Counter implements account.Store.
+func (s *Store) Counter(key string) (account.Counter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	list := make([]gateway.Counter, 0, len(s.counters))
+	if c, ok := s.counters[key]; ok {
+		return c, nil
+	}
+	return account.Counter{Key: key}, nil
+}
+
+// Counters implements account.Store.
+func (s *Store) Counters() ([]account.Counter, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := make([]account.Counter, 0, len(s.counters))
 	for _, c := range s.counters {
 		list = append(list, c)
 	}
@@ -150,8 +160,8 @@ func (s *Store) Counters() ([]gateway.Counter, error) {
 	return list, nil
 }
 
-// PruneCounters implements gateway.Store.
-func (s *Store) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
+// PruneCounters implements account.Store.
+func (s *Store) PruneCounters(drop func(account.Counter) bool) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
@@ -164,7 +174,7 @@ func (s *Store) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
 	return n, nil
 }
 
-// SessionKeys implements gateway.Store.
+// SessionKeys implements account.Store.
 func (s *Store) SessionKeys(generate func() (hashKey, blockKey []byte, err error)) ([]byte, []byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The passkey operations (SPEC §14): listing a user's passkeys, and
@@ -69,7 +69,7 @@ func (u *Users) RemovePasskey(name, id string) (Report, error) {
 		return Report{}, refuse(http.StatusBadRequest, "%q is not a passkey id: copy it from `caddy totp-auth user passkeys %s`", id, name)
 	}
 	var last bool
-	err = u.Store.UpdateAccount(name, func(a *gateway.Account) error {
+	err = u.Store.UpdateAccount(name, func(a *account.Account) error {
 		if err := a.RemovePasskey(raw, false); err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (u *Users) RemovePasskey(name, id string) (Report, error) {
 		a.EndSessions()
 		return nil
 	})
-	if errors.Is(err, gateway.ErrNoPasskey) {
+	if errors.Is(err, account.ErrNoPasskey) {
 		return Report{}, refuse(http.StatusNotFound, "%s has no passkey %s: `caddy totp-auth user passkeys %s` lists theirs", name, id, name)
 	}
 	if err != nil {

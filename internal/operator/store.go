@@ -1,7 +1,7 @@
 // Package operator holds what operators do to a totp_auth store, through
 // the admin API or the `caddy totp-auth` commands: add users, change
 // passwords, remove users, reset two-factor, list users and locks, lift
-// locks and prune counters. It works on any gateway.Store, through the
+// locks and prune counters. It works on any account.Store, through the
 // same rules the sign-in flow uses (package gateway), and knows nothing of
 // Caddy or of how a store keeps its records; what only one store can do
 // (key rotation and backup of the bbolt file) stays with that store.
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Functions taking a user name canonicalise it as the gateway does.
@@ -51,7 +52,7 @@ func canonical(user string) (string, error) {
 // SetPassword stores hash (bcrypt or argon2id, as `caddy hash-password`
 // prints it) as user's password, creating a user managed in the store if
 // there is none. It does not end the user's sessions: EndSessions does that.
-func SetPassword(s gateway.Store, user string, hash []byte) error {
+func SetPassword(s account.Store, user string, hash []byte) error {
 	name, err := canonical(user)
 	if err != nil {
 		return err
@@ -59,7 +60,7 @@ func SetPassword(s gateway.Store, user string, hash []byte) error {
 	if len(hash) == 0 {
 		return fmt.Errorf("set password of %q: empty password hash", name)
 	}
-	err = s.UpdateAccount(name, func(a *gateway.Account) error {
+	err = s.UpdateAccount(name, func(a *account.Account) error {
 		a.SetPassword(hash)
 		return nil
 	})
@@ -70,26 +71,26 @@ func SetPassword(s gateway.Store, user string, hash []byte) error {
 }
 
 // EndSessions ends every session of user.
-func EndSessions(s gateway.Store, user string) error {
+func EndSessions(s account.Store, user string) error {
 	name, err := canonical(user)
 	if err != nil {
 		return err
 	}
-	if _, err := gateway.BumpGeneration(s, name); err != nil {
+	if _, err := account.BumpGeneration(s, name); err != nil {
 		return fmt.Errorf("end sessions of %q: %w", name, err)
 	}
 	return nil
 }
 
-// RemoveAccount deletes everything stored about user (gateway.ErrNotFound
-// if nothing is) and ends the user's sessions (gateway.Account.Remove).
-func RemoveAccount(s gateway.Store, user string) error {
+// RemoveAccount deletes everything stored about user (account.ErrNotFound
+// if nothing is) and ends the user's sessions (account.Account.Remove).
+func RemoveAccount(s account.Store, user string) error {
 	name, err := canonical(user)
 	if err != nil {
 		return err
 	}
-	err = s.UpdateAccount(name, func(a *gateway.Account) error { return a.Remove() })
-	if err != nil && !errors.Is(err, gateway.ErrNotFound) {
+	err = s.UpdateAccount(name, func(a *account.Account) error { return a.Remove() })
+	if err != nil && !errors.Is(err, account.ErrNotFound) {
 		return fmt.Errorf("remove account %q: %w", name, err)
 	}
 	return err
@@ -97,21 +98,21 @@ func RemoveAccount(s gateway.Store, user string) error {
 
 // ResetTOTP removes user's TOTP secret, backup codes and pending enrollment
 // and ends all of the user's sessions, at once: the next sign-in has to
-// enroll again (gateway.ErrNotFound if nothing is stored).
-func ResetTOTP(s gateway.Store, user string) error {
+// enroll again (account.ErrNotFound if nothing is stored).
+func ResetTOTP(s account.Store, user string) error {
 	name, err := canonical(user)
 	if err != nil {
 		return err
 	}
-	err = s.UpdateAccount(name, func(a *gateway.Account) error { return a.ResetTwoFactor() })
-	if err != nil && !errors.Is(err, gateway.ErrNotFound) {
+	err = s.UpdateAccount(name, func(a *account.Account) error { return a.ResetTwoFactor() })
+	if err != nil && !errors.Is(err, account.ErrNotFound) {
 		return fmt.Errorf("reset totp of %q: %w", name, err)
 	}
 	return err
 }
 
 // Accounts lists every stored account in name order.
-func Accounts(s gateway.Store) ([]AccountSummary, error) {
+func Accounts(s account.Store) ([]AccountSummary, error) {
 	accounts, err := s.Accounts()
 	if err != nil {
 		return nil, err
@@ -132,53 +133,36 @@ func Accounts(s gateway.Store) ([]AccountSummary, error) {
 	return list, nil
 }
 
-// Counter returns the failure counter under key as it is stored; a key
-// without one yields a Counter with only the Key.
-func Counter(s gateway.Store, key string) (gateway.Counter, error) {
-	c := gateway.Counter{Key: key}
-	err := s.UpdateCounters([]string{key}, func(cs map[string]*gateway.Counter) error {
-		c = *cs[key]
-		return errReadOnly
-	})
-	if err != nil && err != errReadOnly {
-		return gateway.Counter{}, fmt.Errorf("read counter %q: %w", key, err)
-	}
-	return c, nil
-}
-
-// errReadOnly ends an update that only reads.
-var errReadOnly = errors.New("read only")
-
 // LockState returns the lock on key at now, or nil if key is not locked.
-func LockState(s gateway.Store, key string, now time.Time) (*gateway.Lock, error) {
-	c, err := Counter(s, key)
+func LockState(s account.Store, key string, now time.Time) (*account.Lock, error) {
+	c, err := s.Counter(key)
 	if err != nil || !c.Locked(now) {
 		return nil, err
 	}
-	return &gateway.Lock{Key: key, RetryAfter: c.LockedUntil.Sub(now)}, nil
+	return &account.Lock{Key: key, RetryAfter: c.LockedUntil.Sub(now)}, nil
 }
 
 // Locks returns every counter that refuses attempts at now, for the
 // "active locks" metric and the admin API.
-func Locks(s gateway.Store, now time.Time) ([]gateway.Lock, error) {
+func Locks(s account.Store, now time.Time) ([]account.Lock, error) {
 	cs, err := s.Counters()
 	if err != nil {
 		return nil, fmt.Errorf("list locks: %w", err)
 	}
-	var locks []gateway.Lock
+	var locks []account.Lock
 	for _, c := range cs {
 		if c.Locked(now) {
-			locks = append(locks, gateway.Lock{Key: c.Key, RetryAfter: c.LockedUntil.Sub(now)})
+			locks = append(locks, account.Lock{Key: c.Key, RetryAfter: c.LockedUntil.Sub(now)})
 		}
 	}
 	return locks, nil
 }
 
-// Unlock forgets the failure counter under key (gateway.Unlock).
-func Unlock(s gateway.Store, key string) error { return gateway.Unlock(s, key) }
+// Unlock forgets the failure counter under key (account.Unlock).
+func Unlock(s account.Store, key string) error { return account.Unlock(s, key) }
 
 // PruneCounters deletes the counters whose window and lock are both over
-// at now, and returns how many it deleted (gateway.PruneCounters).
-func PruneCounters(s gateway.Store, now time.Time, window time.Duration) (int, error) {
-	return gateway.PruneCounters(s, now, window)
+// at now, and returns how many it deleted (account.PruneCounters).
+func PruneCounters(s account.Store, now time.Time, window time.Duration) (int, error) {
+	return account.PruneCounters(s, now, window)
 }

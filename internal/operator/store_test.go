@@ -6,21 +6,22 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // enroll gives user an enabled TOTP secret and two backup codes.
-func enroll(t testing.TB, db gateway.Store, user, secret string) {
+func enroll(t testing.TB, db account.Store, user, secret string) {
 	t.Helper()
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: secret, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := gateway.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
+	if err := account.ConfirmEnrollment(db, user, secret, 100, [][]byte{[]byte("hash-1"), []byte("hash-2")}, t0); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
@@ -74,7 +75,7 @@ func TestAccounts_SummarisesEveryAccountWithoutSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
-	if err := gateway.UseBackupCode(db, "alice", []byte("hash-1")); err != nil {
+	if err := account.UseBackupCode(db, "alice", []byte("hash-1")); err != nil {
 		t.Fatal(err)
 	}
 	list, err := Accounts(db)
@@ -97,7 +98,7 @@ func TestAccounts_SummarisesEveryAccountWithoutSecrets(t *testing.T) {
 
 func TestRemoveAccount_DeletesTheUserAndEndsItsSessions(t *testing.T) {
 	db := memstore.New()
-	if err := RemoveAccount(db, "alice"); !errors.Is(err, gateway.ErrNotFound) {
+	if err := RemoveAccount(db, "alice"); !errors.Is(err, account.ErrNotFound) {
 		t.Errorf("RemoveAccount of an unknown user = %v, want ErrNotFound", err)
 	}
 	if err := SetPassword(db, "alice", []byte("$2a$14$hash")); err != nil {
@@ -133,7 +134,7 @@ func TestRemoveAccount_DeletesTheUserAndEndsItsSessions(t *testing.T) {
 
 func TestResetTOTP_ForcesEnrollmentAndEndsSessions(t *testing.T) {
 	db := memstore.New()
-	if err := ResetTOTP(db, "alice"); !errors.Is(err, gateway.ErrNotFound) {
+	if err := ResetTOTP(db, "alice"); !errors.Is(err, account.ErrNotFound) {
 		t.Errorf("ResetTOTP of an unknown user = %v, want ErrNotFound", err)
 	}
 	enroll(t, db, "alice", "JBSWY3DPEHPK3PXP")
@@ -144,19 +145,19 @@ func TestResetTOTP_ForcesEnrollmentAndEndsSessions(t *testing.T) {
 	if err != nil || a.TOTPSecret != "" || len(a.BackupCodes) != 0 || a.Generation != 1 {
 		t.Errorf("after reset: %v, secret set %v, %d codes, generation %d; want none, none, 1", err, a.TOTPSecret != "", len(a.BackupCodes), a.Generation)
 	}
-	if st, _ := db.SessionState("alice"); st != (gateway.SessionState{Generation: 1}) {
+	if st, _ := db.SessionState("alice"); st != (account.SessionState{Generation: 1}) {
 		t.Errorf("SessionState after reset = %+v", st)
 	}
 }
 
 // lockUp locks key with max 1 at t0 for window.
-func lockUp(t *testing.T, db gateway.Store, key string, window time.Duration) {
+func lockUp(t *testing.T, db account.Store, key string, window time.Duration) {
 	t.Helper()
-	a, lock, err := gateway.TakeAttempt(db, t0, window, []gateway.Limit{{Key: key, Max: 1}})
+	a, lock, err := account.TakeAttempt(db, t0, window, []account.Limit{{Key: key, Max: 1}})
 	if err != nil || lock != nil {
 		t.Fatal(err, lock)
 	}
-	if locks, err := gateway.FailAttempt(db, a, t0, window); err != nil || len(locks) != 1 {
+	if locks, err := account.FailAttempt(db, a, t0, window); err != nil || len(locks) != 1 {
 		t.Fatal(err, locks)
 	}
 }
@@ -180,7 +181,7 @@ func TestLocks_UnlockAndLockStateShowAndEndLocks(t *testing.T) {
 	if lock, err := LockState(db, "user:alice", now); err != nil || lock != nil {
 		t.Errorf("LockState after Unlock = %+v, %v; want none", lock, err)
 	}
-	if _, lock, err := gateway.TakeAttempt(db, now, 15*time.Minute, []gateway.Limit{{Key: "user:alice", Max: 1}}); err != nil || lock != nil {
+	if _, lock, err := account.TakeAttempt(db, now, 15*time.Minute, []account.Limit{{Key: "user:alice", Max: 1}}); err != nil || lock != nil {
 		t.Errorf("TakeAttempt after Unlock refused: %+v, %v", lock, err)
 	}
 	if locks, _ := Locks(db, t0.Add(15*time.Minute)); len(locks) != 0 {
@@ -196,15 +197,15 @@ func TestPruneCounters_DeletesOnlyCountersWhoseWindowAndLockAreOver(t *testing.T
 	const window = 15 * time.Minute
 	lockUp(t, db, "user:locked", window) // locked until t0+15m
 	// A failure at t0+10m, window until t0+25m.
-	a, _, err := gateway.TakeAttempt(db, t0.Add(10*time.Minute), window, []gateway.Limit{{Key: "user:recent", Max: 5}})
+	a, _, err := account.TakeAttempt(db, t0.Add(10*time.Minute), window, []account.Limit{{Key: "user:recent", Max: 5}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gateway.FailAttempt(db, a, t0.Add(10*time.Minute), window); err != nil {
+	if _, err := account.FailAttempt(db, a, t0.Add(10*time.Minute), window); err != nil {
 		t.Fatal(err)
 	}
 	// A slot taken at t0 and never given back, as after a crash.
-	if _, _, err := gateway.TakeAttempt(db, t0, window, []gateway.Limit{{Key: "user:stuck", Max: 5}}); err != nil {
+	if _, _, err := account.TakeAttempt(db, t0, window, []account.Limit{{Key: "user:stuck", Max: 5}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -223,7 +224,7 @@ func TestPruneCounters_DeletesOnlyCountersWhoseWindowAndLockAreOver(t *testing.T
 			t.Errorf("PruneCounters at +%s = %d, %v; want %d", tt.at, n, err, tt.want)
 		}
 		for _, key := range tt.left {
-			if c, err := Counter(db, key); err != nil || c.WindowStart.IsZero() {
+			if c, err := db.Counter(key); err != nil || c.WindowStart.IsZero() {
 				t.Errorf("at +%s counter %q is gone (%v), want it kept", tt.at, key, err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"unicode"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // This file holds the user operations as the admin API and the
@@ -21,7 +22,7 @@ import (
 // Users is the operator's view of one store.
 type Users struct {
 	// Store is the store operated on.
-	Store gateway.Store
+	Store account.Store
 	// DB names the store in reports (the database file's path).
 	DB string
 	// ConfigUsers returns the names the configuration defines with `user`
@@ -159,13 +160,13 @@ func (u *Users) List(now time.Time) (Listing, error) {
 	}
 	for _, l := range locks {
 		until := now.Add(l.RetryAfter).Truncate(time.Second)
-		if name, ok := gateway.UserCounter.Name(l.Key); ok {
+		if name, ok := account.UserCounter.Name(l.Key); ok {
 			if r := byName[name]; r != nil {
 				r.LockedUntil = &until
 			} else {
 				out.LockedUnknownNames = append(out.LockedUnknownNames, LockReport{Name: name, LockedUntil: until})
 			}
-		} else if ip, ok := gateway.IPCounter.Name(l.Key); ok {
+		} else if ip, ok := account.IPCounter.Name(l.Key); ok {
 			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: ip, LockedUntil: until})
 		}
 	}
@@ -266,16 +267,16 @@ func CheckPassword(l Listing, op Operation, name string) error {
 // passwordFor checks what Add and ChangePassword are given, the user name
 // and the password hash, refuses a name the configuration defines (saying
 // what to do instead), and reads the user's account.
-func (u *Users) passwordFor(name string, hash []byte, instead string) (string, gateway.Account, error) {
+func (u *Users) passwordFor(name string, hash []byte, instead string) (string, account.Account, error) {
 	name, err := UserName(name)
 	if err != nil {
-		return "", gateway.Account{}, err
+		return "", account.Account{}, err
 	}
 	if err := gateway.CheckPasswordHash(hash); err != nil {
-		return "", gateway.Account{}, refuse(http.StatusBadRequest, "%v", err)
+		return "", account.Account{}, refuse(http.StatusBadRequest, "%v", err)
 	}
 	if err := u.definedByConfig(name, instead); err != nil {
-		return "", gateway.Account{}, err
+		return "", account.Account{}, err
 	}
 	acct, err := u.Store.Account(name)
 	return name, acct, err
@@ -313,7 +314,7 @@ func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	if err := SetPassword(u.Store, name, hash); err != nil {
 		return Report{}, err
 	}
-	if _, err := gateway.BumpGeneration(u.Store, name); err != nil {
+	if _, err := account.BumpGeneration(u.Store, name); err != nil {
 		return Report{}, err
 	}
 	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
@@ -333,7 +334,7 @@ func (u *Users) Remove(name string) (Report, error) {
 		return Report{}, err
 	}
 	err = RemoveAccount(u.Store, name)
-	if errors.Is(err, gateway.ErrNotFound) {
+	if errors.Is(err, account.ErrNotFound) {
 		return Report{}, refuse(http.StatusNotFound, "there is no user %s in the database", name)
 	}
 	if err != nil {
@@ -364,19 +365,19 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	}
 	err = ResetTOTP(u.Store, name)
 	switch {
-	case errors.Is(err, gateway.ErrNotFound) && config[name]:
+	case errors.Is(err, account.ErrNotFound) && config[name]:
 		return Report{DB: u.DB, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
-	case errors.Is(err, gateway.ErrNotFound) && !known:
+	case errors.Is(err, account.ErrNotFound) && !known:
 		return Report{}, refuse(http.StatusNotFound, "nothing is stored for %s in the database: "+
 			"there is no such user, or they have not set up 2FA yet (then there is nothing to reset)", name)
-	case errors.Is(err, gateway.ErrNotFound):
+	case errors.Is(err, account.ErrNotFound):
 		return Report{}, refuse(http.StatusNotFound, "there is no user %s", name)
 	case err != nil:
 		return Report{}, err
 	}
 	msg := fmt.Sprintf("Reset the 2FA of %s and signed them out everywhere: "+
 		"their next sign-in, with their password, sets up a new authenticator app.", name)
-	if lock, err := LockState(u.Store, gateway.UserCounter.Key(name), now); err != nil {
+	if lock, err := LockState(u.Store, account.UserCounter.Key(name), now); err != nil {
 		return Report{}, err
 	} else if lock != nil {
 		msg += fmt.Sprintf(" They are locked out until %s: `caddy totp-auth user unlock %s` lifts that.",
@@ -401,7 +402,7 @@ func (u *Users) SignOut(name string) (Report, error) {
 	if known && !config[name] && acct.PasswordHash == nil {
 		return Report{}, refuse(http.StatusNotFound, "there is no user %s: no `user` line and no password in the database", name)
 	}
-	if _, err := gateway.BumpGeneration(u.Store, name); err != nil {
+	if _, err := account.BumpGeneration(u.Store, name); err != nil {
 		return Report{}, err
 	}
 	msg := fmt.Sprintf("Signed %s out everywhere: every session and pending sign-in has ended.", name)
@@ -417,7 +418,7 @@ func (u *Users) UnlockUser(name string, now time.Time) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	return u.unlock(gateway.UserCounter.Key(name), name, now)
+	return u.unlock(account.UserCounter.Key(name), name, now)
 }
 
 // UnlockIP lifts the lock of a client IP (of its /64 for IPv6, as the
@@ -428,12 +429,12 @@ func (u *Users) UnlockIP(ip string, now time.Time) (Report, error) {
 		return Report{}, refuse(http.StatusBadRequest, "%q is not an IP address", ip)
 	}
 	key := gateway.ClientKey(addr.String())
-	name, _ := gateway.IPCounter.Name(key)
+	name, _ := account.IPCounter.Name(key)
 	return u.unlock(key, name, now)
 }
 
 func (u *Users) unlock(key, what string, now time.Time) (Report, error) {
-	c, err := Counter(u.Store, key)
+	c, err := u.Store.Counter(key)
 	if err != nil {
 		return Report{}, err
 	}

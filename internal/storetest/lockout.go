@@ -6,14 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 const window = 15 * time.Minute
 
-func Take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) (gateway.Attempt, *gateway.Lock) {
+func Take(t *testing.T, s account.Store, now time.Time, limits ...account.Limit) (account.Attempt, *account.Lock) {
 	t.Helper()
-	a, lock, err := gateway.TakeAttempt(s, now, window, limits)
+	a, lock, err := account.TakeAttempt(s, now, window, limits)
 	if err != nil {
 		t.Fatalf("TakeAttempt: %v", err)
 	}
@@ -24,7 +24,7 @@ func Take(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit)
 }
 
 // MustTake takes an attempt that must not be refused.
-func MustTake(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Limit) gateway.Attempt {
+func MustTake(t *testing.T, s account.Store, now time.Time, limits ...account.Limit) account.Attempt {
 	t.Helper()
 	a, lock := Take(t, s, now, limits...)
 	if lock != nil {
@@ -34,7 +34,7 @@ func MustTake(t *testing.T, s gateway.Store, now time.Time, limits ...gateway.Li
 }
 
 // MustRefuse takes an attempt that must be refused by key.
-func MustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits ...gateway.Limit) *gateway.Lock {
+func MustRefuse(t *testing.T, s account.Store, now time.Time, key string, limits ...account.Limit) *account.Lock {
 	t.Helper()
 	_, lock := Take(t, s, now, limits...)
 	if lock == nil {
@@ -46,9 +46,9 @@ func MustRefuse(t *testing.T, s gateway.Store, now time.Time, key string, limits
 	return lock
 }
 
-func Fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gateway.Lock {
+func Fail(t *testing.T, s account.Store, a account.Attempt, now time.Time) []account.Lock {
 	t.Helper()
-	locks, err := gateway.FailAttempt(s, a, now, window)
+	locks, err := account.FailAttempt(s, a, now, window)
 	if err != nil {
 		t.Fatalf("FailAttempt: %v", err)
 	}
@@ -57,27 +57,27 @@ func Fail(t *testing.T, s gateway.Store, a gateway.Attempt, now time.Time) []gat
 
 // FailTimes records one failure under limit at each offset from T0 and
 // returns the locks of the last one.
-func FailTimes(t *testing.T, s gateway.Store, limit gateway.Limit, offsets ...time.Duration) []gateway.Lock {
+func FailTimes(t *testing.T, s account.Store, limit account.Limit, offsets ...time.Duration) []account.Lock {
 	t.Helper()
-	var locks []gateway.Lock
+	var locks []account.Lock
 	for _, d := range offsets {
 		locks = Fail(t, s, MustTake(t, s, T0.Add(d), limit), T0.Add(d))
 	}
 	return locks
 }
 
-func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testLockout(t *testing.T, open func(t *testing.T) account.Store) {
 
 	t.Run("100 concurrent attempts get at most max slots", func(t *testing.T) {
 		s := open(t)
-		limit := gateway.Limit{Key: "user:alice", Max: 5}
+		limit := account.Limit{Key: "user:alice", Max: 5}
 		var (
 			mu      sync.Mutex
 			got     int
 			refused int
 		)
 		Concurrently(t, 100, nil, func() error {
-			_, lock, err := gateway.TakeAttempt(s, T0, window, []gateway.Limit{limit})
+			_, lock, err := account.TakeAttempt(s, T0, window, []account.Limit{limit})
 			mu.Lock()
 			defer mu.Unlock()
 			if lock != nil {
@@ -93,8 +93,8 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("an attempt over several limits is taken everywhere or nowhere", func(t *testing.T) {
 		s := open(t)
-		userLimit := gateway.Limit{Key: "user:alice", Max: 2}
-		ip := gateway.Limit{Key: "ip:192.0.2.1", Max: 1}
+		userLimit := account.Limit{Key: "user:alice", Max: 2}
+		ip := account.Limit{Key: "ip:192.0.2.1", Max: 1}
 		MustTake(t, s, T0, ip)
 		MustRefuse(t, s, T0, ip.Key, userLimit, ip)
 		// The refused attempt must not have taken alice's slots.
@@ -104,20 +104,20 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("concurrent failures are all counted", func(t *testing.T) {
 		s := open(t)
-		limit := gateway.Limit{Key: "user:alice", Max: 40}
+		limit := account.Limit{Key: "user:alice", Max: 40}
 		var (
 			mu    sync.Mutex
 			locks int
 		)
 		Concurrently(t, 40, nil, func() error {
-			a, lock, err := gateway.TakeAttempt(s, T0, window, []gateway.Limit{limit})
+			a, lock, err := account.TakeAttempt(s, T0, window, []account.Limit{limit})
 			if err != nil {
 				return err
 			}
 			if lock != nil {
 				return errors.New("refused before max")
 			}
-			l, err := gateway.FailAttempt(s, a, T0, window)
+			l, err := account.FailAttempt(s, a, T0, window)
 			mu.Lock()
 			defer mu.Unlock()
 			locks += len(l)

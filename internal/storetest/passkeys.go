@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // testPasskeys holds a store to what passkeys (SPEC §14) need of it: every
 // field of a passkey survives a save, having one is a second factor in the
 // session state, and a challenge or a counter is accepted once under
 // concurrent answers.
-func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
-	pk := gateway.Passkey{
+func testPasskeys(t *testing.T, open func(t *testing.T) account.Store) {
+	pk := account.Passkey{
 		ID: []byte{1, 2, 3}, Name: "Laptop", PublicKey: []byte{0xa5, 1, 2}, AttestationType: "none",
 		SignCount: 7, BackupEligible: true, BackupState: true, UserVerified: true,
 		AAGUID: bytes.Repeat([]byte{9}, 16), Transports: []string{"internal", "hybrid"},
@@ -21,7 +21,7 @@ func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 	}
 	t.Run("RoundTrip", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error {
 			a.SetPassword(Hashes("pw")[0])
 			return a.AddPasskey(pk)
 		}); err != nil {
@@ -44,7 +44,7 @@ func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("SessionStateCountsPasskeysAsSecondFactor", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error {
 			a.SetPassword(Hashes("pw")[0])
 			return a.AddPasskey(pk)
 		}); err != nil {
@@ -53,7 +53,7 @@ func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if !MustSessionState(t, s, "alice").TOTPEnabled {
 			t.Fatal("a user with a passkey has no second factor in the session state")
 		}
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.RemovePasskey(pk.ID, false) }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { return a.RemovePasskey(pk.ID, false) }); err != nil {
 			t.Fatal(err)
 		}
 		if MustSessionState(t, s, "alice").TOTPEnabled {
@@ -62,8 +62,8 @@ func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("ChallengeSpentOnceUnderConcurrentAnswers", func(t *testing.T) {
 		s := open(t)
-		ok := Concurrently(t, 16, gateway.ErrChallengeUsed, func() error {
-			return s.UpdateAccount("alice", func(a *gateway.Account) error {
+		ok := Concurrently(t, 16, account.ErrChallengeUsed, func() error {
+			return s.UpdateAccount("alice", func(a *account.Account) error {
 				return a.SpendChallenge("challenge-1", T0.Add(5*time.Minute), T0)
 			})
 		})
@@ -76,11 +76,11 @@ func testPasskeys(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("CounterAcceptedOnceUnderConcurrentAnswers", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.AddPasskey(pk) }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { return a.AddPasskey(pk) }); err != nil {
 			t.Fatal(err)
 		}
-		ok := Concurrently(t, 16, gateway.ErrPasskeyClone, func() error {
-			return s.UpdateAccount("alice", func(a *gateway.Account) error {
+		ok := Concurrently(t, 16, account.ErrPasskeyClone, func() error {
+			return s.UpdateAccount("alice", func(a *account.Account) error {
 				return a.UsePasskey(pk.ID, 8, true, T0)
 			})
 		})

@@ -6,27 +6,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // testUpdateAccount holds UpdateAccount to its contract: what fn leaves is
 // saved whole, an error saves nothing, and SessionState follows each save.
-func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
-	full := func(a *gateway.Account) {
+func testUpdateAccount(t *testing.T, open func(t *testing.T) account.Store) {
+	full := func(a *account.Account) {
 		a.PasswordHash = []byte("$2a$04$fakepasswordhash")
 		a.TOTPSecret = SecretA
 		a.LastStep = 77
 		a.BackupCodes = Hashes("a", "b")
 		a.MustRegenerate = true
 		a.Generation = 5
-		a.Pending = &gateway.Enrollment{Secret: SecretB, Expires: T0.Add(time.Hour), Session: 11}
-		a.Revoked = []gateway.Revocation{{ID: 9, Until: T0.Add(2 * time.Hour)}}
+		a.Pending = &account.Enrollment{Secret: SecretB, Expires: T0.Add(time.Hour), Session: 11}
+		a.Revoked = []account.Revocation{{ID: 9, Until: T0.Add(2 * time.Hour)}}
 		a.RecoverySession = 13
 		a.ConfigUser = true
 	}
 	t.Run("every field fn sets is saved and read back", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error {
 			if a.Stored || a.Name != "alice" {
 				t.Errorf("fn got %+v for an unknown user, want Account{Name: alice}", a)
 			}
@@ -35,7 +35,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		want := gateway.Account{Name: "alice", Stored: true}
+		want := account.Account{Name: "alice", Stored: true}
 		full(&want)
 		got := MustAccount(t, s, "alice")
 		if got.Pending == nil || !got.Pending.Expires.Equal(want.Pending.Expires) || len(got.Revoked) != 1 || !got.Revoked[0].Until.Equal(want.Revoked[0].Until) {
@@ -46,17 +46,17 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("Account = %+v, want %+v", got, want)
 		}
-		if st := MustSessionState(t, s, "alice"); st != gateway.SessionStateOf(want) {
-			t.Errorf("SessionState = %+v, want SessionStateOf the account %+v", st, gateway.SessionStateOf(want))
+		if st := MustSessionState(t, s, "alice"); st != account.SessionStateOf(want) {
+			t.Errorf("SessionState = %+v, want SessionStateOf the account %+v", st, account.SessionStateOf(want))
 		}
 	})
 	t.Run("an error from fn saves nothing and is returned unchanged", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { a.LastStep = 1; return nil }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { a.LastStep = 1; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		boom := errors.New("refused")
-		err := s.UpdateAccount("alice", func(a *gateway.Account) error {
+		err := s.UpdateAccount("alice", func(a *account.Account) error {
 			full(a)
 			return boom
 		})
@@ -66,32 +66,32 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if a := MustAccount(t, s, "alice"); a.LastStep != 1 || a.TOTPSecret != "" || a.Generation != 0 {
 			t.Errorf("a refused update changed the account: %+v", a)
 		}
-		if st := MustSessionState(t, s, "alice"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "alice"); st != (account.SessionState{}) {
 			t.Errorf("a refused update changed the session state: %+v", st)
 		}
 	})
 	t.Run("a removed account is gone but its generation stays", func(t *testing.T) {
 		s := open(t)
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { full(a); return nil }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { full(a); return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.Remove() }); err != nil {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { return a.Remove() }); err != nil {
 			t.Fatal(err)
 		}
 		a := MustAccount(t, s, "alice")
 		if a.Stored || a.TOTPSecret != "" || a.PasswordHash != nil || a.Generation != 6 {
 			t.Errorf("Account after removal = %+v, want nothing stored but generation 6", a)
 		}
-		if st := MustSessionState(t, s, "alice"); st != (gateway.SessionState{Generation: 6}) {
+		if st := MustSessionState(t, s, "alice"); st != (account.SessionState{Generation: 6}) {
 			t.Errorf("SessionState after removal = %+v, want generation 6 only", st)
 		}
 		if list, err := s.Accounts(); err != nil || len(list) != 0 {
 			t.Errorf("Accounts after removal = %+v, %v; want none", list, err)
 		}
-		if err := s.UpdateAccount("alice", func(a *gateway.Account) error { return a.Remove() }); !errors.Is(err, gateway.ErrNotFound) {
+		if err := s.UpdateAccount("alice", func(a *account.Account) error { return a.Remove() }); !errors.Is(err, account.ErrNotFound) {
 			t.Errorf("second removal = %v, want ErrNotFound", err)
 		}
-		if _, err := gateway.BumpGeneration(s, "alice"); err != nil {
+		if _, err := account.BumpGeneration(s, "alice"); err != nil {
 			t.Fatal(err)
 		}
 		if a := MustAccount(t, s, "alice"); !a.Stored || a.Generation != 7 {
@@ -101,7 +101,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("accounts are listed in name order", func(t *testing.T) {
 		s := open(t)
 		for _, name := range []string{"carol", "alice", "bob"} {
-			if err := s.UpdateAccount(name, func(a *gateway.Account) error { a.LastStep = 1; return nil }); err != nil {
+			if err := s.UpdateAccount(name, func(a *account.Account) error { a.LastStep = 1; return nil }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -114,7 +114,7 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 		for _, a := range list {
 			names = append(names, a.Name)
 		}
-		if !reflect.DeepEqual(names, []string{"alice", "bob", "carol", "dave"}) || list[3].TOTPSecret != gateway.SecretWithheld || !list[3].Stored {
+		if !reflect.DeepEqual(names, []string{"alice", "bob", "carol", "dave"}) || list[3].TOTPSecret != account.SecretWithheld || !list[3].Stored {
 			t.Errorf("Accounts = %+v, want alice, bob, carol, dave with dave's secret withheld", list)
 		}
 	})
@@ -122,17 +122,17 @@ func testUpdateAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 
 // testUpdateCounters holds UpdateCounters, Counters and PruneCounters to
 // their contract.
-func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
-	c := func(key string, failures int) gateway.Counter {
-		return gateway.Counter{Key: key, WindowStart: T0, Failures: failures}
+func testUpdateCounters(t *testing.T, open func(t *testing.T) account.Store) {
+	c := func(key string, failures int) account.Counter {
+		return account.Counter{Key: key, WindowStart: T0, Failures: failures}
 	}
-	set := func(t *testing.T, s gateway.Store, cs ...gateway.Counter) {
+	set := func(t *testing.T, s account.Store, cs ...account.Counter) {
 		t.Helper()
 		var keys []string
 		for _, c := range cs {
 			keys = append(keys, c.Key)
 		}
-		if err := s.UpdateCounters(keys, func(m map[string]*gateway.Counter) error {
+		if err := s.UpdateCounters(keys, func(m map[string]*account.Counter) error {
 			for _, c := range cs {
 				*m[c.Key] = c
 			}
@@ -141,7 +141,7 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 			t.Fatal(err)
 		}
 	}
-	list := func(t *testing.T, s gateway.Store) []gateway.Counter {
+	list := func(t *testing.T, s account.Store) []account.Counter {
 		t.Helper()
 		cs, err := s.Counters()
 		if err != nil {
@@ -155,8 +155,8 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 	}
 	t.Run("missing counters are zero and saved ones read back", func(t *testing.T) {
 		s := open(t)
-		err := s.UpdateCounters([]string{"user:a", "ip:b"}, func(m map[string]*gateway.Counter) error {
-			if len(m) != 2 || *m["user:a"] != (gateway.Counter{Key: "user:a"}) || *m["ip:b"] != (gateway.Counter{Key: "ip:b"}) {
+		err := s.UpdateCounters([]string{"user:a", "ip:b"}, func(m map[string]*account.Counter) error {
+			if len(m) != 2 || *m["user:a"] != (account.Counter{Key: "user:a"}) || *m["ip:b"] != (account.Counter{Key: "ip:b"}) {
 				t.Errorf("fn got %v, want two counters with only their keys", m)
 			}
 			return nil
@@ -167,18 +167,34 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if cs := list(t, s); len(cs) != 0 {
 			t.Errorf("empty counters were stored: %+v", cs)
 		}
-		set(t, s, c("user:a", 2), gateway.Counter{Key: "ip:b", WindowStart: T0, InFlight: 1, LockedUntil: T0.Add(time.Hour)})
-		if cs := list(t, s); !reflect.DeepEqual(cs, []gateway.Counter{
+		set(t, s, c("user:a", 2), account.Counter{Key: "ip:b", WindowStart: T0, InFlight: 1, LockedUntil: T0.Add(time.Hour)})
+		if cs := list(t, s); !reflect.DeepEqual(cs, []account.Counter{
 			{Key: "ip:b", WindowStart: T0, InFlight: 1, LockedUntil: T0.Add(time.Hour)}, c("user:a", 2),
 		}) {
 			t.Errorf("Counters = %+v", cs)
 		}
 	})
+	t.Run("Counter reads one counter as committed", func(t *testing.T) {
+		s := open(t)
+		if got, err := s.Counter("user:a"); err != nil || got != (account.Counter{Key: "user:a"}) {
+			t.Errorf("Counter of a missing key = %+v, %v; want only its key", got, err)
+		}
+		locked := account.Counter{Key: "user:a", WindowStart: T0, Failures: 3, LockedUntil: T0.Add(time.Hour)}
+		set(t, s, locked, c("user:b", 1))
+		got, err := s.Counter("user:a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.WindowStart, got.LockedUntil = got.WindowStart.UTC(), got.LockedUntil.UTC()
+		if got != locked {
+			t.Errorf("Counter = %+v, want %+v", got, locked)
+		}
+	})
 	t.Run("a counter left empty is deleted", func(t *testing.T) {
 		s := open(t)
 		set(t, s, c("user:a", 2), c("user:b", 1))
-		set(t, s, gateway.Counter{Key: "user:a"})
-		if cs := list(t, s); !reflect.DeepEqual(cs, []gateway.Counter{c("user:b", 1)}) {
+		set(t, s, account.Counter{Key: "user:a"})
+		if cs := list(t, s); !reflect.DeepEqual(cs, []account.Counter{c("user:b", 1)}) {
 			t.Errorf("Counters = %+v, want user:b only", cs)
 		}
 	})
@@ -186,7 +202,7 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		set(t, s, c("user:a", 1))
 		boom := errors.New("refused")
-		err := s.UpdateCounters([]string{"user:a", "ip:b"}, func(m map[string]*gateway.Counter) error {
+		err := s.UpdateCounters([]string{"user:a", "ip:b"}, func(m map[string]*account.Counter) error {
 			m["user:a"].Failures = 9
 			m["ip:b"].Failures = 9
 			return boom
@@ -194,18 +210,18 @@ func testUpdateCounters(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if err != boom {
 			t.Errorf("UpdateCounters = %v, want the error fn returned, unchanged", err)
 		}
-		if cs := list(t, s); !reflect.DeepEqual(cs, []gateway.Counter{c("user:a", 1)}) {
+		if cs := list(t, s); !reflect.DeepEqual(cs, []account.Counter{c("user:a", 1)}) {
 			t.Errorf("a refused update changed the counters: %+v", cs)
 		}
 	})
 	t.Run("prune deletes exactly what drop picks", func(t *testing.T) {
 		s := open(t)
 		set(t, s, c("user:a", 1), c("user:b", 2), c("ip:c", 3))
-		n, err := s.PruneCounters(func(c gateway.Counter) bool { return c.Failures != 2 })
+		n, err := s.PruneCounters(func(c account.Counter) bool { return c.Failures != 2 })
 		if err != nil || n != 2 {
 			t.Fatalf("PruneCounters = %d, %v; want 2", n, err)
 		}
-		if cs := list(t, s); !reflect.DeepEqual(cs, []gateway.Counter{c("user:b", 2)}) {
+		if cs := list(t, s); !reflect.DeepEqual(cs, []account.Counter{c("user:b", 2)}) {
 			t.Errorf("Counters after prune = %+v, want user:b only", cs)
 		}
 	})

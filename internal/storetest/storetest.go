@@ -1,6 +1,6 @@
-// Package storetest is the conformance suite for gateway.Store. Every Store
+// Package storetest is the conformance suite for account.Store. Every Store
 // implementation runs it from its own tests: it holds each store to the
-// atomicity, persistence and isolation that gateway.Store documents, and to
+// atomicity, persistence and isolation that account.Store documents, and to
 // the concurrency the gateway's rules rely on (100 parallel guesses get at
 // most max slots, a backup code or a TOTP step is accepted once). The rules
 // themselves are tested once, in package gateway.
@@ -18,12 +18,13 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Run runs every conformance test against stores made by open. open is
 // called once per subtest and must return an empty store; it should close
 // the store with t.Cleanup.
-func Run(t *testing.T, open func(t *testing.T) gateway.Store) {
+func Run(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("Account", func(t *testing.T) { testAccount(t, open) })
 	t.Run("UpdateAccount", func(t *testing.T) { testUpdateAccount(t, open) })
 	t.Run("UpdateCounters", func(t *testing.T) { testUpdateCounters(t, open) })
@@ -53,28 +54,28 @@ func Hashes(names ...string) [][]byte {
 
 // EnrollFor returns a create function handing out secret with expiry at
 // now+gateway.EnrollmentTTL, and a counter of how often it was called.
-func EnrollFor(secret string, now time.Time) (create func() (gateway.Enrollment, error), calls *int) {
+func EnrollFor(secret string, now time.Time) (create func() (account.Enrollment, error), calls *int) {
 	calls = new(int)
-	create = func() (gateway.Enrollment, error) {
+	create = func() (account.Enrollment, error) {
 		*calls++
-		return gateway.Enrollment{Secret: secret, Expires: now.Add(gateway.EnrollmentTTL)}, nil
+		return account.Enrollment{Secret: secret, Expires: now.Add(gateway.EnrollmentTTL)}, nil
 	}
 	return create, calls
 }
 
 // Enroll gives user an enabled TOTP secret, last step 100 and the codes.
-func Enroll(t *testing.T, s gateway.Store, user string, codes [][]byte) {
+func Enroll(t *testing.T, s account.Store, user string, codes [][]byte) {
 	t.Helper()
 	create, _ := EnrollFor(SecretA, T0)
-	if _, err := gateway.PendingEnrollment(s, user, T0, create); err != nil {
+	if _, err := account.EnrollmentFor(s, user, 0, T0, create); err != nil {
 		t.Fatalf("PendingEnrollment: %v", err)
 	}
-	if err := gateway.ConfirmEnrollment(s, user, SecretA, 100, codes, T0.Add(time.Minute)); err != nil {
+	if err := account.ConfirmEnrollment(s, user, SecretA, 100, codes, T0.Add(time.Minute)); err != nil {
 		t.Fatalf("ConfirmEnrollment: %v", err)
 	}
 }
 
-func MustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
+func MustAccount(t *testing.T, s account.Store, user string) account.Account {
 	t.Helper()
 	a, err := s.Account(user)
 	if err != nil {
@@ -83,7 +84,7 @@ func MustAccount(t *testing.T, s gateway.Store, user string) gateway.Account {
 	return a
 }
 
-func MustSessionState(t *testing.T, s gateway.Store, user string) gateway.SessionState {
+func MustSessionState(t *testing.T, s account.Store, user string) account.SessionState {
 	t.Helper()
 	st, err := s.SessionState(user)
 	if err != nil {
@@ -139,7 +140,7 @@ func Concurrently(t *testing.T, n int, want error, f func() error) int {
 	return ok
 }
 
-func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testAccount(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("unknown user has an account with only the name", func(t *testing.T) {
 		s := open(t)
 		a := MustAccount(t, s, "nobody")
@@ -150,7 +151,7 @@ func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("unknown user has the zero session state", func(t *testing.T) {
 		s := open(t)
-		if st := MustSessionState(t, s, "nobody"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "nobody"); st != (account.SessionState{}) {
 			t.Errorf("SessionState(nobody) = %+v, want zero", st)
 		}
 	})
@@ -168,34 +169,34 @@ func testAccount(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("records of one user do not touch another", func(t *testing.T) {
 		s := open(t)
 		Enroll(t, s, "alice", Hashes("a"))
-		if _, err := gateway.BumpGeneration(s, "alice"); err != nil {
+		if _, err := account.BumpGeneration(s, "alice"); err != nil {
 			t.Fatal(err)
 		}
 		if a := MustAccount(t, s, "bob"); a.Stored || a.TOTPSecret != "" {
 			t.Errorf("Account(bob) = %+v, want nothing stored", a)
 		}
-		if st := MustSessionState(t, s, "bob"); st != (gateway.SessionState{}) {
+		if st := MustSessionState(t, s, "bob"); st != (account.SessionState{}) {
 			t.Errorf("SessionState(bob) = %+v, want zero", st)
 		}
 	})
 }
 
-func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testAcceptStep(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("the same step offered concurrently is accepted exactly once", func(t *testing.T) {
 		s := open(t)
 		Enroll(t, s, "alice", nil)
-		ok := Concurrently(t, 50, gateway.ErrStepReused, func() error { return gateway.AcceptStep(s, "alice", 101) })
+		ok := Concurrently(t, 50, account.ErrStepReused, func() error { return account.AcceptStep(s, "alice", 101) })
 		if ok != 1 {
 			t.Errorf("%d of 50 concurrent AcceptStep(101) succeeded, want exactly 1", ok)
 		}
 	})
 }
 
-func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testBackupCodes(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("the same code used concurrently succeeds exactly once", func(t *testing.T) {
 		s := open(t)
 		Enroll(t, s, "alice", Hashes("a", "b"))
-		ok := Concurrently(t, 50, gateway.ErrCodeUsed, func() error { return gateway.UseBackupCode(s, "alice", Hashes("a")[0]) })
+		ok := Concurrently(t, 50, account.ErrCodeUsed, func() error { return account.UseBackupCode(s, "alice", Hashes("a")[0]) })
 		if ok != 1 {
 			t.Errorf("%d of 50 concurrent uses of one code succeeded, want exactly 1", ok)
 		}
@@ -205,13 +206,13 @@ func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 }
 
-func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testBumpGeneration(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("concurrent bumps each return a distinct generation", func(t *testing.T) {
 		s := open(t)
 		var mu sync.Mutex
 		seen := map[uint64]bool{}
 		Concurrently(t, 20, nil, func() error {
-			gen, err := gateway.BumpGeneration(s, "alice")
+			gen, err := account.BumpGeneration(s, "alice")
 			mu.Lock()
 			defer mu.Unlock()
 			if seen[gen] {
@@ -223,7 +224,7 @@ func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 }
 
-func testSessionKeys(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testSessionKeys(t *testing.T, open func(t *testing.T) account.Store) {
 	keys := func(hash, block string, calls *int) func() ([]byte, []byte, error) {
 		return func() ([]byte, []byte, error) {
 			*calls++

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -27,12 +27,12 @@ type accountRow struct {
 	PendingSecret  []byte // sealed
 	PendingExpires int64  // Unix nanoseconds
 	PendingSession uint64
-	Revoked        []gateway.Revocation
-	Recovery       uint64 // gateway.Account.RecoverySession
+	Revoked        []account.Revocation
+	Recovery       uint64 // account.Account.RecoverySession
 	ConfigUser     bool
 	// Passkeys are public keys: they need no sealing.
-	Passkeys        []gateway.Passkey
-	SpentChallenges []gateway.SpentChallenge
+	Passkeys        []account.Passkey
+	SpentChallenges []account.SpentChallenge
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
@@ -75,12 +75,12 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 }
 
 // withheld is r in the form the gateway works on, with its secrets
-// withheld (see gateway.Store.Accounts): it decrypts nothing.
-func withheld(user string, r accountRow) gateway.Account {
+// withheld (see account.Store.Accounts): it decrypts nothing.
+func withheld(user string, r accountRow) account.Account {
 	if !r.Stored {
-		return gateway.Account{Name: user, Generation: r.Generation}
+		return account.Account{Name: user, Generation: r.Generation}
 	}
-	a := gateway.Account{
+	a := account.Account{
 		Name:            user,
 		PasswordHash:    r.PasswordHash,
 		LastStep:        r.LastStep,
@@ -95,16 +95,16 @@ func withheld(user string, r accountRow) gateway.Account {
 		Stored:          true,
 	}
 	if r.TOTPSecret != nil {
-		a.TOTPSecret = gateway.SecretWithheld
+		a.TOTPSecret = account.SecretWithheld
 	}
 	if r.PendingSecret != nil {
-		a.Pending = &gateway.Enrollment{Secret: gateway.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
+		a.Pending = &account.Enrollment{Secret: account.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
 	}
 	return a
 }
 
 // account decrypts r into the form the gateway works on.
-func (db *DB) account(user string, r accountRow) (gateway.Account, error) {
+func (db *DB) account(user string, r accountRow) (account.Account, error) {
 	a := withheld(user, r)
 	if !r.Stored {
 		return a, nil
@@ -129,7 +129,7 @@ func (db *DB) account(user string, r accountRow) (gateway.Account, error) {
 
 // row seals a into the stored form. Secrets a did not change keep their
 // ciphertext from old, the row a was loaded from.
-func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was gateway.Account, old accountRow) (accountRow, error) {
+func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old accountRow) (accountRow, error) {
 	if a.Removed {
 		return accountRow{Generation: a.Generation}, nil
 	}
@@ -238,10 +238,10 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 // the window wide, so that it would fail every time without the lock.
 var testHookLocked func()
 
-// UpdateAccount implements gateway.Store: one transaction holding the
+// UpdateAccount implements account.Store: one transaction holding the
 // user's row (SELECT … FOR UPDATE), so updates of one user from every
 // instance queue, and the trigger tells every instance once it commits.
-func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error {
+func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error {
 	var fnErr error
 	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
 		old, err := lockAccount(ctx, tx, user)
@@ -276,23 +276,23 @@ func (db *DB) UpdateAccount(user string, fn func(*gateway.Account) error) error 
 	return nil
 }
 
-// Account implements gateway.Store.
-func (db *DB) Account(user string) (gateway.Account, error) {
+// Account implements account.Store.
+func (db *DB) Account(user string) (account.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	r, err := loadAccount(ctx, db.pool, user, false)
 	if err != nil {
-		return gateway.Account{Name: user}, err
+		return account.Account{Name: user}, err
 	}
 	a, err := db.account(user, r)
 	if err != nil {
-		return gateway.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
+		return account.Account{Name: user}, fmt.Errorf("read account %q: %w", user, err)
 	}
 	return a, nil
 }
 
-// Accounts implements gateway.Store.
-func (db *DB) Accounts() ([]gateway.Account, error) {
+// Accounts implements account.Store.
+func (db *DB) Accounts() ([]account.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	rows, err := db.pool.Query(ctx, "SELECT name, "+accountColumns+" FROM accounts WHERE stored ORDER BY name")
@@ -300,7 +300,7 @@ func (db *DB) Accounts() ([]gateway.Account, error) {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	defer rows.Close()
-	var list []gateway.Account
+	var list []account.Account
 	for rows.Next() {
 		var name string
 		r, err := scanAccount(prefixed{rows, &name})

@@ -13,8 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Defaults of Options.Lease and Options.Heartbeat.
@@ -77,7 +76,7 @@ var testHookFill func(user string)
 
 // entry is a cached state, or (filled false) the marker of a miss being read.
 type entry struct {
-	state  gateway.SessionState
+	state  account.SessionState
 	filled bool
 }
 
@@ -122,10 +121,10 @@ func (c *cache) trusted() bool {
 	return c.listening.Load() && beat != 0 && c.now()-beat < int64(c.lease)
 }
 
-// SessionState implements gateway.Store. It is on the path of every request
+// SessionState implements account.Store. It is on the path of every request
 // with a session: a map lookup while memory is trusted, and never a
 // decryption.
-func (db *DB) SessionState(user string) (gateway.SessionState, error) {
+func (db *DB) SessionState(user string) (account.SessionState, error) {
 	c := db.cache
 	if !c.trusted() {
 		return db.readSessionState(user)
@@ -138,7 +137,7 @@ func (db *DB) SessionState(user string) (gateway.SessionState, error) {
 	st, err := db.readSessionState(user)
 	if err != nil {
 		c.entries.CompareAndDelete(user, marker)
-		return gateway.SessionState{}, err
+		return account.SessionState{}, err
 	}
 	if testHookFill != nil {
 		testHookFill(user)
@@ -151,14 +150,14 @@ func (db *DB) SessionState(user string) (gateway.SessionState, error) {
 	return st, nil
 }
 
-func (db *DB) readSessionState(user string) (gateway.SessionState, error) {
+func (db *DB) readSessionState(user string) (account.SessionState, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	r, err := loadAccount(ctx, db.pool, user, false)
 	if err != nil {
-		return gateway.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
+		return account.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
 	}
-	return gateway.SessionStateOf(withheld(user, r)), nil
+	return account.SessionStateOf(withheld(user, r)), nil
 }
 
 // listen keeps a connection LISTENing, reconnecting when it drops.

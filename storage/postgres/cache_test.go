@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -68,7 +68,7 @@ func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing
 	if g := generation(t, b, "alice"); g != 0 || !cached(b, "alice") {
 		t.Fatalf("generation %d, cached %v: want 0 from memory", g, cached(b, "alice"))
 	}
-	if _, err := gateway.BumpGeneration(a, "alice"); err != nil {
+	if _, err := account.BumpGeneration(a, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	took := within(t, time.Second, "instance b sees the new generation", func() bool { return generation(t, b, "alice") == 1 })
@@ -78,7 +78,7 @@ func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing
 func TestSessionState_ChangeMadeInSQLReachesTheCache(t *testing.T) {
 	dsn := newDatabase(t)
 	db := openCached(t, dsn, mustKey(t))
-	if _, err := gateway.BumpGeneration(db, "alice"); err != nil {
+	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	generation(t, db, "alice")
@@ -99,7 +99,7 @@ func TestSessionState_StepAcceptedKeepsTheEntry(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return cached(db, "alice")
 	})
-	if err := gateway.AcceptStep(db, "alice", 5); err != nil {
+	if err := account.AcceptStep(db, "alice", 5); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)
@@ -132,7 +132,7 @@ func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 	took := within(t, time.Second, "the dropped listener is noticed", func() bool { return !db.cache.listening.Load() })
 	t.Logf("listener drop noticed after %s", took)
 	// alice changes while nothing listens: her cached state must not be used.
-	if _, err := gateway.BumpGeneration(writer, "alice"); err != nil {
+	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if g := generation(t, db, "alice"); g != 1 {
@@ -157,7 +157,7 @@ func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 	pid := listenerPID(t, db)
 	freeze(t, pid)
 	frozen := time.Now()
-	if _, err := gateway.BumpGeneration(writer, "alice"); err != nil {
+	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	within(t, testLease+200*time.Millisecond, "the new generation is seen despite the frozen listener", func() bool {
@@ -169,7 +169,7 @@ func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
 	dsn := newDatabase(t)
 	db := openCached(t, dsn, mustKey(t))
-	if _, err := gateway.BumpGeneration(db, "alice"); err != nil {
+	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	generation(t, db, "alice")
@@ -208,7 +208,7 @@ func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	testHookFill = func(user string) {
 		testHookFill = nil
-		if _, err := gateway.BumpGeneration(writer, user); err != nil {
+		if _, err := account.BumpGeneration(writer, user); err != nil {
 			t.Error(err)
 		}
 		within(t, time.Second, "the change is heard", func() bool {

@@ -10,8 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // The rules of the lockout are gateway's; this file loads the counters
@@ -24,9 +23,9 @@ import (
 
 const counterColumns = "key, window_start, locked_until, failures, in_flight"
 
-func scanCounter(row pgx.Row) (gateway.Counter, error) {
+func scanCounter(row pgx.Row) (account.Counter, error) {
 	var (
-		c            gateway.Counter
+		c            account.Counter
 		start, until int64
 	)
 	if err := row.Scan(&c.Key, &start, &until, &c.Failures, &c.InFlight); err != nil {
@@ -64,12 +63,12 @@ func (db *DB) counterLockIDs(keys []string) []int64 {
 	return slices.Compact(ids)
 }
 
-// UpdateCounters implements gateway.Store: one transaction in two round
+// UpdateCounters implements account.Store: one transaction in two round
 // trips, the first taking the locks and reading, the second writing and
 // committing. Attempts on one key queue for its lock, so the fewer round
 // trips a transaction holds it, the more failures per second one key
 // records.
-func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter) error) error {
+func (db *DB) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	ctx, cancel := db.op()
 	defer cancel()
 	conn, err := db.pool.Acquire(ctx)
@@ -80,9 +79,9 @@ func (db *DB) UpdateCounters(keys []string, fn func(map[string]*gateway.Counter)
 	// the pool closes any connection that is not idle when released.
 	defer conn.Release()
 
-	cs := make(map[string]*gateway.Counter, len(keys))
+	cs := make(map[string]*account.Counter, len(keys))
 	for _, k := range keys {
-		cs[k] = &gateway.Counter{Key: k}
+		cs[k] = &account.Counter{Key: k}
 	}
 	read := &pgx.Batch{}
 	read.Queue("BEGIN")
@@ -130,7 +129,7 @@ func rollback(conn *pgxpool.Conn) {
 }
 
 // counterWrites saves the counters under keys, deleting the empty ones.
-func counterWrites(keys []string, cs map[string]*gateway.Counter) *pgx.Batch {
+func counterWrites(keys []string, cs map[string]*account.Counter) *pgx.Batch {
 	batch := &pgx.Batch{}
 	for _, k := range slices.Compact(slices.Sorted(slices.Values(keys))) {
 		c := *cs[k]
@@ -147,30 +146,44 @@ func counterWrites(keys []string, cs map[string]*gateway.Counter) *pgx.Batch {
 	return batch
 }
 
-// Counters implements gateway.Store.
-func (db *DB) Counters() ([]gateway.Counter, error) {
+// Counters implements account.Store.
+func (db *DB) Counters() ([]account.Counter, error) {
 	ctx, cancel := db.op()
 	defer cancel()
 	rows, err := db.pool.Query(ctx, "SELECT "+counterColumns+" FROM counters ORDER BY key")
 	if err != nil {
 		return nil, fmt.Errorf("list counters: %w", err)
 	}
-	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (gateway.Counter, error) { return scanCounter(row) })
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (account.Counter, error) { return scanCounter(row) })
 	if err != nil {
 		return nil, fmt.Errorf("list counters: %w", err)
 	}
 	return list, nil
 }
 
+// Counter implements account.Store.
+func (db *DB) Counter(key string) (account.Counter, error) {
+	ctx, cancel := db.op()
+	defer cancel()
+	c, err := scanCounter(db.pool.QueryRow(ctx, "SELECT "+counterColumns+" FROM counters WHERE key = $1", key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return account.Counter{Key: key}, nil
+	}
+	if err != nil {
+		return account.Counter{}, fmt.Errorf("read counter %q: %w", key, err)
+	}
+	return c, nil
+}
+
 // errPruning ends a pruning transaction that found another instance
 // pruning.
 var errPruning = errors.New("another instance is pruning")
 
-// PruneCounters implements gateway.Store. One instance prunes at a time:
+// PruneCounters implements account.Store. One instance prunes at a time:
 // while another holds the pruning lock it deletes nothing and returns 0.
 // The counters it deletes are locked as UpdateCounters locks them, so a
 // counter that changes meanwhile is not deleted from under its update.
-func (db *DB) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
+func (db *DB) PruneCounters(drop func(account.Counter) bool) (int, error) {
 	var n int
 	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
 		n = 0
@@ -185,7 +198,7 @@ func (db *DB) PruneCounters(drop func(gateway.Counter) bool) (int, error) {
 		if err != nil {
 			return err
 		}
-		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (gateway.Counter, error) { return scanCounter(row) })
+		all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (account.Counter, error) { return scanCounter(row) })
 		if err != nil {
 			return err
 		}

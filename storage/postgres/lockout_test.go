@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -21,7 +21,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
 	}
 	const max, guesses = 5, 100
-	limits := []gateway.Limit{{Key: "user:alice", Max: max}, {Key: "ip:192.0.2.1", Max: 50}}
+	limits := []account.Limit{{Key: "user:alice", Max: max}, {Key: "ip:192.0.2.1", Max: 50}}
 	var evaluated atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -31,7 +31,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 			defer wg.Done()
 			db := instances[i%2]
 			<-start
-			a, lock, err := gateway.TakeAttempt(db, t0, 15*time.Minute, limits)
+			a, lock, err := account.TakeAttempt(db, t0, 15*time.Minute, limits)
 			if err != nil {
 				t.Error(err)
 				return
@@ -40,7 +40,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 				return
 			}
 			evaluated.Add(1)
-			if _, err := gateway.FailAttempt(db, a, t0, 15*time.Minute); err != nil {
+			if _, err := account.FailAttempt(db, a, t0, 15*time.Minute); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -50,8 +50,8 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 	if n := evaluated.Load(); n > max {
 		t.Fatalf("%d guesses evaluated, want at most %d", n, max)
 	}
-	var c gateway.Counter
-	err := instances[0].UpdateCounters([]string{"user:alice"}, func(cs map[string]*gateway.Counter) error {
+	var c account.Counter
+	err := instances[0].UpdateCounters([]string{"user:alice"}, func(cs map[string]*account.Counter) error {
 		c = *cs["user:alice"]
 		return errors.New("read only")
 	})
@@ -69,12 +69,12 @@ func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	window := time.Minute
-	limits := []gateway.Limit{{Key: "user:alice", Max: 5}}
-	at, _, err := gateway.TakeAttempt(a, t0, window, limits)
+	limits := []account.Limit{{Key: "user:alice", Max: 5}}
+	at, _, err := account.TakeAttempt(a, t0, window, limits)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gateway.FailAttempt(a, at, t0, window); err != nil {
+	if _, err := account.FailAttempt(a, at, t0, window); err != nil {
 		t.Fatal(err)
 	}
 
@@ -87,16 +87,16 @@ func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, hashtext($2))", lockPruning, b.schema); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := gateway.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 0 {
+	if n, err := account.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 0 {
 		t.Fatalf("pruned %d (%v) while another instance prunes, want 0", n, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := gateway.PruneCounters(a, t0.Add(window/2), window); err != nil || n != 0 {
+	if n, err := account.PruneCounters(a, t0.Add(window/2), window); err != nil || n != 0 {
 		t.Fatalf("pruned %d (%v) inside the window, want 0", n, err)
 	}
-	if n, err := gateway.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 1 {
+	if n, err := account.PruneCounters(a, t0.Add(2*window), window); err != nil || n != 1 {
 		t.Fatalf("pruned %d (%v) after the window, want 1", n, err)
 	}
 }

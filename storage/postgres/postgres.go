@@ -1,6 +1,6 @@
 // Package postgres keeps totp_auth's state in PostgreSQL, so that several
 // Caddy instances share one set of accounts, failure counters, revocations
-// and session keys. It implements gateway.Store and only loads, locks and
+// and session keys. It implements account.Store and only loads, locks and
 // saves: every rule of the sign-in flow is package gateway's.
 //
 // Atomicity across instances comes from the database: an account is changed
@@ -34,7 +34,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -82,7 +82,7 @@ type DB struct {
 }
 
 // Interface guard.
-var _ gateway.Store = (*DB)(nil)
+var _ account.Store = (*DB)(nil)
 
 var schemaName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,40}$`)
 

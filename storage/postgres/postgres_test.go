@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/internal/storetest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
@@ -69,7 +69,7 @@ func openTest(t testing.TB, dsn string, opts Options) *DB {
 }
 
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) gateway.Store {
+	storetest.Run(t, func(t *testing.T) account.Store {
 		return openTest(t, newDatabase(t), Options{Keys: []secrets.Key{mustKey(t)}})
 	})
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -71,8 +71,8 @@ func warm(t *testing.T, db *DB) {
 func TestRace_TOTPStepAcceptedOnceAcrossInstances(t *testing.T) {
 	n := race(t,
 		func(db *DB) { enroll(t, db, "alice") },
-		func(db *DB) error { return gateway.AcceptStep(db, "alice", 1000) },
-		gateway.ErrStepReused)
+		func(db *DB) error { return account.AcceptStep(db, "alice", 1000) },
+		account.ErrStepReused)
 	if n != 1 {
 		t.Fatalf("one time step accepted %d times, want once", n)
 	}
@@ -83,12 +83,12 @@ func TestRace_BackupCodeSpentOnceAcrossInstances(t *testing.T) {
 	n := race(t,
 		func(db *DB) {
 			enroll(t, db, "alice")
-			if err := gateway.ReplaceBackupCodes(db, "alice", [][]byte{code, []byte("$2a$10$fakehash.two")}); err != nil {
+			if err := account.ReplaceBackupCodes(db, "alice", [][]byte{code, []byte("$2a$10$fakehash.two")}); err != nil {
 				t.Fatal(err)
 			}
 		},
-		func(db *DB) error { return gateway.UseBackupCode(db, "alice", code) },
-		gateway.ErrCodeUsed)
+		func(db *DB) error { return account.UseBackupCode(db, "alice", code) },
+		account.ErrCodeUsed)
 	if n != 1 {
 		t.Fatalf("one backup code spent %d times, want once", n)
 	}

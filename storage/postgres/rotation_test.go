@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -15,13 +16,13 @@ var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func enroll(t testing.TB, db *DB, user string) {
 	t.Helper()
-	create := func() (gateway.Enrollment, error) {
-		return gateway.Enrollment{Secret: secretA, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
+	create := func() (account.Enrollment, error) {
+		return account.Enrollment{Secret: secretA, Expires: t0.Add(gateway.EnrollmentTTL)}, nil
 	}
-	if _, err := gateway.PendingEnrollment(db, user, t0, create); err != nil {
+	if _, err := account.EnrollmentFor(db, user, 0, t0, create); err != nil {
 		t.Fatal(err)
 	}
-	if err := gateway.ConfirmEnrollment(db, user, secretA, 1, nil, t0); err != nil {
+	if err := account.ConfirmEnrollment(db, user, secretA, 1, nil, t0); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -89,7 +89,7 @@ func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
 	dsn := newDatabase(t)
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_a"})
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_b"})
-	if _, err := gateway.BumpGeneration(a, "alice"); err != nil {
+	if _, err := account.BumpGeneration(a, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if acc, err := b.Account("alice"); err != nil || acc.Stored {

@@ -10,7 +10,7 @@ import (
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-// SessionKeys implements gateway.Store. The first instance to get here
+// SessionKeys implements account.Store. The first instance to get here
 // stores its keys; every other one reads them.
 func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error)) (hashKey, blockKey []byte, err error) {
 	err = db.inTx(func(ctx context.Context, tx pgx.Tx) error {

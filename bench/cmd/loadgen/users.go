@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
@@ -55,7 +55,7 @@ func users(args []string) error {
 			return fmt.Errorf("seed bbolt: %w", err)
 		}
 		seeded := time.Since(seedStart)
-		m, err := measureStore(count, func() (gateway.Store, func() error, error) {
+		m, err := measureStore(count, func() (account.Store, func() error, error) {
 			db, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
 			return db, func() error { return db.Close() }, err
 		})
@@ -71,7 +71,7 @@ func users(args []string) error {
 			return fmt.Errorf("seed postgres: %w", err)
 		}
 		seeded := time.Since(seedStart)
-		m, err := measureStore(count, func() (gateway.Store, func() error, error) {
+		m, err := measureStore(count, func() (account.Store, func() error, error) {
 			db, err := postgres.Open(context.Background(), string(dsn), postgres.Options{Keys: []storage.Key{key}, Schema: schema})
 			return db, func() error { return db.Close() }, err
 		})
@@ -151,7 +151,7 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
-func measureStore(count int, open func() (gateway.Store, func() error, error)) (storeCost, error) {
+func measureStore(count int, open func() (account.Store, func() error, error)) (storeCost, error) {
 	var c storeCost
 	base := heapInUse()
 	start := time.Now()

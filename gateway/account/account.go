@@ -1,15 +1,139 @@
-package gateway
+package account
 
 import (
 	"bytes"
 	"crypto/subtle"
+	"encoding/binary"
 	"time"
 )
 
-// This file holds every rule for changing an Account, written once for
-// every Store: plain functions over the account that Store.UpdateAccount
-// hands them. They set, never add to, anything outside the account, since
-// a store may run them more than once.
+// Account is everything the store holds about one user. Names are canonical
+// (gateway.CanonicalUser) before they reach a Store.
+type Account struct {
+	// Name is the canonical user name.
+	Name string
+	// PasswordHash is the bcrypt or argon2id hash for users managed in the
+	// database; nil for users defined only in the configuration.
+	PasswordHash []byte
+	// TOTPSecret is the base32 TOTP secret in plain text, or "" while TOTP
+	// is not enabled. Stores keep it encrypted at rest.
+	TOTPSecret string
+	// LastStep is the last TOTP time step accepted for this user.
+	LastStep int64
+	// BackupCodes holds the bcrypt hashes of the unused backup codes.
+	BackupCodes [][]byte
+	// MustRegenerate is set once a backup code was used and cleared when a
+	// fresh set is generated.
+	MustRegenerate bool
+	// Generation is compared with the generation in every session cookie;
+	// raising it ends every session of the user.
+	Generation uint64
+	// Pending is the enrollment shown but not yet confirmed, if any (it
+	// may have expired). Stores keep its secret encrypted at rest.
+	Pending *Enrollment
+	// Revoked lists sessions ended by logout until they would expire.
+	Revoked []Revocation
+	// ConfigUser is set while a `user` line of a configuration using the
+	// store defines the user (see MarkConfigUsers, ForgetConfigUsers).
+	ConfigUser bool
+	// RecoverySession is the session that spent the last backup code:
+	// while MustRegenerate holds, it alone may make a new set without a
+	// TOTP code (SPEC §4 rule 20). 0 when there is none.
+	RecoverySession uint64
+	// Passkeys are the user's WebAuthn credentials (SPEC §14), a second
+	// factor beside TOTP.
+	Passkeys []Passkey
+	// SpentChallenges are the WebAuthn challenges answered and not yet
+	// expired, so that none is answered twice.
+	SpentChallenges []SpentChallenge
+	// Stored reports whether the store had a record of this user when the
+	// account was loaded. Stores set it; saving ignores it.
+	Stored bool
+	// Removed, set by a rule inside UpdateAccount, makes the store delete
+	// the record instead of saving it (see Remove).
+	Removed bool
+}
+
+// SessionState is the part of an Account that every request with a session
+// needs. Stores answer it without decrypting anything.
+type SessionState struct {
+	Generation     uint64
+	MustRegenerate bool
+	// TOTPEnabled reports whether the user has a second factor: a TOTP
+	// secret or a passkey (Account.HasSecondFactor).
+	TOTPEnabled bool
+	// PasswordSet reports whether the store holds a password for the user
+	// (a database-managed user); sessions of users that exist neither in
+	// the configuration nor in the store are refused.
+	PasswordSet bool
+	// RevokedSessions holds the ids of sessions ended by logout that have
+	// not yet expired, 8 big-endian bytes each. It is a string so that a
+	// SessionState stays comparable and cheap to copy; ask Revoked.
+	RevokedSessions string
+}
+
+// SessionStateOf is the one rule for what a request with a session checks
+// of an account. Stores call it on every account they commit and answer
+// SessionState with the result.
+func SessionStateOf(a Account) SessionState {
+	if a.Removed {
+		return SessionState{Generation: a.Generation}
+	}
+	return SessionState{
+		Generation:      a.Generation,
+		MustRegenerate:  a.MustRegenerate,
+		TOTPEnabled:     a.HasSecondFactor(),
+		PasswordSet:     a.PasswordHash != nil,
+		RevokedSessions: revokedString(a.Revoked),
+	}
+}
+
+// Revoked reports whether the session with this id was ended by logout.
+func (s SessionState) Revoked(id uint64) bool {
+	for i := 0; i+8 <= len(s.RevokedSessions); i += 8 {
+		if binary.BigEndian.Uint64([]byte(s.RevokedSessions[i:i+8])) == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Revocation is one session ended by logout, remembered until the session
+// would have expired anyway.
+type Revocation struct {
+	ID    uint64    `json:"id"`
+	Until time.Time `json:"until"`
+}
+
+// revokedString packs the ids of revs into the form
+// SessionState.RevokedSessions holds.
+func revokedString(revs []Revocation) string {
+	if len(revs) == 0 {
+		return ""
+	}
+	b := make([]byte, 0, 8*len(revs))
+	for _, r := range revs {
+		b = binary.BigEndian.AppendUint64(b, r.ID)
+	}
+	return string(b)
+}
+
+// Enrollment is a TOTP secret shown to the user but not yet confirmed.
+type Enrollment struct {
+	// Secret is the base32 secret; stores keep it encrypted at rest.
+	Secret string
+	// Expires is when the enrollment stops being confirmable.
+	Expires time.Time
+	// Session is the session that asked for it with the password, when a
+	// signed-in user moves to a new authenticator: no other session sees
+	// or confirms it (SPEC §4 rule 21). 0 for an enrollment at first sign-in.
+	Session uint64
+}
+
+// The methods below are every rule for changing an Account, written once
+// for every Store: plain functions over the account that
+// Store.UpdateAccount hands them. They set, never add to, anything outside
+// the account, since a store may run them more than once.
 
 // MaxRevokedSessions bounds the sessions a store remembers as revoked per
 // user. Revoking one more raises the user's generation instead, which ends

@@ -1,4 +1,4 @@
-package gateway
+package account
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 // This file holds the rules of the lockout's failure counters (SPEC §4
 // rules 5 and 13), written once for every Store: the transitions below are
 // pure functions over the counters an attempt names. TakeAttempt and its
-// siblings (update.go) run them inside one Store.UpdateCounters.
+// siblings (below) run them inside one Store.UpdateCounters.
 
 // busyRetry is what a refusal says when every slot of a counter is held by
 // an attempt still being evaluated: those end within seconds, so asking the
@@ -111,9 +111,9 @@ func (c Counter) WithoutFailures() Counter {
 	return c
 }
 
-// CheckLimits returns an error if window or any of limits cannot count
+// checkLimits returns an error if window or any of limits cannot count
 // failures: a window that is not positive, a Max below 1 or an empty Key.
-func CheckLimits(window time.Duration, limits []Limit) error {
+func checkLimits(window time.Duration, limits []Limit) error {
 	if window <= 0 {
 		return fmt.Errorf("lockout window %s is not positive", window)
 	}
@@ -128,21 +128,21 @@ func CheckLimits(window time.Duration, limits []Limit) error {
 	return nil
 }
 
-// CheckAttempt returns an error if a does not have one window start per
+// checkAttempt returns an error if a does not have one window start per
 // limit, so it cannot be an Attempt a Store handed out.
-func CheckAttempt(a Attempt) error {
+func checkAttempt(a Attempt) error {
 	if len(a.Limits) != len(a.WindowStarts) {
 		return errBadAttempt
 	}
 	return nil
 }
 
-// TakeSlots is TakeAttempt over the counters load returns. load is
+// takeSlots is TakeAttempt over the counters load returns. load is
 // called once per key and must return a Counter with only the Key for a
 // key without one. On success save lists each counter that took a slot; on
 // a refusal it is empty, since nothing may be written anywhere.
-func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(key string) (Counter, error)) (a Attempt, lock *Lock, save []Counter, err error) {
-	if err := CheckLimits(window, limits); err != nil {
+func takeSlots(now time.Time, window time.Duration, limits []Limit, load func(key string) (Counter, error)) (a Attempt, lock *Lock, save []Counter, err error) {
+	if err := checkLimits(window, limits); err != nil {
 		return Attempt{}, nil, nil, err
 	}
 	cs := counterSet{load: load}
@@ -175,12 +175,12 @@ func TakeSlots(now time.Time, window time.Duration, limits []Limit, load func(ke
 	return Attempt{Limits: append([]Limit(nil), limits...), WindowStarts: starts, Failures: failures}, nil, cs.changed(), nil
 }
 
-// ReleaseSlots is ReleaseAttempt over the counters load returns (see
-// TakeSlots). save lists each counter that gave a slot back. A slot taken
+// releaseSlots is ReleaseAttempt over the counters load returns (see
+// takeSlots). save lists each counter that gave a slot back. A slot taken
 // in a window that is over went with that window: releasing it frees
 // nothing in a newer one.
-func ReleaseSlots(a Attempt, load func(key string) (Counter, error)) (save []Counter, err error) {
-	if err := CheckAttempt(a); err != nil {
+func releaseSlots(a Attempt, load func(key string) (Counter, error)) (save []Counter, err error) {
+	if err := checkAttempt(a); err != nil {
 		return nil, err
 	}
 	cs := counterSet{load: load}
@@ -198,16 +198,16 @@ func ReleaseSlots(a Attempt, load func(key string) (Counter, error)) (save []Cou
 	return cs.changed(), nil
 }
 
-// FailSlots is FailAttempt over the counters load returns (see
-// TakeSlots). It counts one failure in each counter of a, freeing the slot
+// failSlots is FailAttempt over the counters load returns (see
+// takeSlots). It counts one failure in each counter of a, freeing the slot
 // a holds there if its window is still the current one; each counter that
 // thereby reaches its Max is locked for window from now and listed in
 // locks. save lists every counter of a.
-func FailSlots(a Attempt, now time.Time, window time.Duration, load func(key string) (Counter, error)) (locks []Lock, save []Counter, err error) {
-	if err := CheckAttempt(a); err != nil {
+func failSlots(a Attempt, now time.Time, window time.Duration, load func(key string) (Counter, error)) (locks []Lock, save []Counter, err error) {
+	if err := checkAttempt(a); err != nil {
 		return nil, nil, err
 	}
-	if err := CheckLimits(window, a.Limits); err != nil {
+	if err := checkLimits(window, a.Limits); err != nil {
 		return nil, nil, err
 	}
 	cs := counterSet{load: load}
@@ -296,3 +296,138 @@ func (k CounterKind) Key(name string) string { return string(k) + name }
 // Name returns the user name or client address in key, if key is a
 // counter of this kind.
 func (k CounterKind) Name(key string) (string, bool) { return strings.CutPrefix(key, string(k)) }
+
+// TakeAttempt takes one slot in each counter of limits (see takeSlots). A
+// counter that is locked at now, or whose slots for the current window are
+// all taken, refuses; then no slot is taken anywhere and the returned Lock
+// says which counter refused and for how long. window is both the counting
+// window (from the first failure) and the lock length.
+func TakeAttempt(s Store, now time.Time, window time.Duration, limits []Limit) (Attempt, *Lock, error) {
+	// Checked before the update, so that a bad call never fails a batch.
+	if err := checkLimits(window, limits); err != nil {
+		return Attempt{}, nil, err
+	}
+	now = now.Round(0)
+	var (
+		a    Attempt
+		lock *Lock
+	)
+	err := s.UpdateCounters(limitKeys(limits), func(cs map[string]*Counter) error {
+		var save []Counter
+		var err error
+		a, lock, save, err = takeSlots(now, window, limits, loadFrom(cs))
+		saveInto(cs, save)
+		return err
+	})
+	if err != nil {
+		return Attempt{}, nil, fmt.Errorf("take attempt: %w", err)
+	}
+	return a, lock, nil
+}
+
+// ReleaseAttempt gives the attempt's slots back (see releaseSlots).
+func ReleaseAttempt(s Store, a Attempt) error {
+	if err := checkAttempt(a); err != nil {
+		return err
+	}
+	err := s.UpdateCounters(limitKeys(a.Limits), func(cs map[string]*Counter) error {
+		save, err := releaseSlots(a, loadFrom(cs))
+		saveInto(cs, save)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("release attempt: %w", err)
+	}
+	return nil
+}
+
+// FailAttempt turns the attempt's slots into failures (see failSlots). Each
+// counter that thereby reaches its Max is locked for window from now; those
+// are returned.
+func FailAttempt(s Store, a Attempt, now time.Time, window time.Duration) ([]Lock, error) {
+	if err := checkAttempt(a); err != nil {
+		return nil, err
+	}
+	if err := checkLimits(window, a.Limits); err != nil {
+		return nil, err
+	}
+	now = now.Round(0)
+	var locks []Lock
+	err := s.UpdateCounters(limitKeys(a.Limits), func(cs map[string]*Counter) error {
+		var save []Counter
+		var err error
+		locks, save, err = failSlots(a, now, window, loadFrom(cs))
+		saveInto(cs, save)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record failed attempt: %w", err)
+	}
+	return locks, nil
+}
+
+// ResetFailures forgets the failures counted under key (Counter.WithoutFailures).
+func ResetFailures(s Store, key string) error {
+	err := s.UpdateCounters([]string{key}, func(cs map[string]*Counter) error {
+		c, _ := loadFrom(cs)(key)
+		saveInto(cs, []Counter{c.WithoutFailures()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reset failures of %q: %w", key, err)
+	}
+	return nil
+}
+
+func limitKeys(limits []Limit) []string {
+	keys := make([]string, 0, len(limits))
+	for _, l := range limits {
+		keys = append(keys, l.Key)
+	}
+	return keys
+}
+
+// loadFrom is how the counter transitions read the counters an update
+// loaded. A key the update did not load is one without a counter.
+func loadFrom(cs map[string]*Counter) func(key string) (Counter, error) {
+	return func(key string) (Counter, error) {
+		if c := cs[key]; c != nil {
+			return *c, nil
+		}
+		return Counter{Key: key}, nil
+	}
+}
+
+// saveInto puts what a transition changed back into the update's counters.
+func saveInto(cs map[string]*Counter, save []Counter) {
+	for _, c := range save {
+		if p := cs[c.Key]; p != nil {
+			*p = c
+		} else {
+			cs[c.Key] = &c
+		}
+	}
+}
+
+// Unlock forgets the failure counter under key: its failures, its lock and
+// the slots attempts hold (they are not counted when those attempts end).
+func Unlock(s Store, key string) error {
+	err := s.UpdateCounters([]string{key}, func(cs map[string]*Counter) error {
+		saveInto(cs, []Counter{{Key: key}})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("unlock %q: %w", key, err)
+	}
+	return nil
+}
+
+// PruneCounters deletes the counters whose window and lock are both over at
+// now (Counter.Over), and returns how many it deleted.
+func PruneCounters(s Store, now time.Time, window time.Duration) (int, error) {
+	n, err := s.PruneCounters(func(c Counter) bool { return c.Over(now, window) })
+	if err != nil {
+		return 0, fmt.Errorf("prune counters: %w", err)
+	}
+	return n, nil
+}

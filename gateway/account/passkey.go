@@ -1,4 +1,4 @@
-package gateway
+package account
 
 import (
 	"bytes"
@@ -9,13 +9,13 @@ import (
 )
 
 // The passkeys of an account (SPEC §14) and every rule for changing them,
-// written once for every Store like the rules in changes.go.
+// written once for every Store like the rules in account.go.
 
 // MaxPasskeys bounds how many passkeys one user may register.
 const MaxPasskeys = 20
 
 // MaxSpentChallenges bounds how many answered WebAuthn challenges one user
-// has remembered at once (each for at most PendingTTL). Past it a new
+// has remembered at once (each for at most a pending sign-in's 5 minutes). Past it a new
 // answer is refused rather than an old challenge forgotten, which would
 // let it be replayed.
 const MaxSpentChallenges = 64

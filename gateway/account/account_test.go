@@ -1,4 +1,4 @@
-package gateway_test
+package account_test
 
 import (
 	"errors"
@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/memstore"
 	"github.com/totp-auth/totp_auth/internal/storetest"
 )
 
-// These tests hold the rules of changes.go, applied through a Store as the
+// These tests hold the rules of Account, applied through a Store as the
 // flow applies them (update.go), to SPEC §3-4. They run over the in-memory
 // store; internal/storetest holds every store to the atomicity and
 // persistence those rules rely on.
 
-func openMemStore(*testing.T) gateway.Store { return memstore.New() }
+func openMemStore(*testing.T) account.Store { return memstore.New() }
 
 func TestAccountRules(t *testing.T) {
 	t.Run("Enrollment", func(t *testing.T) { testEnrollment(t, openMemStore) })
@@ -45,16 +46,16 @@ const (
 	secretB = storetest.SecretB
 )
 
-func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testEnrollment(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("pending enrollment is the same until it expires", func(t *testing.T) {
 		s := open(t)
 		create, calls := enrollFor(secretA, t0)
-		first, err := gateway.PendingEnrollment(s, "alice", t0, create)
+		first, err := account.EnrollmentFor(s, "alice", 0, t0, create)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, at := range []time.Time{t0, t0.Add(time.Minute), t0.Add(gateway.EnrollmentTTL - time.Nanosecond)} {
-			again, err := gateway.PendingEnrollment(s, "alice", at, create)
+			again, err := account.EnrollmentFor(s, "alice", 0, at, create)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,47 +76,47 @@ func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("pending enrollment is replaced once it expired", func(t *testing.T) {
 		s := open(t)
 		create, _ := enrollFor(secretA, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil {
 			t.Fatal(err)
 		}
 		later := t0.Add(gateway.EnrollmentTTL)
 		createB, calls := enrollFor(secretB, later)
-		got, err := gateway.PendingEnrollment(s, "alice", later, createB)
+		got, err := account.EnrollmentFor(s, "alice", 0, later, createB)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if *calls != 1 || got.Secret != secretB || !got.Expires.Equal(later.Add(gateway.EnrollmentTTL)) {
 			t.Errorf("got secret B=%v expires %v after %d calls, want the fresh enrollment", got.Secret == secretB, got.Expires, *calls)
 		}
-		if err := gateway.ConfirmEnrollment(s, "alice", secretA, 1, nil, later); !errors.Is(err, gateway.ErrNoEnrollment) {
+		if err := account.ConfirmEnrollment(s, "alice", secretA, 1, nil, later); !errors.Is(err, account.ErrNoEnrollment) {
 			t.Errorf("confirming the replaced secret: %v, want ErrNoEnrollment", err)
 		}
 	})
 	t.Run("create failing stores nothing", func(t *testing.T) {
 		s := open(t)
 		boom := errors.New("no randomness")
-		_, err := gateway.PendingEnrollment(s, "alice", t0, func() (gateway.Enrollment, error) { return gateway.Enrollment{}, boom })
+		_, err := account.EnrollmentFor(s, "alice", 0, t0, func() (account.Enrollment, error) { return account.Enrollment{}, boom })
 		if !errors.Is(err, boom) {
 			t.Errorf("PendingEnrollment = %v, want the create error", err)
 		}
 		create, calls := enrollFor(secretA, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil || *calls != 1 {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil || *calls != 1 {
 			t.Errorf("after a failed create: err %v, create called %d times, want a fresh one", err, *calls)
 		}
 	})
 	t.Run("confirm enables totp and sets step, codes and flags at once", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.ReplaceBackupCodes(s, "alice", hashes("old")); err != nil {
+		if err := account.ReplaceBackupCodes(s, "alice", hashes("old")); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.UseBackupCode(s, "alice", hashes("old")[0]); err != nil {
+		if err := account.UseBackupCode(s, "alice", hashes("old")[0]); err != nil {
 			t.Fatal(err)
 		}
 		create, _ := enrollFor(secretA, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.ConfirmEnrollment(s, "alice", secretA, 12345, hashes("a", "b"), t0.Add(time.Minute)); err != nil {
+		if err := account.ConfirmEnrollment(s, "alice", secretA, 12345, hashes("a", "b"), t0.Add(time.Minute)); err != nil {
 			t.Fatalf("ConfirmEnrollment: %v", err)
 		}
 		a := mustAccount(t, s, "alice")
@@ -126,11 +127,11 @@ func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 		if st := mustSessionState(t, s, "alice"); !st.TOTPEnabled || st.MustRegenerate {
 			t.Errorf("SessionState after confirm = %+v, want TOTPEnabled only", st)
 		}
-		if err := gateway.ConfirmEnrollment(s, "alice", secretA, 12346, nil, t0.Add(time.Minute)); !errors.Is(err, gateway.ErrNoEnrollment) {
+		if err := account.ConfirmEnrollment(s, "alice", secretA, 12346, nil, t0.Add(time.Minute)); !errors.Is(err, account.ErrNoEnrollment) {
 			t.Errorf("second confirm = %v, want ErrNoEnrollment (pending removed)", err)
 		}
 		create2, calls := enrollFor(secretB, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0.Add(time.Minute), create2); err != nil || *calls != 1 {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0.Add(time.Minute), create2); err != nil || *calls != 1 {
 			t.Errorf("PendingEnrollment after confirm: err %v, create called %d times, want a fresh one", err, *calls)
 		}
 	})
@@ -152,12 +153,12 @@ func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 				s := open(t)
 				if tt.pending {
 					create, _ := enrollFor(secretA, t0)
-					if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil {
+					if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil {
 						t.Fatal(err)
 					}
 				}
-				err := gateway.ConfirmEnrollment(s, "alice", tt.secret, 7, hashes("a"), tt.at)
-				if !errors.Is(err, gateway.ErrNoEnrollment) {
+				err := account.ConfirmEnrollment(s, "alice", tt.secret, 7, hashes("a"), tt.at)
+				if !errors.Is(err, account.ErrNoEnrollment) {
 					t.Errorf("ConfirmEnrollment = %v, want ErrNoEnrollment", err)
 				}
 				a := mustAccount(t, s, "alice")
@@ -171,13 +172,13 @@ func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		enroll(t, s, "alice", hashes("a"))
 		create, _ := enrollFor(secretB, t0.Add(time.Hour))
-		if _, err := gateway.PendingEnrollment(s, "alice", t0.Add(time.Hour), create); err != nil {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0.Add(time.Hour), create); err != nil {
 			t.Fatal(err)
 		}
 		if a := mustAccount(t, s, "alice"); a.TOTPSecret != secretA {
 			t.Error("a pending re-enrollment replaced the enabled secret")
 		}
-		if err := gateway.ConfirmEnrollment(s, "alice", secretB, 200, hashes("b"), t0.Add(time.Hour)); err != nil {
+		if err := account.ConfirmEnrollment(s, "alice", secretB, 200, hashes("b"), t0.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		if a := mustAccount(t, s, "alice"); a.TOTPSecret != secretB || !equalCodes(a.BackupCodes, hashes("b")) {
@@ -186,15 +187,15 @@ func testEnrollment(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 }
 
-func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testAcceptStep(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("only a step later than the last accepted one is accepted", func(t *testing.T) {
 		tests := []struct {
 			step int64
 			want error
 		}{
-			{0, gateway.ErrStepReused},
-			{99, gateway.ErrStepReused},
-			{100, gateway.ErrStepReused},
+			{0, account.ErrStepReused},
+			{99, account.ErrStepReused},
+			{100, account.ErrStepReused},
 			{101, nil},
 			{5000, nil},
 		}
@@ -202,7 +203,7 @@ func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
 			t.Run(fmt.Sprintf("step %d after 100", tt.step), func(t *testing.T) {
 				s := open(t)
 				enroll(t, s, "alice", nil)
-				if err := gateway.AcceptStep(s, "alice", tt.step); !errors.Is(err, tt.want) {
+				if err := account.AcceptStep(s, "alice", tt.step); !errors.Is(err, tt.want) {
 					t.Fatalf("AcceptStep(%d) = %v, want %v", tt.step, err, tt.want)
 				}
 				want := int64(100)
@@ -218,10 +219,10 @@ func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("an accepted step is refused the second time", func(t *testing.T) {
 		s := open(t)
 		enroll(t, s, "alice", nil)
-		if err := gateway.AcceptStep(s, "alice", 101); err != nil {
+		if err := account.AcceptStep(s, "alice", 101); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.AcceptStep(s, "alice", 101); !errors.Is(err, gateway.ErrStepReused) {
+		if err := account.AcceptStep(s, "alice", 101); !errors.Is(err, account.ErrStepReused) {
 			t.Errorf("second AcceptStep(101) = %v, want ErrStepReused", err)
 		}
 	})
@@ -229,20 +230,20 @@ func testAcceptStep(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		enroll(t, s, "alice", nil)
 		enroll(t, s, "bob", nil)
-		if err := gateway.AcceptStep(s, "alice", 101); err != nil {
+		if err := account.AcceptStep(s, "alice", 101); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.AcceptStep(s, "bob", 101); err != nil {
+		if err := account.AcceptStep(s, "bob", 101); err != nil {
 			t.Errorf("AcceptStep(bob, 101) = %v after alice used 101", err)
 		}
 	})
 }
 
-func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testBackupCodes(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("a used code is removed and must-regenerate is set", func(t *testing.T) {
 		s := open(t)
 		enroll(t, s, "alice", hashes("a", "b", "c"))
-		if err := gateway.UseBackupCode(s, "alice", hashes("b")[0]); err != nil {
+		if err := account.UseBackupCode(s, "alice", hashes("b")[0]); err != nil {
 			t.Fatalf("UseBackupCode: %v", err)
 		}
 		a := mustAccount(t, s, "alice")
@@ -270,10 +271,10 @@ func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
 				s := open(t)
 				enroll(t, s, "alice", hashes("a", "b"))
 				enroll(t, s, "bob", hashes("bob"))
-				if err := gateway.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
+				if err := account.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
 					t.Fatal(err)
 				}
-				if err := gateway.UseBackupCode(s, tt.user, tt.hash); !errors.Is(err, gateway.ErrCodeUsed) {
+				if err := account.UseBackupCode(s, tt.user, tt.hash); !errors.Is(err, account.ErrCodeUsed) {
 					t.Errorf("UseBackupCode = %v, want ErrCodeUsed", err)
 				}
 				if a := mustAccount(t, s, "alice"); !equalCodes(a.BackupCodes, hashes("b")) {
@@ -285,41 +286,41 @@ func testBackupCodes(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("replacing the codes voids every old one and clears must-regenerate", func(t *testing.T) {
 		s := open(t)
 		enroll(t, s, "alice", hashes("a", "b"))
-		if err := gateway.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
+		if err := account.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.ReplaceBackupCodes(s, "alice", hashes("c", "d")); err != nil {
+		if err := account.ReplaceBackupCodes(s, "alice", hashes("c", "d")); err != nil {
 			t.Fatal(err)
 		}
 		a := mustAccount(t, s, "alice")
 		if !equalCodes(a.BackupCodes, hashes("c", "d")) || a.MustRegenerate || a.TOTPSecret != secretA {
 			t.Errorf("after replace: codes %q, must regenerate %v, secret kept %v", a.BackupCodes, a.MustRegenerate, a.TOTPSecret == secretA)
 		}
-		if err := gateway.UseBackupCode(s, "alice", hashes("b")[0]); !errors.Is(err, gateway.ErrCodeUsed) {
+		if err := account.UseBackupCode(s, "alice", hashes("b")[0]); !errors.Is(err, account.ErrCodeUsed) {
 			t.Errorf("old code after replace: %v, want ErrCodeUsed", err)
 		}
-		if err := gateway.UseBackupCode(s, "alice", hashes("d")[0]); err != nil {
+		if err := account.UseBackupCode(s, "alice", hashes("d")[0]); err != nil {
 			t.Errorf("new code after replace: %v", err)
 		}
 	})
 }
 
-func testDisableTOTP(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testDisableTOTP(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("disable removes secret, codes and pending enrollment and clears must-regenerate", func(t *testing.T) {
 		s := open(t)
 		enroll(t, s, "alice", hashes("a", "b"))
-		if err := gateway.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
+		if err := account.UseBackupCode(s, "alice", hashes("a")[0]); err != nil {
 			t.Fatal(err)
 		}
 		create, _ := enrollFor(secretB, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil {
 			t.Fatal(err)
 		}
-		gen, err := gateway.BumpGeneration(s, "alice")
+		gen, err := account.BumpGeneration(s, "alice")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.DisableTOTP(s, "alice"); err != nil {
+		if err := account.DisableTOTP(s, "alice"); err != nil {
 			t.Fatalf("DisableTOTP: %v", err)
 		}
 		a := mustAccount(t, s, "alice")
@@ -327,31 +328,31 @@ func testDisableTOTP(t *testing.T, open func(t *testing.T) gateway.Store) {
 			t.Errorf("after disable: secret set %v, %d codes, must regenerate %v, generation %d (want %d)",
 				a.TOTPSecret != "", len(a.BackupCodes), a.MustRegenerate, a.Generation, gen)
 		}
-		if st := mustSessionState(t, s, "alice"); st != (gateway.SessionState{Generation: gen}) {
+		if st := mustSessionState(t, s, "alice"); st != (account.SessionState{Generation: gen}) {
 			t.Errorf("SessionState after disable = %+v", st)
 		}
-		if err := gateway.ConfirmEnrollment(s, "alice", secretB, 300, nil, t0); !errors.Is(err, gateway.ErrNoEnrollment) {
+		if err := account.ConfirmEnrollment(s, "alice", secretB, 300, nil, t0); !errors.Is(err, account.ErrNoEnrollment) {
 			t.Errorf("confirming the enrollment pending before disable: %v, want ErrNoEnrollment", err)
 		}
 	})
 	t.Run("disable of a user without totp succeeds", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.DisableTOTP(s, "nobody"); err != nil {
+		if err := account.DisableTOTP(s, "nobody"); err != nil {
 			t.Errorf("DisableTOTP(nobody) = %v", err)
 		}
-		if st := mustSessionState(t, s, "nobody"); st != (gateway.SessionState{}) {
+		if st := mustSessionState(t, s, "nobody"); st != (account.SessionState{}) {
 			t.Errorf("SessionState(nobody) = %+v, want zero", st)
 		}
 	})
 }
 
-func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testBumpGeneration(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("each bump returns a higher generation that session state reports", func(t *testing.T) {
 		s := open(t)
 		enroll(t, s, "alice", nil)
 		var last uint64
 		for range 3 {
-			gen, err := gateway.BumpGeneration(s, "alice")
+			gen, err := account.BumpGeneration(s, "alice")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -369,7 +370,7 @@ func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("bumping an unknown user starts its generations", func(t *testing.T) {
 		s := open(t)
-		gen, err := gateway.BumpGeneration(s, "nobody")
+		gen, err := account.BumpGeneration(s, "nobody")
 		if err != nil || gen == 0 {
 			t.Fatalf("BumpGeneration(nobody) = %d, %v; want > 0", gen, err)
 		}
@@ -379,10 +380,10 @@ func testBumpGeneration(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 }
 
-func testRevokeSession(t *testing.T, open func(t *testing.T) gateway.Store) {
+func testRevokeSession(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("a revoked session is reported, others are not", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
+		if err := account.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
 		st, err := s.SessionState("alice")
@@ -395,14 +396,14 @@ func testRevokeSession(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("revocations survive other writes of the account", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
+		if err := account.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.AcceptStep(s, "alice", 100); err != nil {
+		if err := account.AcceptStep(s, "alice", 100); err != nil {
 			t.Fatal(err)
 		}
 		create, _ := enrollFor(secretA, t0)
-		if _, err := gateway.PendingEnrollment(s, "alice", t0, create); err != nil {
+		if _, err := account.EnrollmentFor(s, "alice", 0, t0, create); err != nil {
 			t.Fatal(err)
 		}
 		if st, _ := s.SessionState("alice"); !st.Revoked(7) {
@@ -411,10 +412,10 @@ func testRevokeSession(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a revocation is forgotten once its session would have expired", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
+		if err := account.RevokeSession(s, "alice", 7, t0.Add(time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := gateway.RevokeSession(s, "alice", 8, t0.Add(3*time.Hour), t0.Add(2*time.Hour)); err != nil {
+		if err := account.RevokeSession(s, "alice", 8, t0.Add(3*time.Hour), t0.Add(2*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
 		st, _ := s.SessionState("alice")
@@ -425,17 +426,17 @@ func testRevokeSession(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("past the limit every session ends", func(t *testing.T) {
 		s := open(t)
 		before, _ := s.SessionState("alice")
-		for i := 0; i <= gateway.MaxRevokedSessions; i++ {
-			if err := gateway.RevokeSession(s, "alice", uint64(i+1), t0.Add(time.Hour), t0); err != nil {
+		for i := 0; i <= account.MaxRevokedSessions; i++ {
+			if err := account.RevokeSession(s, "alice", uint64(i+1), t0.Add(time.Hour), t0); err != nil {
 				t.Fatal(err)
 			}
 		}
 		st, _ := s.SessionState("alice")
 		if st.Generation <= before.Generation {
-			t.Fatalf("generation %d after %d revocations, want it raised", st.Generation, gateway.MaxRevokedSessions+1)
+			t.Fatalf("generation %d after %d revocations, want it raised", st.Generation, account.MaxRevokedSessions+1)
 		}
-		if len(st.RevokedSessions) > 8*gateway.MaxRevokedSessions {
-			t.Fatalf("%d revocations kept, want at most %d", len(st.RevokedSessions)/8, gateway.MaxRevokedSessions)
+		if len(st.RevokedSessions) > 8*account.MaxRevokedSessions {
+			t.Fatalf("%d revocations kept, want at most %d", len(st.RevokedSessions)/8, account.MaxRevokedSessions)
 		}
 	})
 }

@@ -1,15 +1,15 @@
-package gateway_test
+package account_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/storetest"
 )
 
 // These tests hold the lockout (counter.go), applied through a Store as the
-// flow applies it (update.go), to SPEC §4 rules 5 and 13.
+// flow applies it (TakeAttempt and its siblings), to SPEC §4 rules 5 and 13.
 
 func TestLockoutRules(t *testing.T) { testLockout(t, openMemStore) }
 
@@ -23,15 +23,15 @@ var (
 	failTimes  = storetest.FailTimes
 )
 
-func release(t *testing.T, s gateway.Store, a gateway.Attempt) {
+func release(t *testing.T, s account.Store, a account.Attempt) {
 	t.Helper()
-	if err := gateway.ReleaseAttempt(s, a); err != nil {
+	if err := account.ReleaseAttempt(s, a); err != nil {
 		t.Fatalf("ReleaseAttempt: %v", err)
 	}
 }
 
-func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
-	user := gateway.Limit{Key: "user:alice", Max: 3}
+func testLockout(t *testing.T, open func(t *testing.T) account.Store) {
+	user := account.Limit{Key: "user:alice", Max: 3}
 
 	t.Run("slots are taken before the check so in-flight attempts count", func(t *testing.T) {
 		s := open(t)
@@ -85,7 +85,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 		for range 10 {
 			release(t, s, mustTake(t, s, t0, user))
 		}
-		held := []gateway.Attempt{mustTake(t, s, t0, user), mustTake(t, s, t0, user), mustTake(t, s, t0, user)}
+		held := []account.Attempt{mustTake(t, s, t0, user), mustTake(t, s, t0, user), mustTake(t, s, t0, user)}
 		mustRefuse(t, s, t0, user.Key, user)
 		release(t, s, held[1])
 		mustTake(t, s, t0, user)
@@ -110,7 +110,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a release from an older window frees no slot of a newer one", func(t *testing.T) {
 		s := open(t)
-		one := gateway.Limit{Key: "user:alice", Max: 1}
+		one := account.Limit{Key: "user:alice", Max: 1}
 		old := mustTake(t, s, t0, one)
 		mustTake(t, s, t0.Add(window), one) // the old window is over: a new one starts
 		release(t, s, old)
@@ -118,7 +118,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a failure from an older window frees no slot of a newer one", func(t *testing.T) {
 		s := open(t)
-		two := gateway.Limit{Key: "user:alice", Max: 2}
+		two := account.Limit{Key: "user:alice", Max: 2}
 		old := mustTake(t, s, t0, two)
 		now := t0.Add(window)
 		mustTake(t, s, now, two)
@@ -127,7 +127,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a lock on one limit refuses an attempt over several", func(t *testing.T) {
 		s := open(t)
-		ip := gateway.Limit{Key: "ip:192.0.2.1", Max: 10}
+		ip := account.Limit{Key: "ip:192.0.2.1", Max: 10}
 		failTimes(t, s, user, 0, 0, 0)
 		mustRefuse(t, s, t0.Add(time.Minute), user.Key, ip, user)
 		for range ip.Max {
@@ -136,7 +136,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("a failure counts in every limit of the attempt and returns each lock", func(t *testing.T) {
 		s := open(t)
-		ip := gateway.Limit{Key: "ip:192.0.2.1", Max: 2}
+		ip := account.Limit{Key: "ip:192.0.2.1", Max: 2}
 		fail(t, s, mustTake(t, s, t0, user, ip), t0)
 		locks := fail(t, s, mustTake(t, s, t0, user, ip), t0)
 		if len(locks) != 1 || locks[0].Key != ip.Key {
@@ -150,8 +150,8 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("both limits reaching max are both returned", func(t *testing.T) {
 		s := open(t)
-		a := gateway.Limit{Key: "user:alice", Max: 1}
-		b := gateway.Limit{Key: "ip:192.0.2.1", Max: 1}
+		a := account.Limit{Key: "user:alice", Max: 1}
+		b := account.Limit{Key: "ip:192.0.2.1", Max: 1}
 		locks := fail(t, s, mustTake(t, s, t0, a, b), t0)
 		if len(locks) != 2 {
 			t.Errorf("FailAttempt returned %+v, want two locks", locks)
@@ -160,13 +160,13 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	t.Run("counters of different keys are independent", func(t *testing.T) {
 		s := open(t)
 		failTimes(t, s, user, 0, 0, 0)
-		bob := gateway.Limit{Key: "user:bob", Max: 3}
+		bob := account.Limit{Key: "user:bob", Max: 3}
 		mustTake(t, s, t0, bob)
 	})
 	t.Run("reset forgets the failures of the key", func(t *testing.T) {
 		s := open(t)
 		failTimes(t, s, user, 0, 0)
-		if err := gateway.ResetFailures(s, user.Key); err != nil {
+		if err := account.ResetFailures(s, user.Key); err != nil {
 			t.Fatal(err)
 		}
 		if locks := failTimes(t, s, user, time.Second, time.Second); len(locks) != 0 {
@@ -178,7 +178,7 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 	})
 	t.Run("reset of an unknown key succeeds", func(t *testing.T) {
 		s := open(t)
-		if err := gateway.ResetFailures(s, "user:nobody"); err != nil {
+		if err := account.ResetFailures(s, "user:nobody"); err != nil {
 			t.Errorf("ResetFailures = %v", err)
 		}
 	})
@@ -186,10 +186,10 @@ func testLockout(t *testing.T, open func(t *testing.T) gateway.Store) {
 		s := open(t)
 		a := mustTake(t, s, t0, user)
 		a.WindowStarts = nil
-		if err := gateway.ReleaseAttempt(s, a); err == nil {
+		if err := account.ReleaseAttempt(s, a); err == nil {
 			t.Error("ReleaseAttempt accepted an attempt without window starts")
 		}
-		if _, err := gateway.FailAttempt(s, a, t0, window); err == nil {
+		if _, err := account.FailAttempt(s, a, t0, window); err == nil {
 			t.Error("FailAttempt accepted an attempt without window starts")
 		}
 	})
