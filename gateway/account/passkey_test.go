@@ -8,7 +8,6 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
-
 func withPasskey(count uint32) account.Account {
 	a := account.Account{Name: "alice"}
 	if err := a.AddPasskey(account.Passkey{ID: []byte{1}, Name: " My   key ", SignCount: count}); err != nil {
