@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -47,9 +48,12 @@ open, or <caddy data dir>/totp_auth/totp.db), and --key or TOTP_AUTH_KEY
 the key when Caddy is stopped and the key is not in the key file beside
 the database.
 
-With PostgreSQL (postgres in the Caddyfile, or --postgres <connection>),
-the commands always work on the database directly, Caddy running or not,
-and every running instance notices each change at once.`,
+With PostgreSQL (postgres in the Caddyfile, --postgres <connection>, or
+TOTP_AUTH_POSTGRES), the commands always work on the database directly,
+Caddy running or not, and every running instance notices each change at
+once. Keep secrets off the command line, where every local account can
+read them: --postgres, --to-postgres and --key take {env.X} and {file.X}
+placeholders, and a password or key written out gets a warning.`,
 		CobraFunc: addCommands,
 	})
 }
@@ -68,10 +72,14 @@ func addCommands(root *cobra.Command) {
 	root.PersistentFlags().StringVar(&o.address, "address", "", "the address of Caddy's admin endpoint (default: from --config, CADDY_ADMIN or localhost:2019)")
 	root.PersistentFlags().StringVarP(&o.config, "config", "c", "", "Caddy's configuration `file`, to read the admin endpoint, the database, its key and the user lines from")
 	root.PersistentFlags().StringVarP(&o.adapter, "adapter", "a", "", "the adapter of --config")
-	root.PersistentFlags().StringVar(&o.postgres, "postgres", "", "a PostgreSQL database (connection string or postgres:// URL) to work on directly; running instances notice every change at once (default: from --config)")
-	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, in hex or as a placeholder such as {file./etc/caddy/totp.key} (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
-	root.PersistentPreRun = func(cmd *cobra.Command, _ []string) {
+	root.PersistentFlags().StringVar(&o.postgres, "postgres", "", "a PostgreSQL database (connection string or postgres:// URL, or a placeholder such as {env.TOTP_AUTH_POSTGRES} or {file.<path>}) to work on directly; running instances notice every change at once (default: from --config, else $TOTP_AUTH_POSTGRES)")
+	root.PersistentFlags().StringVar(&o.key, "key", "", "when Caddy is not running: the encryption_key, as a placeholder such as {file./etc/caddy/totp.key} or {env.TOTP_AUTH_KEY} (in hex it shows in the process list) (default: from --config, else $TOTP_AUTH_KEY, else the key file beside the database)")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		o.out, o.errOut, o.in = cmd.OutOrStdout(), cmd.ErrOrStderr(), os.Stdin
+		warnClearSecrets(o.errOut, map[string]string{"postgres": o.postgres}, o.key)
+		var err error
+		o.postgres, err = resolveFlag("postgres", o.postgres)
+		return err
 	}
 
 	user := &cobra.Command{
@@ -184,10 +192,21 @@ backup codes and sessions; failure counters and locks come along. Stop the
 Caddy that uses the file first. The secrets stay sealed under the same
 key, which then becomes encryption_key of every instance.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return o.migrate(toPostgres) },
+		RunE: func(*cobra.Command, []string) error {
+			warnClearSecrets(o.errOut, map[string]string{"to-postgres": toPostgres}, "")
+			to, err := resolveFlag("to-postgres", toPostgres)
+			if err == nil && to == "" {
+				if to, err = postgresFromEnv(); err == nil && to == "" {
+					err = fmt.Errorf("name the PostgreSQL database to copy into with --to-postgres '{env.%s}' (or '{file.<path>}'), or set %s", envPostgres, envPostgres)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return o.migrate(to)
+		},
 	}
-	migrate.Flags().StringVar(&toPostgres, "to-postgres", "", "the PostgreSQL database to copy into: a libpq connection string or a postgres:// URL")
-	_ = migrate.MarkFlagRequired("to-postgres")
+	migrate.Flags().StringVar(&toPostgres, "to-postgres", "", "the PostgreSQL database to copy into: a libpq connection string or a postgres:// URL, or a placeholder such as {env.TOTP_AUTH_POSTGRES} or {file.<path>} (default: $TOTP_AUTH_POSTGRES)")
 	root.AddCommand(migrate)
 
 	root.AddCommand(&cobra.Command{

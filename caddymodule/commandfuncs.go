@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/internal/operator"
-	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // This file holds what the `caddy totp-auth` commands run (the tree is in
@@ -127,7 +127,7 @@ func (o *options) rotateKey() error {
 		fmt.Fprintln(o.out, r.Message)
 		return nil
 	}
-	next, err := storage.NewKey()
+	next, err := secrets.NewKey()
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // databases holds the open databases by absolute path. Site blocks naming
@@ -38,7 +39,7 @@ type database struct {
 	// while a backup runs, so a backup names the key it was made under.
 	keyMu sync.RWMutex
 	// current is the key new secrets are sealed under.
-	current storage.Key
+	current secrets.Key
 
 	mu sync.Mutex
 	// holders are the handlers (and the offline command) using the database.

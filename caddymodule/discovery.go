@@ -119,7 +119,7 @@ func (o *options) keySource(cfg *configuredDB) keySource {
 	case cfg != nil && cfg.keys.current != "":
 		src = cfg.keys
 	default:
-		src.current = os.Getenv("TOTP_AUTH_KEY")
+		src.current = os.Getenv(envKey)
 		if cfg != nil {
 			src.old = cfg.keys.old
 		}

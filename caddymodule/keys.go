@@ -13,24 +13,23 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	"go.uber.org/zap"
-
-	"github.com/totp-auth/totp_auth/storage"
 )
 
 // keySet is what a database may be opened with: the current key first,
 // then the older keys still accepted, and where the current key came from.
 type keySet struct {
-	keys []storage.Key
+	keys []secrets.Key
 	// file is the key file the current key was read from; "" when the
 	// configuration names the key.
 	file string
 }
 
-func (ks keySet) current() storage.Key { return ks.keys[0] }
+func (ks keySet) current() secrets.Key { return ks.keys[0] }
 
 // accepts reports whether k is among the keys, current or older.
-func (ks keySet) accepts(k storage.Key) bool {
+func (ks keySet) accepts(k secrets.Key) bool {
 	for _, have := range ks.keys {
 		if have == k {
 			return true
@@ -42,7 +41,7 @@ func (ks keySet) accepts(k storage.Key) bool {
 // add appends k unless it is already there: a key listed twice (the same
 // key as encryption_key and in old_encryption_keys, or a key file and its
 // retired copy after an interrupted rotation) is harmless, not an error.
-func (ks *keySet) add(k storage.Key) {
+func (ks *keySet) add(k secrets.Key) {
 	if !ks.accepts(k) {
 		ks.keys = append(ks.keys, k)
 	}
@@ -52,7 +51,7 @@ func (ks *keySet) add(k storage.Key) {
 // the key's id: a restart before the rotation's transaction commits still
 // opens the database with it, and every backup made while it was current
 // needs it, so it stays until the operator removes it.
-func retiredKeyFile(keyFile string, k storage.Key) string { return keyFile + "." + k.ID() }
+func retiredKeyFile(keyFile string, k secrets.Key) string { return keyFile + "." + k.ID() }
 
 // legacyOldKeyFile is where earlier versions kept the one key a rotation
 // replaced; a start renames it to its retiredKeyFile.
@@ -61,7 +60,7 @@ func legacyOldKeyFile(keyFile string) string { return keyFile + ".old" }
 // retiredKey is a key a rotation retired, kept beside the key file.
 type retiredKey struct {
 	file string
-	key  storage.Key
+	key  secrets.Key
 	// retired is when the rotation wrote the file.
 	retired time.Time
 }
@@ -129,14 +128,14 @@ func (src keySource) resolve(repl *caddy.Replacer, dbPath string, create bool, l
 		if err != nil {
 			return keySet{}, err
 		}
-		ks.keys = []storage.Key{key}
+		ks.keys = []secrets.Key{key}
 	} else {
 		file := defaultKeyFile(dbPath)
 		key, err := keyFromFile(file, dbPath, create, logger)
 		if err != nil {
 			return keySet{}, err
 		}
-		ks = keySet{keys: []storage.Key{key}, file: file}
+		ks = keySet{keys: []secrets.Key{key}, file: file}
 		retired, err := retiredKeys(file)
 		if err != nil {
 			return keySet{}, err
@@ -155,34 +154,34 @@ func (src keySource) resolve(repl *caddy.Replacer, dbPath string, create bool, l
 	return ks, nil
 }
 
-func parseConfiguredKey(repl *caddy.Replacer, setting, value string) (storage.Key, error) {
+func parseConfiguredKey(repl *caddy.Replacer, setting, value string) (secrets.Key, error) {
 	s, err := repl.ReplaceOrErr(value, true, true)
 	if err != nil {
-		return storage.Key{}, fmt.Errorf("%s: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", setting, err)
+		return secrets.Key{}, fmt.Errorf("%s: %w: set the environment variable or file it names, or write the key itself (64 hex digits)", setting, err)
 	}
-	key, err := storage.ParseKey(s)
+	key, err := secrets.ParseKey(s)
 	if err != nil {
-		return storage.Key{}, fmt.Errorf("%s: %w", setting, err)
+		return secrets.Key{}, fmt.Errorf("%s: %w", setting, err)
 	}
 	return key, nil
 }
 
 // keyFromFile returns the key in file, generating the file if neither it
 // nor the database exists yet (and create is set).
-func keyFromFile(file, dbPath string, create bool, logger *zap.Logger) (storage.Key, error) {
+func keyFromFile(file, dbPath string, create bool, logger *zap.Logger) (secrets.Key, error) {
 	key, err := readKeyFile(file)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return key, err
 	}
 	if _, err := os.Stat(dbPath); err == nil {
-		return storage.Key{}, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
+		return secrets.Key{}, fmt.Errorf("database %s exists but its key file %s is missing: restore the key file from your backup, "+
 			"or set encryption_key to the key the database was written with", dbPath, file)
 	}
 	if !create {
-		return storage.Key{}, fmt.Errorf("no database at %s (and no key file %s)", dbPath, file)
+		return secrets.Key{}, fmt.Errorf("no database at %s (and no key file %s)", dbPath, file)
 	}
 	if key, err = createKeyFile(file); err != nil {
-		return storage.Key{}, err
+		return secrets.Key{}, err
 	}
 	logger.Warn("generated the encryption key for TOTP secrets; back up this file together with the database, "+
 		"or set encryption_key (e.g. {env.TOTP_AUTH_KEY}) to its contents",
@@ -190,14 +189,14 @@ func keyFromFile(file, dbPath string, create bool, logger *zap.Logger) (storage.
 	return key, nil
 }
 
-func readKeyFile(path string) (storage.Key, error) {
+func readKeyFile(path string) (secrets.Key, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return storage.Key{}, err
+		return secrets.Key{}, err
 	}
-	key, err := storage.ParseKey(string(b))
+	key, err := secrets.ParseKey(string(b))
 	if err != nil {
-		return storage.Key{}, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
+		return secrets.Key{}, fmt.Errorf("key file %s: %w: restore it from your backup, or set encryption_key", path, err)
 	}
 	return key, nil
 }
@@ -205,17 +204,17 @@ func readKeyFile(path string) (storage.Key, error) {
 // createKeyFile writes a new random key to path, unless another process got
 // there first, in which case that key is used. The key is written to a
 // temporary file and linked into place, so path never holds a partial key.
-func createKeyFile(path string) (storage.Key, error) {
+func createKeyFile(path string) (secrets.Key, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return storage.Key{}, fmt.Errorf("create the folder for key file %s: %w", path, err)
+		return secrets.Key{}, fmt.Errorf("create the folder for key file %s: %w", path, err)
 	}
-	key, err := storage.NewKey()
+	key, err := secrets.NewKey()
 	if err != nil {
-		return storage.Key{}, err
+		return secrets.Key{}, err
 	}
 	tmp, err := writeTempKey(path, key)
 	if err != nil {
-		return storage.Key{}, err
+		return secrets.Key{}, err
 	}
 	defer os.Remove(tmp)
 	err = os.Link(tmp, path)
@@ -223,14 +222,14 @@ func createKeyFile(path string) (storage.Key, error) {
 		return readKeyFile(path)
 	}
 	if err != nil {
-		return storage.Key{}, fmt.Errorf("write key file %s: %w", path, err)
+		return secrets.Key{}, fmt.Errorf("write key file %s: %w", path, err)
 	}
 	return key, syncDir(path)
 }
 
 // replaceKeyFile puts key into path atomically: a crash leaves either the
 // old file or the new one, never a partial key.
-func replaceKeyFile(path string, key storage.Key) error {
+func replaceKeyFile(path string, key secrets.Key) error {
 	tmp, err := writeTempKey(path, key)
 	if err != nil {
 		return err
@@ -244,7 +243,7 @@ func replaceKeyFile(path string, key storage.Key) error {
 
 // writeTempKey writes key, synced and mode 0600, to a new file beside path
 // and returns its name.
-func writeTempKey(path string, key storage.Key) (string, error) {
+func writeTempKey(path string, key secrets.Key) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
 	if err != nil {
 		return "", fmt.Errorf("write key file %s: %w", path, err)

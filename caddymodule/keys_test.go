@@ -12,11 +12,12 @@ import (
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // keyFileDatabase creates a database whose key is in the key file beside
 // it, with bob enrolled, and closes it.
-func keyFileDatabase(t *testing.T) (dbPath string, key storage.Key) {
+func keyFileDatabase(t *testing.T) (dbPath string, key secrets.Key) {
 	t.Helper()
 	dbPath = filepath.Join(t.TempDir(), "totp.db")
 	ks, err := keySource{}.resolve(caddy.NewReplacer(), dbPath, true, zap.NewNop())
@@ -57,7 +58,7 @@ func startsAndDecrypts(t *testing.T, dbPath string) {
 	}
 }
 
-func opensWith(dbPath string, keys ...storage.Key) error {
+func opensWith(dbPath string, keys ...secrets.Key) error {
 	db, err := storage.Open(dbPath, storage.Options{Keys: keys, LockTimeout: time.Second})
 	if err == nil {
 		err = db.Close()
@@ -66,21 +67,21 @@ func opensWith(dbPath string, keys ...storage.Key) error {
 }
 
 func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
-	newKey, err := storage.NewKey()
+	newKey, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The states rotateKey passes through, each as a crash would leave it.
 	steps := []struct {
 		name  string
-		crash func(t *testing.T, dbPath string, old storage.Key)
+		crash func(t *testing.T, dbPath string, old secrets.Key)
 	}{
-		{"after keeping the old key under its id", func(t *testing.T, dbPath string, old storage.Key) {
+		{"after keeping the old key under its id", func(t *testing.T, dbPath string, old secrets.Key) {
 			if err := replaceKeyFile(retiredKeyFile(defaultKeyFile(dbPath), old), old); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{"after writing the new key, before the transaction", func(t *testing.T, dbPath string, old storage.Key) {
+		{"after writing the new key, before the transaction", func(t *testing.T, dbPath string, old secrets.Key) {
 			if err := replaceKeyFile(retiredKeyFile(defaultKeyFile(dbPath), old), old); err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +89,7 @@ func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"after the transaction", func(t *testing.T, dbPath string, _ storage.Key) {
+		{"after the transaction", func(t *testing.T, dbPath string, _ secrets.Key) {
 			ks, err := keySource{}.resolve(caddy.NewReplacer(), dbPath, false, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
@@ -192,7 +193,7 @@ func TestRotateKey_KeepsEveryRetiredKeyByItsIDAndSaysWhichBackupsNeedIt(t *testi
 func TestRotateKey_AStartKeepsALegacyOldKeyUnderItsID(t *testing.T) {
 	dbPath, key := keyFileDatabase(t)
 	keyFile := defaultKeyFile(dbPath)
-	older, err := storage.NewKey()
+	older, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +260,8 @@ func TestReload_NewKeyWithTheOldOneListedReencryptsTheOpenDatabase(t *testing.T)
 		t.Fatal(err)
 	}
 
-	oldKey, _ := storage.ParseKey(key64)
-	newKey, _ := storage.ParseKey(key64b)
+	oldKey, _ := secrets.ParseKey(key64)
+	newKey, _ := secrets.ParseKey(key64b)
 	if err := opensWith(path, oldKey); err == nil {
 		t.Error("the old key alone still opens the database")
 	}
@@ -276,8 +277,8 @@ func TestKeySource_OldKeysAreAcceptedOnceEach(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, _ := storage.ParseKey(key64)
-	prev, _ := storage.ParseKey(key64b)
+	cur, _ := secrets.ParseKey(key64)
+	prev, _ := secrets.ParseKey(key64b)
 	if len(ks.keys) != 2 || ks.keys[0] != cur || ks.keys[1] != prev || ks.file != "" {
 		t.Errorf("keys = %v (file %q), want the current key then the old one, once each", ks.keys, ks.file)
 	}

@@ -5,7 +5,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // This file holds what operators do that only the bbolt file allows: key
@@ -50,7 +50,7 @@ func (d *database) rotateKey() (rotationReport, error) {
 	if file == "" {
 		return r, nil
 	}
-	next, err := storage.NewKey()
+	next, err := secrets.NewKey()
 	if err != nil {
 		return r, err
 	}
@@ -85,7 +85,7 @@ func (d *database) rotateKey() (rotationReport, error) {
 // backupKeys says which backups need which key: the current one for
 // backups from now on, each retired key for those made while it was
 // current (retired is the most recent first).
-func backupKeys(file string, current storage.Key, retired []retiredKey) string {
+func backupKeys(file string, current secrets.Key, retired []retiredKey) string {
 	parts := []string{fmt.Sprintf("from now on, key %s in %s", current.ID(), file)}
 	for i, k := range retired {
 		when := "made before now"

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // errNoSessionKeys stops SessionKeys from storing keys in a database that
@@ -17,7 +17,8 @@ var errNoSessionKeys = errors.New("the database has no session keys")
 
 // migrate copies the bbolt database the other commands would work on into
 // the empty PostgreSQL database at to: accounts with their authenticators,
-// unused backup codes and session generations, pending enrollments,
+// unused backup codes and session generations, the generations of removed
+// users, pending enrollments,
 // revocations, failure counters and the session keys (so nobody is signed
 // out). Secrets move still sealed under the same key, re-encrypted only as
 // PostgreSQL's rows need. Caddy must not hold the file meanwhile.
@@ -69,7 +70,7 @@ func (o *options) migrate(to string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), postgresOpenTimeout)
 	defer cancel()
-	dst, err := postgres.Open(ctx, to, postgres.Options{Keys: []storage.Key{src.current}})
+	dst, err := postgres.Open(ctx, to, postgres.Options{Keys: []secrets.Key{src.current}})
 	if err != nil {
 		return err
 	}
@@ -89,8 +90,15 @@ func (o *options) migrate(to string) error {
 	return nil
 }
 
-// copyStore copies every account, counter and the session keys from src
-// into dst, which must hold no account yet, and says what it copied.
+// removedLister is a store that keeps the generations of removed users
+// apart from its accounts (the bbolt file does).
+type removedLister interface {
+	Removed() ([]account.Account, error)
+}
+
+// copyStore copies every account, the generations removed users left
+// behind, every counter and the session keys from src into dst, which
+// must hold no account yet, and says what it copied.
 func copyStore(src, dst account.Store) (string, error) {
 	existing, err := dst.Accounts()
 	if err != nil {
@@ -121,6 +129,10 @@ func copyStore(src, dst account.Store) (string, error) {
 			return "", err
 		}
 	}
+	removed, err := copyRemoved(src, dst)
+	if err != nil {
+		return "", err
+	}
 	counters, err := src.Counters()
 	if err != nil {
 		return "", err
@@ -146,5 +158,30 @@ func copyStore(src, dst account.Store) (string, error) {
 		}
 		keys = "the session keys"
 	}
-	return fmt.Sprintf("%d users (%d with 2FA), %d failure counters and %s", len(list), enrolled, len(counters), keys), nil
+	return fmt.Sprintf("%d users (%d with 2FA), the generations of %d removed users, %d failure counters and %s",
+		len(list), enrolled, removed, len(counters), keys), nil
+}
+
+// copyRemoved copies the generations of removed users: without them, a
+// name removed before the move and added again after it would start from
+// generation 0, and a session ended by `user remove` would be valid again.
+func copyRemoved(src, dst account.Store) (int, error) {
+	lister, ok := src.(removedLister)
+	if !ok {
+		return 0, nil
+	}
+	removed, err := lister.Removed()
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range removed {
+		err := dst.UpdateAccount(r.Name, func(to *account.Account) error {
+			*to = account.Account{Name: r.Name, Generation: r.Generation, Removed: true}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(removed), nil
 }

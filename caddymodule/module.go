@@ -2,12 +2,11 @@
 // http.handlers.totp_auth module and its Caddyfile directive, turns the
 // configuration into a gateway.Config, opens the database, and hands every
 // request to the gateway. It also holds the Caddy side of what operators
-// use while Caddy runs or not: the admin API module admin.api.totp_auth
-// (admin.go), the `caddy totp-auth` commands (command.go for the tree,
-// commandfuncs.go for what they run, with discovery, admin client, table,
-// backup file and password prompt apart), key files and rotation
-// (keys.go, maintenance.go), and the metrics (metrics.go). The user
-// operations themselves work on any store and live in internal/operator.
+// use while Caddy runs or not: the admin API module admin.api.totp_auth,
+// the `caddy totp-auth` commands (their tree, what they run, finding the
+// database they work on, talking to a running Caddy), key files and
+// rotation, backups, and the Prometheus metrics. The user operations
+// themselves work on any store and live in internal/operator.
 //
 // Nothing about passwords, TOTP, sessions or lockout lives here; that is the
 // gateway package. Build it into Caddy with
@@ -241,6 +240,11 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		return err
 	}
 	t.warnUncoveredPortal(portal)
+	if len(portal) > 0 {
+		if err := requirePortalCheck(ctx); err != nil {
+			return err
+		}
+	}
 	cfg := gateway.Config{
 		Groups:           groups,
 		Allow:            allow,

@@ -17,6 +17,7 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // testDatabase opens a database in a temporary folder as the given owner
@@ -24,11 +25,11 @@ import (
 // offline commands (owner offlineHolder{}).
 func testDatabase(t *testing.T, owner any, configUsers ...string) *database {
 	t.Helper()
-	key, err := storage.ParseKey(key64)
+	key, err := secrets.ParseKey(key64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := openDatabaseFile(filepath.Join(t.TempDir(), "totp.db"), keySet{keys: []storage.Key{key}}, time.Second, zap.NewNop())
+	d, err := openDatabaseFile(filepath.Join(t.TempDir(), "totp.db"), keySet{keys: []secrets.Key{key}}, time.Second, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,8 +351,8 @@ func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 	if err := writeFileAtomically(copyPath, func(w io.Writer) error { _, err := w.Write(buf.Bytes()); return err }); err != nil {
 		t.Fatal(err)
 	}
-	key, _ := storage.ParseKey(key64)
-	restored, err := storage.Open(copyPath, storage.Options{Keys: []storage.Key{key}})
+	key, _ := secrets.ParseKey(key64)
+	restored, err := storage.Open(copyPath, storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package caddymodule
 import (
 	"strings"
 	"testing"
+
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
 func TestProvision_PostgresRequiresEncryptionKey(t *testing.T) {
@@ -30,7 +32,7 @@ func TestProvision_PostgresPasswordNeverInErrors(t *testing.T) {
 }
 
 func TestProvision_TwoHandlersWithOnePostgresShareTheConnections(t *testing.T) {
-	dsn := postgresDatabase(t)
+	dsn := pgtest.Database(t)
 	a := &TOTPAuth{Postgres: dsn, EncryptionKey: key64}
 	b := &TOTPAuth{Postgres: dsn, EncryptionKey: key64}
 	mustProvision(t, a)
@@ -56,7 +58,7 @@ func TestProvision_TwoHandlersWithOnePostgresShareTheConnections(t *testing.T) {
 }
 
 func TestProvision_PostgresWithAnotherKeyIsRefused(t *testing.T) {
-	dsn := postgresDatabase(t)
+	dsn := pgtest.Database(t)
 	mustProvision(t, &TOTPAuth{Postgres: dsn, EncryptionKey: key64})
 	err := provision(t, &TOTPAuth{Postgres: dsn + " application_name=other", EncryptionKey: key64b})
 	if err == nil || !strings.Contains(err.Error(), "encryption_key") {

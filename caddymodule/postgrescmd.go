@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -30,6 +31,10 @@ func (o *options) connectPostgres(configured []configuredDB) (t *target, ok bool
 	case connString != "":
 	case o.db == "" && len(configured) == 1 && cfg != nil:
 		connString = cfg.postgres
+	case o.db == "" && len(configured) == 0 && os.Getenv(envPostgres) != "":
+		if connString, err = postgresFromEnv(); err != nil {
+			return nil, true, err
+		}
 	default:
 		return nil, false, nil
 	}

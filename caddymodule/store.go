@@ -6,6 +6,7 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // store is what the module needs of a database, bbolt (db_path) or
@@ -13,7 +14,7 @@ import (
 // action works too, and the maintenance only a store itself can do.
 type store interface {
 	account.Store
-	RotateKey(key storage.Key) error
+	RotateKey(key secrets.Key) error
 	Backup(w io.Writer) (int64, error)
 	Close() error
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // The crash test's load: how many users; how many goroutines enroll them
@@ -421,11 +422,11 @@ func TestCrash_KilledCaddyKeepsEveryConfirmedEnrollment(t *testing.T) {
 	// decrypt to exactly what the users enrolled with.
 	c.stop()
 	checkBolt(t, db)
-	key, err := storage.ParseKey(testKey)
+	key, err := secrets.ParseKey(testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := storage.Open(db, storage.Options{Keys: []storage.Key{key}})
+	s, err := storage.Open(db, storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatalf("open the database after the restart: %v", err)
 	}

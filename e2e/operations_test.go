@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // These tests are an operator at the terminal: they run the built binary's
@@ -367,7 +367,7 @@ func TestRotateKey_KeyFile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rotate-key (%s): %v\n%s", mode.name, err, out)
 		}
-		oldKey, err := storage.ParseKey(old)
+		oldKey, err := secrets.ParseKey(old)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -104,8 +104,12 @@ func startPortal(t *testing.T, extra ...string) *portalSetup {
 	}, extra...)...)
 	// Only 127.0.0.1 is a trusted proxy: a client calling from another
 	// loopback address plays a caller outside trusted_proxies.
+	// The catch-all site refuses every other host: without it Caddy
+	// answers a verify request that misses the portal's site with an empty
+	// 200, and the module refuses to start.
 	s.portal.start(s.portal.caddyfile("\tservers {\n\t\ttrusted_proxies static 127.0.0.1/32\n\t}\n",
-		fmt.Sprintf("http://auth.%s:%d {\n\tbind 127.0.0.1\n\t%s\n\trespond \"the portal's own page\"\n}\n", portalDomain, s.portalPort, block)),
+		fmt.Sprintf("http://auth.%s:%d {\n\tbind 127.0.0.1\n\t%s\n\trespond \"the portal's own page\"\n}\n", portalDomain, s.portalPort, block)+
+			catchAllSite(s.portalPort)),
 		s.portalPort)
 
 	forwardAuth := func(uri string) string {
@@ -117,6 +121,12 @@ func startPortal(t *testing.T, extra ...string) *portalSetup {
 		portalDomain, s.appPort, forwardAuth(prefix+"/verify"), s.up.addr(), forwardAuth(prefix+"/verify?allow_groups=admins"))
 	s.apps.start(s.apps.caddyfile("", apps), s.appPort)
 	return s
+}
+
+// catchAllSite is the site that refuses every host the others do not
+// name, on port, as the portal's server needs it.
+func catchAllSite(port int) string {
+	return fmt.Sprintf("http://:%d {\n\tbind 127.0.0.1\n\trespond 421\n}\n", port)
 }
 
 // nginxProc is a real nginx, a direct child of the test in the
@@ -132,6 +142,14 @@ type nginxProc struct {
 // startNginx runs nginx on port in front of the upstream, asking the
 // portal with auth_request and sending 401s to the login page.
 func (s *portalSetup) startNginx(t *testing.T) {
+	t.Helper()
+	s.startNginxWith(t, fmt.Sprintf("proxy_set_header Host auth.%s:%d;", portalDomain, s.portalPort))
+}
+
+// startNginxWith is startNginx with hostLine as the line that names the
+// portal to it (the Host of the verify request): "" leaves nginx's
+// default, the address in proxy_pass.
+func (s *portalSetup) startNginxWith(t *testing.T, hostLine string) {
 	t.Helper()
 	const bin = "/usr/sbin/nginx"
 	if _, err := os.Stat(bin); err != nil {
@@ -181,7 +199,7 @@ http {
 			proxy_pass http://127.0.0.1:%[6]d%[7]s/verify/nginx;
 			proxy_pass_request_body off;
 			proxy_set_header Content-Length "";
-			proxy_set_header Host auth.%[4]s:%[6]d;
+			%[8]s
 			proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
 			proxy_set_header X-Original-Method $request_method;
 		}
@@ -190,13 +208,13 @@ http {
 			proxy_pass http://127.0.0.1:%[6]d%[7]s/verify/nginx?allow_groups=admins;
 			proxy_pass_request_body off;
 			proxy_set_header Content-Length "";
-			proxy_set_header Host auth.%[4]s:%[6]d;
+			%[8]s
 			proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
 			proxy_set_header X-Original-Method $request_method;
 		}
 	}
 }
-`, user, n.dir, s.nginxPort, portalDomain, s.up.addr(), s.portalPort, prefix)
+`, user, n.dir, s.nginxPort, portalDomain, s.up.addr(), s.portalPort, prefix, hostLine)
 	confPath := filepath.Join(n.dir, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

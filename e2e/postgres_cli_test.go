@@ -5,13 +5,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
 // The `caddy totp-auth` commands work on a PostgreSQL database directly,
 // Caddy running or not, and every running instance notices at once.
 func TestPostgres_CommandsChangeTheDatabaseAndEveryInstanceNoticesAtOnce(t *testing.T) {
 	t.Parallel()
-	dsn := postgresDatabase(t)
+	dsn := pgtest.Database(t)
 	c := newCluster(t, dsn, nil, "require_2fa false")
 	pgFlags := []string{"--postgres", dsn, "--key", testKey}
 	cli := func(stdin string, args ...string) string {
@@ -69,7 +71,7 @@ func TestPostgres_MigrateFromBboltKeepsAuthenticatorsCodesAndSessions(t *testing
 	codes := r.json(t)["backup_codes"].([]any)
 	single.stop()
 
-	dsn := postgresDatabase(t)
+	dsn := pgtest.Database(t)
 	configFile := single.writeConfig("Caddyfile.migrate", cfg)
 	out, err := single.cli("", nil, "migrate", "--to-postgres", dsn, "--config", configFile)
 	if err != nil || !strings.Contains(out, "1 users (1 with 2FA)") {

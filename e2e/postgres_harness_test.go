@@ -14,65 +14,7 @@ import (
 	"github.com/totp-auth/totp_auth/internal/pgtest"
 )
 
-// pg is the PostgreSQL cluster the tests share, started by the first test
-// that needs it and stopped by TestMain. A test that stops its server
-// starts a cluster of its own.
-var pg struct {
-	once   sync.Once
-	server *pgtest.Server
-	err    error
-}
-
-// postgresDatabase returns the connection string of a new, empty database
-// on the shared cluster.
-func postgresDatabase(t *testing.T) string {
-	t.Helper()
-	pg.once.Do(func() { pg.server, pg.err = pgtest.Start() })
-	if pg.err != nil {
-		t.Fatal(pg.err)
-	}
-	dsn, err := pg.server.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dsn
-}
-
-func stopPostgres() {
-	if pg.server != nil {
-		_ = pg.server.Close()
-	}
-}
-
-// ownPostgres starts a cluster for t alone and returns it with the
-// connection string of an empty database on it.
-func ownPostgres(t *testing.T) (*pgtest.Server, string) {
-	t.Helper()
-	s, err := pgtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	dsn, err := s.NewDatabase()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, dsn
-}
-
-// psql runs a statement on dsn as an operator would.
-func psql(t *testing.T, dsn, statement string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, statement, args...); err != nil {
-		t.Fatalf("%s: %v", statement, err)
-	}
-}
+func stopPostgres() { _ = pgtest.Cleanup() }
 
 // cluster is two Caddy instances on one PostgreSQL database, each in front
 // of the same upstream, and a third Caddy that balances between them.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/postgres"
 )
 
@@ -14,7 +15,7 @@ import (
 
 func TestPostgres_HundredGuessesOverTwoInstancesEvaluateAtMostFive(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"alice"}, "max_failures_per_ip 1000")
+	c := newCluster(t, pgtest.Database(t), []string{"alice"}, "max_failures_per_ip 1000")
 	e := enroll(t, newClient(t, c.aPort), "alice")
 
 	// 100 sign-ins waiting for a code, spread by the balancer.
@@ -58,7 +59,7 @@ func TestPostgres_HundredGuessesOverTwoInstancesEvaluateAtMostFive(t *testing.T)
 
 func TestPostgres_CodeSentToBothInstancesAtOnceIsAcceptedOnce(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"bob"}, "max_failures 100")
+	c := newCluster(t, pgtest.Database(t), []string{"bob"}, "max_failures 100")
 	e := enroll(t, newClient(t, c.aPort), "bob")
 
 	const n = 12
@@ -90,7 +91,7 @@ func TestPostgres_CodeSentToBothInstancesAtOnceIsAcceptedOnce(t *testing.T) {
 
 func TestPostgres_BackupCodeSentToBothInstancesAtOnceIsAcceptedOnce(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"dana"}, "max_failures 100")
+	c := newCluster(t, pgtest.Database(t), []string{"dana"}, "max_failures 100")
 	owner := newClient(t, c.aPort)
 	expect(t, "login", login(owner, "dana", testPassword), http.StatusOK)
 	secret := owner.api("GET", "setup", nil).json(t)["secret"].(string)
@@ -159,7 +160,7 @@ func refusedWithin(t *testing.T, cl *client, d time.Duration, what string) time.
 
 func TestPostgres_LogoutOnOneInstanceEndsTheSessionOnTheOtherWithinASecond(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, postgresDatabase(t), []string{"erin"}, "require_2fa false")
+	c := newCluster(t, pgtest.Database(t), []string{"erin"}, "require_2fa false")
 	onA := passwordSession(t, c.aPort, "erin")
 	onB := on(onA, c.bPort)
 	expect(t, "session on the other instance", onB.do("GET", "/app", nil, "Accept", "application/json"), http.StatusOK)
@@ -177,7 +178,7 @@ func TestPostgres_LogoutOnOneInstanceEndsTheSessionOnTheOtherWithinASecond(t *te
 
 func TestPostgres_FailsClosedWhenTheListenerOrTheDatabaseGoesAndRecovers(t *testing.T) {
 	t.Parallel()
-	server, dsn := ownPostgres(t) // stopped below: not the shared cluster
+	server, dsn := pgtest.Own(t) // stopped below: not the shared cluster
 	c := newCluster(t, dsn, []string{"frank"}, "require_2fa false")
 	s1 := passwordSession(t, c.aPort, "frank")
 	s2 := passwordSession(t, c.aPort, "frank")
@@ -189,7 +190,7 @@ func TestPostgres_FailsClosedWhenTheListenerOrTheDatabaseGoesAndRecovers(t *test
 	// The listening connections die; a logout while nobody listens must
 	// still be in force on B at once: B asks the database until it
 	// listens again.
-	psql(t, dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", postgres.ListenerApplicationName)
+	pgtest.Exec(t, dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", postgres.ListenerApplicationName)
 	time.Sleep(50 * time.Millisecond)
 	expect(t, "logout of s1 on A", s1.api("POST", "logout", map[string]string{}), http.StatusOK)
 	if s := gate(s1OnB); s != http.StatusUnauthorized {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/totp-auth/totp_auth/internal/trailertest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -130,11 +131,10 @@ func TestUpstream_NoIdentityTrailerAndNoOddlySpelledSessionCookie(t *testing.T) 
 
 	// Trailers: a chunked body that ends with Remote-User: root.
 	for _, name := range []string{"Remote-User", "Remote_User"} {
-		body := &trailerBody{r: strings.NewReader("payload"), name: name, value: "root"}
-		req, _ := http.NewRequest("POST", b.base+"/upload", body)
-		req.ContentLength = -1
-		req.Trailer = http.Header{name: nil}
-		body.trailer = req.Trailer
+		req, err := trailertest.NewRequest("POST", b.base+"/upload", "payload", name, "root")
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Header.Set("Accept", "application/json")
 		req.Header.Set("Cookie", "totp_auth_session="+session)
 		resp, err := http.DefaultClient.Do(req)
@@ -159,22 +159,6 @@ func TestUpstream_NoIdentityTrailerAndNoOddlySpelledSessionCookie(t *testing.T) 
 	if s := <-got; strings.Contains(strings.Join(s.Cookie, ";"), session) {
 		t.Errorf("the upstream got the session cookie: %q", s.Cookie)
 	}
-}
-
-// trailerBody sets a trailer's value when the body is read to its end, as
-// net/http's client wants.
-type trailerBody struct {
-	r           io.Reader
-	trailer     http.Header
-	name, value string
-}
-
-func (b *trailerBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.trailer[b.name] = []string{b.value}
-	}
-	return n, err
 }
 
 func TestAdminAPI_RefusesABodyThatIsNotJSON(t *testing.T) {

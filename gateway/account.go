@@ -84,11 +84,7 @@ func (g *Gateway) getWhoami(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	expires := s.Issued.Add(g.cfg.SessionTTL)
-	if idle := s.LastSeen.Add(g.cfg.IdleTimeout); idle.Before(expires) {
-		expires = idle
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "expires": expires.UTC().Format(time.RFC3339)})
+	writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "expires": g.sessionEnd(*s).UTC().Format(time.RFC3339)})
 }
 
 func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {

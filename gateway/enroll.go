@@ -19,6 +19,18 @@ type enrollee struct {
 	pending  *PendingLogin
 	session  *Session // the signed-in user's session, when not pending
 	redirect string
+	// passwordDue is set for a pending sign-in that must give the password
+	// before a secret is shown (a step-up from a password-only session).
+	passwordDue bool
+}
+
+// binding is what the enrollee's secret is bound to: the session, or the
+// pending sign-in (SPEC §4 rule 21).
+func (e enrollee) binding() uint64 {
+	if e.session != nil {
+		return e.session.ID
+	}
+	return e.pending.ID
 }
 
 func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrollee, bool) {
@@ -28,8 +40,11 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 		g.internalError(w, r, "check pending sign-in", err)
 		return enrollee{}, false
 	}
-	if p != nil && p.Stage == stageEnroll {
-		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect)}, true
+	// A pending cookie without an id comes from before enrollments were
+	// bound to sign-ins: it would share one secret, so its holder signs in
+	// again.
+	if p != nil && p.ID != 0 && (p.Stage == stageEnroll || p.Stage == stageEnrollPassword) {
+		return enrollee{user: p.User, pending: p, redirect: g.safeRedirect(r, p.Redirect), passwordDue: p.Stage == stageEnrollPassword}, true
 	}
 	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
@@ -64,15 +79,23 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	}
 	now := g.cfg.Clock.Now()
 	var enr account.Enrollment
-	if e.session != nil {
+	switch {
+	case e.passwordDue:
+		g.askPassword(w, r, e, acct, status, errMsg)
+		return
+	case e.session != nil:
 		var ok bool
 		if enr, ok = acct.PendingAt(now); !ok || enr.Session != e.session.ID {
 			g.askPassword(w, r, e, acct, status, errMsg)
 			return
 		}
-	} else if enr, err = account.EnrollmentFor(g.cfg.Store, e.user, 0, now, newEnrollment(now)); err != nil {
-		g.internalError(w, r, "start enrollment", err)
-		return
+	default:
+		// A first sign-in's secret is its own: a reload shows the same
+		// one, another sign-in of the user gets another.
+		if enr, err = account.EnrollmentFor(g.cfg.Store, e.user, e.pending.ID, now, newEnrollment(now)); err != nil {
+			g.internalError(w, r, "start enrollment", err)
+			return
+		}
 	}
 	uri, err := otpauthURI(g.issuer(r), e.user, enr.Secret)
 	if err != nil {
@@ -160,20 +183,21 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.cfg.Clock.Now()
-	if e.session != nil && f.get("code") == "" {
-		// A signed-in user gives the password before any secret is shown,
-		// so a borrowed session cannot take over the second factor.
+	if (e.session != nil || e.passwordDue) && f.get("code") == "" {
+		// A signed-in user (or one stepping up from a password-only
+		// session) gives the password before any secret is shown, so a
+		// borrowed session cannot take over the second factor.
 		g.postSetupPassword(w, r, e, acct, a, f.get("password"), now)
 		return
 	}
 	enr, ok := acct.PendingAt(now)
 	switch {
-	case e.session != nil && (!ok || enr.Session != e.session.ID):
+	case e.passwordDue, e.session != nil && (!ok || enr.Session != e.session.ID):
 		// Only the session that gave the password confirms its secret.
 		g.releaseAttempt(a)
 		g.askPassword(w, r, e, acct, http.StatusForbidden, "Enter your password first.")
 		return
-	case e.session == nil && (!ok || enr.Session != 0):
+	case e.session == nil && (!ok || enr.Session != e.pending.ID):
 		g.releaseAttempt(a)
 		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
 		return
@@ -239,9 +263,10 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	g.showCodesOnce(w, r, s, codesEnrolled, codes, e.redirect)
 }
 
-// postSetupPassword is the first step for a signed-in user: the password,
-// within the attempt a, then a new secret bound to this session (SPEC §4
-// rule 21). API clients get the secret; browsers go on to the setup page,
+// postSetupPassword is the first step for a signed-in user, or one
+// stepping up from a password-only session: the password, within the
+// attempt a, then a new secret bound to this session or pending sign-in
+// (SPEC §4 rule 21). API clients get the secret; browsers go on to the setup page,
 // which shows it.
 func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct account.Account, a account.Attempt, password string, now time.Time) {
 	match, answered := g.passwordMatches(w, r, a, EventEnrollment, e.user, password)
@@ -255,7 +280,17 @@ func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e en
 		return
 	}
 	g.releaseAttempt(a)
-	if _, err := account.EnrollmentFor(g.cfg.Store, e.user, e.session.ID, now, newEnrollment(now)); err != nil {
+	if e.passwordDue {
+		// The same pending sign-in, now past its password.
+		p := *e.pending
+		p.Stage = stageEnroll
+		if err := g.setPendingCookie(w, r, p); err != nil {
+			g.internalError(w, r, "set pending cookie", err)
+			return
+		}
+		e.pending, e.passwordDue = &p, false
+	}
+	if _, err := account.EnrollmentFor(g.cfg.Store, e.user, e.binding(), now, newEnrollment(now)); err != nil {
 		g.internalError(w, r, "start enrollment", err)
 		return
 	}

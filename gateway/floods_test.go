@@ -51,7 +51,7 @@ func TestLockout_RefusalsByALockLogOneLinePerCounterPerSecond(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxFailures = 2 })
 	c := e.client()
 	for range 2 {
-		c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
+		c.login("alice", "wrong")
 	}
 	before := e.logs.FilterField(zapString("outcome", "locked")).Len()
 	var wg sync.WaitGroup
@@ -59,7 +59,7 @@ func TestLockout_RefusalsByALockLogOneLinePerCounterPerSecond(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r := e.client().postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != http.StatusTooManyRequests {
+			if r := e.client().login("alice", testPassword); r.StatusCode != http.StatusTooManyRequests {
 				t.Errorf("locked user: %d", r.StatusCode)
 			}
 		}()
@@ -69,7 +69,7 @@ func TestLockout_RefusalsByALockLogOneLinePerCounterPerSecond(t *testing.T) {
 		t.Fatalf("50 refusals within one second logged %d lines, want 1", n)
 	}
 	e.clock.Advance(time.Second)
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	lines := e.logs.FilterField(zapString("outcome", "locked")).All()
 	if len(lines)-before != 2 {
 		t.Fatalf("a refusal a second later logged %d lines in all, want 2", len(lines)-before)
@@ -98,12 +98,12 @@ func TestUnknownNames_APasswordInTheNameBoxIsNeitherLoggedNorStored(t *testing.T
 	e := newEnv(t, func(c *gateway.Config) { rec.Store = c.Store; c.Store = rec })
 	const typo = "correct-horse-in-the-wrong-box"
 	c := e.client()
-	r1 := c.postJSON("/.totp-auth/login", map[string]string{"username": typo, "password": "x"})
-	r2 := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "x"})
+	r1 := c.login(typo, "x")
+	r2 := c.login("alice", "x")
 	if r1.StatusCode != r2.StatusCode || r1.Body != r2.Body {
 		t.Fatalf("unknown and known names answered differently: %d %s / %d %s", r1.StatusCode, r1.Body, r2.StatusCode, r2.Body)
 	}
-	c.postJSON("/.totp-auth/login", map[string]string{"username": typo, "password": "y"})
+	c.login(typo, "y")
 	for _, entry := range e.logs.All() {
 		if strings.Contains(toString(entry.ContextMap())+entry.Message, typo) {
 			t.Errorf("log line holds the unknown name: %s %v", entry.Message, entry.ContextMap())

@@ -152,7 +152,7 @@ func TestFlow_BrowserFormsWorkWithoutJavaScript(t *testing.T) {
 func TestEnroll_RepeatedSetupShowsTheSameSecretUntilItExpires(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	first := c.getJSON("/.totp-auth/setup").JSON["secret"]
 	if again := c.getJSON("/.totp-auth/setup").JSON["secret"]; again != first {
 		t.Fatalf("reload changed the secret")
@@ -166,11 +166,11 @@ func TestEnroll_RepeatedSetupShowsTheSameSecretUntilItExpires(t *testing.T) {
 func TestEnroll_ExpiredSecretCannotBeConfirmed(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
 	e.clock.Advance(gateway.EnrollmentTTL + time.Second)
 	// A fresh password step; the old secret is past its ten minutes.
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
 	if r.StatusCode != 400 || r.JSON["error"] != "setup_expired" {
 		t.Fatalf("got %d %s, want 400 setup_expired", r.StatusCode, r.Body)
@@ -180,7 +180,7 @@ func TestEnroll_ExpiredSecretCannotBeConfirmed(t *testing.T) {
 func TestEnroll_NothingIsEnabledBeforeConfirmation(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
 	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": "000000"})
 	if r.StatusCode != 400 || r.JSON["error"] != "invalid_code" {
@@ -193,7 +193,7 @@ func TestEnroll_NothingIsEnabledBeforeConfirmation(t *testing.T) {
 	// A new client with the password is still sent to enrollment, and the
 	// unconfirmed secret gives no way past the second factor.
 	c2 := e.client()
-	r = c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r = c2.login("alice", testPassword)
 	if r.JSON["status"] != "enroll_required" {
 		t.Fatalf("login after unconfirmed setup: %s", r.Body)
 	}
@@ -208,7 +208,7 @@ func TestEnroll_PasswordOnlyCookieCannotReplaceAnEnabledSecret(t *testing.T) {
 	c := e.client()
 	c.enroll("alice")
 	attacker := e.client()
-	r := attacker.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r := attacker.login("alice", testPassword)
 	if r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login: %s", r.Body)
 	}
@@ -223,7 +223,7 @@ func TestPendingCookie_IsNeverASession(t *testing.T) {
 	owner.enroll("alice")
 	c := e.client()
 	e.clock.Advance(30 * time.Second)
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r := c.login("alice", testPassword)
 	if r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login: %s", r.Body)
 	}
@@ -287,7 +287,7 @@ func TestSession_IdleTimeoutEndsAndActivitySlidesIt(t *testing.T) {
 func TestSession_CookieAttributes(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
 	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
 	var found bool
@@ -309,7 +309,7 @@ func TestSession_CookieAttributes(t *testing.T) {
 		t.Errorf("cookie value readable: %v", raw)
 	}
 	shared := newEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.test" })
-	r = shared.client().postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r = shared.client().login("alice", testPassword)
 	if ck := r.Cookies(); len(ck) == 0 || ck[0].Domain != "example.test" {
 		t.Errorf("cookie_domain not applied: %v", r.Header.Values("Set-Cookie"))
 	}
@@ -430,7 +430,7 @@ func TestAuthPages_SendSecurityHeaders(t *testing.T) {
 func TestUserNames_AreCanonical(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "  ALICE ", "password": testPassword})
+	r := c.login("  ALICE ", testPassword)
 	if r.JSON["status"] != "enroll_required" {
 		t.Fatalf("login as ALICE: %s", r.Body)
 	}
@@ -532,7 +532,7 @@ func TestFlow_DatabaseUserSignsInAndKeepsTheSession(t *testing.T) {
 	}
 	// A session of a name that is neither configured nor in the store is void.
 	stranger := e.client()
-	if r := stranger.postJSON("/.totp-auth/login", map[string]string{"username": "nobody", "password": testPassword}); r.StatusCode != 401 {
+	if r := stranger.login("nobody", testPassword); r.StatusCode != 401 {
 		t.Fatalf("unknown user signed in: %d", r.StatusCode)
 	}
 }

@@ -58,6 +58,8 @@ type Gateway struct {
 	activity activity
 	// originals caches accepted verify headers (see readOriginal).
 	originals originalCache
+	// verifyPolicies caches the policies of verify queries (see verifyPolicy).
+	verifyPolicies verifyPolicies
 	// verifyLog bounds the log lines of refused verify calls.
 	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
@@ -128,13 +130,20 @@ func New(cfg Config) (*Gateway, error) {
 // upstream; otherwise Handle has written the response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
-	if sub, isAuth := g.authPath(r.URL.Path); isAuth {
+	sub, isAuth := g.authPath(r.URL.Path)
+	if isAuth {
 		// Verify answers another proxy on every request of its apps: it
 		// goes first, and sets the page headers only on pages it shows.
 		if flavor, ok := verifyPath(sub); ok && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			g.verify(w, r, flavor)
 			return "", false
 		}
+	}
+	if g.portal != nil && forwardAuthCheck(r.Header) {
+		g.misdirectedCheck(w, r)
+		return "", false
+	}
+	if isAuth {
 		g.securityHeaders(w)
 		g.serveAuth(w, r, sub)
 		return "", false
@@ -219,13 +228,20 @@ func (g *Gateway) session(r *http.Request, now time.Time) (*Session, account.Ses
 // stepUp answers a request whose session is below this block's level as a
 // sign-in still pending: the password was proven, the second factor (or
 // the enrollment) is still due. Browsers go to that step; API clients get
-// 401 naming it, with the pending cookie to continue.
+// 401 naming it, with the pending cookie to continue. A user without a
+// second factor gives the password again before enrolling one: the
+// session's cookie alone proves no more than that someone holds it.
 func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, target string) {
 	stage, step := stageSecondFactor, "2fa"
 	if !st.TOTPEnabled {
-		stage, step = stageEnroll, "setup"
+		stage, step = stageEnrollPassword, "setup"
 	}
-	p := PendingLogin{User: s.User, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: g.safeRedirect(r, target),
+	id, err := newPendingID()
+	if err != nil {
+		g.internalError(w, r, "start pending sign-in", err)
+		return
+	}
+	p := PendingLogin{User: s.User, ID: id, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: g.safeRedirect(r, target),
 		Generation: s.Generation, Credential: s.Credential}
 	if err := g.setPendingCookie(w, r, p); err != nil {
 		g.internalError(w, r, "set pending cookie", err)

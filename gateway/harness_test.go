@@ -192,6 +192,13 @@ func (c *client) postJSON(path string, body map[string]string) response {
 
 // postForm sends a form as a browser would, with the CSRF token the page
 // at pagePath carries.
+// login posts the password step as a JSON client does and returns the
+// answer.
+func (c *client) login(user, password string) response {
+	c.e.t.Helper()
+	return c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": password})
+}
+
 func (c *client) postForm(pagePath, path string, vals url.Values) response {
 	c.e.t.Helper()
 	page := c.getHTML(pagePath)
@@ -233,7 +240,7 @@ func (e *env) code(secret string, offset int) string {
 func (c *client) enroll(user string) (secret string, codes []string) {
 	t := c.e.t
 	t.Helper()
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+	r := c.login(user, testPassword)
 	if r.StatusCode != 200 || r.JSON["status"] != "enroll_required" {
 		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
 	}
@@ -258,7 +265,7 @@ func (c *client) signIn(user, secret string) {
 	t := c.e.t
 	t.Helper()
 	c.e.clock.Advance(30 * time.Second)
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+	r := c.login(user, testPassword)
 	if r.StatusCode != 200 || r.JSON["status"] != "2fa_required" {
 		t.Fatalf("login: %d %s", r.StatusCode, r.Body)
 	}

@@ -86,7 +86,12 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	now := g.cfg.Clock.Now()
 	next := func(stage pendingStage, status, page string) {
-		p := PendingLogin{User: user, Stage: stage, Issued: now, Redirect: redirect, Generation: acct.Generation, Credential: g.credential(user)}
+		id, err := newPendingID()
+		if err != nil {
+			g.internalError(w, r, "start pending sign-in", err)
+			return
+		}
+		p := PendingLogin{User: user, ID: id, Stage: stage, Issued: now, Redirect: redirect, Generation: acct.Generation, Credential: g.credential(user)}
 		if err := g.setPendingCookie(w, r, p); err != nil {
 			g.internalError(w, r, "set pending cookie", err)
 			return

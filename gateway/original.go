@@ -21,6 +21,8 @@ type original struct {
 	scheme, host string
 	// url is the original absolute URL, canonical.
 	url string
+	// query is the original URL's raw query.
+	query string
 }
 
 // readOriginal reads the original request from the flavor's headers, and
@@ -206,7 +208,7 @@ func (g *Gateway) originalOf(method, raw string) (original, error) {
 	if !ok {
 		return original{}, errors.New("the original URL is not one the portal may send a browser back to")
 	}
-	return original{method: strings.ToUpper(method), scheme: u.Scheme, host: host, url: abs}, nil
+	return original{method: strings.ToUpper(method), scheme: u.Scheme, host: host, url: abs, query: u.RawQuery}, nil
 }
 
 // letters reports whether s is a word of 1 to 16 ASCII letters.

@@ -134,12 +134,12 @@ func TestPolicy_PasswordStepDisclosesNothing(t *testing.T) {
 	answers := map[string]string{}
 	for _, user := range []string{"alice", "carol"} {
 		c := e.client()
-		r := c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+		r := c.login(user, testPassword)
 		answers[user+" right"] = r.Status + " " + r.Body
-		r = c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": "wrong"})
+		r = c.login(user, "wrong")
 		answers[user+" wrong"] = r.Status + " " + r.Body
-		r = c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": "wrong"})
-		r = c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": testPassword})
+		r = c.login(user, "wrong")
+		r = c.login(user, testPassword)
 		answers[user+" locked"] = r.Status
 	}
 	for _, k := range []string{"right", "wrong", "locked"} {

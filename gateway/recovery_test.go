@@ -16,12 +16,12 @@ func TestRecovery_SpendingABackupCodeEndsEveryOtherSessionAndPendingSignIn(t *te
 	thief.signIn("alice", secret)
 	pending := e.client()
 	e.clock.Advance(30 * time.Second)
-	if r := pending.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+	if r := pending.login("alice", testPassword); r.JSON["status"] != "2fa_required" {
 		t.Fatal(r.Body)
 	}
 
 	real := e.client()
-	real.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	real.login("alice", testPassword)
 	if r := real.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[0]}); r.JSON["status"] != "regenerate_backup_codes" {
 		t.Fatalf("backup code: %d %s", r.StatusCode, r.Body)
 	}
@@ -45,7 +45,7 @@ func TestRecovery_OnlyTheSpendingSessionSkipsTheTOTPCode(t *testing.T) {
 	owner := e.client()
 	secret, codes := owner.enroll("alice")
 	real := e.client()
-	real.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	real.login("alice", testPassword)
 	if r := real.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[0]}); r.JSON["status"] != "regenerate_backup_codes" {
 		t.Fatal(r.Body)
 	}

@@ -83,3 +83,57 @@ func TestReEnroll_BrowserGivesThePasswordThenSeesTheKey(t *testing.T) {
 		t.Fatalf("setup page after the password shows no key:\n%s", page.Body)
 	}
 }
+
+// A first enrollment's secret belongs to the pending sign-in that asked for
+// it (SPEC §4 rule 21): a reload shows the same QR code, another sign-in
+// of the same user (someone else who knows the password) gets a secret of
+// its own and never this one, and the one confirmed first wins. So whoever
+// else knows a new account's first password keeps no seed of the
+// authenticator the user enrolls.
+func TestEnroll_FirstSecretIsBoundToThePendingSignIn(t *testing.T) {
+	e := newEnv(t)
+	pendingSetup := func(c *client) string {
+		t.Helper()
+		if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "enroll_required" {
+			t.Fatalf("login: %d %s", r.StatusCode, r.Body)
+		}
+		r := c.getJSON("/.totp-auth/setup")
+		if r.StatusCode != 200 {
+			t.Fatalf("setup: %d %s", r.StatusCode, r.Body)
+		}
+		return r.JSON["secret"].(string)
+	}
+	other, user := e.client(), e.client()
+	seed := pendingSetup(other) // someone else who knows the first password
+	if r := other.getJSON("/.totp-auth/setup"); r.JSON["secret"] != seed {
+		t.Fatalf("a reload of the same sign-in shows %v, want the same secret", r.JSON["secret"])
+	}
+	mine := pendingSetup(user)
+	if mine == seed {
+		t.Fatal("a second sign-in of the same user was shown the first sign-in's secret")
+	}
+	if r := user.getJSON("/.totp-auth/setup"); r.JSON["secret"] != mine {
+		t.Fatalf("a reload of the user's sign-in shows %v, want its own secret", r.JSON["secret"])
+	}
+	// The other sign-in cannot confirm the user's secret with its pending
+	// cookie either: only its own.
+	if r := other.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(mine, 0)}); r.StatusCode != http.StatusBadRequest {
+		t.Fatalf("another sign-in confirming the user's secret: %d %s, want 400", r.StatusCode, r.Body)
+	}
+	if r := user.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(mine, 0)}); r.StatusCode != 200 {
+		t.Fatalf("the user confirms their own secret: %d %s", r.StatusCode, r.Body)
+	}
+	// Confirmed first, so it wins: the other sign-in's enrollment is over,
+	// and its seed opens nothing.
+	if r := other.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(seed, 1)}); r.StatusCode == 200 {
+		t.Fatalf("the other sign-in confirmed its seed after the user enrolled: %s", r.Body)
+	}
+	e.clock.Advance(30 * time.Second)
+	later := e.client()
+	if r := later.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+		t.Fatalf("login after enrollment: %d %s", r.StatusCode, r.Body)
+	}
+	if r := later.postJSON("/.totp-auth/2fa", map[string]string{"code": e.code(seed, 0)}); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a code from the other sign-in's seed: %d %s, want 401", r.StatusCode, r.Body)
+	}
+}

@@ -19,7 +19,7 @@ func TestReplay_AnAcceptedStepIsNeverAcceptedAgain(t *testing.T) {
 	c := e.client()
 	secret, _ := c.enroll("alice")
 	// The enrollment code's step is spent: the same code fails at 2fa.
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r := c.login("alice", testPassword)
 	if r.JSON["status"] != "2fa_required" {
 		t.Fatal(r.Body)
 	}
@@ -45,7 +45,7 @@ func TestReplay_SameCodeSubmittedConcurrentlySucceedsOnce(t *testing.T) {
 	clients := make([]*client, n)
 	for i := range clients {
 		clients[i] = e.client()
-		if r := clients[i].postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+		if r := clients[i].login("alice", testPassword); r.JSON["status"] != "2fa_required" {
 			t.Fatal(r.Body)
 		}
 	}
@@ -97,7 +97,7 @@ func TestBackupCode_SignsInOnceThenHoldsUserUntilRegenerated(t *testing.T) {
 	}
 	// The used code is void at once.
 	c2 := e.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	if r := c2.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[3]}); r.StatusCode != 401 {
 		t.Fatalf("used backup code accepted again: %d", r.StatusCode)
 	}
@@ -112,7 +112,7 @@ func TestBackupCode_SignsInOnceThenHoldsUserUntilRegenerated(t *testing.T) {
 	}
 	// Every old code is void.
 	c3 := e.client()
-	c3.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c3.login("alice", testPassword)
 	if r := c3.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[5]}); r.StatusCode != 401 {
 		t.Fatalf("old backup code accepted after regeneration: %d", r.StatusCode)
 	}
@@ -126,7 +126,7 @@ func TestBackupCode_SameCodeConcurrentlySucceedsOnce(t *testing.T) {
 	clients := make([]*client, n)
 	for i := range clients {
 		clients[i] = e.client()
-		clients[i].postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+		clients[i].login("alice", testPassword)
 	}
 	var wg sync.WaitGroup
 	results := make([]int, n)
@@ -154,7 +154,7 @@ func TestBackupCode_WrongTOTPCodeCostsNoBcrypt(t *testing.T) {
 	c := e.client()
 	c.enroll("alice")
 	c2 := e.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	start := time.Now()
 	c2.postJSON("/.totp-auth/2fa", map[string]string{"code": "000000"})
 	// Ten bcrypt checks at the backup-code cost take hundreds of ms.
@@ -167,12 +167,12 @@ func TestLockout_FailuresLockTheUserAndCorrectPasswordIsRefused(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxFailures = 3; c.Lockout = 10 * time.Minute })
 	c := e.client()
 	for i := 0; i < 3; i++ {
-		if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"}); r.StatusCode != 401 {
+		if r := c.login("alice", "wrong"); r.StatusCode != 401 {
 			t.Fatalf("attempt %d: %d", i, r.StatusCode)
 		}
 	}
 	e.clock.Advance(time.Minute)
-	r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	r := c.login("alice", testPassword)
 	if r.StatusCode != 429 || r.JSON["error"] != "locked" {
 		t.Fatalf("correct password while locked: %d %s", r.StatusCode, r.Body)
 	}
@@ -184,10 +184,10 @@ func TestLockout_FailuresLockTheUserAndCorrectPasswordIsRefused(t *testing.T) {
 	}
 	// Refused attempts neither count nor extend the lock.
 	for i := 0; i < 5; i++ {
-		c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
+		c.login("alice", "wrong")
 	}
 	e.clock.Advance(9*time.Minute + time.Second)
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 200 {
+	if r := c.login("alice", testPassword); r.StatusCode != 200 {
 		t.Fatalf("after the lock ran out: %d %s", r.StatusCode, r.Body)
 	}
 }
@@ -197,8 +197,8 @@ func TestLockout_WrongCodesCountWithWrongPasswords(t *testing.T) {
 	owner := e.client()
 	secret, _ := owner.enroll("alice")
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", "wrong")
+	c.login("alice", testPassword)
 	c.postJSON("/.totp-auth/2fa", map[string]string{"code": "000000"})
 	c.postJSON("/.totp-auth/2fa", map[string]string{"code": "ABCD-EFGH"})
 	r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": "111111"})
@@ -218,12 +218,12 @@ func TestLockout_RestartingTheFlowDoesNotResetTheCounter(t *testing.T) {
 	c := e.client()
 	for i := 0; i < 3; i++ {
 		// An attacker who knows the password starts over for every guess.
-		if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 200 {
+		if r := c.login("alice", testPassword); r.StatusCode != 200 {
 			t.Fatalf("password step %d: %d %s", i, r.StatusCode, r.Body)
 		}
 		c.postJSON("/.totp-auth/2fa", map[string]string{"code": "000000"})
 	}
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 429 {
+	if r := c.login("alice", testPassword); r.StatusCode != 429 {
 		t.Fatalf("a right password after 3 wrong codes: %d, want 429", r.StatusCode)
 	}
 }
@@ -233,12 +233,12 @@ func TestLockout_CompletedSignInResetsTheCounter(t *testing.T) {
 	owner := e.client()
 	secret, _ := owner.enroll("alice")
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
+	c.login("alice", "wrong")
+	c.login("alice", "wrong")
 	c.signIn("alice", secret)
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 200 {
+	c.login("alice", "wrong")
+	c.login("alice", "wrong")
+	if r := c.login("alice", testPassword); r.StatusCode != 200 {
 		t.Fatalf("counter not reset by the completed sign-in: %d", r.StatusCode)
 	}
 }
@@ -246,9 +246,9 @@ func TestLockout_CompletedSignInResetsTheCounter(t *testing.T) {
 func TestLockout_CaseVariantsShareOneLock(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxFailures = 2 })
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "Alice", "password": "wrong"})
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "ALICE ", "password": "wrong"})
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 429 {
+	c.login("Alice", "wrong")
+	c.login("ALICE ", "wrong")
+	if r := c.login("alice", testPassword); r.StatusCode != 429 {
 		t.Fatalf("alice after Alice/ALICE failures: %d", r.StatusCode)
 	}
 }
@@ -263,7 +263,7 @@ func TestLockout_ParallelGuessesEvaluateAtMostMaxFailures(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "guess" + strconv.Itoa(i)}).StatusCode
+			s := c.login("alice", "guess"+strconv.Itoa(i)).StatusCode
 			mu.Lock()
 			counts[s]++
 			mu.Unlock()
@@ -282,9 +282,9 @@ func TestLockout_PerIPLimitStopsSprayingManyUsers(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.MaxFailuresPerIP = 4 })
 	c := e.client()
 	for i := 0; i < 4; i++ {
-		c.postJSON("/.totp-auth/login", map[string]string{"username": "user" + strconv.Itoa(i), "password": "x"})
+		c.login("user"+strconv.Itoa(i), "x")
 	}
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 429 {
+	if r := c.login("alice", testPassword); r.StatusCode != 429 {
 		t.Fatalf("fresh user from a locked address: %d", r.StatusCode)
 	}
 }
@@ -301,7 +301,7 @@ func TestLockout_ClientIPComesFromTheServerNotTheHeader(t *testing.T) {
 		req.Header.Set("X-Forwarded-For", "203.0.113."+strconv.Itoa(i))
 		c.do(req)
 	}
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 429 {
+	if r := c.login("alice", testPassword); r.StatusCode != 429 {
 		t.Fatalf("forged X-Forwarded-For moved the per-IP counter: %d", r.StatusCode)
 	}
 }
@@ -313,8 +313,8 @@ func TestEnumeration_UnknownUserGetsTheSameAnswerAndWork(t *testing.T) {
 	}
 	e := newEnv(t, func(c *gateway.Config) { c.Users = map[string][]byte{"alice": hash} })
 	c := e.client()
-	known := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong"})
-	unknown := c.postJSON("/.totp-auth/login", map[string]string{"username": "mallory", "password": "wrong"})
+	known := c.login("alice", "wrong")
+	unknown := c.login("mallory", "wrong")
 	if known.StatusCode != unknown.StatusCode || known.Body != unknown.Body {
 		t.Fatalf("answers differ: %d %q vs %d %q", known.StatusCode, known.Body, unknown.StatusCode, unknown.Body)
 	}
@@ -325,7 +325,7 @@ func TestEnumeration_UnknownUserGetsTheSameAnswerAndWork(t *testing.T) {
 	c = e2.client()
 	timeOnce := func(user string, i int) time.Duration {
 		start := time.Now()
-		c.postJSON("/.totp-auth/login", map[string]string{"username": user, "password": "wrong" + strconv.Itoa(i)})
+		c.login(user, "wrong"+strconv.Itoa(i))
 		return time.Since(start)
 	}
 	timeOnce("nobody", -1) // warm the decoy
@@ -350,7 +350,7 @@ func TestHashing_ExcessIsRefusedAtOnceAndGivesTheSlotBack(t *testing.T) {
 		c.MaxFailures = 3
 		c.BusyPause = 50 * time.Millisecond
 	})
-	e.client().postJSON("/.totp-auth/login", map[string]string{"username": "warm-up", "password": "x"}) // decoy hash ready
+	e.client().login("warm-up", "x") // decoy hash ready
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	statuses := map[int]int{}
@@ -359,7 +359,7 @@ func TestHashing_ExcessIsRefusedAtOnceAndGivesTheSlotBack(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			r := e.client().postJSON("/.totp-auth/login", map[string]string{"username": "u" + strconv.Itoa(i), "password": "x"})
+			r := e.client().login("u"+strconv.Itoa(i), "x")
 			mu.Lock()
 			defer mu.Unlock()
 			statuses[r.StatusCode]++
@@ -381,7 +381,7 @@ func TestHashing_ExcessIsRefusedAtOnceAndGivesTheSlotBack(t *testing.T) {
 	}
 	// Refused attempts were never evaluated, so they took no failure slot:
 	// alice is not locked after three busy refusals.
-	if r := e.client().postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.StatusCode != 200 {
+	if r := e.client().login("alice", testPassword); r.StatusCode != 200 {
 		t.Fatalf("after the flood: %d %s", r.StatusCode, r.Body)
 	}
 }
@@ -442,7 +442,7 @@ func TestCSRF_CrossOriginJSONIsRefused(t *testing.T) {
 func TestAccount_DisableNeedsPasswordAndCode(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.Optional2FA = true })
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	// Turning 2FA on from a session asks for the password first (rule 21).
 	secret := c.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword}).JSON["secret"].(string)
 	c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
@@ -481,7 +481,7 @@ func TestAccount_RegenerateNeedsACurrentCode(t *testing.T) {
 		t.Fatalf("regenerate: %d %s", r.StatusCode, r.Body)
 	}
 	c2 := e.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	if r := c2.postJSON("/.totp-auth/2fa", map[string]string{"code": old[0]}); r.StatusCode != 401 {
 		t.Fatal("old code still works after regeneration")
 	}
@@ -519,12 +519,12 @@ func TestAccount_ReEnrollKeepsOldSecretUntilConfirmed(t *testing.T) {
 func TestAuditLog_OneLinePerEventAndNoSecrets(t *testing.T) {
 	e := newEnv(t)
 	c := e.client()
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": "wrong-password-xyz"})
+	c.login("alice", "wrong-password-xyz")
 	secret, codes := c.enroll("alice")
 	e.clock.Advance(30 * time.Second)
 	code := e.code(secret, 0)
 	c2 := e.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	c2.postJSON("/.totp-auth/2fa", map[string]string{"code": "999999"})
 	c2.postJSON("/.totp-auth/2fa", map[string]string{"code": codes[0]})
 	c2.postJSON("/.totp-auth/backup-codes", nil)

@@ -61,6 +61,11 @@ type pendingStage byte
 const (
 	stageSecondFactor pendingStage = 1
 	stageEnroll       pendingStage = 2
+	// stageEnrollPassword is a password-only session sent to enrollment
+	// by a block that requires 2FA (step-up): the password is asked again
+	// before any secret is shown, so a stolen password-only cookie cannot
+	// enroll the thief's authenticator (SPEC §4 rule 21).
+	stageEnrollPassword pendingStage = 3
 )
 
 // Session is a signed-in user, as carried in the session cookie.
@@ -86,7 +91,11 @@ type Session struct {
 // is still due. It is never a session. It carries what a session does to
 // be ended: the generation and the credential fingerprint.
 type PendingLogin struct {
-	User       string
+	User string
+	// ID names this pending sign-in: a first enrollment's secret is bound
+	// to it, so another sign-in of the same user never sees that secret
+	// (SPEC §4 rule 21).
+	ID         uint64
 	Stage      pendingStage
 	Issued     time.Time
 	Redirect   string
@@ -149,13 +158,27 @@ func (g *Gateway) readSession(r *http.Request, now time.Time) (Session, bool) {
 		return Session{}, false
 	}
 	// Verify answers cannot slide the cookie; the server remembers them.
-	lastSeen := g.activity.lastSeen(v.id, v.lastSeen)
-	if !now.Before(v.issued.Add(g.cfg.SessionTTL)) || !now.Before(v.expires) ||
-		!now.Before(lastSeen.Add(g.cfg.IdleTimeout)) || v.issued.After(now.Add(time.Minute)) {
+	s := Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
+		Issued: v.issued, LastSeen: g.activity.lastSeen(v.id, v.lastSeen), Expires: v.expires}
+	if !now.Before(g.sessionEnd(s)) || s.Issued.After(now.Add(time.Minute)) {
 		return Session{}, false
 	}
-	return Session{User: v.user, ID: v.id, Generation: v.gen, Level: v.level, Factor: v.factor, Credential: v.credential,
-		Issued: v.issued, LastSeen: lastSeen, Expires: v.expires}, true
+	return s, true
+}
+
+// sessionEnd is when this block stops accepting s, unless it is used
+// again: the earliest of its absolute lifetime here, the end its issuing
+// block gave it (which no block extends) and its idle timeout. It is the
+// one rule for when a session ends, for the check and for what whoami says.
+func (g *Gateway) sessionEnd(s Session) time.Time {
+	end := s.Issued.Add(g.cfg.SessionTTL)
+	if s.Expires.Before(end) {
+		end = s.Expires
+	}
+	if idle := s.LastSeen.Add(g.cfg.IdleTimeout); idle.Before(end) {
+		end = idle
+	}
+	return end
 }
 
 // readSessionToEnd returns the request's session for logout: any authentic
@@ -190,7 +213,7 @@ func (g *Gateway) readPending(r *http.Request, now time.Time) (PendingLogin, boo
 	if !now.Before(v.issued.Add(PendingTTL)) || v.issued.After(now.Add(time.Minute)) {
 		return PendingLogin{}, false
 	}
-	return PendingLogin{User: v.user, Stage: v.stage, Issued: v.issued, Redirect: v.redirect, Generation: v.gen, Credential: v.credential}, true
+	return PendingLogin{User: v.user, ID: v.id, Stage: v.stage, Issued: v.issued, Redirect: v.redirect, Generation: v.gen, Credential: v.credential}, true
 }
 
 // current reports whether a session or pending sign-in of user with this
@@ -237,7 +260,7 @@ func (g *Gateway) setPendingCookie(w http.ResponseWriter, r *http.Request, p Pen
 	name := g.pendingCookieName()
 	val, err := g.codec.encode(name, cookieValue{
 		kind: kindPending, stage: p.Stage, issued: p.Issued, lastSeen: p.Issued, expires: p.Issued.Add(PendingTTL),
-		gen: p.Generation, credential: p.Credential, user: p.User, redirect: p.Redirect,
+		gen: p.Generation, id: p.ID, credential: p.Credential, user: p.User, redirect: p.Redirect,
 	})
 	if err != nil {
 		return err
@@ -267,4 +290,10 @@ func (g *Gateway) cookie(r *http.Request, name, value string, maxAge int) *http.
 // cookie: sliding on every request would set a cookie on every response.
 func (g *Gateway) slideAfter() time.Duration {
 	return min(time.Minute, g.cfg.IdleTimeout/4)
+}
+
+// newPendingID names a new pending sign-in; never 0, which binds nothing.
+func newPendingID() (uint64, error) {
+	id, err := newSessionID()
+	return id | 1<<63, err
 }

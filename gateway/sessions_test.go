@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,7 +41,7 @@ func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *tes
 	lax := newEnv(t, optional2FA)
 	strict := lax.sibling()
 	c := lax.client()
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+	if r := c.login("alice", testPassword); r.JSON["status"] != "ok" {
 		t.Fatalf("password-only sign-in on the lax block: %d %s", r.StatusCode, r.Body)
 	}
 	if r := c.getJSON("/app"); r.StatusCode != 200 {
@@ -64,13 +65,19 @@ func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *tes
 		t.Fatalf("browser on the strict block: %d to %q, want 303 to the enrollment", r.StatusCode, r.Header.Get("Location"))
 	}
 
-	// The pending sign-in it was turned into enrolls, and the session it
-	// ends in passes.
-	r = s.getJSON("/.totp-auth/setup")
+	// The pending sign-in it was turned into gives the password again,
+	// then enrolls, and the session it ends in passes.
+	if r := s.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" {
+		t.Fatalf("setup from the stepped-up session before the password: %d %s, want 403 password_required", r.StatusCode, r.Body)
+	}
+	r = s.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword})
 	if r.StatusCode != 200 {
-		t.Fatalf("setup from the stepped-up session: %d %s", r.StatusCode, r.Body)
+		t.Fatalf("setup from the stepped-up session with the password: %d %s", r.StatusCode, r.Body)
 	}
 	secret := r.JSON["secret"].(string)
+	if again := s.getJSON("/.totp-auth/setup"); again.StatusCode != 200 || again.JSON["secret"] != secret {
+		t.Fatalf("setup again after the password: %d %s, want the same secret", again.StatusCode, again.Body)
+	}
 	if r := s.postJSON("/.totp-auth/setup", map[string]string{"code": strict.code(secret, 0)}); r.StatusCode != 200 {
 		t.Fatalf("confirm: %d %s", r.StatusCode, r.Body)
 	}
@@ -79,12 +86,63 @@ func TestLevel_PasswordOnlySessionIsAPendingSignInOnABlockThatRequires2FA(t *tes
 	}
 }
 
+// A stolen password-only cookie, sent to a block that requires 2FA, does
+// not let the thief enroll an authenticator of their own: enrollment asks
+// for the password first, a wrong one counts, and no secret is shown or
+// confirmed before it (SPEC §4 rule 21).
+func TestLevel_StepUpToEnrollmentAsksThePasswordFirst(t *testing.T) {
+	lax := newEnv(t, optional2FA)
+	strict := lax.sibling()
+	owner := lax.client()
+	if r := owner.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatalf("password-only sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	thief := strict.client()
+	thief.jar.SetCookies(mustURL(strict.srv.URL), []*http.Cookie{owner.cookie("totp_auth_session")})
+	if r := thief.getJSON("/app"); r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "enroll_required" {
+		t.Fatalf("stolen level-1 cookie on the strict block: %d %s, want 401 enroll_required", r.StatusCode, r.Body)
+	}
+	r := thief.getJSON("/.totp-auth/setup")
+	if r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" || strings.Contains(r.Body, "secret") {
+		t.Fatalf("GET setup without the password: %d %s, want 403 password_required and no secret", r.StatusCode, r.Body)
+	}
+	if r := thief.getHTML("/.totp-auth/setup"); r.StatusCode != 200 || strings.Contains(r.Body, "otpauth") || !strings.Contains(r.Body, `name="password"`) {
+		t.Fatalf("setup page without the password: %d, want the password form and no QR code\n%s", r.StatusCode, r.Body)
+	}
+	if r := thief.postJSON("/.totp-auth/setup", map[string]string{"code": "123456"}); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("POST setup with a code before the password: %d %s, want 403", r.StatusCode, r.Body)
+	}
+	if r := thief.postJSON("/.totp-auth/setup", map[string]string{"password": "not it"}); r.StatusCode != http.StatusUnauthorized || r.JSON["error"] != "invalid_credentials" {
+		t.Fatalf("POST setup with a wrong password: %d %s, want 401 invalid_credentials", r.StatusCode, r.Body)
+	}
+	a, err := strict.store.Account("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Pending != nil || a.TOTPSecret != "" {
+		t.Fatalf("alice's account after the thief's tries: pending %v, TOTP enabled %v; want neither", a.Pending != nil, a.TOTPSecret != "")
+	}
+	counters, err := strict.store.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	for _, c := range counters {
+		if c.Key == account.UserCounter.Key("alice") {
+			failures = c.Failures
+		}
+	}
+	if failures != 1 {
+		t.Fatalf("the wrong password at setup counted %d failures, want 1", failures)
+	}
+}
+
 func TestLevel_PasswordOnlySessionOfADatabaseUserOpensNoPageOfAStrictBlock(t *testing.T) {
 	lax := newEnv(t, optional2FA)
 	strict := lax.sibling()
 	lax.store.SetPassword("carol", passwordHash(t))
 	c := lax.client()
-	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "carol", "password": testPassword}); r.JSON["status"] != "ok" {
+	if r := c.login("carol", testPassword); r.JSON["status"] != "ok" {
 		t.Fatal(r.Body)
 	}
 	s := c.on(strict)
@@ -108,7 +166,7 @@ func TestLevel_StrictBlockAsksAnEnrolledUserForTheSecondFactor(t *testing.T) {
 	// the strict block; the lax block's sessions stay level 1.
 	c := lax.client()
 	lax.clock.Advance(30 * time.Second)
-	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c.login("alice", testPassword)
 	if r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": lax.code(secret, 0)}); r.StatusCode != 200 {
 		t.Fatal(r.Body)
 	}
@@ -117,7 +175,7 @@ func TestLevel_StrictBlockAsksAnEnrolledUserForTheSecondFactor(t *testing.T) {
 		t.Fatalf("disable: %d %s", r.StatusCode, r.Body)
 	}
 	c2 := lax.client()
-	c2.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	c2.login("alice", testPassword)
 	secret, _ = strict.client().enroll("alice")
 
 	s := c2.on(strict)
@@ -161,7 +219,7 @@ func TestConfigUser_ChangingTheHashEndsSessionsAndPendingSignIns(t *testing.T) {
 	secret, _ := c.enroll("alice")
 	pending := before.client()
 	before.clock.Advance(30 * time.Second)
-	if r := pending.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "2fa_required" {
+	if r := pending.login("alice", testPassword); r.JSON["status"] != "2fa_required" {
 		t.Fatal(r.Body)
 	}
 
@@ -192,7 +250,7 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	e := newEnv(t)
 	e.store.SetPassword("dora", passwordHash(t))
 	attacker := e.client()
-	if r := attacker.postJSON("/.totp-auth/login", map[string]string{"username": "dora", "password": testPassword}); r.JSON["status"] != "enroll_required" {
+	if r := attacker.login("dora", testPassword); r.JSON["status"] != "enroll_required" {
 		t.Fatal(r.Body)
 	}
 	// The operator changes dora's password (`user passwd`), which raises
@@ -281,4 +339,29 @@ func mustURL(s string) *url.URL {
 		panic(err)
 	}
 	return u
+}
+
+func TestWhoami_ExpiresIsTheEarliestEndOfTheSession(t *testing.T) {
+	short := newEnv(t, optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = time.Hour, time.Hour })
+	long := short.sibling(optional2FA, func(c *gateway.Config) { c.SessionTTL, c.IdleTimeout = 12*time.Hour, 12*time.Hour })
+	c := short.client()
+	signedIn := short.clock.Now()
+	if r := c.login("alice", testPassword); r.JSON["status"] != "ok" {
+		t.Fatalf("sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	// The issuing block gave the cookie one hour; a block with a longer
+	// session_ttl must neither accept it longer nor say it lives longer.
+	want := signedIn.Add(time.Hour).UTC().Format(time.RFC3339)
+	r := c.on(long).getJSON("/.totp-auth/whoami")
+	if r.StatusCode != 200 || r.JSON["expires"] != want {
+		t.Fatalf("whoami on the longer block: %d %s, want expires %s", r.StatusCode, r.Body, want)
+	}
+	short.clock.Advance(50 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.JSON["expires"] != want {
+		t.Fatalf("whoami after 50 minutes: %s, want expires still %s (idle time does not end it first here)", r.Body, want)
+	}
+	short.clock.Advance(10 * time.Minute)
+	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("whoami after the reported expiry: %d %s, want 401", r.StatusCode, r.Body)
+	}
 }

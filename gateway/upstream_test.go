@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/totp-auth/totp_auth/internal/trailertest"
 )
 
 // What reaches the upstream (SPEC §4 rules 10 and 23).
@@ -48,11 +50,10 @@ func TestUpstream_IdentityInRequestTrailersIsRemoved(t *testing.T) {
 	})))
 	defer srv.Close()
 	for _, name := range []string{"Remote-User", "Remote_User", "remote-user"} {
-		body := &trailerBody{r: strings.NewReader("payload"), value: "root"}
-		req, _ := http.NewRequest("POST", srv.URL+"/upload", body)
-		req.ContentLength = -1
-		req.Trailer = http.Header{name: nil}
-		body.trailer, body.name = req.Trailer, name
+		req, err := trailertest.NewRequest("POST", srv.URL+"/upload", "payload", name, "root")
+		if err != nil {
+			t.Fatal(err)
+		}
 		req.Header.Set("Accept", "application/json")
 		req.AddCookie(c.cookie("totp_auth_session"))
 		resp, err := http.DefaultClient.Do(req)
@@ -70,20 +71,4 @@ func TestUpstream_IdentityInRequestTrailersIsRemoved(t *testing.T) {
 			}
 		}
 	}
-}
-
-// trailerBody sets a trailer's value when the body is read to its end, as
-// net/http's client wants.
-type trailerBody struct {
-	r           io.Reader
-	trailer     http.Header
-	name, value string
-}
-
-func (b *trailerBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.trailer[b.name] = []string{b.value}
-	}
-	return n, err
 }

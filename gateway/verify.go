@@ -64,13 +64,14 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		g.badVerify(w, r, err)
 		return
 	}
-	app, err := g.queryPolicy(r.URL.Query())
+	app, err := g.verifyPolicy(r.URL.RawQuery, o.query)
 	if err != nil {
 		g.badVerify(w, r, err)
 		return
 	}
-	// The sign-in page is on this server, under the name the caller used
-	// for it, with the scheme of the original request.
+	// The sign-in page is on this server: its own origin, the name the
+	// caller used for it with the scheme the caller reached it by, never
+	// the app's scheme (SPEC §12).
 	self, ok := g.portalHost(r.Host)
 	if !ok {
 		g.badVerify(w, r, fmt.Errorf("the Host of the verify request, %q, is not the portal's own name under its portal domains: "+
@@ -79,8 +80,12 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 	}
 	// Caddy's {upstream_hostport} names the port even when it is the
 	// scheme's own; the browser's URL does not.
-	self = strings.TrimSuffix(self, map[string]string{"https": ":443", "http": ":80"}[o.scheme])
-	portal := o.scheme + "://" + self
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	self = strings.TrimSuffix(self, map[string]string{"https": ":443", "http": ":80"}[scheme])
+	portal := scheme + "://" + self
 	now := g.cfg.Clock.Now()
 	s, st, err := g.session(r, now)
 	if err != nil {
@@ -141,45 +146,6 @@ func (g *Gateway) badVerify(w http.ResponseWriter, r *http.Request, err error) {
 		g.cfg.Logger.Warn("totp_auth verify: bad request", zap.String("error", reason), zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
 	jsonError(w, http.StatusBadRequest, "bad_request")
-}
-
-// queryPolicy reads the per-app policy a caller may add to the verify URI:
-// ?allow_users=a,b&allow_groups=g. A list given but empty, a parameter
-// given twice or an unknown group is refused. Other parameters are the
-// app's own: Caddy's forward_auth keeps the original query unless its uri
-// sets one. A client can add these parameters to its own request only
-// when the caller's verify URI has no query; they then only narrow who
-// passes, since the block's policy applies as well.
-func (g *Gateway) queryPolicy(q url.Values) (Policy, error) {
-	var p Policy
-	for name, vals := range q {
-		if name != "allow_users" && name != "allow_groups" {
-			continue
-		}
-		if len(vals) != 1 {
-			return Policy{}, fmt.Errorf("verify parameter %s is given %d times", name, len(vals))
-		}
-		var list []string
-		for _, v := range strings.Split(vals[0], ",") {
-			if v = strings.TrimSpace(v); v == "" {
-				return Policy{}, fmt.Errorf("verify parameter %s holds an empty name", name)
-			}
-			list = append(list, v)
-		}
-		switch name {
-		case "allow_users":
-			for i, u := range list {
-				list[i] = CanonicalUser(u)
-			}
-			p.Users = list
-		case "allow_groups":
-			p.Groups = list
-		}
-	}
-	if err := checkPolicy(p, g.cfg.Groups, "verify URI"); err != nil {
-		return Policy{}, err
-	}
-	return p, nil
 }
 
 // logLimiter lets at most one line a second through, so that a flood of

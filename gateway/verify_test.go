@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -124,7 +125,7 @@ func TestVerify_SignedInAnswers200WithUserGroupsAndNoStore(t *testing.T) {
 func TestVerify_NotSignedInIsSentToThePortalLogin(t *testing.T) {
 	e := portalEnv(t)
 	c := e.client()
-	want := "https://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL)
+	want := "http://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL)
 	for _, tt := range []struct {
 		path, accept string
 		status       int
@@ -233,15 +234,14 @@ func TestVerify_BlockAndAppPoliciesGive403(t *testing.T) {
 		{bob, "", 200},
 		{alice, "?allow_groups=admins", 200},
 		{bob, "?allow_groups=admins", 403},
-		{bob, "?allow_users=carol,Bob", 200},
+		{bob, "?allow_users=alice,Bob", 200},
 		{alice, "?allow_users=bob", 403},
 		{alice, "?allow_users=bob&allow_groups=admins", 200},
 		{alice, "?allow_groups=nosuch", 400},
 		{alice, "?allow_users=", 400},
 		{alice, "?allow_users=bob,", 400},
 		{alice, "?allow_users=bob&allow_users=alice", 400},
-		{alice, "?allow_user=bob&x=1", 200}, // the app's own query, kept by forward_auth
-		{bob, "?x=1&allow_groups=admins", 403},
+		{bob, "?x=1&allow_groups=admins", 400},
 	}
 	for _, tt := range tests {
 		r := tt.c.verify("verify"+tt.query, forwarded(), "application/json")
@@ -262,8 +262,83 @@ func TestVerify_BlockAndAppPoliciesGive403(t *testing.T) {
 	})
 	carol := signedIn(t, e2, "carol")
 	r := carol.verify("verify", forwarded(), "text/html")
-	if r.StatusCode != 403 || !strings.Contains(r.Body, "carol") || !strings.Contains(r.Body, "https://"+portalHost+"/.totp-auth/switch?redirect=") {
+	if r.StatusCode != 403 || !strings.Contains(r.Body, "carol") || !strings.Contains(r.Body, "http://"+portalHost+"/.totp-auth/switch?redirect=") {
 		t.Fatalf("browser outside the policy: %d, want a 403 page naming carol with a way to the portal\n%s", r.StatusCode, r.Body)
+	}
+}
+
+// The verify URI's query is parsed strictly (SPEC §12): a misspelt,
+// doubled, empty or badly escaped policy, a ';', or a user or group that
+// does not exist is refused with 400 and a log line naming it, never
+// ignored (which would let every signed-in user pass).
+func TestVerify_PolicyQueryIsParsedStrictly(t *testing.T) {
+	e := portalEnv(t)
+	bob := signedIn(t, e, "bob") // signed in, not in admins
+	for _, tt := range []struct{ query, names string }{
+		{"?allow_group=admins", "allow_group"},
+		{"?Allow_Groups=admins", "Allow_Groups"},
+		{"?allow_users=alice;carol", "';'"},
+		{"?allow_users=alice&allow_groups=admins;x=1", "';'"},
+		{"?allow_groups=adm%zzins", "adm%zzins"},
+		{"?allow_gr%zzoups=admins", "allow_gr%zzoups"},
+		{"?allow_users=nosuch", "nosuch"},
+		{"?allow_groups=nosuch", "nosuch"},
+		{"?allow_groups=admins&allow_groups=admins", "twice"},
+		{"?allow_groups", "allow_groups is empty"},
+		{"?allow_groups=admins&x=1", `"x"`},
+		{"?allow_users=alice,,bob", "allow_users"},
+	} {
+		n := e.logs.Len()
+		e.clock.Advance(time.Second) // refused verify calls log at most once a second
+		r := bob.verify("verify"+tt.query, forwarded(), "application/json")
+		if r.StatusCode != http.StatusBadRequest || r.Header.Get("Remote-User") != "" {
+			t.Errorf("verify%s: %d Remote-User %q, want 400 and none", tt.query, r.StatusCode, r.Header.Get("Remote-User"))
+			continue
+		}
+		logged := false
+		for _, l := range e.logs.All()[n:] {
+			if msg, _ := l.ContextMap()["error"].(string); strings.Contains(msg, tt.names) {
+				logged = true
+			}
+		}
+		if !logged {
+			t.Errorf("verify%s: no log line naming %s", tt.query, tt.names)
+		}
+	}
+}
+
+// Caddy's forward_auth keeps the app's own query on the verify request
+// when its uri has none, and nginx's proxy_pass does too: a query that is
+// exactly the original request's is the app's, and its parameters are
+// not a policy, unless they are spelt like one.
+func TestVerify_TheAppsOwnQueryCarriedOverIsNotAPolicy(t *testing.T) {
+	e := portalEnv(t)
+	bob := signedIn(t, e, "bob")
+	with := func(uri string) map[string]string {
+		h := forwarded()
+		h["X-Forwarded-Uri"] = uri
+		return h
+	}
+	nginx := func(uri string) map[string]string {
+		return map[string]string{"X-Original-Method": "GET", "X-Original-URL": "https://app.example.com" + uri}
+	}
+	for _, tt := range []struct {
+		path, query string
+		hdr         map[string]string
+		status      int
+	}{
+		{"verify", "?x=1", with("/wiki/page?x=1"), 200},
+		{"verify", "?user=carol&page=2", with("/p?user=carol&page=2"), 200},
+		{"verify/nginx", "?x=1&y=2", nginx("/p?x=1&y=2"), 200},
+		{"verify", "?allow_groups=admins", with("/p?allow_groups=admins"), 403}, // applied: narrows only
+		{"verify", "?allow_group=admins", with("/p?allow_group=admins"), 400},
+		{"verify", "?x=1&ALLOW_USERS=alice", with("/p?x=1&ALLOW_USERS=alice"), 400},
+		{"verify", "?x=1", with("/p?x=2"), 400},
+	} {
+		r := bob.verify(tt.path+tt.query, tt.hdr, "application/json")
+		if r.StatusCode != tt.status {
+			t.Errorf("%s%s for %v: %d %s, want %d", tt.path, tt.query, tt.hdr, r.StatusCode, r.Body, tt.status)
+		}
 	}
 }
 
@@ -434,18 +509,60 @@ func TestVerify_HostOfTheVerifyRequestMustBeThePortals(t *testing.T) {
 	}
 }
 
+// verifyOverTLS asks e's gateway over TLS, as a trusted proxy, about the
+// original request in hdr, under the portal name host.
+func verifyOverTLS(t *testing.T, e *env, host string, hdr map[string]string) *http.Response {
+	t.Helper()
+	srv := httptest.NewTLSServer(e.gw.Middleware(http.NotFoundHandler()))
+	t.Cleanup(srv.Close)
+	req, _ := http.NewRequest("GET", srv.URL+"/.totp-auth/verify", nil)
+	req.Header.Set(trustedMark, "yes")
+	req.Header.Set("Accept", "application/json")
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	req.Host = host
+	r, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	return r
+}
+
 func TestVerify_LoginLocationDropsTheSchemesOwnPort(t *testing.T) {
 	e := portalEnv(t)
+	host := portalHost + ":443" // as Caddy's header_up Host {upstream_hostport} sends it
+	r := verifyOverTLS(t, e, host, forwarded())
+	if want := "https://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL); r.StatusCode != 401 || r.Header.Get("Location") != want {
+		t.Fatalf("verify under Host %s: %d Location %q, want 401 %s", host, r.StatusCode, r.Header.Get("Location"), want)
+	}
+}
+
+// The login URL is the portal's own origin: an https portal on port 8443
+// asked about a plain-http app on 8080 sends the browser to
+// https://portal:8443, not http://portal:8443; a plain-http portal asked
+// about an https app sends it to http://portal.
+func TestVerify_LoginLocationIsThePortalsOwnOrigin(t *testing.T) {
+	e := portalEnv(t)
+	httpApp := forwarded()
+	httpApp["X-Forwarded-Proto"] = "http"
+	httpApp["X-Forwarded-Host"] = "app.example.com:8080"
+	target := "http://app.example.com:8080/wiki/page?x=1"
+	r := verifyOverTLS(t, e, portalHost+":8443", httpApp)
+	if want := "https://" + portalHost + ":8443/.totp-auth/login?redirect=" + url.QueryEscape(target); r.StatusCode != 401 || r.Header.Get("Location") != want {
+		t.Errorf("https portal, http app: %d Location %q, want 401 %s", r.StatusCode, r.Header.Get("Location"), want)
+	}
 	req, _ := http.NewRequest("GET", e.srv.URL+"/.totp-auth/verify", nil)
 	req.Header.Set(trustedMark, "yes")
 	req.Header.Set("Accept", "application/json")
 	for k, v := range forwarded() {
 		req.Header.Set(k, v)
 	}
-	req.Host = portalHost + ":443" // as Caddy's header_up Host {upstream_hostport} sends it
-	r := e.client().do(req)
-	if want := "https://" + portalHost + "/.totp-auth/login?redirect=" + url.QueryEscape(appURL); r.StatusCode != 401 || r.Header.Get("Location") != want {
-		t.Fatalf("verify under Host %s: %d Location %q, want 401 %s", req.Host, r.StatusCode, r.Header.Get("Location"), want)
+	req.Host = portalHost + ":8080"
+	got := e.client().do(req)
+	if want := "http://" + portalHost + ":8080/.totp-auth/login?redirect=" + url.QueryEscape(appURL); got.StatusCode != 401 || got.Header.Get("Location") != want {
+		t.Errorf("http portal, https app: %d Location %q, want 401 %s", got.StatusCode, got.Header.Get("Location"), want)
 	}
 }
 
@@ -560,4 +677,48 @@ func (j hostOnlyJar) SetCookies(u *url.URL, cs []*http.Cookie) {
 		c.Domain = ""
 	}
 	j.CookieJar.SetCookies(u, cs)
+}
+
+// A forward-auth check sent to a path of the portal other than verify (a
+// proxy's uri outside prefix, or pointing at the login page) must not
+// pass: the portal's own pages and its upstream answer 200, which the
+// proxy would read as "allowed", for any user and with no app policy.
+func TestVerify_ACheckSentToAnotherPathIsRefused(t *testing.T) {
+	e := portalEnv(t)
+	bob := signedIn(t, e, "bob") // signed in, not in admins
+	anon := e.client()
+	for _, c := range []*client{bob, anon} {
+		for _, tt := range []struct {
+			path string
+			hdr  map[string]string
+		}{
+			{"verify", forwarded()}, // .../.totp-auth/verify is the right one; /verify is not
+			{"login", forwarded()},
+			{"whoami", forwarded()},
+			{"login", originalHeaders()},
+		} {
+			for _, p := range []string{"/" + tt.path + "?allow_groups=admins", "/.totp-auth/" + tt.path + "x?allow_groups=admins"} {
+				req, _ := http.NewRequest("GET", e.srv.URL+p, nil)
+				req.Host = portalHost
+				req.Header.Set(trustedMark, "yes")
+				req.Header.Set("Accept", "text/html")
+				for k, v := range tt.hdr {
+					req.Header.Set(k, v)
+				}
+				r := c.do(req)
+				if r.StatusCode != http.StatusBadRequest || r.Header.Get("Remote-User") != "" {
+					t.Errorf("check sent to %s: %d Remote-User %q, want 400 and none", p, r.StatusCode, r.Header.Get("Remote-User"))
+				}
+			}
+		}
+	}
+	select {
+	case h := <-e.upstream:
+		t.Fatalf("a misdirected check reached the upstream: %v", h)
+	default:
+	}
+	// A plain request of a signed-in user still passes.
+	if r := bob.getJSON("/wiki"); r.StatusCode != 200 {
+		t.Fatalf("bob's own request: %d, want 200", r.StatusCode)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -69,9 +70,17 @@ func putAccountRecord(tx *bolt.Tx, user string, rec accountRecord) error {
 	return nil
 }
 
-// withheld is rec in the form the gateway works on, with its secrets
-// withheld (see account.Store.Accounts): it decrypts nothing.
-func withheld(user string, rec accountRecord, stored bool) account.Account {
+// sealed is what rec keeps of the account's secrets.
+func (rec accountRecord) sealed() secrets.Sealed {
+	s := secrets.Sealed{TOTP: rec.TOTPSecret}
+	if rec.Pending != nil {
+		s.Pending = rec.Pending.Secret
+	}
+	return s
+}
+
+// plain is rec in the form the gateway works on, without its secrets.
+func plain(user string, rec accountRecord, stored bool) account.Account {
 	a := account.Account{
 		Name:            user,
 		PasswordHash:    rec.PasswordHash,
@@ -86,34 +95,25 @@ func withheld(user string, rec accountRecord, stored bool) account.Account {
 		SpentChallenges: rec.SpentChallenges,
 		Stored:          stored,
 	}
-	if rec.TOTPSecret != nil {
-		a.TOTPSecret = account.SecretWithheld
-	}
 	if p := rec.Pending; p != nil {
-		a.Pending = &account.Enrollment{Secret: account.SecretWithheld, Expires: time.Unix(0, p.Expires), Session: p.Session}
+		a.Pending = &account.Enrollment{Expires: time.Unix(0, p.Expires), Session: p.Session}
 	}
+	return a
+}
+
+// withheld is rec with its secrets withheld (see account.Store.Accounts):
+// it decrypts nothing.
+func withheld(user string, rec accountRecord, stored bool) account.Account {
+	a := plain(user, rec, stored)
+	rec.sealed().Withhold(&a)
 	return a
 }
 
 // account decrypts rec into the form the gateway works on.
 func (db *DB) account(user string, rec accountRecord, stored bool) (account.Account, error) {
-	a := withheld(user, rec, stored)
-	keys := db.keys.Load()
-	if rec.TOTPSecret != nil {
-		secret, err := keys.Open(purposeTOTPSecret, user, rec.TOTPSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
-		}
-		a.TOTPSecret = string(secret)
-	}
-	if p := rec.Pending; p != nil {
-		secret, err := keys.Open(purposePendingSecret, user, p.Secret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
-		}
-		a.Pending.Secret = string(secret)
-	}
-	return a, nil
+	a := plain(user, rec, stored)
+	err := db.keys.Load().OpenAccount(&a, rec.sealed())
+	return a, err
 }
 
 // record encrypts a into the stored form. Secrets a did not change keep
@@ -132,30 +132,13 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		Passkeys:        a.Passkeys,
 		SpentChallenges: a.SpentChallenges,
 	}
-	seal := func(purpose, plain string) ([]byte, error) {
-		id, err := currentKey(tx)
-		if err != nil {
-			return nil, err
-		}
-		return db.keys.Load().Seal(id, purpose, a.Name, []byte(plain))
+	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(tx) })
+	if err != nil {
+		return rec, err
 	}
-	var err error
-	switch {
-	case a.TOTPSecret == "":
-	case a.TOTPSecret == was.TOTPSecret:
-		rec.TOTPSecret = old.TOTPSecret
-	default:
-		if rec.TOTPSecret, err = seal(purposeTOTPSecret, a.TOTPSecret); err != nil {
-			return rec, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
-		}
-	}
+	rec.TOTPSecret = s.TOTP
 	if p := a.Pending; p != nil {
-		rec.Pending = &pendingRecord{Expires: p.Expires.UnixNano(), Session: p.Session}
-		if was.Pending != nil && was.Pending.Secret == p.Secret {
-			rec.Pending.Secret = old.Pending.Secret
-		} else if rec.Pending.Secret, err = seal(purposePendingSecret, p.Secret); err != nil {
-			return rec, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
-		}
+		rec.Pending = &pendingRecord{Secret: s.Pending, Expires: p.Expires.UnixNano(), Session: p.Session}
 	}
 	return rec, nil
 }
@@ -189,12 +172,10 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		if err != nil {
 			return err
 		}
-		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was.Clone()
-		if fnErr = fn(&a); fnErr != nil {
+		var a account.Account
+		if a, fnErr = account.Apply(user, was, fn); fnErr != nil {
 			return fnErr
 		}
-		a.Name = user
 		if a.Removed {
 			if err := tx.Bucket(bucketAccounts).Delete([]byte(user)); err != nil {
 				return fmt.Errorf("delete account: %w", err)

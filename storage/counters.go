@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -19,8 +19,8 @@ const counterValueSize = 24
 
 func encodeCounter(c account.Counter) []byte {
 	v := make([]byte, 0, counterValueSize)
-	v = binary.BigEndian.AppendUint64(v, uint64(unixNano(c.WindowStart)))
-	v = binary.BigEndian.AppendUint64(v, uint64(unixNano(c.LockedUntil)))
+	v = binary.BigEndian.AppendUint64(v, uint64(secrets.UnixNano(c.WindowStart)))
+	v = binary.BigEndian.AppendUint64(v, uint64(secrets.UnixNano(c.LockedUntil)))
 	v = binary.BigEndian.AppendUint32(v, uint32(c.Failures))
 	return binary.BigEndian.AppendUint32(v, uint32(c.InFlight))
 }
@@ -31,25 +31,11 @@ func decodeCounter(key string, v []byte) (account.Counter, error) {
 	}
 	return account.Counter{
 		Key:         key,
-		WindowStart: fromUnixNano(int64(binary.BigEndian.Uint64(v[0:]))),
-		LockedUntil: fromUnixNano(int64(binary.BigEndian.Uint64(v[8:]))),
+		WindowStart: secrets.FromUnixNano(int64(binary.BigEndian.Uint64(v[0:]))),
+		LockedUntil: secrets.FromUnixNano(int64(binary.BigEndian.Uint64(v[8:]))),
 		Failures:    int(binary.BigEndian.Uint32(v[16:])),
 		InFlight:    int(binary.BigEndian.Uint32(v[20:])),
 	}, nil
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }
 
 func getCounter(b *bolt.Bucket, key string) (account.Counter, error) {

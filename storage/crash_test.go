@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // The crash test runs the test binary a second time as a child that
@@ -39,11 +40,11 @@ func TestMain(m *testing.M) {
 // printing each confirmation only after ConfirmEnrollment returned, until
 // the parent kills it.
 func writeUntilKilled(path, hexKey string) error {
-	key, err := ParseKey(hexKey)
+	key, err := secrets.ParseKey(hexKey)
 	if err != nil {
 		return err
 	}
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		return err
 	}

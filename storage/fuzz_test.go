@@ -19,6 +19,7 @@ import (
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // Fuzz targets for what the database file holds. The file is trusted less
@@ -46,26 +47,26 @@ const (
 )
 
 // fuzzPurposes are every purpose a ciphertext is sealed for.
-var fuzzPurposes = []string{purposeTOTPSecret, purposePendingSecret, purposeSessionHash, purposeSessionBlock, purposeCanary}
+var fuzzPurposes = []string{secrets.PurposeTOTPSecret, secrets.PurposePendingSecret, secrets.PurposeSessionHash, secrets.PurposeSessionBlock, secrets.PurposeCanary}
 
-func fuzzKey(s string) Key {
-	k, err := ParseKey(s)
+func fuzzKey(s string) secrets.Key {
+	k, err := secrets.ParseKey(s)
 	if err != nil {
 		panic(err)
 	}
 	return k
 }
 
-func fuzzKeyring(tb testing.TB, keys ...Key) *keyring {
+func fuzzKeyring(tb testing.TB, keys ...secrets.Key) *secrets.Keyring {
 	tb.Helper()
-	r, err := newKeyring(keys)
+	r, err := secrets.NewKeyring(keys)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return r
 }
 
-func mustSeal(tb testing.TB, r *keyring, k Key, purpose, owner, plaintext string) []byte {
+func mustSeal(tb testing.TB, r *secrets.Keyring, k secrets.Key, purpose, owner, plaintext string) []byte {
 	tb.Helper()
 	sealed, err := r.Seal(k.KeyID(), purpose, owner, []byte(plaintext))
 	if err != nil {
@@ -75,10 +76,10 @@ func mustSeal(tb testing.TB, r *keyring, k Key, purpose, owner, plaintext string
 }
 
 // authentic opens sealed the way the layout comment in key.go describes
-// it, with its own AES-GCM instead of keyring's, and reports whether one of
-// keys sealed it for purpose and owner. The targets hold keyring.open to
+// it, with its own AES-GCM instead of secrets.Keyring's, and reports whether one of
+// keys sealed it for purpose and owner. The targets hold secrets.Keyring.open to
 // it: open may succeed only where authentic does, with the same plaintext.
-func authentic(sealed []byte, purpose, owner string, keys ...Key) ([]byte, bool) {
+func authentic(sealed []byte, purpose, owner string, keys ...secrets.Key) ([]byte, bool) {
 	const version, idLen, nonceLen, tagLen = 1, 4, 12, 16
 	if len(sealed) < 1+idLen+nonceLen+tagLen || sealed[0] != version {
 		return nil, false
@@ -104,10 +105,10 @@ func authentic(sealed []byte, purpose, owner string, keys ...Key) ([]byte, bool)
 
 func FuzzOpenSealed(f *testing.F) {
 	r := fuzzKeyring(f, fuzzCurrent, fuzzOld)
-	current := mustSeal(f, r, fuzzCurrent, purposeTOTPSecret, "alice", "JBSWY3DPEHPK3PXP")
-	old := mustSeal(f, r, fuzzOld, purposePendingSecret, "alice", "JBSWY3DPEHPK3PXP")
-	other := mustSeal(f, fuzzKeyring(f, fuzzOther), fuzzOther, purposeTOTPSecret, "alice", "JBSWY3DPEHPK3PXP")
-	canary := mustSeal(f, r, fuzzCurrent, purposeCanary, "", string(canaryText))
+	current := mustSeal(f, r, fuzzCurrent, secrets.PurposeTOTPSecret, "alice", "JBSWY3DPEHPK3PXP")
+	old := mustSeal(f, r, fuzzOld, secrets.PurposePendingSecret, "alice", "JBSWY3DPEHPK3PXP")
+	other := mustSeal(f, fuzzKeyring(f, fuzzOther), fuzzOther, secrets.PurposeTOTPSecret, "alice", "JBSWY3DPEHPK3PXP")
+	canary := mustSeal(f, r, fuzzCurrent, secrets.PurposeCanary, "", string(secrets.CanaryText))
 	// The id of one key in front of a ciphertext of the other.
 	swapped := bytes.Clone(old)
 	copy(swapped[1:5], current[1:5])
@@ -126,13 +127,13 @@ func FuzzOpenSealed(f *testing.F) {
 		f.Add(seed.sealed, seed.owner)
 	}
 	f.Fuzz(func(t *testing.T, sealed []byte, owner string) {
-		id, idErr := sealedKeyID(sealed)
+		id, idErr := secrets.SealedKeyID(sealed)
 		wellFormed := len(sealed) >= sealOverhead && sealed[0] == sealVersion
 		if (idErr == nil) != wellFormed {
-			t.Fatalf("sealedKeyID(%x) error %v, but well formed: %v", sealed, idErr, wellFormed)
+			t.Fatalf("secrets.SealedKeyID(%x) error %v, but well formed: %v", sealed, idErr, wellFormed)
 		}
 		if wellFormed && !bytes.Equal(id[:], sealed[1:5]) {
-			t.Fatalf("sealedKeyID(%x) = %s, not the 4 bytes after the version", sealed, id)
+			t.Fatalf("secrets.SealedKeyID(%x) = %s, not the 4 bytes after the version", sealed, id)
 		}
 		for _, purpose := range fuzzPurposes {
 			// open gets a copy that is destroyed afterwards, as bbolt's
@@ -167,8 +168,8 @@ func FuzzSealRoundTrip(f *testing.F) {
 	r := fuzzKeyring(f, fuzzCurrent, fuzzOld)
 	onlyOther := fuzzKeyring(f, fuzzOther)
 	f.Fuzz(func(t *testing.T, plaintext []byte, owner string, flip uint16) {
-		for _, k := range []Key{fuzzCurrent, fuzzOld} {
-			sealed, err := r.Seal(k.KeyID(), purposeTOTPSecret, owner, plaintext)
+		for _, k := range []secrets.Key{fuzzCurrent, fuzzOld} {
+			sealed, err := r.Seal(k.KeyID(), secrets.PurposeTOTPSecret, owner, plaintext)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,14 +179,14 @@ func FuzzSealRoundTrip(f *testing.F) {
 			if bytes.Contains(sealed, plaintext) && len(plaintext) >= 8 {
 				t.Fatalf("ciphertext contains the plaintext")
 			}
-			if want, ok := authentic(sealed, purposeTOTPSecret, owner, k); !ok || !bytes.Equal(want, plaintext) {
+			if want, ok := authentic(sealed, secrets.PurposeTOTPSecret, owner, k); !ok || !bytes.Equal(want, plaintext) {
 				t.Fatalf("seal under %s does not follow the documented layout", k)
 			}
-			plain, err := r.Open(purposeTOTPSecret, owner, sealed)
+			plain, err := r.Open(secrets.PurposeTOTPSecret, owner, sealed)
 			if err != nil || !bytes.Equal(plain, plaintext) {
 				t.Fatalf("round trip under %s: %x, %v; want %x", k, plain, err, plaintext)
 			}
-			again, err := r.Seal(k.KeyID(), purposeTOTPSecret, owner, plaintext)
+			again, err := r.Seal(k.KeyID(), secrets.PurposeTOTPSecret, owner, plaintext)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -194,19 +195,19 @@ func FuzzSealRoundTrip(f *testing.F) {
 			}
 
 			// Any other owner, any other purpose, any changed bit, another key: refused.
-			if _, err := r.Open(purposeTOTPSecret, owner+"x", sealed); err == nil {
+			if _, err := r.Open(secrets.PurposeTOTPSecret, owner+"x", sealed); err == nil {
 				t.Fatal("opened for another owner")
 			}
-			if _, err := r.Open(purposePendingSecret, owner, sealed); err == nil {
+			if _, err := r.Open(secrets.PurposePendingSecret, owner, sealed); err == nil {
 				t.Fatal("opened for another purpose")
 			}
 			flipped := bytes.Clone(sealed)
 			flipped[int(flip)%len(flipped)] ^= 1 << (flip >> 13)
-			if _, err := r.Open(purposeTOTPSecret, owner, flipped); err == nil {
+			if _, err := r.Open(secrets.PurposeTOTPSecret, owner, flipped); err == nil {
 				t.Fatalf("opened with bit %d of byte %d flipped", flip>>13, int(flip)%len(flipped))
 			}
-			if _, err := onlyOther.Open(purposeTOTPSecret, owner, sealed); err == nil || !strings.Contains(err.Error(), k.ID()) {
-				t.Fatalf("a keyring without %s: error %v should name the key id", k, err)
+			if _, err := onlyOther.Open(secrets.PurposeTOTPSecret, owner, sealed); err == nil || !strings.Contains(err.Error(), k.ID()) {
+				t.Fatalf("a secrets.Keyring without %s: error %v should name the key id", k, err)
 			}
 		}
 	})
@@ -218,7 +219,7 @@ func FuzzSealRoundTrip(f *testing.F) {
 // needs the file to outlive the process.
 func fuzzDB(f *testing.F) *DB {
 	f.Helper()
-	db, err := Open(tempPath(f), Options{Keys: []Key{fuzzCurrent, fuzzOld}})
+	db, err := Open(tempPath(f), Options{Keys: []secrets.Key{fuzzCurrent, fuzzOld}})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -282,12 +283,12 @@ func FuzzDecodeAccount(f *testing.F) {
 	// Secrets sealed under the old key, for someone else, for another
 	// field, under a key that is not configured.
 	for _, rec := range []accountRecord{
-		{TOTPSecret: mustSeal(f, keys, fuzzOld, purposeTOTPSecret, "alice", "OLDKEYSECRET")},
-		{TOTPSecret: mustSeal(f, keys, fuzzCurrent, purposeTOTPSecret, "bob", "BOBSSECRET")},
-		{TOTPSecret: mustSeal(f, keys, fuzzCurrent, purposePendingSecret, "alice", "PENDINGSECRET")},
-		{TOTPSecret: mustSeal(f, fuzzKeyring(f, fuzzOther), fuzzOther, purposeTOTPSecret, "alice", "OTHERKEY")},
-		{Pending: &pendingRecord{Secret: mustSeal(f, keys, fuzzCurrent, purposePendingSecret, "alice", "PENDING"), Expires: fuzzNow.Add(time.Hour).UnixNano()}},
-		{Pending: &pendingRecord{Secret: mustSeal(f, keys, fuzzCurrent, purposeTOTPSecret, "alice", "WRONGFIELD"), Expires: fuzzNow.Add(time.Hour).UnixNano()}},
+		{TOTPSecret: mustSeal(f, keys, fuzzOld, secrets.PurposeTOTPSecret, "alice", "OLDKEYSECRET")},
+		{TOTPSecret: mustSeal(f, keys, fuzzCurrent, secrets.PurposeTOTPSecret, "bob", "BOBSSECRET")},
+		{TOTPSecret: mustSeal(f, keys, fuzzCurrent, secrets.PurposePendingSecret, "alice", "PENDINGSECRET")},
+		{TOTPSecret: mustSeal(f, fuzzKeyring(f, fuzzOther), fuzzOther, secrets.PurposeTOTPSecret, "alice", "OTHERKEY")},
+		{Pending: &pendingRecord{Secret: mustSeal(f, keys, fuzzCurrent, secrets.PurposePendingSecret, "alice", "PENDING"), Expires: fuzzNow.Add(time.Hour).UnixNano()}},
+		{Pending: &pendingRecord{Secret: mustSeal(f, keys, fuzzCurrent, secrets.PurposeTOTPSecret, "alice", "WRONGFIELD"), Expires: fuzzNow.Add(time.Hour).UnixNano()}},
 	} {
 		v, err := json.Marshal(rec)
 		if err != nil {
@@ -320,7 +321,7 @@ func FuzzDecodeAccount(f *testing.F) {
 			t.Fatalf("Account read a record loadAccount refuses (%v)", decodeErr)
 		}
 		if err == nil && a.TOTPSecret != "" {
-			want, ok := authentic(rec.TOTPSecret, purposeTOTPSecret, user, fuzzCurrent, fuzzOld)
+			want, ok := authentic(rec.TOTPSecret, secrets.PurposeTOTPSecret, user, fuzzCurrent, fuzzOld)
 			if !ok || string(want) != a.TOTPSecret {
 				t.Fatalf("Account yielded a TOTP secret that no configured key sealed for %s: %x", user, rec.TOTPSecret)
 			}
@@ -343,7 +344,7 @@ func FuzzDecodeAccount(f *testing.F) {
 			if rec.Pending == nil || fuzzNow.UnixNano() >= rec.Pending.Expires {
 				t.Fatalf("PendingEnrollment yielded %q from a record without an unexpired pending enrollment", e.Secret)
 			}
-			want, ok := authentic(rec.Pending.Secret, purposePendingSecret, user, fuzzCurrent, fuzzOld)
+			want, ok := authentic(rec.Pending.Secret, secrets.PurposePendingSecret, user, fuzzCurrent, fuzzOld)
 			if !ok || string(want) != e.Secret {
 				t.Fatalf("PendingEnrollment yielded a secret that no configured key sealed for %s: %x", user, rec.Pending.Secret)
 			}
@@ -401,7 +402,7 @@ func FuzzAccountRoundTrip(f *testing.F) {
 			rec.PasswordHash = passwordHash
 		}
 		if secret != "" {
-			rec.TOTPSecret = mustSeal(t, keys, fuzzCurrent, purposeTOTPSecret, user, secret)
+			rec.TOTPSecret = mustSeal(t, keys, fuzzCurrent, secrets.PurposeTOTPSecret, user, secret)
 		}
 		rec.LastStep = lastStep
 		if len(codes) > 0 {
@@ -410,7 +411,7 @@ func FuzzAccountRoundTrip(f *testing.F) {
 		rec.MustRegenerate = mustRegenerate
 		rec.Generation = generation
 		if pendingSecret != "" {
-			rec.Pending = &pendingRecord{Secret: mustSeal(t, keys, fuzzCurrent, purposePendingSecret, user, pendingSecret), Expires: expires}
+			rec.Pending = &pendingRecord{Secret: mustSeal(t, keys, fuzzCurrent, secrets.PurposePendingSecret, user, pendingSecret), Expires: expires}
 		}
 
 		var got accountRecord

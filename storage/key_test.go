@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 const testKeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -22,7 +24,7 @@ func TestParseKey_AcceptsWhatOpensslPrints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k, err := ParseKey(tt.in)
+			k, err := secrets.ParseKey(tt.in)
 			if err != nil {
 				t.Fatalf("ParseKey: %v", err)
 			}
@@ -51,7 +53,7 @@ func TestParseKey_RefusesBadKeysWithoutEchoingThem(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseKey(tt.in)
+			_, err := secrets.ParseKey(tt.in)
 			if err == nil {
 				t.Fatal("ParseKey accepted it")
 			}
@@ -67,7 +69,7 @@ func TestParseKey_RefusesBadKeysWithoutEchoingThem(t *testing.T) {
 }
 
 func TestKey_FormatsShowOnlyTheID(t *testing.T) {
-	k, err := ParseKey(testKeyHex)
+	k, err := secrets.ParseKey(testKeyHex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,51 +85,51 @@ func TestKey_FormatsShowOnlyTheID(t *testing.T) {
 }
 
 func TestNewKey_IsRandom(t *testing.T) {
-	a, err := NewKey()
+	a, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewKey()
+	b, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a == b || a == (Key{}) {
+	if a == b || a == (secrets.Key{}) {
 		t.Error("NewKey returned the same key twice, or zeros")
 	}
 }
 
 func TestSeal_OpensOnlyForTheSameOwnerPurposeAndKey(t *testing.T) {
-	k1, _ := NewKey()
-	k2, _ := NewKey()
-	ring, err := newKeyring([]Key{k1})
+	k1, _ := secrets.NewKey()
+	k2, _ := secrets.NewKey()
+	ring, err := secrets.NewKeyring([]secrets.Key{k1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := newKeyring([]Key{k2})
+	other, err := secrets.NewKeyring([]secrets.Key{k2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := ring.Seal(k1.KeyID(), purposeTOTPSecret, "alice", []byte("JBSWY3DPEHPK3PXP"))
+	sealed, err := ring.Seal(k1.KeyID(), secrets.PurposeTOTPSecret, "alice", []byte("JBSWY3DPEHPK3PXP"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plain, err := ring.Open(purposeTOTPSecret, "alice", sealed); err != nil || string(plain) != "JBSWY3DPEHPK3PXP" {
+	if plain, err := ring.Open(secrets.PurposeTOTPSecret, "alice", sealed); err != nil || string(plain) != "JBSWY3DPEHPK3PXP" {
 		t.Fatalf("open = %q, %v", plain, err)
 	}
 	tampered := bytes.Clone(sealed)
 	tampered[len(tampered)-1] ^= 1
 	tests := []struct {
 		name    string
-		ring    *keyring
+		ring    *secrets.Keyring
 		purpose string
 		owner   string
 		sealed  []byte
 	}{
-		{"another owner", ring, purposeTOTPSecret, "bob", sealed},
-		{"another purpose", ring, purposePendingSecret, "alice", sealed},
-		{"a changed byte", ring, purposeTOTPSecret, "alice", tampered},
-		{"truncated", ring, purposeTOTPSecret, "alice", sealed[:10]},
-		{"a key not configured", other, purposeTOTPSecret, "alice", sealed},
+		{"another owner", ring, secrets.PurposeTOTPSecret, "bob", sealed},
+		{"another purpose", ring, secrets.PurposePendingSecret, "alice", sealed},
+		{"a changed byte", ring, secrets.PurposeTOTPSecret, "alice", tampered},
+		{"truncated", ring, secrets.PurposeTOTPSecret, "alice", sealed[:10]},
+		{"a key not configured", other, secrets.PurposeTOTPSecret, "alice", sealed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,24 +138,24 @@ func TestSeal_OpensOnlyForTheSameOwnerPurposeAndKey(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ring.Open(purposeTOTPSecret, "bob", sealed); !errors.Is(err, errDecrypt) {
-		t.Errorf("another owner: %v, want errDecrypt", err)
+	if _, err := ring.Open(secrets.PurposeTOTPSecret, "bob", sealed); !errors.Is(err, secrets.ErrDecrypt) {
+		t.Errorf("another owner: %v, want secrets.ErrDecrypt", err)
 	}
 }
 
 func TestSeal_UsesAFreshNonceEachTime(t *testing.T) {
-	k, _ := NewKey()
-	ring, _ := newKeyring([]Key{k})
-	a, _ := ring.Seal(k.KeyID(), purposeTOTPSecret, "alice", []byte("same"))
-	b, _ := ring.Seal(k.KeyID(), purposeTOTPSecret, "alice", []byte("same"))
+	k, _ := secrets.NewKey()
+	ring, _ := secrets.NewKeyring([]secrets.Key{k})
+	a, _ := ring.Seal(k.KeyID(), secrets.PurposeTOTPSecret, "alice", []byte("same"))
+	b, _ := ring.Seal(k.KeyID(), secrets.PurposeTOTPSecret, "alice", []byte("same"))
 	if bytes.Equal(a, b) {
 		t.Error("two seals of the same secret are equal")
 	}
 }
 
 func TestNewKeyring_RefusesTheSameKeyTwice(t *testing.T) {
-	k, _ := NewKey()
-	if _, err := newKeyring([]Key{k, k}); err == nil {
-		t.Error("newKeyring accepted a key twice")
+	k, _ := secrets.NewKey()
+	if _, err := secrets.NewKeyring([]secrets.Key{k, k}); err == nil {
+		t.Error("secrets.NewKeyring accepted a key twice")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -15,7 +16,7 @@ import (
 // it returns, key alone opens the database and the old key no longer does.
 // The caller must make key the configured encryption_key before the next
 // Open (and may list the old key after it until then, which is harmless).
-func (db *DB) RotateKey(key Key) error {
+func (db *DB) RotateKey(key secrets.Key) error {
 	db.rotateMu.Lock()
 	defer db.rotateMu.Unlock()
 	// Add the key before sealing anything with it, so readers can open

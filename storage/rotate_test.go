@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 func TestRotateKey_ToTheCurrentKeyChangesNothing(t *testing.T) {
@@ -23,7 +24,7 @@ func TestRotateKey_ToTheCurrentKeyChangesNothing(t *testing.T) {
 func TestRotateKey_WhileWritesRunLosesNoSecret(t *testing.T) {
 	path := tempPath(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
+	db, err := Open(path, Options{Keys: []secrets.Key{oldKey}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -41,7 +42,7 @@ func (db *DB) SessionKeys(generate func() (hashKey, blockKey []byte, err error))
 			key     []byte
 			purpose string
 			value   []byte
-		}{{keySessionHash, purposeSessionHash, hashKey}, {keySessionBlock, purposeSessionBlock, blockKey}} {
+		}{{keySessionHash, secrets.PurposeSessionHash, hashKey}, {keySessionBlock, secrets.PurposeSessionBlock, blockKey}} {
 			sealed, err := keys.Seal(id, f.purpose, "", f.value)
 			if err != nil {
 				return fmt.Errorf("encrypt %s: %w", f.key, err)
@@ -66,10 +67,10 @@ func (db *DB) readSessionKeys(tx *bolt.Tx) (hashKey, blockKey []byte, found bool
 		return nil, nil, false, nil
 	}
 	keys := db.keys.Load()
-	if hashKey, err = keys.Open(purposeSessionHash, "", h); err != nil {
+	if hashKey, err = keys.Open(secrets.PurposeSessionHash, "", h); err != nil {
 		return nil, nil, false, fmt.Errorf("decrypt session hash key: %w", err)
 	}
-	if blockKey, err = keys.Open(purposeSessionBlock, "", b); err != nil {
+	if blockKey, err = keys.Open(secrets.PurposeSessionBlock, "", b); err != nil {
 		return nil, nil, false, fmt.Errorf("decrypt session block key: %w", err)
 	}
 	return hashKey, blockKey, true, nil

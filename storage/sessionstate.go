@@ -104,3 +104,30 @@ func decodeSessionState(v []byte) (account.SessionState, error) {
 		RevokedSessions: string(v[sessionValueSize:]),
 	}, nil
 }
+
+// Removed returns, in name order, every user the file keeps a generation
+// for but no account: a removed user, as Account{Name, Generation,
+// Removed: true}. Copying these keeps sessions of removed users ended
+// when the name is added again elsewhere (SPEC §4 rule 18).
+func (db *DB) Removed() ([]account.Account, error) {
+	var list []account.Account
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		list = nil
+		accounts := tx.Bucket(bucketAccounts)
+		return tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			if accounts.Get(k) != nil {
+				return nil
+			}
+			st, err := decodeSessionState(v)
+			if err != nil {
+				return fmt.Errorf("session state of %q: %w", k, err)
+			}
+			list = append(list, account.Account{Name: string(k), Generation: st.Generation, Removed: true})
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list removed users: %w", err)
+	}
+	return list, nil
+}

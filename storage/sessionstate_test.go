@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // The gateway ends every session of a user by raising the generation
@@ -42,7 +43,7 @@ func TestSessionState_NeverStaleAfterAWriteReturns(t *testing.T) {
 
 func TestSessionState_ReadAgainAfterReopen(t *testing.T) {
 	path, key := tempPath(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}

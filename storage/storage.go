@@ -3,16 +3,17 @@
 // accepted time steps, backup-code hashes, pending enrollments, session
 // generations), the failure counters of the lockout, and the session cookie
 // keys. It implements account.Store: it loads, locks and saves records in
-// bbolt transactions and applies no rule of its own (those are gateway's).
-// It adds what only a file allows: key rotation and backup.
+// bbolt transactions and applies no rule of its own (those are package
+// account's). It adds what only a file allows: key rotation and backup.
 //
 // Secrets (TOTP secrets, pending enrollment secrets, cookie keys) are kept
-// only as AES-256-GCM ciphertext. Every ciphertext names the key it was
+// only as AES-256-GCM ciphertext, sealed and opened by package secrets as
+// the PostgreSQL store seals them. Every ciphertext names the key it was
 // sealed with, and a canary sealed with the database's current key lets
 // Open refuse a wrong key at once instead of failing users one by one later.
 //
-// It knows nothing of HTTP or Caddy: the rules of the sign-in flow are in
-// package gateway, which decides what to store and when.
+// It imports the model (package account), secrets and bbolt, and nothing
+// of HTTP or Caddy.
 package storage
 
 import (
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
 )
@@ -58,7 +60,7 @@ type Options struct {
 	// current key: Open re-encrypts, in one transaction, anything sealed
 	// under one of the later keys with it, so configuring a new key first
 	// and the old one after it rotates the key. Required.
-	Keys []Key
+	Keys []secrets.Key
 	// LockTimeout is how long Open waits for another process that has the
 	// file open. Zero means DefaultLockTimeout.
 	LockTimeout time.Duration
@@ -74,7 +76,7 @@ type DB struct {
 	// whole, never changed in place. Which of its keys seals new
 	// ciphertexts is read inside each transaction from the canary, so a
 	// transaction never seals under a key the committed state does not use.
-	keys     atomic.Pointer[keyring]
+	keys     atomic.Pointer[secrets.Keyring]
 	rotateMu sync.Mutex // one RotateKey at a time
 
 	states sessionStates
@@ -90,7 +92,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if len(opts.Keys) == 0 {
 		return nil, fmt.Errorf("open %s: no encryption key configured", path)
 	}
-	keys, err := newKeyring(opts.Keys)
+	keys, err := secrets.NewKeyring(opts.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -129,7 +131,7 @@ func (db *DB) Close() error {
 
 // prepare checks the schema version and the key, creates missing buckets,
 // and moves every secret to current if it is sealed under another key.
-func (db *DB) prepare(tx *bolt.Tx, current Key) error {
+func (db *DB) prepare(tx *bolt.Tx, current secrets.Key) error {
 	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
 	if err != nil {
 		return fmt.Errorf("create meta bucket: %w", err)
@@ -160,17 +162,9 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	if canary == nil {
 		return writeCanary(tx, keys, to)
 	}
-	from, err := sealedKeyID(canary)
+	from, err := keys.CheckCanary(canary)
 	if err != nil {
-		return fmt.Errorf("read key canary: %w", err)
-	}
-	if !keys.Has(from) {
-		return fmt.Errorf("the secrets in this database are encrypted under key id %s, but the configured encryption_key has id %s: "+
-			"set encryption_key to the key this database was created with (or last rotated to)", from, keys.IDList())
-	}
-	plain, err := keys.Open(purposeCanary, "", canary)
-	if err != nil || !bytes.Equal(plain, canaryText) {
-		return fmt.Errorf("key canary does not decrypt under key id %s, although the id matches: the database was changed outside totp_auth; restore a backup", from)
+		return err
 	}
 	if from == to {
 		return nil
@@ -178,8 +172,8 @@ func (db *DB) prepare(tx *bolt.Tx, current Key) error {
 	return reseal(tx, keys, to)
 }
 
-func writeCanary(tx *bolt.Tx, keys *keyring, id keyID) error {
-	sealed, err := keys.Seal(id, purposeCanary, "", canaryText)
+func writeCanary(tx *bolt.Tx, keys *secrets.Keyring, id secrets.KeyID) error {
+	sealed, err := keys.Seal(id, secrets.PurposeCanary, "", secrets.CanaryText)
 	if err != nil {
 		return fmt.Errorf("seal key canary: %w", err)
 	}
@@ -191,8 +185,8 @@ func writeCanary(tx *bolt.Tx, keys *keyring, id keyID) error {
 
 // currentKey returns the id of the key new ciphertexts in tx are sealed
 // under: the key of the committed canary.
-func currentKey(tx *bolt.Tx) (keyID, error) {
-	id, err := sealedKeyID(tx.Bucket(bucketMeta).Get(keyCanary))
+func currentKey(tx *bolt.Tx) (secrets.KeyID, error) {
+	id, err := secrets.SealedKeyID(tx.Bucket(bucketMeta).Get(keyCanary))
 	if err != nil {
 		return id, fmt.Errorf("read key canary: %w", err)
 	}
@@ -201,7 +195,7 @@ func currentKey(tx *bolt.Tx) (keyID, error) {
 
 // reseal re-encrypts every secret in the database under the key with id
 // to, and the canary last, all in tx.
-func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
+func reseal(tx *bolt.Tx, keys *secrets.Keyring, to secrets.KeyID) error {
 	accounts := tx.Bucket(bucketAccounts)
 	var names [][]byte
 	// Collect first: changing a bucket while iterating it is not allowed.
@@ -217,13 +211,13 @@ func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 		if err != nil {
 			return err
 		}
-		if rec.TOTPSecret, err = resealValue(keys, to, purposeTOTPSecret, user, rec.TOTPSecret); err != nil {
-			return fmt.Errorf("re-encrypt totp secret of %q: %w", user, err)
+		sealed, err := keys.ResealAccount(to, user, rec.sealed())
+		if err != nil {
+			return err
 		}
+		rec.TOTPSecret = sealed.TOTP
 		if rec.Pending != nil {
-			if rec.Pending.Secret, err = resealValue(keys, to, purposePendingSecret, user, rec.Pending.Secret); err != nil {
-				return fmt.Errorf("re-encrypt pending enrollment of %q: %w", user, err)
-			}
+			rec.Pending.Secret = sealed.Pending
 		}
 		if err := putAccountRecord(tx, user, rec); err != nil {
 			return err
@@ -233,8 +227,8 @@ func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 	for _, f := range []struct {
 		key     []byte
 		purpose string
-	}{{keySessionHash, purposeSessionHash}, {keySessionBlock, purposeSessionBlock}} {
-		v, err := resealValue(keys, to, f.purpose, "", meta.Get(f.key))
+	}{{keySessionHash, secrets.PurposeSessionHash}, {keySessionBlock, secrets.PurposeSessionBlock}} {
+		v, err := keys.Reseal(to, f.purpose, "", meta.Get(f.key))
 		if err != nil {
 			return fmt.Errorf("re-encrypt %s: %w", f.key, err)
 		}
@@ -246,16 +240,4 @@ func reseal(tx *bolt.Tx, keys *keyring, to keyID) error {
 		}
 	}
 	return writeCanary(tx, keys, to)
-}
-
-// resealValue opens sealed and seals it again under to; nil stays nil.
-func resealValue(keys *keyring, to keyID, purpose, owner string, sealed []byte) ([]byte, error) {
-	if sealed == nil {
-		return nil, nil
-	}
-	plain, err := keys.Open(purpose, owner, sealed)
-	if err != nil {
-		return nil, err
-	}
-	return keys.Seal(to, purpose, owner, plain)
 }

@@ -18,13 +18,14 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/internal/storetest"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 var t0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func mustKey(t testing.TB) Key {
+func mustKey(t testing.TB) secrets.Key {
 	t.Helper()
-	k, err := NewKey()
+	k, err := secrets.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +38,7 @@ func tempPath(t testing.TB) string {
 
 // openTest opens path and, when the test ends, checks the file's
 // consistency and closes it.
-func openTest(t testing.TB, path string, keys ...Key) *DB {
+func openTest(t testing.TB, path string, keys ...secrets.Key) *DB {
 	t.Helper()
 	db, err := Open(path, Options{Keys: keys})
 	if err != nil {
@@ -110,7 +111,7 @@ func TestOpen_NamesTheHolderWhenTheFileIsLocked(t *testing.T) {
 	openTest(t, path, key)
 	// flock is per open file, so a second Open in this process waits like
 	// a second process would.
-	_, err := Open(path, Options{Keys: []Key{key}, LockTimeout: 50 * time.Millisecond})
+	_, err := Open(path, Options{Keys: []secrets.Key{key}, LockTimeout: 50 * time.Millisecond})
 	if err == nil {
 		t.Fatal("second Open succeeded while the first holds the file")
 	}
@@ -130,7 +131,7 @@ func TestOpen_RequiresAKey(t *testing.T) {
 func TestOpen_RefusesANewerSchema(t *testing.T) {
 	path := tempPath(t)
 	key := mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +144,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(path, Options{Keys: []Key{key}})
+	_, err = Open(path, Options{Keys: []secrets.Key{key}})
 	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
 		t.Errorf("Open of a newer schema = %v, want a refusal saying so", err)
 	}
@@ -152,7 +153,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 	path := tempPath(t)
 	right, wrong := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{right}})
+	db, err := Open(path, Options{Keys: []secrets.Key{right}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +162,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	_, err = Open(path, Options{Keys: []Key{wrong}})
+	_, err = Open(path, Options{Keys: []secrets.Key{wrong}})
 	if err == nil {
 		t.Fatal("Open with the wrong key succeeded")
 	}
@@ -171,7 +172,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 			t.Errorf("error %q does not mention %q", msg, want)
 		}
 	}
-	for _, k := range []Key{right, wrong} {
+	for _, k := range []secrets.Key{right, wrong} {
 		if strings.Contains(msg, base64.StdEncoding.EncodeToString(k[:])[:12]) || bytes.Contains([]byte(msg), k[:8]) {
 			t.Errorf("error %q shows a key", msg)
 		}
@@ -187,7 +188,7 @@ func TestOpen_WrongKeyFailsAtOpen(t *testing.T) {
 func TestOpen_RefusesACanaryThatDoesNotDecrypt(t *testing.T) {
 	path := tempPath(t)
 	key := mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{key}})
+	db, err := Open(path, Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestOpen_RefusesACanaryThatDoesNotDecrypt(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(path, Options{Keys: []Key{key}}); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+	if _, err := Open(path, Options{Keys: []secrets.Key{key}}); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
 		t.Errorf("Open with a damaged canary = %v, want a refusal", err)
 	}
 }
@@ -337,14 +338,14 @@ func everything(t *testing.T, db *DB) (alice, bobPending string, hashKey []byte)
 }
 
 // keyIDsIn returns the key ids of every ciphertext in the file at path.
-func keyIDsIn(t *testing.T, db *DB) map[keyID]int {
+func keyIDsIn(t *testing.T, db *DB) map[secrets.KeyID]int {
 	t.Helper()
-	ids := map[keyID]int{}
+	ids := map[secrets.KeyID]int{}
 	note := func(sealed []byte) {
 		if sealed == nil {
 			return
 		}
-		id, err := sealedKeyID(sealed)
+		id, err := secrets.SealedKeyID(sealed)
 		if err != nil {
 			t.Errorf("ciphertext: %v", err)
 		}
@@ -373,7 +374,7 @@ func keyIDsIn(t *testing.T, db *DB) map[keyID]int {
 func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 	path := tempPath(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
+	db, err := Open(path, Options{Keys: []secrets.Key{oldKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +393,7 @@ func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := Open(path, Options{Keys: []Key{oldKey}}); err == nil || !strings.Contains(err.Error(), newKey.ID()) {
+	if _, err := Open(path, Options{Keys: []secrets.Key{oldKey}}); err == nil || !strings.Contains(err.Error(), newKey.ID()) {
 		t.Errorf("Open with the old key after rotation = %v, want a refusal naming the new key id", err)
 	}
 	db = openTest(t, path, newKey)
@@ -408,7 +409,7 @@ func TestRotateKey_NewKeyAloneOpensEverythingAndOldKeyNothing(t *testing.T) {
 func TestOpen_WithANewKeyFirstMovesEverythingToIt(t *testing.T) {
 	path := tempPath(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	db, err := Open(path, Options{Keys: []Key{oldKey}})
+	db, err := Open(path, Options{Keys: []secrets.Key{oldKey}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +418,7 @@ func TestOpen_WithANewKeyFirstMovesEverythingToIt(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = Open(path, Options{Keys: []Key{newKey, oldKey}})
+	db, err = Open(path, Options{Keys: []secrets.Key{newKey, oldKey}})
 	if err != nil {
 		t.Fatalf("Open with new and old key: %v", err)
 	}

@@ -282,6 +282,32 @@ func (a *Account) Remove() error {
 	return nil
 }
 
+// Apply runs fn, the update function a Store was handed, on a copy of was,
+// the user's account as loaded, and returns what fn left under the user's
+// name; was stays as loaded, so a store can tell what fn changed. An error
+// from fn is returned unchanged.
+func Apply(user string, was Account, fn func(*Account) error) (Account, error) {
+	a := was.Clone()
+	if err := fn(&a); err != nil {
+		return Account{}, err
+	}
+	a.Name = user
+	return a, nil
+}
+
+// Withheld returns a copy of a with its secrets replaced by
+// SecretWithheld, as Store.Accounts lists accounts.
+func (a Account) Withheld() Account {
+	a = a.Clone()
+	if a.TOTPSecret != "" {
+		a.TOTPSecret = SecretWithheld
+	}
+	if a.Pending != nil {
+		a.Pending.Secret = SecretWithheld
+	}
+	return a
+}
+
 // Clone returns a deep copy of a. A store hands an update function a
 // clone of what it loaded, so it can compare the two after the function
 // ran, and neither sees the other's later changes.

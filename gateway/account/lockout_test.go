@@ -11,7 +11,7 @@ import (
 // These tests hold the lockout (counter.go), applied through a Store as the
 // flow applies it (TakeAttempt and its siblings), to SPEC §4 rules 5 and 13.
 
-func TestLockoutRules(t *testing.T) { testLockout(t, openMemStore) }
+func TestLockoutRules(t *testing.T) { testLockoutRules(t, openMemStore) }
 
 const window = 15 * time.Minute
 
@@ -30,7 +30,7 @@ func release(t *testing.T, s account.Store, a account.Attempt) {
 	}
 }
 
-func testLockout(t *testing.T, open func(t *testing.T) account.Store) {
+func testLockoutRules(t *testing.T, open func(t *testing.T) account.Store) {
 	user := account.Limit{Key: "user:alice", Max: 3}
 
 	t.Run("slots are taken before the check so in-flight attempts count", func(t *testing.T) {

@@ -1,8 +1,8 @@
-// Package memstore is a account.Store held in memory, for tests of the
-// gateway that need a real store but no file. Like the bbolt store in
-// package storage it only loads, locks and saves (both pass
-// internal/storetest); the rules are gateway's. It keeps nothing across
-// restarts and encrypts nothing.
+// Package memstore is an account.Store held in memory, for tests of the
+// gateway and the account rules that need a real store but no file. Like
+// the bbolt and PostgreSQL stores it only loads, locks and saves (all pass
+// internal/storetest); the rules are package account's. It keeps nothing
+// across restarts and encrypts nothing.
 package memstore
 
 import (
@@ -77,11 +77,10 @@ func (s *Store) SessionState(user string) (account.SessionState, error) {
 func (s *Store) UpdateAccount(user string, fn func(*account.Account) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := s.loadLocked(user)
-	if err := fn(&a); err != nil {
+	a, err := account.Apply(user, s.loadLocked(user), fn)
+	if err != nil {
 		return err
 	}
-	a.Name = user
 	if a.Removed {
 		delete(s.accounts, user)
 	} else {
@@ -98,14 +97,7 @@ func (s *Store) Accounts() ([]account.Account, error) {
 	defer s.mu.Unlock()
 	list := make([]account.Account, 0, len(s.accounts))
 	for _, a := range s.accounts {
-		a = a.Clone()
-		if a.TOTPSecret != "" {
-			a.TOTPSecret = account.SecretWithheld
-		}
-		if a.Pending != nil {
-			a.Pending.Secret = account.SecretWithheld
-		}
-		list = append(list, a)
+		list = append(list, a.Withheld())
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
 	return list, nil

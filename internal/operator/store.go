@@ -2,7 +2,7 @@
 // the admin API or the `caddy totp-auth` commands: add users, change
 // passwords, remove users, reset two-factor, list users and locks, lift
 // locks and prune counters. It works on any account.Store, through the
-// same rules the sign-in flow uses (package gateway), and knows nothing of
+// same rules the sign-in flow uses (package account), and knows nothing of
 // Caddy or of how a store keeps its records; what only one store can do
 // (key rotation and backup of the bbolt file) stays with that store.
 package operator

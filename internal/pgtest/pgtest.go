@@ -1,7 +1,9 @@
-// Package pgtest runs a throwaway PostgreSQL cluster for tests: initdb into
-// a temporary directory, then the postgres server as a direct child process
-// of the test binary, listening only on a unix socket in that directory.
-// Nothing is left behind: Stop ends the server and removes the directory.
+// Package pgtest runs a throwaway PostgreSQL cluster for tests: a copy of
+// a data directory initdb made once per machine, then the postgres server
+// as a direct child process of the test binary, listening only on a unix
+// socket in its own directory. Each test binary shares one cluster among
+// its tests (Database), each test getting a database of its own; Close
+// ends the server and removes its directory.
 //
 // It uses Debian's binaries under /usr/lib/postgresql/<version>/bin (the
 // `postgresql` package, which `make test` installs when missing). A missing
@@ -99,7 +101,9 @@ func version(postgres string) int {
 	return v
 }
 
-// init runs initdb, as the postgres user when we are root.
+// init makes the cluster's data directory: a copy of the template that
+// initdb made once for this machine (see template), handed to the
+// postgres user when we are root.
 func (s *Server) init() error {
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
@@ -113,12 +117,51 @@ func (s *Server) init() error {
 			return fmt.Errorf("hand %s to the postgres user: %w", s.dir, err)
 		}
 	}
-	cmd := s.command("initdb", "-D", s.dataDir(), "-U", "postgres", "-A", "trust",
-		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("initdb: %w\n%s", err, out)
+	tmpl, err := s.template()
+	if err != nil {
+		return err
+	}
+	// cp -a keeps the postgres user's ownership and the 0700 mode the
+	// server insists on.
+	if out, err := exec.Command("cp", "-a", tmpl, s.dataDir()).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy the cluster template %s: %w\n%s", tmpl, err, out)
 	}
 	return nil
+}
+
+// template returns a data directory initdb made for this PostgreSQL
+// version, shared by every test process on the machine: the packages of
+// one `go test ./...` each run their own cluster, as direct children of
+// their own test binary (a server left to outlive its parent would not be
+// reaped here), and copying a template costs a fraction of initdb. A lock
+// file keeps two processes from making it at once; it appears whole, by
+// rename, or not at all.
+func (s *Server) template() (string, error) {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("totp-auth-pgtest-template-%d-%d", version(filepath.Join(s.bin, "postgres")), os.Geteuid()))
+	lock, err := os.OpenFile(dir+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("lock the cluster template: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock the cluster template: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil {
+		return dir, nil
+	}
+	work := dir + ".new"
+	_ = os.RemoveAll(work)
+	cmd := s.command("initdb", "-D", work, "-U", "postgres", "-A", "trust",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(work)
+		return "", fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	if err := os.Rename(work, dir); err != nil {
+		return "", fmt.Errorf("keep the cluster template: %w", err)
+	}
+	return dir, nil
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.dir, "data") }

@@ -66,7 +66,7 @@ func FailTimes(t *testing.T, s account.Store, limit account.Limit, offsets ...ti
 	return locks
 }
 
-func testLockout(t *testing.T, open func(t *testing.T) account.Store) {
+func testConcurrentAttempts(t *testing.T, open func(t *testing.T) account.Store) {
 
 	t.Run("100 concurrent attempts get at most max slots", func(t *testing.T) {
 		s := open(t)

@@ -3,7 +3,7 @@
 // atomicity, persistence and isolation that account.Store documents, and to
 // the concurrency the gateway's rules rely on (100 parallel guesses get at
 // most max slots, a backup code or a TOTP step is accepted once). The rules
-// themselves are tested once, in package gateway.
+// themselves are tested once, in package account.
 //
 // Anything an implementation adds (encryption, files, operator functions)
 // is tested beside that implementation.
@@ -31,7 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("AcceptStep", func(t *testing.T) { testAcceptStep(t, open) })
 	t.Run("BackupCodes", func(t *testing.T) { testBackupCodes(t, open) })
 	t.Run("BumpGeneration", func(t *testing.T) { testBumpGeneration(t, open) })
-	t.Run("Lockout", func(t *testing.T) { testLockout(t, open) })
+	t.Run("Lockout", func(t *testing.T) { testConcurrentAttempts(t, open) })
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
 	t.Run("Passkeys", func(t *testing.T) { testPasskeys(t, open) })
 }

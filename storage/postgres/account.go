@@ -74,9 +74,13 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 	return r, nil
 }
 
-// withheld is r in the form the gateway works on, with its secrets
-// withheld (see account.Store.Accounts): it decrypts nothing.
-func withheld(user string, r accountRow) account.Account {
+// sealed is what r keeps of the account's secrets.
+func (r accountRow) sealed() secrets.Sealed {
+	return secrets.Sealed{TOTP: r.TOTPSecret, Pending: r.PendingSecret}
+}
+
+// plain is r in the form the gateway works on, without its secrets.
+func plain(user string, r accountRow) account.Account {
 	if !r.Stored {
 		return account.Account{Name: user, Generation: r.Generation}
 	}
@@ -94,37 +98,30 @@ func withheld(user string, r accountRow) account.Account {
 		SpentChallenges: r.SpentChallenges,
 		Stored:          true,
 	}
-	if r.TOTPSecret != nil {
-		a.TOTPSecret = account.SecretWithheld
-	}
 	if r.PendingSecret != nil {
-		a.Pending = &account.Enrollment{Secret: account.SecretWithheld, Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
+		a.Pending = &account.Enrollment{Expires: time.Unix(0, r.PendingExpires), Session: r.PendingSession}
+	}
+	return a
+}
+
+// withheld is r with its secrets withheld (see account.Store.Accounts): it
+// decrypts nothing.
+func withheld(user string, r accountRow) account.Account {
+	a := plain(user, r)
+	if r.Stored {
+		r.sealed().Withhold(&a)
 	}
 	return a
 }
 
 // account decrypts r into the form the gateway works on.
 func (db *DB) account(user string, r accountRow) (account.Account, error) {
-	a := withheld(user, r)
+	a := plain(user, r)
 	if !r.Stored {
 		return a, nil
 	}
-	keys := db.keys.Load()
-	if r.TOTPSecret != nil {
-		secret, err := keys.Open(secrets.PurposeTOTPSecret, user, r.TOTPSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt totp secret of %q: %w", user, err)
-		}
-		a.TOTPSecret = string(secret)
-	}
-	if r.PendingSecret != nil {
-		secret, err := keys.Open(secrets.PurposePendingSecret, user, r.PendingSecret)
-		if err != nil {
-			return a, fmt.Errorf("decrypt pending enrollment of %q: %w", user, err)
-		}
-		a.Pending.Secret = string(secret)
-	}
-	return a, nil
+	err := db.keys.Load().OpenAccount(&a, r.sealed())
+	return a, err
 }
 
 // row seals a into the stored form. Secrets a did not change keep their
@@ -146,23 +143,13 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old ac
 		Passkeys:        a.Passkeys,
 		SpentChallenges: a.SpentChallenges,
 	}
-	var err error
-	switch {
-	case a.TOTPSecret == "":
-	case a.TOTPSecret == was.TOTPSecret:
-		r.TOTPSecret = old.TOTPSecret
-	default:
-		if r.TOTPSecret, err = db.seal(ctx, tx, secrets.PurposeTOTPSecret, a.Name, []byte(a.TOTPSecret)); err != nil {
-			return r, fmt.Errorf("encrypt totp secret of %q: %w", a.Name, err)
-		}
+	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(ctx, tx) })
+	if err != nil {
+		return r, err
 	}
+	r.TOTPSecret, r.PendingSecret = s.TOTP, s.Pending
 	if p := a.Pending; p != nil {
 		r.PendingExpires, r.PendingSession = p.Expires.UnixNano(), p.Session
-		if was.Pending != nil && was.Pending.Secret == p.Secret {
-			r.PendingSecret = old.PendingSecret
-		} else if r.PendingSecret, err = db.seal(ctx, tx, secrets.PurposePendingSecret, a.Name, []byte(p.Secret)); err != nil {
-			return r, fmt.Errorf("encrypt pending enrollment of %q: %w", a.Name, err)
-		}
 	}
 	return r, nil
 }
@@ -255,12 +242,10 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		if err != nil {
 			return err
 		}
-		// fn changes a copy: was stays as loaded, to compare secrets with.
-		a := was.Clone()
-		if fnErr = fn(&a); fnErr != nil {
+		var a account.Account
+		if a, fnErr = account.Apply(user, was, fn); fnErr != nil {
 			return fnErr
 		}
-		a.Name = user
 		r, err := db.row(ctx, tx, a, was, old)
 		if err != nil {
 			return err

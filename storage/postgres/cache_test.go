@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -62,7 +63,7 @@ func within(t testing.TB, d time.Duration, what string, cond func() bool) time.D
 }
 
 func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	a, b := openCached(t, dsn, key), openCached(t, dsn, key)
 	if g := generation(t, b, "alice"); g != 0 || !cached(b, "alice") {
@@ -76,22 +77,22 @@ func TestSessionState_ChangeOnOneInstanceReachesTheOtherWithinASecond(t *testing
 }
 
 func TestSessionState_ChangeMadeInSQLReachesTheCache(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	db := openCached(t, dsn, mustKey(t))
 	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	generation(t, db, "alice")
-	sql(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice'")
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice'")
 	within(t, time.Second, "a change typed in SQL reaches the cache", func() bool { return generation(t, db, "alice") == 7 })
-	sql(t, dsn, "TRUNCATE totp_auth.accounts")
+	pgtest.Exec(t, dsn, "TRUNCATE totp_auth.accounts")
 	within(t, time.Second, "a truncation reaches the cache", func() bool { return generation(t, db, "alice") == 0 })
 }
 
 // A change that no session check reads (an accepted time step) sends no
 // notification, so the cached entry stays.
 func TestSessionState_StepAcceptedKeepsTheEntry(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	db := openCached(t, dsn, mustKey(t))
 	enroll(t, db, "alice")
 	within(t, time.Second, "alice's state cached after the enrollment was heard", func() bool {
@@ -122,13 +123,13 @@ func listenerPID(t testing.TB, db *DB) int32 {
 }
 
 func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	generation(t, db, "alice")
 
 	pid := listenerPID(t, db)
-	sql(t, dsn, "SELECT pg_terminate_backend($1)", pid)
+	pgtest.Exec(t, dsn, "SELECT pg_terminate_backend($1)", pid)
 	took := within(t, time.Second, "the dropped listener is noticed", func() bool { return !db.cache.listening.Load() })
 	t.Logf("listener drop noticed after %s", took)
 	// alice changes while nothing listens: her cached state must not be used.
@@ -148,7 +149,7 @@ func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 }
 
 func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	generation(t, db, "alice")
@@ -167,7 +168,7 @@ func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 }
 
 func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
-	dsn := newDatabase(t)
+	server, dsn := pgtest.Own(t) // stopped below: not the shared cluster
 	db := openCached(t, dsn, mustKey(t))
 	if _, err := account.BumpGeneration(db, "alice"); err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
 // A change heard while a miss is being read keeps what the miss read out
 // of memory: it was read before the change.
 func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
 	testHookFill = func(user string) {

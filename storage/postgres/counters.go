@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // The rules of the lockout are gateway's; this file loads the counters
@@ -31,22 +32,8 @@ func scanCounter(row pgx.Row) (account.Counter, error) {
 	if err := row.Scan(&c.Key, &start, &until, &c.Failures, &c.InFlight); err != nil {
 		return c, err
 	}
-	c.WindowStart, c.LockedUntil = fromUnixNano(start), fromUnixNano(until)
+	c.WindowStart, c.LockedUntil = secrets.FromUnixNano(start), secrets.FromUnixNano(until)
 	return c, nil
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromUnixNano(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n)
 }
 
 // counterLockIDs returns the advisory lock ids of keys, sorted and without
@@ -141,7 +128,7 @@ func counterWrites(keys []string, cs map[string]*account.Counter) *pgx.Batch {
 			VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (key) DO UPDATE SET window_start = EXCLUDED.window_start,
 				locked_until = EXCLUDED.locked_until, failures = EXCLUDED.failures, in_flight = EXCLUDED.in_flight`,
-			k, unixNano(c.WindowStart), unixNano(c.LockedUntil), c.Failures, c.InFlight)
+			k, secrets.UnixNano(c.WindowStart), secrets.UnixNano(c.LockedUntil), c.Failures, c.InFlight)
 	}
 	return batch
 }

@@ -14,16 +14,6 @@ import (
 // this file seals under the key the database uses, and moves every secret
 // to another key.
 
-// seal seals plain for purpose and user under the key the database
-// currently uses.
-func (db *DB) seal(ctx context.Context, tx pgx.Tx, purpose, user string, plain []byte) ([]byte, error) {
-	id, err := currentKey(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
-	return db.keys.Load().Seal(id, purpose, user, plain)
-}
-
 // reseal re-encrypts every secret in the database under the key with id
 // to, and the canary last, all in tx.
 func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.KeyID) error {
@@ -48,12 +38,11 @@ func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.Ke
 		return fmt.Errorf("list secrets: %w", err)
 	}
 	for _, s := range list {
-		if s.totp, err = resealValue(keys, to, secrets.PurposeTOTPSecret, s.name, s.totp); err != nil {
-			return fmt.Errorf("re-encrypt totp secret of %q: %w", s.name, err)
+		sealed, err := keys.ResealAccount(to, s.name, secrets.Sealed{TOTP: s.totp, Pending: s.pending})
+		if err != nil {
+			return err
 		}
-		if s.pending, err = resealValue(keys, to, secrets.PurposePendingSecret, s.name, s.pending); err != nil {
-			return fmt.Errorf("re-encrypt pending enrollment of %q: %w", s.name, err)
-		}
+		s.totp, s.pending = sealed.TOTP, sealed.Pending
 		if _, err := tx.Exec(ctx, "UPDATE accounts SET totp_secret = $2, pending_secret = $3 WHERE name = $1", s.name, s.totp, s.pending); err != nil {
 			return fmt.Errorf("write account %q: %w", s.name, err)
 		}
@@ -65,10 +54,10 @@ func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.Ke
 	case err != nil:
 		return fmt.Errorf("read session keys: %w", err)
 	default:
-		if hashKey, err = resealValue(keys, to, secrets.PurposeSessionHash, "", hashKey); err != nil {
+		if hashKey, err = keys.Reseal(to, secrets.PurposeSessionHash, "", hashKey); err != nil {
 			return fmt.Errorf("re-encrypt session hash key: %w", err)
 		}
-		if blockKey, err = resealValue(keys, to, secrets.PurposeSessionBlock, "", blockKey); err != nil {
+		if blockKey, err = keys.Reseal(to, secrets.PurposeSessionBlock, "", blockKey); err != nil {
 			return fmt.Errorf("re-encrypt session block key: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "UPDATE session_keys SET hash_key = $1, block_key = $2 WHERE id = 1", hashKey, blockKey); err != nil {
@@ -76,18 +65,6 @@ func reseal(ctx context.Context, tx pgx.Tx, keys *secrets.Keyring, to secrets.Ke
 		}
 	}
 	return writeCanary(ctx, tx, keys, to)
-}
-
-// resealValue opens sealed and seals it again under to; nil stays nil.
-func resealValue(keys *secrets.Keyring, to secrets.KeyID, purpose, owner string, sealed []byte) ([]byte, error) {
-	if sealed == nil {
-		return nil, nil
-	}
-	plain, err := keys.Open(purpose, owner, sealed)
-	if err != nil {
-		return nil, err
-	}
-	return keys.Seal(to, purpose, owner, plain)
 }
 
 // RotateKey re-encrypts every secret under key in one transaction. Every

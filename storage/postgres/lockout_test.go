@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // 100 guesses at once, spread over two instances, evaluate at most Max:
 // each takes its slot under the advisory locks before it is evaluated.
 func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	instances := []*DB{
 		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
@@ -64,7 +65,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 }
 
 func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}})

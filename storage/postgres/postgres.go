@@ -1,7 +1,7 @@
 // Package postgres keeps totp_auth's state in PostgreSQL, so that several
 // Caddy instances share one set of accounts, failure counters, revocations
 // and session keys. It implements account.Store and only loads, locks and
-// saves: every rule of the sign-in flow is package gateway's.
+// saves: every rule is package account's, applied by the gateway.
 //
 // Atomicity across instances comes from the database: an account is changed
 // under `SELECT … FOR UPDATE` on its row, failure counters under
@@ -15,7 +15,7 @@
 // or SQL typed by hand), with a heartbeat that proves the notification
 // connection is alive. When memory cannot be trusted it asks the database,
 // and when the database does not answer it returns an error, so the gateway
-// refuses the request rather than trusting stale state (see cache.go).
+// refuses the request rather than trusting stale state.
 //
 // The notification connection needs a session of its own: behind PgBouncer
 // in transaction mode LISTEN does not work, so point the connection string

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -18,7 +19,7 @@ import (
 // be want.
 func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) int {
 	t.Helper()
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	instances := []*DB{
 		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -32,7 +33,7 @@ func enroll(t testing.TB, db *DB, user string) {
 // everything; instances still configured with the old key as current seal
 // under the new one from then on, because they follow the database.
 func TestRotation_InstancesAcceptBothKeysUntilEverySecretIsResealed(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{oldKey}})
 	running := openTest(t, dsn, Options{Keys: []secrets.Key{oldKey, newKey}})

@@ -6,28 +6,13 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-// sql runs statements on dsn outside any store, as an operator would.
-func sql(t testing.TB, dsn, statements string, args ...any) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, statements, args...); err != nil {
-		t.Fatalf("%s: %v", statements, err)
-	}
-}
-
 func TestOpen_RequiresEncryptionKey(t *testing.T) {
-	_, err := Open(context.Background(), newDatabase(t), Options{})
+	_, err := Open(context.Background(), pgtest.Database(t), Options{})
 	if err == nil || !strings.Contains(err.Error(), "encryption_key") {
 		t.Fatalf("Open without a key: %v, want an error naming encryption_key", err)
 	}
@@ -41,7 +26,7 @@ func TestOpen_ConnectionStringNotRepeatedInErrors(t *testing.T) {
 }
 
 func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -65,10 +50,10 @@ func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
 }
 
 func TestOpen_RefusesANewerSchema(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
-	sql(t, dsn, "UPDATE totp_auth.schema_version SET version = version + 1")
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.schema_version SET version = version + 1")
 	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}})
 	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
 		t.Fatalf("Open on a newer schema: %v, want a refusal", err)
@@ -76,7 +61,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 }
 
 func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key, other := mustKey(t), mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{other}})
@@ -86,7 +71,7 @@ func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
 }
 
 func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_a"})
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_b"})
 	if _, err := account.BumpGeneration(a, "alice"); err != nil {
@@ -100,7 +85,7 @@ func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
 // The secrets are sealed as the bbolt store seals them: the same key opens
 // them with the same additional data.
 func TestSecrets_SealedLikeTheBboltStore(t *testing.T) {
-	dsn := newDatabase(t)
+	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
 	enroll(t, db, "alice")

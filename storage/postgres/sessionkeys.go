@@ -45,10 +45,15 @@ func (db *DB) storeSessionKeys(ctx context.Context, tx pgx.Tx, generate func() (
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate: %w", err)
 	}
-	if h, err = db.seal(ctx, tx, secrets.PurposeSessionHash, "", hashKey); err != nil {
+	id, err := currentKey(ctx, tx)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := db.keys.Load()
+	if h, err = keys.Seal(id, secrets.PurposeSessionHash, "", hashKey); err != nil {
 		return nil, nil, fmt.Errorf("encrypt session hash key: %w", err)
 	}
-	if b, err = db.seal(ctx, tx, secrets.PurposeSessionBlock, "", blockKey); err != nil {
+	if b, err = keys.Seal(id, secrets.PurposeSessionBlock, "", blockKey); err != nil {
 		return nil, nil, fmt.Errorf("encrypt session block key: %w", err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO session_keys (id, hash_key, block_key) VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING", h, b); err != nil {

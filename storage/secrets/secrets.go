@@ -1,7 +1,10 @@
-// Package secrets seals totp_auth's secrets at rest with AES-256-GCM: the
-// key type and its parsing, key ids, and a keyring that seals under one key
-// and opens under any configured one. Every store (bbolt, PostgreSQL) seals
-// through it, so a secret copied from one into the other opens there.
+// Package secrets is what every store does to a value it keeps: it seals
+// totp_auth's secrets at rest with AES-256-GCM (the key type and its
+// parsing, key ids, a keyring that seals under one key and opens under any
+// configured one, the canary that tells a wrong key at start), opens, seals
+// and withholds an account's secrets (Sealed), and writes times. Every
+// store (bbolt, PostgreSQL) goes through it, so a secret copied from one
+// into the other opens there, and each store only maps its own records.
 package secrets
 
 import (

@@ -17,6 +17,7 @@ import (
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/postgres"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // users measures what the number of database users costs a store (SPEC
@@ -39,7 +40,7 @@ func users(args []string) error {
 	if err != nil {
 		return err
 	}
-	key, err := storage.NewKey()
+	key, err := secrets.NewKey()
 	if err != nil {
 		return err
 	}
@@ -56,7 +57,7 @@ func users(args []string) error {
 		}
 		seeded := time.Since(seedStart)
 		m, err := measureStore(count, func() (account.Store, func() error, error) {
-			db, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
+			db, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
 			return db, func() error { return db.Close() }, err
 		})
 		if err != nil {
@@ -72,7 +73,7 @@ func users(args []string) error {
 		}
 		seeded := time.Since(seedStart)
 		m, err := measureStore(count, func() (account.Store, func() error, error) {
-			db, err := postgres.Open(context.Background(), string(dsn), postgres.Options{Keys: []storage.Key{key}, Schema: schema})
+			db, err := postgres.Open(context.Background(), string(dsn), postgres.Options{Keys: []secrets.Key{key}, Schema: schema})
 			return db, func() error { return db.Close() }, err
 		})
 		if err != nil {
@@ -87,8 +88,8 @@ func userName(i int) string { return fmt.Sprintf("user%06d", i) }
 
 // seedBbolt makes count users with a password, through the store, from
 // several goroutines so that bbolt can batch their commits.
-func seedBbolt(path string, key storage.Key, hash []byte, count int) error {
-	db, err := storage.Open(path, storage.Options{Keys: []storage.Key{key}})
+func seedBbolt(path string, key secrets.Key, hash []byte, count int) error {
+	db, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func seedBbolt(path string, key storage.Key, hash []byte, count int) error {
 
 // seedPostgres makes count users with a password in a fresh schema: the
 // store creates the schema, one INSERT makes the rows.
-func seedPostgres(dsn, schema string, key storage.Key, hash []byte, count int) error {
+func seedPostgres(dsn, schema string, key secrets.Key, hash []byte, count int) error {
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
@@ -124,7 +125,7 @@ func seedPostgres(dsn, schema string, key storage.Key, hash []byte, count int) e
 	if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
 		return err
 	}
-	db, err := postgres.Open(context.Background(), dsn, postgres.Options{Keys: []storage.Key{key}, Schema: schema})
+	db, err := postgres.Open(context.Background(), dsn, postgres.Options{Keys: []secrets.Key{key}, Schema: schema})
 	if err != nil {
 		return err
 	}
