@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/webauthn"
 	"github.com/chromedp/chromedp"
 
+	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/internal/softkey"
 )
 
@@ -316,7 +317,7 @@ func TestPasskeys_Browser_PlainHTTPOffersNoPasskeyAndTOTPWorks(t *testing.T) {
 
 func TestPasskeys_Postgres_OneAnswerRacedToTwoInstancesIsAcceptedOnce(t *testing.T) {
 	t.Parallel()
-	dsn := postgresDatabase(t)
+	dsn := pgtest.Database(t)
 	c := &cluster{a: newCaddy(t), b: newCaddy(t), aPort: freePort(t), bPort: freePort(t), dsn: dsn, up: newUpstream(t)}
 	block := postgresBlock(dsn, []string{"alice"}, "passkeys")
 	for _, inst := range []struct {
