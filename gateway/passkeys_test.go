@@ -21,7 +21,7 @@ import (
 
 // passkeyEnv is a gateway with passkeys on, served on http://localhost
 // (a secure context), the one plain-http host passkeys work on.
-func passkeyEnv(t *testing.T, mods ...func(*gateway.Config)) *env {
+func passkeyEnv(t testing.TB, mods ...func(*gateway.Config)) *env {
 	t.Helper()
 	e := newEnv(t, append([]func(*gateway.Config){func(c *gateway.Config) { c.Passkeys = true }}, mods...)...)
 	e.srv.URL = strings.Replace(e.srv.URL, "127.0.0.1", "localhost", 1)
