@@ -588,3 +588,34 @@ func TestPasskey_ResetTwoFactorRemovesPasskeys(t *testing.T) {
 		t.Fatalf("after reset-2fa: %s, want enroll_required", r.Body)
 	}
 }
+
+func TestPasskey_SignInIsLevelTwoForPortalVerify(t *testing.T) {
+	e := portalEnv(t, func(c *gateway.Config) { c.Passkeys = true })
+	c, url := e.tlsClient(portalHost)
+	e.srv.URL = url
+	origin := "https://" + portalHost
+	key := &softkey.Authenticator{}
+	c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+	cred, _, err := key.Create(softkey.Ceremony{Origin: origin}, c.options("/.totp-auth/passkeys/new", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.postRaw("/.totp-auth/passkeys", map[string]any{"credential": json.RawMessage(cred)}); r.StatusCode != 200 {
+		t.Fatalf("register: %d %s", r.StatusCode, r.Body)
+	}
+	c2, _ := e.tlsClient(portalHost)
+	answer := c2.passkeyAnswer("alice", key, softkey.Ceremony{Origin: origin})
+	if r := c2.postAnswer("/.totp-auth/2fa", answer); r.StatusCode != 200 {
+		t.Fatalf("2fa: %d %s", r.StatusCode, r.Body)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/.totp-auth/verify", nil)
+	for k, v := range forwarded() {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set(trustedMark, "yes")
+	req.Header.Set("Accept", "text/html")
+	r := c2.do(req)
+	if r.StatusCode != 200 || r.Header.Get("Remote-User") != "alice" {
+		t.Fatalf("verify after a passkey sign-in: %d %q", r.StatusCode, r.Header.Get("Remote-User"))
+	}
+}
