@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"github.com/totp-auth/totp_auth/gateway/account"
-
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -13,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 func TestUnmarshalCaddyfile_Passkeys(t *testing.T) {

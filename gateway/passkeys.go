@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"github.com/totp-auth/totp_auth/gateway/account"
-
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -18,12 +16,15 @@ import (
 	"github.com/go-webauthn/webauthn/protocol"
 	"github.com/go-webauthn/webauthn/webauthn"
 	"github.com/gorilla/securecookie"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Passkeys (SPEC §14): where a request may use them, the WebAuthn
 // ceremonies go-webauthn runs for us, and the cookie that carries a
 // ceremony from its options to its answer. The flows that use them are in
-// passkeyflows.go; the rules for the stored passkeys in passkey.go.
+// passkeyenroll.go, passkeysignin.go and passkeyaccount.go; the rules for
+// the stored passkeys in package account (passkey.go).
 
 // passkeySite is where a request may use passkeys: the RP ID ceremonies
 // are scoped to and the request's own origin, the only one its answers may
@@ -353,4 +354,19 @@ func encodeID(id []byte) string { return base64.RawURLEncoding.EncodeToString(id
 func decodeID(s string) ([]byte, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	return b, err == nil && len(b) > 0
+}
+
+// The passkey flows of SPEC §14: registering one (at first sign-in, or
+// from the account page after the password), the second factor with one,
+// signing in with one alone (passkey_login), listing, renaming and
+// removing them.
+
+// passkeysOff answers a passkey request on a block without passkeys, or
+// one that cannot use them (no secure context).
+func (g *Gateway) passkeysOff(w http.ResponseWriter, r *http.Request) {
+	msg := "Passkeys are not turned on for this site."
+	if g.cfg.Passkeys {
+		msg = "Passkeys work only over https (or on localhost). Use your authenticator app instead."
+	}
+	g.problem(w, r, problem{status: http.StatusNotFound, code: "passkeys_off", msg: msg}, page{Title: "Passkeys unavailable"})
 }

@@ -1,8 +1,6 @@
 package gateway_test
 
 import (
-	"github.com/totp-auth/totp_auth/gateway/account"
-
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -13,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/softkey"
 )
 
