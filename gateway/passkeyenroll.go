@@ -22,6 +22,10 @@ type passkeyRegistrant struct {
 	pending *PendingLogin
 	session *Session
 	binding string
+	// passwordDue is set where the password comes before the options: a
+	// signed-in user, or a password-only session sent to enroll by a
+	// block that requires 2FA (step-up).
+	passwordDue bool
 }
 
 // requireRegistrant returns who is registering, or answers as the
@@ -32,14 +36,14 @@ func (g *Gateway) requireRegistrant(w http.ResponseWriter, r *http.Request) (pas
 		g.internalError(w, r, "check pending sign-in", err)
 		return passkeyRegistrant{}, false
 	}
-	if p != nil && p.Stage == stageEnroll {
-		return passkeyRegistrant{user: p.User, pending: p, binding: g.pendingBinding(r)}, true
+	if p != nil && p.ID != 0 && (p.Stage == stageEnroll || p.Stage == stageEnrollPassword) {
+		return passkeyRegistrant{user: p.User, pending: p, binding: g.pendingBinding(r), passwordDue: p.Stage == stageEnrollPassword}, true
 	}
 	s, _, ok := g.requireSessionInRecovery(w, r)
 	if !ok {
 		return passkeyRegistrant{}, false
 	}
-	return passkeyRegistrant{user: s.User, session: s, binding: sessionBinding(s)}, true
+	return passkeyRegistrant{user: s.User, session: s, binding: sessionBinding(s), passwordDue: true}, true
 }
 
 // postPasskeyNew answers creation options: at once for a first sign-in
@@ -69,9 +73,15 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
-	if reg.session != nil {
+	if reg.passwordDue {
+		// Where the password is refused, a signed-in user sees the
+		// account page again, a step-up the message page.
+		refusedAt, refusedPage := "", pg
+		if reg.session != nil {
+			refusedAt, refusedPage = "account", g.accountPage(w, r, reg.session, &acct)
+		}
 		if f.get("password") == "" {
-			g.problem(w, r, problem{status: http.StatusForbidden, code: "password_required", msg: "Enter your password first.", page: "account"}, g.accountPage(w, r, reg.session, &acct))
+			g.problem(w, r, problem{status: http.StatusForbidden, code: "password_required", msg: "Enter your password first.", page: refusedAt}, refusedPage)
 			return
 		}
 		a, ok := g.beginAttempt(w, r, EventPasskeyAdded, reg.user, "", pg)
@@ -85,8 +95,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		if !match {
 			note := g.failAttempt(r, a, reg.user)
 			g.audit(r, EventPasskeyAdded, OutcomeFailure, reg.user)
-			ap := g.accountPage(w, r, reg.session, &acct)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong password: no passkey was added." + note, page: "account"}, ap)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong password: no passkey was added." + note, page: refusedAt}, refusedPage)
 			return
 		}
 		g.releaseAttempt(a)
@@ -294,7 +303,7 @@ func (g *Gateway) verifyRegistration(r *http.Request, site passkeySite, c ceremo
 // first sign-in that must enroll: the creation options for the setup page.
 func (g *Gateway) enrollmentPasskey(w http.ResponseWriter, r *http.Request, e enrollee, acct *account.Account) string {
 	site, ok := g.passkeySite(r)
-	if !ok || e.pending == nil || acct.HasSecondFactor() {
+	if !ok || e.pending == nil || e.passwordDue || acct.HasSecondFactor() {
 		return ""
 	}
 	creation, err := g.registrationOptions(w, r, site, acct, g.pendingBinding(r))

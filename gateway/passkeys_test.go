@@ -618,3 +618,35 @@ func TestPasskey_SignInIsLevelTwoForPortalVerify(t *testing.T) {
 		t.Fatalf("verify after a passkey sign-in: %d %q", r.StatusCode, r.Header.Get("Remote-User"))
 	}
 }
+
+func TestPasskey_StepUpFromAPasswordOnlySessionAsksThePasswordFirst(t *testing.T) {
+	e := passkeyEnv(t)
+	// A password-only session, as a block with require_2fa false gives.
+	optional := passkeyEnv(t, func(c *gateway.Config) { c.Optional2FA = true; c.Store = e.store })
+	c := optional.client()
+	if r := c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword}); r.JSON["status"] != "ok" {
+		t.Fatalf("password-only sign-in: %s", r.Body)
+	}
+	// The same cookie on this block, which requires 2FA.
+	u, _ := url.Parse(e.srv.URL)
+	ou, _ := url.Parse(optional.srv.URL)
+	step := e.client()
+	step.jar.SetCookies(u, c.jar.Cookies(ou))
+	if r := step.getJSON("/app"); r.StatusCode != 401 || r.JSON["error"] != "enroll_required" {
+		t.Fatalf("step-up: %d %s", r.StatusCode, r.Body)
+	}
+	if r := step.postJSON("/.totp-auth/passkeys/new", nil); r.StatusCode != 403 || r.JSON["error"] != "password_required" {
+		t.Fatalf("passkey options at a step-up without the password: %d %s", r.StatusCode, r.Body)
+	}
+	key := &softkey.Authenticator{}
+	cred, _, err := key.Create(softkey.Ceremony{Origin: e.origin()}, step.options("/.totp-auth/passkeys/new", map[string]string{"password": testPassword}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := step.postRaw("/.totp-auth/passkeys", map[string]any{"credential": json.RawMessage(cred)}); r.StatusCode != 200 || len(r.JSON["backup_codes"].([]any)) != 10 {
+		t.Fatalf("passkey at a step-up: %d %s", r.StatusCode, r.Body)
+	}
+	if r := step.getHTML("/app"); r.StatusCode != 200 || !strings.Contains(r.Body, "user=alice") {
+		t.Fatalf("after the step-up the block still refuses: %d", r.StatusCode)
+	}
+}
