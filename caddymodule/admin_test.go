@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -257,5 +258,47 @@ func TestAdminClient_CaddyWithoutTheModuleIsNamed(t *testing.T) {
 	err = client.call(http.MethodGet, "/totp-auth/databases", nil, &l)
 	if err == nil || !strings.Contains(err.Error(), "built with the totp_auth module") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// Caddy refuses any Origin on an admin endpoint that is a unix socket (it
+// allows none there), so the commands send none on one, as Caddy's own do,
+// and keep sending it over TCP.
+func TestAdminClient_SendsNoOriginOnAUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origins := make(chan []string, 2)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origins <- r.Header.Values("Origin")
+		_, _ = w.Write([]byte(`{"databases":[]}`))
+	})
+	srv := &http.Server{Handler: handler}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	tcp := httptest.NewServer(handler)
+	t.Cleanup(tcp.Close)
+
+	for _, tc := range []struct {
+		address    string
+		wantOrigin bool
+	}{
+		{"unix/" + sock + "|0600", false},
+		{"unix/" + sock, false},
+		{strings.TrimPrefix(tcp.URL, "http://"), true},
+	} {
+		client, err := newAdminClient(tc.address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var listing databasesListing
+		if err := client.call(http.MethodGet, "/totp-auth/databases", nil, &listing); err != nil {
+			t.Fatalf("%s: %v", tc.address, err)
+		}
+		if got := <-origins; (len(got) > 0) != tc.wantOrigin {
+			t.Errorf("%s: Origin %q, want one: %v", tc.address, got, tc.wantOrigin)
+		}
 	}
 }

@@ -31,6 +31,7 @@ var errAdminNotRunning = errors.New("caddy's admin endpoint does not answer")
 type adminClient struct {
 	address string
 	origin  string
+	socket  bool // a unix socket, where Caddy checks no origin and allows none
 	http    *http.Client
 }
 
@@ -50,6 +51,7 @@ func newAdminClient(address string) (*adminClient, error) {
 	return &adminClient{
 		address: address,
 		origin:  origin,
+		socket:  na.IsUnixNetwork(),
 		http: &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				return dialer.DialContext(ctx, network, dialAddr)
@@ -72,7 +74,11 @@ func (c *adminClient) request(method, uri string, body any) (*http.Response, err
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Origin", c.origin)
+	if !c.socket {
+		// Caddy allows no origin at all on a unix socket: like Caddy's own
+		// commands, send none there.
+		req.Header.Set("Origin", c.origin)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -175,6 +175,9 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "cookie_name":
 			t.CookieName = v
 		case "cookie_domain":
+			if cerr := checkCookieDomain(v); cerr != nil {
+				return d.Errf("%v", cerr)
+			}
 			t.CookieDomain = v
 		case "require_2fa":
 			b, perr := strconv.ParseBool(v)

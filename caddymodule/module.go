@@ -101,7 +101,9 @@ type TOTPAuth struct {
 	CookieName string `json:"cookie_name,omitempty"`
 
 	// The domain of the session cookie, to share one session with all
-	// subdomains. Default: none (the cookie belongs to this host only).
+	// subdomains. A public suffix (home.arpa, lan, com) is refused at
+	// start, since browsers drop such a cookie. Default: none (the cookie
+	// belongs to this host only).
 	CookieDomain string `json:"cookie_domain,omitempty"`
 
 	// Whether a user without TOTP must enroll at first sign-in. When false,
@@ -208,6 +210,9 @@ func (TOTPAuth) CaddyModule() caddy.ModuleInfo {
 // Provision opens (or shares) the database and builds the gateway.
 func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 	t.logger = ctx.Logger()
+	if err := checkCookieDomain(t.CookieDomain); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	users, err := canonicalUsers(t.Users)
 	if err != nil {

@@ -60,3 +60,47 @@ func TestDeploy_ComposeCaddyfileIsValid(t *testing.T) {
 		t.Fatalf("caddy validate deploy/Caddyfile: %v\n%s", err, out)
 	}
 }
+
+// The image is built from the checkout, so .dockerignore keeps out what a
+// checkout that has been used accumulates: the history, a built caddy, the
+// demo's database and key, benchmark output.
+func TestDeploy_DockerignoreKeepsBuildLeftoversOutOfTheImage(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, ".dockerignore"))
+	if err != nil {
+		t.Fatalf("no .dockerignore beside deploy/Dockerfile's build context: %v", err)
+	}
+	var patterns []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			patterns = append(patterns, strings.TrimPrefix(line, "/"))
+		}
+	}
+	// ignored reports whether a pattern names path or one of its parents,
+	// as Docker reads them (** spans directories).
+	ignored := func(path string) bool {
+		for _, p := range patterns {
+			for dir := path; dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+				if ok, _ := filepath.Match(p, dir); ok {
+					return true
+				}
+				if rest, found := strings.CutPrefix(p, "**/"); found {
+					if ok, _ := filepath.Match(rest, filepath.Base(dir)); ok {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for _, path := range []string{".git", ".git/objects/pack", "caddy", ".demo/totp.db", ".demo/caddy/pki", "bench/out/run-1.txt", "totp.db", ".demo/totp_auth/totp.db.key"} {
+		if !ignored(path) {
+			t.Errorf(".dockerignore lets %s into the image build", path)
+		}
+	}
+	for _, path := range []string{"go.mod", "go.sum", "cmd/caddy/main.go", "caddymodule/module.go", "gateway/assets", "deploy/Caddyfile"} {
+		if ignored(path) {
+			t.Errorf(".dockerignore keeps %s, which the build needs, out of the image build", path)
+		}
+	}
+}

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -16,10 +18,14 @@ import (
 	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
-// Defaults of Options.Lease and Options.Heartbeat.
+// Defaults of Options.Lease and Options.Heartbeat. The lease bounds how
+// long a stalled listener can keep memory trusted after a change it did
+// not hear: under a second, so that a logout on one instance is in force
+// on every other within one second in every case (SPEC §13). Four
+// heartbeats fit in it, so one late heartbeat costs no trust.
 const (
-	DefaultLease     = 2 * time.Second
-	DefaultHeartbeat = 250 * time.Millisecond
+	DefaultLease     = 800 * time.Millisecond
+	DefaultHeartbeat = 200 * time.Millisecond
 )
 
 // ListenerApplicationName is the application_name of the connection that
@@ -30,15 +36,21 @@ const ListenerApplicationName = "totp_auth listener"
 // session costs no round trip, and trusts it only while it can prove it
 // hears every change:
 //
-//   - A trigger on the accounts table notifies `<schema>.accounts` with the
-//     user's name on every change a session check reads, whoever makes it.
-//     The listener deletes that user's entry.
-//   - Each instance notifies `<schema>.heartbeat` with its own id and the
-//     time it sent the heartbeat, every Heartbeat. PostgreSQL delivers
-//     notifications in commit order, so once the listener hears a heartbeat
-//     sent at s, it has heard every change committed before s. Memory is
-//     trusted while the newest heartbeat heard was sent less than Lease ago
-//     and the listening connection has not dropped since.
+//   - A trigger on the accounts table notifies `<schema>.account_changes`
+//     on every change a session check reads, whoever makes it, with a
+//     digest of the user's name under a key kept in the meta table (any
+//     role that may connect can LISTEN; it learns no names). The listener
+//     deletes that user's entry: each miss records its user's digest.
+//   - Each instance notifies `<schema>.heartbeat` with its own id, the
+//     time it sent the heartbeat and an HMAC of both under a key only this
+//     process knows, every Heartbeat; only its own authentic heartbeats
+//     count, so another role that may connect cannot extend the trust
+//     with a heartbeat from the future. PostgreSQL delivers notifications
+//     in commit order, so once the listener hears a heartbeat sent at s,
+//     it has heard every change committed before s (a heartbeat replayed
+//     by someone else was committed later still). Memory is trusted while
+//     the newest heartbeat heard was sent less than Lease ago and the
+//     listening connection has not dropped since.
 //   - Untrusted, SessionState asks the database on every call, and returns
 //     its error when the database does not answer: the gateway then refuses
 //     the request rather than answer from stale memory.
@@ -53,10 +65,16 @@ type cache struct {
 	lease   time.Duration
 	beat    time.Duration
 	id      string // this instance, in its heartbeats
+	// beatKey authenticates this instance's heartbeats; it never leaves
+	// the process.
+	beatKey []byte
+	// notifyKey is the key of the digests in account notifications.
+	notifyKey []byte
 
 	accountsChannel, heartbeatChannel string
 
 	entries sync.Map // user → *entry
+	names   sync.Map // digest (as notified) → user, for every user looked up
 	// listening is set while the listener holds a connection that has
 	// LISTENed and whose earlier entries were dropped.
 	listening atomic.Bool
@@ -80,7 +98,7 @@ type entry struct {
 	filled bool
 }
 
-func newCache(db *DB, connCfg *pgx.ConnConfig, lease, beat time.Duration) *cache {
+func newCache(db *DB, connCfg *pgx.ConnConfig, lease, beat time.Duration, notifyKey []byte) *cache {
 	if lease <= 0 {
 		lease = DefaultLease
 	}
@@ -88,12 +106,15 @@ func newCache(db *DB, connCfg *pgx.ConnConfig, lease, beat time.Duration) *cache
 		beat = DefaultHeartbeat
 	}
 	var id [8]byte
+	beatKey := make([]byte, 32)
 	_, _ = rand.Read(id[:]) // never fails (crypto/rand panics instead)
+	_, _ = rand.Read(beatKey)
 	cfg := connCfg.Copy()
 	cfg.RuntimeParams["application_name"] = ListenerApplicationName
 	c := &cache{
 		db: db, connCfg: cfg, lease: lease, beat: beat, id: hex.EncodeToString(id[:]),
-		accountsChannel:  db.schema + ".accounts",
+		beatKey: beatKey, notifyKey: notifyKey,
+		accountsChannel:  db.schema + ".account_changes",
 		heartbeatChannel: db.schema + ".heartbeat",
 		epoch:            time.Now(),
 	}
@@ -132,6 +153,9 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 	if e, ok := c.entries.Load(user); ok && e.(*entry).filled {
 		return e.(*entry).state, nil
 	}
+	// The digest is known before the marker is stored, so a change heard
+	// during the read finds it.
+	c.names.Store(c.digest(user), user)
 	marker := &entry{}
 	c.entries.Store(user, marker)
 	st, err := db.readSessionState(user)
@@ -221,17 +245,39 @@ func (c *cache) handle(n *pgconn.Notification) {
 			c.entries.Clear() // the table was truncated
 			return
 		}
-		c.entries.Delete(n.Payload)
+		if user, ok := c.names.Load(n.Payload); ok {
+			c.entries.Delete(user)
+		}
 	case c.heartbeatChannel:
-		id, sent, ok := strings.Cut(n.Payload, ":")
-		if !ok || id != c.id {
-			return // another instance's
+		msg, mac, ok := strings.Cut(n.Payload, "/")
+		id, sent, ok2 := strings.Cut(msg, ":")
+		if !ok || !ok2 || id != c.id {
+			return // another instance's, or not a heartbeat
+		}
+		if !hmac.Equal([]byte(mac), []byte(c.beatMAC(msg))) {
+			return // forged: not sent by this process
 		}
 		t, err := strconv.ParseInt(sent, 10, 64)
 		if err == nil && t > c.lastBeat.Load() {
 			c.lastBeat.Store(t)
 		}
 	}
+}
+
+// digest is how account notifications name user: the hex SHA-256 of the
+// notify key and the name, as the trigger computes it.
+func (c *cache) digest(user string) string {
+	h := sha256.New()
+	h.Write(c.notifyKey)
+	h.Write([]byte(user))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// beatMAC authenticates a heartbeat's id and time.
+func (c *cache) beatMAC(msg string) string {
+	m := hmac.New(sha256.New, c.beatKey)
+	m.Write([]byte(msg))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // sendHeartbeats notifies the heartbeat channel on schedule, whatever the
@@ -252,7 +298,8 @@ func (c *cache) sendHeartbeats() {
 func (c *cache) sendHeartbeat() {
 	// Taken before the round trip: a heartbeat proves what was committed
 	// before it was sent.
-	payload := c.id + ":" + strconv.FormatInt(c.now(), 10)
+	msg := c.id + ":" + strconv.FormatInt(c.now(), 10)
+	payload := msg + "/" + c.beatMAC(msg)
 	ctx, cancel := context.WithTimeout(c.ctx, c.lease)
 	defer cancel()
 	// A failure needs no handling: the lease runs out, and requests ask

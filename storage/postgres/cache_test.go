@@ -2,8 +2,12 @@ package postgres
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/pgtest"
@@ -227,4 +231,94 @@ func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
 	if g := generation(t, db, "alice"); g != 1 {
 		t.Fatalf("generation %d after the change, want 1", g)
 	}
+}
+
+// With the default lease, a stalled listener still lets a logout on
+// another instance take effect within one second (SPEC §13).
+func TestSessionState_FrozenListenerWithTheDefaultLeaseStaysWithinASecond(t *testing.T) {
+	if DefaultLease >= time.Second {
+		t.Fatalf("DefaultLease is %s: a stalled listener would trust its memory for longer than a second", DefaultLease)
+	}
+	dsn := pgtest.Database(t)
+	key := mustKey(t)
+	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	writer := openCached(t, dsn, key)
+	waitTrusted(t, db)
+	generation(t, db, "alice")
+	if !cached(db, "alice") {
+		t.Fatal("alice's state is not in memory")
+	}
+	freeze(t, listenerPID(t, db))
+	frozen := time.Now()
+	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	within(t, time.Second-time.Since(frozen), "the new generation is seen within a second despite the frozen listener", func() bool {
+		return generation(t, db, "alice") == 1
+	})
+	t.Logf("fresh state %s after the listener froze, with the default lease of %s", time.Since(frozen), DefaultLease)
+}
+
+// Any role that may connect can NOTIFY: a heartbeat under this instance's
+// id with a time far in the future must not make it trust its memory any
+// longer than its own heartbeats do.
+func TestSessionState_ForgedHeartbeatsDoNotCount(t *testing.T) {
+	dsn := pgtest.Database(t)
+	db := openCached(t, dsn, mustKey(t))
+	future := strconv.FormatInt(db.cache.now()+int64(time.Hour), 10)
+	for _, payload := range []string{
+		db.cache.id + ":" + future,
+		db.cache.id + ":" + future + "/" + strings.Repeat("0", 64),
+		db.cache.id + ":" + future + "/" + db.cache.beatMAC(db.cache.id+":1"), // another beat's MAC
+	} {
+		pgtest.Exec(t, dsn, "SELECT pg_notify('totp_auth.heartbeat', $1)", payload)
+	}
+	// Heartbeats of its own, sent after the forged ones, are heard after them.
+	time.Sleep(4 * testHeartbeat)
+	waitTrusted(t, db)
+	if beat, now := db.cache.lastBeat.Load(), db.cache.now(); beat > now {
+		t.Fatalf("a forged heartbeat counted: the newest heartbeat is %s in the future", time.Duration(beat-now))
+	}
+}
+
+// Any role that may connect can LISTEN: the notifications name no user.
+func TestSessionState_NotificationsCarryNoUserNames(t *testing.T) {
+	dsn := pgtest.Database(t)
+	key := mustKey(t)
+	db := openCached(t, dsn, key)
+	generation(t, db, "alice-the-admin")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spy, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spy.Close(context.Background())
+	if _, err := spy.Exec(ctx, `LISTEN "totp_auth.account_changes"; LISTEN "totp_auth.accounts"; LISTEN "totp_auth.heartbeat"`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := account.BumpGeneration(db, "alice-the-admin"); err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, dsn, "UPDATE totp_auth.accounts SET generation = 7 WHERE name = 'alice-the-admin'")
+	changes := 0
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		wctx, wcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		n, err := spy.WaitForNotification(wctx)
+		wcancel()
+		if err != nil {
+			continue
+		}
+		if strings.Contains(n.Payload, "alice") {
+			t.Fatalf("a notification on %s names the user: %q", n.Channel, n.Payload)
+		}
+		if n.Channel == "totp_auth.account_changes" {
+			changes++
+		}
+	}
+	if changes == 0 {
+		t.Fatal("no change was announced at all")
+	}
+	// The instance still hears whose state changed.
+	within(t, time.Second, "the change typed in SQL reaches the cache", func() bool { return generation(t, db, "alice-the-admin") == 7 })
 }

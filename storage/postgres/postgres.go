@@ -129,7 +129,13 @@ func Open(ctx context.Context, connString string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres %s: %w", describe(cfg.ConnConfig), err)
 	}
-	db.cache = newCache(db, cfg.ConnConfig, opts.Lease, opts.Heartbeat)
+	var notifyKey []byte
+	if err := pool.QueryRow(ctx, "SELECT value FROM meta WHERE name = 'notify_key'").Scan(&notifyKey); err != nil {
+		db.cancel()
+		pool.Close()
+		return nil, fmt.Errorf("postgres %s: read the notification key: %w", describe(cfg.ConnConfig), err)
+	}
+	db.cache = newCache(db, cfg.ConnConfig, opts.Lease, opts.Heartbeat, notifyKey)
 	db.cache.start()
 	return db, nil
 }

@@ -93,10 +93,53 @@ COMMENT ON COLUMN accounts.recovery_session IS 'the session that spent the last 
 COMMENT ON COLUMN accounts.pending_session IS 'the session a pending enrollment belongs to; 0 at first sign-in';
 COMMENT ON COLUMN accounts.config_user IS 'a user line of a configuration in force defines the user';
 `,
-	// 3: passkeys (SPEC §14). Whether a user has one is part of what
+	// 3: no user name in clear in a notification (SPEC §13): any role that
+	// may connect can LISTEN. A change is announced on <schema>.account_changes
+	// as the hex SHA-256 of a random key kept in meta (which only roles
+	// granted the tables can read) and the name; instances key their memory
+	// by it. <schema>.accounts, which instances of the previous release
+	// listen on, hears an empty payload: they drop all they remember,
+	// which costs them reads but never serves them stale state.
+	`
+INSERT INTO meta (name, value)
+	VALUES ('notify_key', uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid()))
+	ON CONFLICT (name) DO NOTHING;
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k bytea;
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND OLD.revoked = NEW.revoked THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(OLD.name, 'UTF8')), 'hex'));
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(NEW.name, 'UTF8')), 'hex'));
+	END IF;
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION notify_accounts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', '');
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+`,
+	// 4: passkeys (SPEC §14). Whether a user has one is part of what
 	// sessions check (a second factor), so the trigger now also speaks
 	// when the list becomes empty or stops being so; a passkey's sign-in
-	// (its counter) stays silent.
+	// (its counter, a spent challenge) stays silent.
 	`
 ALTER TABLE accounts
 	ADD COLUMN passkeys         jsonb NOT NULL DEFAULT '[]',
@@ -104,6 +147,8 @@ ALTER TABLE accounts
 COMMENT ON COLUMN accounts.passkeys IS 'WebAuthn credentials: public keys, counters and flags; no secret';
 COMMENT ON COLUMN accounts.spent_challenges IS 'answered WebAuthn challenges, kept until their ceremony expires';
 CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k bytea;
 BEGIN
 	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
 		AND OLD.stored = NEW.stored
@@ -115,12 +160,14 @@ BEGIN
 		AND OLD.revoked = NEW.revoked THEN
 		RETURN NULL;
 	END IF;
+	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';
 	IF TG_OP <> 'INSERT' THEN
-		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', OLD.name);
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(OLD.name, 'UTF8')), 'hex'));
 	END IF;
 	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
-		PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', NEW.name);
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(NEW.name, 'UTF8')), 'hex'));
 	END IF;
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
 	RETURN NULL;
 END
 $$;
