@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +167,22 @@ func TestCommands_PasskeyCommandsAreThere(t *testing.T) {
 		if err != nil || len(rest) != 0 || cmd.Name() != path[len(path)-1] || cmd.Short == "" {
 			t.Errorf("%v: %v (rest %v)", path, err, rest)
 		}
+	}
+}
+func TestProvision_PasskeyRPIDMustCoverTheCookieDomain(t *testing.T) {
+	h := &TOTPAuth{DBPath: filepath.Join(t.TempDir(), "totp.db"), EncryptionKey: key64,
+		CookieDomain: "example.com", Passkeys: true, PasskeyRPID: "app.example.com"}
+	err := provision(t, h)
+	if err == nil {
+		_ = h.Cleanup()
+		t.Fatal("a passkey_rp_id below cookie_domain was accepted")
+	}
+	if !strings.Contains(err.Error(), "passkey_rp_id") {
+		t.Fatalf("error %q does not name passkey_rp_id", err)
+	}
+	h = &TOTPAuth{DBPath: filepath.Join(t.TempDir(), "totp.db"), EncryptionKey: key64, Passkeys: true, PasskeyRPID: "https://example.com"}
+	if err := provision(t, h); err == nil || !strings.Contains(err.Error(), "bare lower-case domain") {
+		_ = h.Cleanup()
+		t.Fatalf("a passkey_rp_id with a scheme: %v", err)
 	}
 }

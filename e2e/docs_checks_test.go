@@ -33,6 +33,8 @@ var docChecks = []docCheck{
 	{"migrating to PostgreSQL", []string{"postgres-migrate"}, checkMigrate},
 }
 
+func init() { docChecks = append(docChecks, passkeyDocChecks...) }
+
 // oneHost is a lab with one host, server, at 10.0.0.1 under names.
 func oneHost(t *testing.T, names ...string) (*lab, *labHost) {
 	l := newLab(t)
