@@ -15,20 +15,25 @@ import (
 // listing, renaming and removing them, and turning two-factor
 // authentication off with one where the user has no TOTP.
 
+// pageTime is how the account page writes a passkey's times.
+const pageTime = "2 Jan 2006, 15:04 UTC"
+
 // passkeyView is a passkey as the JSON API and the account page show it.
 type passkeyView struct {
 	ID       string `json:"id"`
 	Name     string `json:"name"`
 	Created  string `json:"created"`
 	LastUsed string `json:"last_used,omitempty"`
+	// CreatedText and LastUsedText are the times as the page says them.
+	CreatedText, LastUsedText string `json:"-"`
 }
 
 func passkeyViews(ps []account.Passkey) []passkeyView {
 	out := make([]passkeyView, 0, len(ps))
 	for _, p := range ps {
-		v := passkeyView{ID: encodeID(p.ID), Name: p.Name, Created: p.Created.UTC().Format(time.RFC3339)}
+		v := passkeyView{ID: encodeID(p.ID), Name: p.Name, Created: p.Created.UTC().Format(time.RFC3339), CreatedText: p.Created.UTC().Format(pageTime)}
 		if !p.LastUsed.IsZero() {
-			v.LastUsed = p.LastUsed.UTC().Format(time.RFC3339)
+			v.LastUsed, v.LastUsedText = p.LastUsed.UTC().Format(time.RFC3339), p.LastUsed.UTC().Format(pageTime)
 		}
 		out = append(out, v)
 	}
