@@ -23,6 +23,7 @@ test-deps:
 	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v ip >/dev/null 2>&1 || missing="$$missing iproute2"; \
 	if [ -n "$$missing" ]; then \
 		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
 		echo "installing:$$missing"; \
@@ -45,7 +46,7 @@ fuzz:
 		$(GO) test "$${pt%%:*}" -run '^$$' -fuzz "^$${pt#*:}\$$" -fuzztime $(FUZZTIME); \
 	done
 
-# `make bench` runs the performance benchmark of SPEC §6 (about 3 minutes);
+# `make bench` runs the performance benchmark of docs/performance.md (about 3 minutes);
 # `make bench BENCH_FLAGS=--quick` is the short run for CI (under 90 s).
 # See bench/README.md for what the numbers mean.
 .PHONY: bench

@@ -161,8 +161,13 @@ type TOTPAuth struct {
 	// callers the server's trusted_proxies trusts. Set cookie_domain to a
 	// parent of these domains (and of the portal's own name), or their
 	// apps never receive the session cookie; Caddy warns at start when it
-	// does not cover one. Default: none (no portal mode; the verify
-	// endpoints answer 404).
+	// does not cover one. The server holding a portal block must refuse
+	// requests for hosts none of its sites name (Caddy answers them with
+	// an empty 200, which every forward-auth proxy reads as "allowed"):
+	// end the Caddyfile with a site such as `http://:8443 { respond 421 }`
+	// on the portal's port; Caddy does not start otherwise. A forward-auth
+	// check that reaches any portal path but a verify endpoint gets 400.
+	// Default: none (no portal mode; the verify endpoints answer 404).
 	Portal []string `json:"portal,omitempty"`
 
 	// Offers passkeys (WebAuthn) as a second factor beside TOTP: users

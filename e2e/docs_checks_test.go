@@ -382,7 +382,7 @@ func forwardPostgres(t *testing.T, h *labHost, addr, dsn string) {
 				defer c.Close()
 				var s net.Conn
 				var err error
-				for try := 0; try < 5; try++ {
+				for try := 0; try < 30; try++ {
 					if s, err = net.Dial("unix", socket); err == nil {
 						break
 					}
@@ -406,6 +406,11 @@ func docsPostgres(t *testing.T, sqlText string) string {
 	t.Helper()
 	pgServer, _ := pgtest.Own(t)
 	super := pgServer.DSN("postgres")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("PostgreSQL's log:\n%s", tail(pgServer.Log(), 8<<10))
+		}
+	})
 	sql := filepath.Join(t.TempDir(), "database.sql")
 	if err := os.WriteFile(sql, []byte(sqlText), 0o644); err != nil {
 		t.Fatal(err)

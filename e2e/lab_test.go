@@ -282,7 +282,7 @@ func (h *labHost) startHolder() {
 		// What systemd's RuntimeDirectory=caddy makes.
 		"install -d -o caddy -g caddy -m 0700 /run/caddy",
 		"echo ready",
-		"exec sleep 100000",
+		"exec sleep 1800", // bounded, should a test end without its cleanups
 	}, "\n")
 	cmd := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c", script)
 	out, err := cmd.StdoutPipe()

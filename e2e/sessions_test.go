@@ -54,8 +54,11 @@ func TestLevel_PasswordOnlySessionOfALaxBlockDoesNotPassAStrictOne(t *testing.T)
 	if r := b.do("GET", "/strict", nil, "Accept", "text/html"); r.status != http.StatusSeeOther || r.header.Get("Location") != prefix+"/setup" {
 		t.Fatalf("browser on the strict block: %d to %q, want 303 to the enrollment", r.status, r.header.Get("Location"))
 	}
-	r = b.api("GET", "setup", nil)
-	expect(t, "GET setup after the step-up", r, http.StatusOK)
+	// The step-up asks for the password again before any secret is shown
+	// (SPEC §4 rule 21): the cookie alone may be a stolen one.
+	expect(t, "GET setup after the step-up, before the password", b.api("GET", "setup", nil), http.StatusForbidden)
+	r = b.api("POST", "setup", map[string]string{"password": testPassword})
+	expect(t, "POST setup with the password after the step-up", r, http.StatusOK)
 	secret, _ := r.json(t)["secret"].(string)
 	expect(t, "POST setup", b.api("POST", "setup", map[string]string{"code": totp(t, secret, time.Now())}), http.StatusOK)
 	upstreamEcho(t, b, "/strict")
