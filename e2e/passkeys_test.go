@@ -158,6 +158,8 @@ func TestPasskeys_Browser_EnrollAtFirstSignInAndUseAsSecondFactor(t *testing.T) 
 	b.signInWithPassword("alice")
 	b.at(prefix + "/2fa")
 	b.shot("second-factor-use-your-passkey")
+	// On phones and desktops, light and dark, nothing sticks out.
+	b.look(prefix+"/2fa", "passkey-second-factor", "Two-factor authentication")
 	b.ceremony("#passkey-2fa")
 	if e := b.upstreamEcho(); userOf(e) != "alice" {
 		t.Fatalf("after the passkey second factor the upstream saw %+v", e)
@@ -169,6 +171,7 @@ func TestPasskeys_Browser_EnrollAtFirstSignInAndUseAsSecondFactor(t *testing.T) 
 		t.Fatalf("account page lists passkeys %v, want [Laptop]", names)
 	}
 	b.shot("account-passkeys")
+	b.look(prefix+"/account", "passkey-account", "Your account")
 	out, err := c.cli("", nil, "user", "passkeys", "alice")
 	if err != nil || !strings.Contains(out, "Laptop") || !strings.Contains(out, "localhost") {
 		t.Fatalf("user passkeys alice: %v\n%s", err, out)
