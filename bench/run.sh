@@ -9,9 +9,10 @@
 #   bench/run.sh --profile  also take CPU profiles of Caddy (admin API on)
 #   bench/run.sh --postgres totp_auth on PostgreSQL (SPEC §13): a second
 #                           instance, failed attempts/s and logout propagation
-#   bench/run.sh --users    only: what 100,000 database users cost bbolt and
-#                           PostgreSQL (about 2 minutes)
-#   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s)
+#   bench/run.sh --users    only: what 100,000 database users cost a running
+#                           Caddy on bbolt and PostgreSQL (about 2 minutes)
+#   bench/run.sh --portal   only the portal-mode comparison (with --quick: 30 s;
+#                           with --profile: CPU profiles of both forward_auth sites)
 #
 # Everything listens and connects on 127.0.0.1 only; every process it starts
 # is killed on exit. The report also goes to bench/out/<mode>.txt.
@@ -32,7 +33,7 @@ for arg in "$@"; do
 	--profile) profile=1 ;;
 	--portal) portal_only=1 ;;
 	-h | --help)
-		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -69,7 +70,8 @@ echo "building Caddy with totp_auth and the load generator into $work"
 go build -o "$work/caddy" ./cmd/caddy
 go build -o "$work/loadgen" ./bench/cmd/loadgen
 
-# --users measures only what 100,000 database users cost each store (see
+# --users measures only what 100,000 database users cost a running Caddy
+# on each store: start-up, memory, CPU per signed-in request (see
 # bench/README.md), then exits. The bbolt files go to /dev/shm when there
 # is one: seeding them takes one transaction per user.
 if [ "$users_only" = 1 ]; then
@@ -90,7 +92,8 @@ if [ "$users_only" = 1 ]; then
 		trap 'rm -rf "$files"; cleanup' EXIT
 	fi
 	mkdir -p "$files" bench/out
-	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" | tee bench/out/users.txt
+	"$work/loadgen" users -n 100000 -dir "$files" -dsn-file "$work/dsn" -caddy "$work/caddy" -clk-tck "$(getconf CLK_TCK)" |
+		tee bench/out/users.txt
 	exit 0
 fi
 
@@ -346,7 +349,7 @@ else
 		tee "$out" || status=$?
 fi
 if [ "$status" = 0 ]; then
-	"$work/loadgen" portal "${portal_flags[@]}" \
+	"$work/loadgen" portal "${portal_flags[@]}" "${profile_flags[@]}" \
 		-portal "127.0.0.1:$portal_port" -verify "127.0.0.1:$fa_verify_port" -ok "127.0.0.1:$fa_ok_port" \
 		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
 		tee -a "$out" || status=$?
@@ -370,7 +373,17 @@ if [ "$pg" = 1 ]; then
 	fi
 fi
 
-if [ "$profile" = 1 ]; then
+if [ "$profile" = 1 ] && [ "$portal_only" = 1 ]; then
+	for name in fa_ok fa_verify; do
+		echo
+		echo "== go tool pprof -top bench/out/$name.pprof"
+		go tool pprof -top -nodecount=35 "$work/caddy" "bench/out/$name.pprof" 2>/dev/null | tee "bench/out/$name.top.txt"
+	done
+	echo
+	echo "== verify's own share: go tool pprof -top -cum -focus=totp_auth bench/out/fa_verify.pprof"
+	go tool pprof -top -cum -focus=totp_auth -nodecount=30 "$work/caddy" "bench/out/fa_verify.pprof" 2>/dev/null |
+		tee bench/out/fa_verify.own.txt
+elif [ "$profile" = 1 ]; then
 	for name in plain totp_auth; do
 		echo
 		echo "== go tool pprof -top bench/out/$name.pprof"

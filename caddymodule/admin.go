@@ -9,7 +9,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +34,8 @@ func init() {
 // answers with a secret or a password hash, and every change is a POST.
 //
 //	GET  /totp-auth/databases         the open databases
-//	GET  /totp-auth/users?db=<path>   user list
+//	GET  /totp-auth/users?db=<path>   user list: one page, &limit=<n> (default
+//	                                  and most 1000), &after=<next>, &match=<text>
 //	POST /totp-auth/users/add         {"db", "user", "password_hash"}
 //	POST /totp-auth/users/passwd      {"db", "user", "password_hash"}
 //	POST /totp-auth/users/remove      {"db", "user"}
@@ -137,7 +140,11 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		listing, err := d.users().List(time.Now())
+		q, err := listQuery(r.URL.Query())
+		if err != nil {
+			return err
+		}
+		listing, err := d.users().ListPage(time.Now(), q)
 		if err != nil {
 			return adminFailure(err)
 		}
@@ -277,3 +284,22 @@ var (
 	_ caddy.AdminRouter = (*AdminAPI)(nil)
 	_ caddy.Provisioner = (*AdminAPI)(nil)
 )
+
+// Pages of the user listing: what one answer of the admin API holds at
+// most, and so what listing 100,000 users costs Caddy at a time.
+const maxListPage = 1000
+
+// listQuery reads the filter and page of a user listing: limit (1 to
+// maxListPage, default maxListPage), after (the next of the page before)
+// and match (a part of the name).
+func listQuery(v url.Values) (operator.ListQuery, error) {
+	q := operator.ListQuery{Match: v.Get("match"), After: v.Get("after"), Limit: maxListPage}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxListPage {
+			return q, apiError(http.StatusBadRequest, fmt.Sprintf("limit %q is not a number from 1 to %d", s, maxListPage))
+		}
+		q.Limit = n
+	}
+	return q, nil
+}

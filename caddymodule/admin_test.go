@@ -261,6 +261,47 @@ func TestAdminClient_CaddyWithoutTheModuleIsNamed(t *testing.T) {
 	}
 }
 
+func TestAdminAPI_ListsAPageAtATime(t *testing.T) {
+	db := adminDB(t) // carol is a `user` line
+	d, err := findDatabase(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alice", "bob", "dave"} {
+		if _, err := d.users().Add(name, mustHash(t, "pw")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page := func(query string) operator.Listing {
+		t.Helper()
+		rec, err := adminCall(t, http.MethodGet, "/totp-auth/users?db="+db+query, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var l operator.Listing
+		if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := page("&limit=2")
+	if len(l.Users) != 2 || l.Users[0].Name != "alice" || l.Users[1].Name != "bob" || l.Next != "bob" {
+		t.Fatalf("first page of 2 = %+v next %q, want alice, bob and next bob", l.Users, l.Next)
+	}
+	l = page("&limit=2&after=" + l.Next)
+	if len(l.Users) != 2 || l.Users[0].Name != "carol" || l.Users[1].Name != "dave" {
+		t.Fatalf("second page = %+v, want carol (a `user` line) and dave", l.Users)
+	}
+	if l = page("&match=AV"); len(l.Users) != 1 || l.Users[0].Name != "dave" || l.Next != "" {
+		t.Errorf("match av = %+v next %q, want dave alone", l.Users, l.Next)
+	}
+	for _, bad := range []string{"0", "1001", "x"} {
+		if _, err := adminCall(t, http.MethodGet, "/totp-auth/users?db="+db+"&limit="+bad, ""); apiStatus(t, err) != http.StatusBadRequest {
+			t.Errorf("limit %s: %v, want 400", bad, err)
+		}
+	}
+}
+
 // Caddy refuses any Origin on an admin endpoint that is a unix socket (it
 // allows none there), so the commands send none on one, as Caddy's own do,
 // and keep sending it over TCP.

@@ -127,13 +127,21 @@ Caddyfile change their password there.`,
 		},
 	}
 	var asJSON bool
+	var query operator.ListQuery
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "Lists users: where they are defined, 2FA, backup codes left, locks",
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return o.list(asJSON) },
+		Long: `Lists users: where they are defined, 2FA, backup codes left, locks.
+--match keeps the users whose name contains the text; --limit prints one
+page of at most that many users, and --after the page after a name (the
+listing says which name to give when more follow).`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return o.list(asJSON, query) },
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print the listing as JSON")
+	list.Flags().StringVar(&query.Match, "match", "", "only users whose name contains this text")
+	list.Flags().IntVar(&query.Limit, "limit", 0, fmt.Sprintf("at most this many users (1 to %d; default: every user)", maxListPage))
+	list.Flags().StringVar(&query.After, "after", "", "start after this user name (the name a page before says)")
 	reset := &cobra.Command{
 		Use:   "reset-2fa <name>",
 		Short: "Removes a user's authenticator and backup codes; their next sign-in enrolls again",

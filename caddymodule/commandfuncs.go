@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/totp-auth/totp_auth/internal/operator"
@@ -67,13 +68,13 @@ func (o *options) apply(t *target, op adminRoute, req adminRequest, direct func(
 	return nil
 }
 
-func (o *options) list(asJSON bool) error {
+func (o *options) list(asJSON bool, q operator.ListQuery) error {
 	t, err := o.connect(false)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	listing, err := t.users()
+	listing, err := t.usersPage(q)
 	if err != nil {
 		return err
 	}
@@ -88,17 +89,49 @@ func (o *options) list(asJSON bool) error {
 	}
 	fmt.Fprintf(o.out, "Users in %s (%s):\n\n", listing.DB, how)
 	printUsers(o.out, listing, time.Now())
+	if listing.Next != "" {
+		fmt.Fprintf(o.out, "\nMore users follow: run again with --after %s\n", listing.Next)
+	}
 	return nil
 }
 
-// users lists the users of the target's database.
-func (t *target) users() (operator.Listing, error) {
+// users lists every user of the target's database.
+func (t *target) users() (operator.Listing, error) { return t.usersPage(operator.ListQuery{}) }
+
+// usersPage lists the users of the target's database that q asks for.
+// Without a Limit it lists them all: through the admin API a page at a
+// time, so that Caddy holds one page, never the whole listing.
+func (t *target) usersPage(q operator.ListQuery) (operator.Listing, error) {
 	if t.admin == nil {
-		return t.offline.users().List(time.Now())
+		return t.offline.users().ListPage(time.Now(), q)
 	}
-	var l operator.Listing
-	err := t.admin.call(http.MethodGet, routeUsers.path()+"?db="+url.QueryEscape(t.path), nil, &l)
-	return l, err
+	var all operator.Listing
+	for page := 0; ; page++ {
+		v := url.Values{"db": {t.path}}
+		if q.Match != "" {
+			v.Set("match", q.Match)
+		}
+		if q.After != "" {
+			v.Set("after", q.After)
+		}
+		if q.Limit > 0 {
+			v.Set("limit", strconv.Itoa(min(q.Limit, maxListPage)))
+		}
+		var l operator.Listing
+		if err := t.admin.call(http.MethodGet, routeUsers.path()+"?"+v.Encode(), nil, &l); err != nil {
+			return l, err
+		}
+		if page == 0 {
+			all = l
+		} else {
+			all.Users = append(all.Users, l.Users...)
+			all.Next = l.Next
+		}
+		if q.Limit > 0 || l.Next == "" {
+			return all, nil
+		}
+		q.After = l.Next
+	}
 }
 
 func (t *target) adminAddress() string {

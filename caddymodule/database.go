@@ -1,20 +1,16 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/totp-auth/totp_auth/gateway"
-	"github.com/totp-auth/totp_auth/gateway/account"
 	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
 	"github.com/totp-auth/totp_auth/storage/secrets"
@@ -42,8 +38,12 @@ type database struct {
 	current secrets.Key
 
 	mu sync.Mutex
-	// holders are the handlers (and the offline command) using the database.
-	holders map[any]holder
+	// handlers are the site blocks using the database, each with what its
+	// configuration says.
+	handlers map[*TOTPAuth]holder
+	// command is what a `caddy totp-auth` command that opened the
+	// database itself knows of the configuration; nil inside Caddy.
+	command *holder
 
 	locks lockCache
 
@@ -51,30 +51,6 @@ type database struct {
 	stopPruning chan struct{}
 	pruningDone chan struct{}
 }
-
-// holder is what one configuration tells the database about itself.
-type holder struct {
-	// users are the canonical names of its `user` lines.
-	users map[string]bool
-	// config is the context of the configuration it belongs to; nil for
-	// the commands.
-	config context.Context
-	// keyFile is the key file its key comes from; "" when encryption_key
-	// is configured.
-	keyFile string
-	// lockout is its failure counting window.
-	lockout time.Duration
-}
-
-// offlineHolder holds a database the `caddy totp-auth` commands opened
-// themselves because Caddy is not running, without a configuration file
-// to read: it knows no `user` lines.
-type offlineHolder struct{}
-
-// configFileHolder holds a database the `caddy totp-auth` commands opened
-// themselves, with the settings read from the configuration file given
-// with --config.
-type configFileHolder struct{}
 
 // openDatabaseFile opens the database at path with the keys in ks.
 func openDatabaseFile(path string, ks keySet, lockTimeout time.Duration, logger *zap.Logger) (*database, error) {
@@ -88,7 +64,7 @@ func openDatabaseFile(path string, ks keySet, lockTimeout time.Duration, logger 
 // newDatabase wraps an open store, named path in logs, with ks's current
 // key as the one new secrets are sealed under.
 func newDatabase(path string, db store, ks keySet, logger *zap.Logger) *database {
-	return &database{path: path, db: db, logger: logger, current: ks.current(), holders: make(map[any]holder)}
+	return &database{path: path, db: db, logger: logger, current: ks.current(), handlers: make(map[*TOTPAuth]holder)}
 }
 
 // openSharedDatabase returns the open database at path from the pool, or
@@ -193,153 +169,6 @@ func (d *database) keepRetiredKeyByID(ks keySet) {
 		zap.String("file", retiredKeyFile(ks.file, key)), zap.String("key_id", key.ID()))
 }
 
-// hold records what owner's configuration says. It refuses a `user` line
-// for a name the database holds a password for: one name, two passwords,
-// and which one counts would depend on the configuration.
-func (d *database) hold(owner any, h holder) error {
-	if len(h.users) > 0 {
-		accounts, err := operator.Accounts(d.db)
-		if err != nil {
-			return err
-		}
-		var both []string
-		for _, a := range accounts {
-			if a.HasPassword && h.users[a.Name] {
-				both = append(both, a.Name)
-			}
-		}
-		if len(both) > 0 {
-			return fmt.Errorf("user %s is defined both by a `user` line in the configuration and in the database %s "+
-				"(added with `caddy totp-auth user add`): keep one, either delete the `user` line "+
-				"or run `caddy totp-auth user remove %s --db %s` while Caddy is stopped",
-				strings.Join(both, ", "), d.path, both[0], d.path)
-		}
-	}
-	if err := account.MarkConfigUsers(d.db, h.users); err != nil {
-		return err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.holders[owner] = h
-	return nil
-}
-
-// settleWhenInForce waits until the configuration of config is the one
-// Caddy runs (every site block of it provisioned, the one before it
-// replaced), then signs out the users whose `user` lines it no longer has
-// (see settle). It gives up when the configuration is unloaded first, as a
-// failed load or `caddy validate` is. A reload also settles when it
-// releases the configuration it replaced (see release), so a quick
-// sequence of reloads misses nothing.
-func (d *database) settleWhenInForce(config context.Context) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for !inForce(config) {
-		select {
-		case <-config.Done():
-			return
-		case <-tick.C:
-		}
-	}
-	d.settle(config)
-}
-
-// inForce reports whether config is the configuration Caddy runs. Site
-// blocks see it with values added; its Done channel is its own.
-func inForce(config context.Context) bool {
-	active := caddy.ActiveContext().Context
-	return active != nil && config != nil && active.Done() == config.Done()
-}
-
-// settle signs out the users whose `user` lines the configuration config,
-// in force, no longer has (account.ForgetConfigUsers).
-func (d *database) settle(config context.Context) {
-	d.mu.Lock()
-	defined := make(map[string]bool)
-	found := false
-	for _, h := range d.holders {
-		if h.config != nil && h.config.Done() == config.Done() {
-			found = true
-			for u := range h.users {
-				defined[u] = true
-			}
-		}
-	}
-	d.mu.Unlock()
-	if !found {
-		return
-	}
-	ended, err := account.ForgetConfigUsers(d.db, defined)
-	if err != nil {
-		d.logger.Error("could not sign out users whose `user` lines were removed", zap.String("db_path", d.path), zap.Error(err))
-	}
-	for _, name := range ended {
-		d.logger.Info("signed out a user whose `user` line is gone; adding it back does not bring their sessions back",
-			zap.String("user", name), zap.String("db_path", d.path))
-	}
-}
-
-// release forgets owner's configuration. When a reload releases the
-// configuration it replaced, the new one is in force: it settles.
-func (d *database) release(owner any) {
-	d.mu.Lock()
-	delete(d.holders, owner)
-	d.mu.Unlock()
-	if active := caddy.ActiveContext().Context; active != nil {
-		d.settle(active)
-	}
-}
-
-// configUsers returns the names every configuration using the database
-// defines with `user` lines, and whether that is known: the offline
-// commands cannot see the configuration.
-func (d *database) configUsers() (map[string]bool, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	users := make(map[string]bool)
-	known := false
-	for owner, h := range d.holders {
-		if _, offline := owner.(offlineHolder); offline {
-			continue
-		}
-		known = true
-		for u := range h.users {
-			users[u] = true
-		}
-	}
-	return users, known
-}
-
-// keyFile returns the key file every holder reads the key from, or "" if
-// any holder names the key in its configuration.
-func (d *database) keyFile() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	file := ""
-	for _, h := range d.holders {
-		if h.keyFile == "" || (file != "" && h.keyFile != file) {
-			return ""
-		}
-		file = h.keyFile
-	}
-	return file
-}
-
-// pruneWindow is the longest lockout window of the holders: a counter is
-// pruned only once no configuration counts it any more.
-func (d *database) pruneWindow() time.Duration {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	w := time.Duration(0)
-	for _, h := range d.holders {
-		w = max(w, h.lockout)
-	}
-	if w == 0 {
-		w = gateway.DefaultLockout
-	}
-	return w
-}
-
 // startPruning deletes, once every lockout window, the failure counters
 // whose window and lock are over, so that guesses at made-up user names
 // do not grow the database for ever.
@@ -366,63 +195,6 @@ func (d *database) startPruning() {
 			t.Reset(window)
 		}
 	}()
-}
-
-// lockCache keeps the number of active locks between scrapes of the
-// metrics. It is exact: every lock and unlock in this process invalidates
-// it, and it expires when the first lock it counted ends.
-type lockCache struct {
-	mu         sync.Mutex
-	generation uint64 // raised by every invalidation
-	valid      bool
-	expires    time.Time
-	users, ips int
-}
-
-// lockCacheTTL bounds how long a count is reused even so.
-const lockCacheTTL = time.Minute
-
-// invalidateLocks is called after a lock is taken or lifted.
-func (d *database) invalidateLocks() {
-	d.locks.mu.Lock()
-	defer d.locks.mu.Unlock()
-	d.locks.generation++
-	d.locks.valid = false
-}
-
-// lockCounts returns how many users and client IPs are locked at now.
-func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
-	c := &d.locks
-	c.mu.Lock()
-	if c.valid && now.Before(c.expires) {
-		users, ips = c.users, c.ips
-		c.mu.Unlock()
-		return users, ips, nil
-	}
-	gen := c.generation
-	c.mu.Unlock()
-
-	locks, err := operator.Locks(d.db, now)
-	if err != nil {
-		return 0, 0, err
-	}
-	expires := now.Add(lockCacheTTL)
-	for _, l := range locks {
-		if _, ok := account.UserCounter.Name(l.Key); ok {
-			users++
-		} else if _, ok := account.IPCounter.Name(l.Key); ok {
-			ips++
-		}
-		if end := now.Add(l.RetryAfter); end.Before(expires) {
-			expires = end
-		}
-	}
-	c.mu.Lock()
-	if c.generation == gen {
-		c.valid, c.expires, c.users, c.ips = true, expires, users, ips
-	}
-	c.mu.Unlock()
-	return users, ips, nil
 }
 
 // openDatabases returns the databases open in this process, by path.

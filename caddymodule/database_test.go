@@ -8,9 +8,9 @@ import (
 )
 
 func TestPruning_ForgetsCountersOfMadeUpNamesOnceTheirWindowIsOver(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	const window = 50 * time.Millisecond
-	if err := d.hold(offlineHolder{}, holder{lockout: window}); err != nil {
+	if err := d.hold(new(TOTPAuth), holder{lockout: window}); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()

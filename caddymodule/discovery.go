@@ -144,9 +144,9 @@ func (o *options) openDirectly(path string, cfg *configuredDB, create bool) (*da
 		return nil, err
 	}
 	if cfg != nil {
-		d.holders[configFileHolder{}] = holder{users: cfg.users, keyFile: ks.file}
+		d.holdForCommand(holder{users: cfg.users, keyFile: ks.file})
 	} else {
-		d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+		d.holdForCommand(holder{keyFile: ks.file, noConfig: true})
 	}
 	return d, nil
 }

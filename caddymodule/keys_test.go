@@ -28,7 +28,7 @@ func keyFileDatabase(t *testing.T) (dbPath string, key secrets.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+	d.holdForCommand(holder{keyFile: ks.file, noConfig: true})
 	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestRotateKey_KeyFileRotationCanBeInterruptedAtAnyStep(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d.holders[offlineHolder{}] = holder{keyFile: ks.file}
+			d.holdForCommand(holder{keyFile: ks.file, noConfig: true})
 			r, err := d.rotateKey()
 			if err != nil || !r.Rotated {
 				t.Fatalf("rotateKey = %+v, %v", r, err)
@@ -290,12 +290,12 @@ func TestKeySource_OldKeysAreAcceptedOnceEach(t *testing.T) {
 }
 
 func TestPruneWindow_IsTheLongestLockoutOfTheHolders(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	if w := d.pruneWindow(); w != gateway.DefaultLockout {
 		t.Errorf("window without lockouts = %s, want the default", w)
 	}
-	_ = d.hold("a", holder{lockout: time.Hour})
-	_ = d.hold("b", holder{lockout: time.Minute})
+	_ = d.hold(new(TOTPAuth), holder{lockout: time.Hour})
+	_ = d.hold(new(TOTPAuth), holder{lockout: time.Minute})
 	if w := d.pruneWindow(); w != time.Hour {
 		t.Errorf("window = %s, want 1h", w)
 	}

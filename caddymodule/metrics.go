@@ -2,11 +2,14 @@ package caddymodule
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/operator"
 )
 
 // The metrics live as long as the process, not a configuration: Caddy
@@ -140,4 +143,61 @@ func (c lockCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(users))
 	ch <- prometheus.MustNewConstMetric(c.ips, prometheus.GaugeValue, float64(ips))
+}
+
+// lockCache keeps the number of active locks between scrapes of the
+// metrics. It is exact: every lock and unlock in this process invalidates
+// it, and it expires when the first lock it counted ends.
+type lockCache struct {
+	mu         sync.Mutex
+	generation uint64 // raised by every invalidation
+	valid      bool
+	expires    time.Time
+	users, ips int
+}
+
+// lockCacheTTL bounds how long a count is reused even so.
+const lockCacheTTL = time.Minute
+
+// invalidateLocks is called after a lock is taken or lifted.
+func (d *database) invalidateLocks() {
+	d.locks.mu.Lock()
+	defer d.locks.mu.Unlock()
+	d.locks.generation++
+	d.locks.valid = false
+}
+
+// lockCounts returns how many users and client IPs are locked at now.
+func (d *database) lockCounts(now time.Time) (users, ips int, err error) {
+	c := &d.locks
+	c.mu.Lock()
+	if c.valid && now.Before(c.expires) {
+		users, ips = c.users, c.ips
+		c.mu.Unlock()
+		return users, ips, nil
+	}
+	gen := c.generation
+	c.mu.Unlock()
+
+	locks, err := operator.Locks(d.db, now)
+	if err != nil {
+		return 0, 0, err
+	}
+	expires := now.Add(lockCacheTTL)
+	for _, l := range locks {
+		if _, ok := account.UserCounter.Name(l.Key); ok {
+			users++
+		} else if _, ok := account.IPCounter.Name(l.Key); ok {
+			ips++
+		}
+		if end := now.Add(l.RetryAfter); end.Before(expires) {
+			expires = end
+		}
+	}
+	c.mu.Lock()
+	if c.generation == gen {
+		c.valid, c.expires, c.users, c.ips = true, expires, users, ips
+	}
+	c.mu.Unlock()
+	return users, ips, nil
 }

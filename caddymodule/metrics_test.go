@@ -48,7 +48,7 @@ func TestMetrics_RegisteredOncePerRegistryAndKeptAcrossRegistries(t *testing.T) 
 		}
 	}
 	before := gather(t, first)["caddy_totp_auth_enrollments_total"]
-	recordEvent(testDatabase(t, offlineHolder{}), gateway.Event{Kind: "enrollment", Outcome: "ok"})
+	recordEvent(offlineDatabase(t), gateway.Event{Kind: "enrollment", Outcome: "ok"})
 
 	// A reload brings a fresh registry; the count carries over.
 	second := prometheus.NewPedanticRegistry()
@@ -78,7 +78,7 @@ func TestMetrics_EventsCountAsSignInsLockoutsAndEnrollments(t *testing.T) {
 	if err := registerMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	before := gather(t, reg)
 	for _, e := range []gateway.Event{
 		{Kind: "password", Outcome: "failure"},
@@ -137,7 +137,7 @@ func TestMetrics_LockedUsersFollowLocksAndUnlocks(t *testing.T) {
 }
 
 func TestLockCounts_AreReusedUntilALockEnds(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	now := time.Now()
 	lock(t, d, "user:carol", now) // locked for an hour
 	if u, _, err := d.lockCounts(now); err != nil || u != 1 {

@@ -20,10 +20,9 @@ import (
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-// testDatabase opens a database in a temporary folder as the given owner
-// would hold it: a handler with the users of its `user` lines, or the
-// offline commands (owner offlineHolder{}).
-func testDatabase(t *testing.T, owner any, configUsers ...string) *database {
+// testDatabase opens a database in a temporary folder as a site block
+// with these `user` lines holds it.
+func testDatabase(t *testing.T, configUsers ...string) *database {
 	t.Helper()
 	key, err := secrets.ParseKey(key64)
 	if err != nil {
@@ -38,9 +37,21 @@ func testDatabase(t *testing.T, owner any, configUsers ...string) *database {
 	for _, u := range configUsers {
 		users[u] = true
 	}
-	if err := d.hold(owner, holder{users: users, lockout: gateway.DefaultLockout}); err != nil {
+	if err := d.hold(new(TOTPAuth), holder{users: users, lockout: gateway.DefaultLockout}); err != nil {
 		t.Fatal(err)
 	}
+	return d
+}
+
+// offlineDatabase opens a database in a temporary folder as a command
+// that read no configuration file holds it.
+func offlineDatabase(t *testing.T) *database {
+	t.Helper()
+	d := testDatabase(t)
+	d.mu.Lock()
+	d.handlers = make(map[*TOTPAuth]holder)
+	d.mu.Unlock()
+	d.holdForCommand(holder{noConfig: true})
 	return d
 }
 
@@ -123,7 +134,7 @@ func generation(t *testing.T, d *database, user string) uint64 {
 }
 
 func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol")
+	d := testDatabase(t, "carol")
 	r, err := d.users().Add(" Bob ", mustHash(t, "pw"))
 	if err != nil || !strings.Contains(r.Message, "Added bob") {
 		t.Fatalf("addUser = %+v, %v", r, err)
@@ -145,7 +156,7 @@ func TestOperations_AddedUserIsListedAndHoldsSessions(t *testing.T) {
 }
 
 func TestOperations_CaddyfileUsersAreManagedInTheCaddyfile(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol")
+	d := testDatabase(t, "carol")
 	hash := mustHash(t, "pw")
 	for name, op := range map[string]func() (operator.Report, error){
 		"add":    func() (operator.Report, error) { return d.users().Add("Carol", hash) },
@@ -160,7 +171,7 @@ func TestOperations_CaddyfileUsersAreManagedInTheCaddyfile(t *testing.T) {
 }
 
 func TestOperations_AddTwiceAndUnknownUsersAreRefused(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth))
+	d := testDatabase(t)
 	hash := mustHash(t, "pw")
 	if _, err := d.users().Add("bob", hash); err != nil {
 		t.Fatal(err)
@@ -184,7 +195,7 @@ func TestOperations_AddTwiceAndUnknownUsersAreRefused(t *testing.T) {
 }
 
 func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth))
+	d := testDatabase(t)
 	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "bob\x00", "bo\nb"} {
 		if _, err := d.users().Add(name, mustHash(t, "pw")); refusal(t, err) != http.StatusBadRequest {
 			t.Errorf("addUser(%q): %v, want 400", name, err)
@@ -193,7 +204,7 @@ func TestOperations_UserNamesNoOneCanTypeAreRefused(t *testing.T) {
 }
 
 func TestOperations_PasswdEndsSessions(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth))
+	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "old")); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +225,7 @@ func TestOperations_PasswdEndsSessions(t *testing.T) {
 }
 
 func TestOperations_ResetTwoFactorForcesEnrollmentAndEndsSessions(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol", "dave")
+	d := testDatabase(t, "carol", "dave")
 	enrollUser(t, d, "carol")
 	now := time.Now()
 	lock(t, d, "user:carol", now)
@@ -243,7 +254,7 @@ func TestOperations_ResetTwoFactorForcesEnrollmentAndEndsSessions(t *testing.T) 
 }
 
 func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol")
+	d := testDatabase(t, "carol")
 	now := time.Now()
 	lock(t, d, "user:carol", now)
 	lock(t, d, gateway.ClientKey("2001:db8::1"), now) // counted by its /64
@@ -278,7 +289,7 @@ func TestOperations_UnlockLiftsUserAndIPLocks(t *testing.T) {
 }
 
 func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth))
+	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +311,7 @@ func TestOperations_RemoveDeletesTheUserAndEndsSessions(t *testing.T) {
 }
 
 func TestOperations_OfflineListingCannotSeeTheCaddyfile(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	enrollUser(t, d, "carol") // 2FA state of a Caddyfile user
 	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
@@ -318,7 +329,7 @@ func TestOperations_OfflineListingCannotSeeTheCaddyfile(t *testing.T) {
 }
 
 func TestHold_UserLineForADatabaseUserIsRefused(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := offlineDatabase(t)
 	if _, err := d.users().Add("dave", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +344,7 @@ func TestHold_UserLineForADatabaseUserIsRefused(t *testing.T) {
 }
 
 func TestBackup_CopyOpensWithTheKey(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth))
+	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "pw")); err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +375,7 @@ func TestBackup_CopyOpensWithTheKey(t *testing.T) {
 }
 
 func TestOperations_UserMovedFromTheCaddyfileKeepsTheirAuthenticator(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth)) // the `user carol` line is gone
+	d := testDatabase(t) // the `user carol` line is gone
 	enrollUser(t, d, "carol")
 	r, err := d.users().Add("carol", mustHash(t, "pw"))
 	if err != nil || !strings.Contains(r.Message, "keeps the 2FA enrollment") || !strings.Contains(r.Message, "reset-2fa carol") {

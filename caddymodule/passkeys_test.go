@@ -54,7 +54,7 @@ func TestMetrics_SignInsCountByFactor(t *testing.T) {
 	if err := registerMetrics(reg); err != nil {
 		t.Fatal(err)
 	}
-	d := testDatabase(t, offlineHolder{})
+	d := testDatabase(t)
 	before := gather(t, reg)
 	for _, e := range []gateway.Event{
 		{Kind: gateway.EventSignIn, Outcome: gateway.OutcomeOK, Factor: gateway.FactorPasskey},
@@ -91,7 +91,7 @@ func addPasskey(t *testing.T, s account.Store, user string, id []byte) {
 }
 
 func TestOperations_PasskeysListedAndRemovedWithSessionsEnded(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "password1")); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestOperations_PasskeysListedAndRemovedWithSessionsEnded(t *testing.T) {
 }
 
 func TestOperations_ResetTwoFactorRemovesPasskeys(t *testing.T) {
-	d := testDatabase(t, offlineHolder{})
+	d := testDatabase(t)
 	if _, err := d.users().Add("bob", mustHash(t, "password1")); err != nil {
 		t.Fatal(err)
 	}

@@ -66,11 +66,11 @@ func (o *options) openPostgres(connString string, cfg *configuredDB) (*database,
 	if err != nil {
 		return nil, err
 	}
-	d := &database{path: name, db: db, logger: zap.NewNop(), current: ks.current(), holders: make(map[any]holder)}
+	d := &database{path: name, db: db, logger: zap.NewNop(), current: ks.current(), handlers: make(map[*TOTPAuth]holder)}
 	if cfg != nil {
-		d.holders[configFileHolder{}] = holder{users: cfg.users}
+		d.holdForCommand(holder{users: cfg.users})
 	} else {
-		d.holders[offlineHolder{}] = holder{}
+		d.holdForCommand(holder{noConfig: true})
 	}
 	return d, nil
 }

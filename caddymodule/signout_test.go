@@ -9,7 +9,7 @@ import (
 )
 
 func TestOperations_SignOutEndsTheSessionsOfCaddyfileAndDatabaseUsers(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol")
+	d := testDatabase(t, "carol")
 	if _, err := d.users().Add("bob", mustHash(t, "pw-of-bob")); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestOperations_SignOutEndsTheSessionsOfCaddyfileAndDatabaseUsers(t *testing
 }
 
 func TestConfigUsers_ARemovedLineEndsSessionsForGood(t *testing.T) {
-	d := testDatabase(t, new(TOTPAuth), "carol", "dave")
+	d := testDatabase(t, "carol", "dave")
 	for _, u := range []string{"carol", "dave"} {
 		if a, err := d.db.Account(u); err != nil || !a.ConfigUser {
 			t.Fatalf("%s not remembered as defined by a `user` line: %+v %v", u, a, err)

@@ -39,7 +39,8 @@ import (
 // A block in one of those languages without a name, a name the test does
 // not know, or a name no check runs fails the test, so that no new
 // snippet goes unchecked. Blocks in text (syntax, listings, sample
-// output), ini (Grafana, systemd) and yaml (Traefik) are not run.
+// output), ini (Grafana, systemd), yaml (Traefik) and json (API bodies)
+// are not run.
 
 // docSnippet is one fenced block of the documentation.
 type docSnippet struct {
@@ -55,7 +56,7 @@ func (s docSnippet) String() string { return fmt.Sprintf("%s:%d", s.file, s.line
 // others a block may be in.
 var (
 	runLangs    = map[string]bool{"caddyfile": true, "nginx": true, "sh": true, "sql": true}
-	notRunLangs = map[string]bool{"text": true, "ini": true, "yaml": true}
+	notRunLangs = map[string]bool{"text": true, "ini": true, "yaml": true, "json": true}
 	snippetName = regexp.MustCompile(`^<!-- snippet: ([a-z0-9-]+) -->$`)
 )
 
@@ -142,7 +143,7 @@ func TestDocs_EverySnippetIsNamedAndChecked(t *testing.T) {
 	for _, s := range docSnippets(t) {
 		switch {
 		case s.lang == "":
-			t.Errorf("%s: a block without a language: give it one (caddyfile, nginx, sh, sql, or text, ini, yaml for what is not run)", s)
+			t.Errorf("%s: a block without a language: give it one (caddyfile, nginx, sh, sql, or text, ini, yaml, json for what is not run)", s)
 			continue
 		case notRunLangs[s.lang]:
 			if s.name != "" {

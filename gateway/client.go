@@ -43,8 +43,3 @@ func (g *Gateway) clientPrefix(r *http.Request) string {
 	}
 	return netip.PrefixFrom(a, bits).Masked().String()
 }
-
-// hash runs fn in the hashing queue, under r's network's share.
-func (g *Gateway) hash(r *http.Request, fn func()) error {
-	return g.hashes.do(r.Context(), g.clientPrefix(r), fn)
-}

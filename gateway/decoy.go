@@ -4,6 +4,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
@@ -34,29 +35,44 @@ func hashWork(hash []byte) float64 {
 	return math.Ldexp(43e3, c)
 }
 
-// decoyHash returns the hash checked in place of an unknown user's,
-// shaped like the costliest configured or stored one. The first call
-// waits for it to be made.
+// decoy is the hash checked in place of an unknown user's. Making it
+// takes a hash's time, so the first check waits for it; later it is only
+// remade, off the request's path, when a costlier hash turns up.
+type decoy struct {
+	once    sync.Once
+	done    chan struct{} // closed once the first hash is made
+	mu      sync.Mutex
+	hash    []byte
+	work    float64 // hashWork of what hash is shaped like
+	redoing bool    // a costlier one is being made
+}
+
+func newDecoy() *decoy { return &decoy{done: make(chan struct{})} }
+
+// decoyHash returns the decoy, shaped like the costliest configured or
+// stored hash. The first call waits for it to be made.
 func (g *Gateway) decoyHash() []byte {
-	g.decoyOnce.Do(func() {
-		defer close(g.decoyDone)
+	d := g.decoy
+	d.once.Do(func() {
+		defer close(d.done)
 		model, work := g.costliestHash()
 		h, err := decoyHash(model)
 		if err != nil {
 			g.cfg.Logger.Error("could not make the decoy password hash; unknown users are refused faster than known ones", zap.Error(err))
 		}
-		g.decoyMu.Lock()
-		g.decoy, g.decoyWork = h, work
-		g.decoyMu.Unlock()
+		d.mu.Lock()
+		d.hash, d.work = h, work
+		d.mu.Unlock()
 	})
-	<-g.decoyDone
-	g.decoyMu.Lock()
-	defer g.decoyMu.Unlock()
-	return g.decoy
+	<-d.done
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hash
 }
 
-// costliestHash returns the costliest of the configured and the stored
-// password hashes, and its work; nil if there are none.
+// costliestHash returns the costliest of the configured password hashes
+// and the models of the stored ones (account.HashModel), and its work;
+// nil if there are none.
 func (g *Gateway) costliestHash() ([]byte, float64) {
 	names := make([]string, 0, len(g.cfg.Users))
 	for n := range g.cfg.Users {
@@ -74,14 +90,15 @@ func (g *Gateway) costliestHash() ([]byte, float64) {
 		consider(g.cfg.Users[n])
 	}
 	if g.cfg.Store != nil {
-		accounts, err := g.cfg.Store.Accounts()
+		// The kinds of stored hashes, not every account: this runs on
+		// every start and reload.
+		models, err := g.cfg.Store.PasswordModels()
 		if err != nil {
-			g.cfg.Logger.Error("could not list the stored password hashes for the decoy; it follows the configured users only", zap.Error(err))
+			g.cfg.Logger.Error("could not read the kinds of stored password hashes for the decoy; it follows the configured users only", zap.Error(err))
 		}
-		for _, a := range accounts {
-			if a.PasswordHash != nil {
-				consider(a.PasswordHash)
-			}
+		sort.Strings(models)
+		for _, m := range models {
+			consider([]byte(m))
 		}
 	}
 	if model == nil {
@@ -94,25 +111,26 @@ func (g *Gateway) costliestHash() ([]byte, float64) {
 // checked for a stored user) costs more than the current one: a user added
 // while running, or one the listing could not see.
 func (g *Gateway) noteHash(hash []byte) {
+	d := g.decoy
 	work := hashWork(hash)
-	g.decoyMu.Lock()
-	defer g.decoyMu.Unlock()
-	if work <= g.decoyWork || g.decoyRedoing || g.decoy == nil {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if work <= d.work || d.redoing || d.hash == nil {
 		return
 	}
-	g.decoyRedoing = true
+	d.redoing = true
 	model := append([]byte(nil), hash...)
 	go func() {
 		h, err := decoyHash(model)
-		g.decoyMu.Lock()
-		defer g.decoyMu.Unlock()
-		g.decoyRedoing = false
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.redoing = false
 		if err != nil {
 			g.cfg.Logger.Error("could not make a costlier decoy password hash", zap.Error(err))
 			return
 		}
-		if work > g.decoyWork {
-			g.decoy, g.decoyWork = h, work
+		if work > d.work {
+			d.hash, d.work = h, work
 		}
 	}()
 }

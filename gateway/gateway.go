@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,8 +55,14 @@ type Gateway struct {
 	memberOf map[string][]string
 	portal   []string
 	activity activity
-	// originals caches accepted verify headers (see readOriginal).
+	// originals caches accepted verify headers (see readOriginal), and
+	// selfHosts the accepted Hosts of verify requests (see selfHost).
 	originals originalCache
+	selfHosts boundedCache[string]
+	// userHeaderName is cfg.UserHeader in canonical form; groupsOf holds
+	// GroupsHeader's value for each user in a group.
+	userHeaderName string
+	groupsOf       map[string]string
 	// verifyPolicies caches the policies of verify queries (see verifyPolicy).
 	verifyPolicies verifyPolicies
 	// verifyLog bounds the log lines of refused verify calls.
@@ -65,15 +70,8 @@ type Gateway struct {
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
 
-	// decoy is checked in place of an unknown user's hash; computing it
-	// takes as long as one password check, so it happens off the start
-	// path (see decoy.go).
-	decoyOnce    sync.Once
-	decoyDone    chan struct{}
-	decoyMu      sync.Mutex
-	decoy        []byte
-	decoyWork    float64
-	decoyRedoing bool
+	// decoy is checked in place of an unknown user's hash (decoy.go).
+	decoy *decoy
 }
 
 // New checks cfg, fills in its defaults and returns a ready Gateway.
@@ -106,20 +104,22 @@ func New(cfg Config) (*Gateway, error) {
 	nameKey := hmac.New(sha256.New, hashKey)
 	nameKey.Write([]byte("totp_auth unknown names v1"))
 	g := &Gateway{
-		cfg:           cfg,
-		codec:         newCookieCodec(hashKey, blockKey),
-		ceremonies:    newCeremonyCodec(hashKey, blockKey),
-		csrfKey:       csrfKey.Sum(nil),
-		nameKey:       nameKey.Sum(nil),
-		csp:           contentSecurityPolicy(styleCSS, pagesJS),
-		pages:         pages,
-		userHeaderKey: headerKey(cfg.UserHeader),
-		hashes:        newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
-		credentials:   credentials(hashKey, cfg.Users),
-		decoyDone:     make(chan struct{}),
-		memberOf:      membership(cfg.Groups),
-		portal:        cfg.PortalDomains,
+		cfg:            cfg,
+		codec:          newCookieCodec(hashKey, blockKey),
+		ceremonies:     newCeremonyCodec(hashKey, blockKey),
+		csrfKey:        csrfKey.Sum(nil),
+		nameKey:        nameKey.Sum(nil),
+		csp:            contentSecurityPolicy(styleCSS, pagesJS),
+		pages:          pages,
+		userHeaderKey:  headerKey(cfg.UserHeader),
+		hashes:         newHashLimiter(cfg.HashWorkers, cfg.HashQueue),
+		credentials:    credentials(hashKey, cfg.Users),
+		decoy:          newDecoy(),
+		memberOf:       membership(cfg.Groups),
+		userHeaderName: http.CanonicalHeaderKey(cfg.UserHeader),
+		portal:         cfg.PortalDomains,
 	}
+	g.groupsOf = groupsValues(g.memberOf)
 	go g.decoyHash()
 	return g, nil
 }

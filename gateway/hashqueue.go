@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -187,4 +188,9 @@ func (l *hashLimiter) finish(net string) {
 		l.serve(next)
 		w.ready <- nil
 	}
+}
+
+// hash runs fn in the hashing queue, under r's network's share.
+func (g *Gateway) hash(r *http.Request, fn func()) error {
+	return g.hashes.do(r.Context(), g.clientPrefix(r), fn)
 }

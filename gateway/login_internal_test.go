@@ -21,8 +21,8 @@ func (counterOnlyStore) Account(user string) (account.Account, error) {
 	return account.Account{Name: user}, nil
 }
 
-// Accounts lists none, for the decoy hash.
-func (counterOnlyStore) Accounts() ([]account.Account, error) { return nil, nil }
+// PasswordModels lists none, for the decoy hash.
+func (counterOnlyStore) PasswordModels() ([]string, error) { return nil, nil }
 
 func (counterOnlyStore) UpdateCounters(keys []string, fn func(map[string]*account.Counter) error) error {
 	cs := make(map[string]*account.Counter, len(keys))

@@ -49,7 +49,15 @@ var originalHeaderNames = []string{"X-Forwarded-Method", "X-Forwarded-Proto", "X
 // unambiguous string: the flavor, and per header the count of its values
 // and each value with its length.
 func originalKey(h http.Header, flavor verifyFlavor) string {
+	size := 1
+	for _, name := range originalHeaderNames {
+		size += 4
+		for _, v := range h[name] {
+			size += len(v) + 6
+		}
+	}
 	var b strings.Builder
+	b.Grow(size)
 	b.WriteByte(byte('0' + flavor))
 	for _, name := range originalHeaderNames {
 		vs := h[name]

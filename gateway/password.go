@@ -96,9 +96,14 @@ func decoyHash(like []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		got := argon2.IDKey(pw, p.salt, p.time, p.memory, p.threads, uint32(len(key)))
+		// A salt of its own: like may be a HashModel, whose salt is zeros.
+		salt := make([]byte, len(p.salt))
+		if _, err := rand.Read(salt); err != nil {
+			return nil, err
+		}
+		got := argon2.IDKey(pw, salt, p.time, p.memory, p.threads, uint32(len(key)))
 		return fmt.Appendf(nil, "$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
-			base64.RawStdEncoding.EncodeToString(p.salt), base64.RawStdEncoding.EncodeToString(got)), nil
+			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(got)), nil
 	}
 	cost := 14
 	if c, err := bcrypt.Cost(like); err == nil {

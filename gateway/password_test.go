@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway/account"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
 func TestDecoyHash_CostsWhatTheMostExpensiveUserCosts(t *testing.T) {
@@ -23,7 +25,7 @@ func TestDecoyHash_CostsWhatTheMostExpensiveUserCosts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := &Gateway{cfg: Config{Users: tt.users}, decoyDone: make(chan struct{})}
+			g := &Gateway{cfg: Config{Users: tt.users}, decoy: newDecoy()}
 			g.cfg.setDefaults()
 			d := g.decoyHash()
 			if !tt.check(d) {
@@ -58,29 +60,59 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 	}
 }
 
-// storedAccounts is a Store that only lists accounts.
-type storedAccounts struct {
+// unlisted is a Store whose accounts must not be listed: what start-up
+// and reload must never do, since it costs as much as the user base is
+// large (SPEC §6).
+type unlisted struct {
 	account.Store
-	accounts []account.Account
+	t *testing.T
 }
 
-func (s storedAccounts) Accounts() ([]account.Account, error) { return s.accounts, nil }
+func (s unlisted) Accounts() ([]account.Account, error) {
+	s.t.Error("the decoy listed every account")
+	return s.Store.Accounts()
+}
 
 func TestDecoyHash_FollowsTheCostliestStoredHashToo(t *testing.T) {
 	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
 	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 7)
-	store := storedAccounts{accounts: []account.Account{{Name: "bob", PasswordHash: cheap}, {Name: "carol", PasswordHash: dear}, {Name: "dave"}}}
-	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: store}, decoyDone: make(chan struct{})}
+	store := memstore.New()
+	store.SetPassword("bob", cheap)
+	store.SetPassword("carol", dear)
+	if _, err := account.BumpGeneration(store, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}, Store: unlisted{store, t}}, decoy: newDecoy()}
 	g.cfg.setDefaults()
-	if c, err := bcrypt.Cost(g.decoyHash()); err != nil || c != 7 {
+	d := g.decoyHash()
+	if c, err := bcrypt.Cost(d); err != nil || c != 7 {
 		t.Fatalf("decoy cost %d (%v), want 7: the costliest stored hash", c, err)
+	}
+	if strings.Contains(string(d), string(dear[7:29])) {
+		t.Error("the decoy took carol's salt")
+	}
+}
+
+func TestDecoyHash_Argon2idFromAStoredModelHasASaltOfItsOwn(t *testing.T) {
+	argon := []byte("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("B", 43))
+	store := memstore.New()
+	store.SetPassword("bob", argon)
+	g := &Gateway{cfg: Config{Store: unlisted{store, t}}, decoy: newDecoy()}
+	g.cfg.setDefaults()
+	d := string(g.decoyHash())
+	parts := strings.Split(d, "$")
+	if len(parts) != 6 || parts[3] != "m=1024,t=1,p=1" || len(parts[4]) != len("c2FsdHNhbHRzYWx0c2FsdA") || len(parts[5]) != 43 {
+		t.Fatalf("decoy %q is not shaped like bob's hash", d)
+	}
+	if strings.Trim(parts[4], "A") == "" || parts[4] == "c2FsdHNhbHRzYWx0c2FsdA" {
+		t.Errorf("decoy salt %q is the model's zeros or bob's salt, not one of its own", parts[4])
 	}
 }
 
 func TestDecoyHash_ACostlierStoredHashCheckedLaterRaisesIt(t *testing.T) {
 	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), 4)
 	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), 6)
-	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}}, decoyDone: make(chan struct{})}
+	g := &Gateway{cfg: Config{Users: map[string][]byte{"alice": cheap}}, decoy: newDecoy()}
 	g.cfg.setDefaults()
 	if c, _ := bcrypt.Cost(g.decoyHash()); c != 4 {
 		t.Fatalf("decoy cost %d, want 4", c)

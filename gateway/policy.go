@@ -17,6 +17,9 @@ const GroupsHeader = "Remote-Groups"
 
 var groupsHeaderKey = headerKey(GroupsHeader)
 
+// groupsHeaderName is GroupsHeader in canonical form.
+var groupsHeaderName = http.CanonicalHeaderKey(GroupsHeader)
+
 // Policy says who may pass: a user named in Users, or a member of one of
 // Groups. Either one suffices. The zero Policy lets every user pass.
 type Policy struct {
@@ -98,8 +101,15 @@ func (g *Gateway) allows(p Policy, user string) bool {
 }
 
 // groupsValue is what GroupsHeader says for user: "" without groups.
-func (g *Gateway) groupsValue(user string) string {
-	return strings.Join(g.memberOf[user], ",")
+func (g *Gateway) groupsValue(user string) string { return g.groupsOf[user] }
+
+// groupsValues joins each user's groups once, for groupsValue.
+func groupsValues(memberOf map[string][]string) map[string]string {
+	out := make(map[string]string, len(memberOf))
+	for user, groups := range memberOf {
+		out[user] = strings.Join(groups, ",")
+	}
+	return out
 }
 
 // verifyAdmits reports whether s may pass a verify request: only a

@@ -137,3 +137,32 @@ func TestEnroll_FirstSecretIsBoundToThePendingSignIn(t *testing.T) {
 		t.Fatalf("a code from the other sign-in's seed: %d %s, want 401", r.StatusCode, r.Body)
 	}
 }
+
+func TestAccount_ReEnrollKeepsOldSecretUntilConfirmed(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	oldSecret, _ := c.enroll("alice")
+	// No new secret without the password (SPEC §4 rule 21).
+	if r := c.getJSON("/.totp-auth/setup"); r.StatusCode != http.StatusForbidden || r.JSON["error"] != "password_required" {
+		t.Fatalf("re-enroll without the password: %d %s", r.StatusCode, r.Body)
+	}
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"password": testPassword})
+	if r.StatusCode != 200 {
+		t.Fatalf("password step: %d %s", r.StatusCode, r.Body)
+	}
+	newSecret := r.JSON["secret"].(string)
+	if newSecret == oldSecret {
+		t.Fatal("re-enrollment reused the old secret")
+	}
+	if acct, _ := e.store.Account("alice"); acct.TOTPSecret != oldSecret {
+		t.Fatal("old secret replaced before confirmation")
+	}
+	e.clock.Advance(30 * time.Second)
+	r = c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(newSecret, 0)})
+	if r.StatusCode != 200 {
+		t.Fatalf("re-enroll: %d %s", r.StatusCode, r.Body)
+	}
+	if acct, _ := e.store.Account("alice"); acct.TOTPSecret != newSecret {
+		t.Fatal("new secret not in place after confirmation")
+	}
+}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -267,52 +268,6 @@ func TestPending_GenerationBumpEndsPendingSignIns(t *testing.T) {
 	}
 }
 
-func TestLogout_StaysInForceOnABlockWithALongerSessionTTL(t *testing.T) {
-	long := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
-	short := long.sibling(func(c *gateway.Config) { c.SessionTTL = time.Minute; c.IdleTimeout = time.Minute })
-	owner := long.client()
-	secret, _ := owner.enroll("alice")
-	thief := long.client()
-	thief.signIn("alice", secret)
-	stolen := thief.cookie("totp_auth_session")
-
-	// The thief's victim signs out on the short block, within its minute.
-	victim := &client{e: short, jar: thief.jar, http: thief.http}
-	if r := victim.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
-		t.Fatalf("logout: %d %s", r.StatusCode, r.Body)
-	}
-	// A minute and more later another logout prunes what is over...
-	long.clock.Advance(2 * time.Minute)
-	if r := owner.postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
-		t.Fatal(r.Body)
-	}
-	// ...and the copy taken before the logout still does not pass the
-	// long block, whose twelve hours it was issued with.
-	replay := long.client()
-	replay.jar.SetCookies(mustURL(long.srv.URL), []*http.Cookie{stolen})
-	if r := replay.getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("cookie ended by logout on the short block passes the long one: %d", r.StatusCode)
-	}
-}
-
-func TestLogout_OnABlockWhoseTTLIsOverStillEndsTheSessionEverywhere(t *testing.T) {
-	long := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
-	short := long.sibling(func(c *gateway.Config) { c.SessionTTL = time.Minute; c.IdleTimeout = time.Minute })
-	c := long.client()
-	secret, _ := c.enroll("alice")
-	c.signIn("alice", secret)
-	copied := c.cookie("totp_auth_session")
-	long.clock.Advance(10 * time.Minute)
-	if r := (&client{e: short, jar: c.jar, http: c.http}).postJSON("/.totp-auth/logout", nil); r.StatusCode != 200 {
-		t.Fatal(r.Body)
-	}
-	replay := long.client()
-	replay.jar.SetCookies(mustURL(long.srv.URL), []*http.Cookie{copied})
-	if r := replay.getJSON("/app"); r.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("session logged out on a block it had outlived still passes the long block: %d", r.StatusCode)
-	}
-}
-
 func TestSession_NoBlockAcceptsACookiePastTheExpiryItWasIssuedWith(t *testing.T) {
 	short := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 10 * time.Minute; c.IdleTimeout = 10 * time.Minute })
 	long := short.sibling(func(c *gateway.Config) { c.SessionTTL = 12 * time.Hour; c.IdleTimeout = time.Hour })
@@ -363,5 +318,101 @@ func TestWhoami_ExpiresIsTheEarliestEndOfTheSession(t *testing.T) {
 	short.clock.Advance(10 * time.Minute)
 	if r := c.on(long).getJSON("/.totp-auth/whoami"); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("whoami after the reported expiry: %d %s, want 401", r.StatusCode, r.Body)
+	}
+}
+
+func TestSession_AbsoluteLifetimeIsEnforcedServerSide(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.SessionTTL = 2 * time.Hour; c.IdleTimeout = time.Hour })
+	c := e.client()
+	c.enroll("alice")
+	for i := 0; i < 3; i++ { // active every 30 minutes: idle never runs out
+		e.clock.Advance(30 * time.Minute)
+		if r := c.getJSON("/app"); r.StatusCode != 200 {
+			t.Fatalf("after %d×30m: %d", i+1, r.StatusCode)
+		}
+	}
+	e.clock.Advance(30*time.Minute + time.Second)
+	if r := c.getJSON("/app"); r.StatusCode != 401 {
+		t.Fatalf("past session_ttl: %d", r.StatusCode)
+	}
+}
+
+func TestSession_IdleTimeoutEndsAndActivitySlidesIt(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.IdleTimeout = 10 * time.Minute })
+	c := e.client()
+	c.enroll("alice")
+	e.clock.Advance(9 * time.Minute)
+	if r := c.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("within idle timeout: %d", r.StatusCode)
+	}
+	e.clock.Advance(9 * time.Minute) // 18 min after sign-in, 9 after last use
+	if r := c.getJSON("/app"); r.StatusCode != 200 {
+		t.Fatalf("activity did not slide the idle timeout: %d", r.StatusCode)
+	}
+	e.clock.Advance(10*time.Minute + time.Second)
+	if r := c.getJSON("/app"); r.StatusCode != 401 {
+		t.Fatalf("past idle timeout: %d", r.StatusCode)
+	}
+}
+
+func TestSession_CookieAttributes(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.login("alice", testPassword)
+	secret := c.getJSON("/.totp-auth/setup").JSON["secret"].(string)
+	r := c.postJSON("/.totp-auth/setup", map[string]string{"code": e.code(secret, 0)})
+	var found bool
+	for _, ck := range r.Cookies() {
+		if ck.Name == "totp_auth_session" {
+			found = true
+			if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge <= 0 {
+				t.Errorf("cookie attributes: %+v", ck)
+			}
+			if ck.Secure {
+				t.Errorf("Secure set on a plain-HTTP response")
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no session cookie set")
+	}
+	if raw := r.Header.Values("Set-Cookie"); strings.Contains(strings.Join(raw, ";"), "alice") {
+		t.Errorf("cookie value readable: %v", raw)
+	}
+	shared := newEnv(t, func(c *gateway.Config) { c.CookieDomain = "example.test" })
+	r = shared.client().login("alice", testPassword)
+	if ck := r.Cookies(); len(ck) == 0 || ck[0].Domain != "example.test" {
+		t.Errorf("cookie_domain not applied: %v", r.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestSession_SecureCookieOnTLS(t *testing.T) {
+	e := newEnv(t)
+	tlsSrv := httptest.NewTLSServer(e.gw.Middleware(http.NotFoundHandler()))
+	defer tlsSrv.Close()
+	req, _ := http.NewRequest("POST", tlsSrv.URL+"/.totp-auth/login", strings.NewReader(`{"username":"alice","password":"`+testPassword+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := tlsSrv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ck := resp.Cookies(); len(ck) == 0 || !ck[0].Secure {
+		t.Fatalf("cookie over TLS not Secure: %v", resp.Header.Values("Set-Cookie"))
+	}
+}
+
+func TestSession_GarbageAndTamperedCookiesAreRefused(t *testing.T) {
+	e := newEnv(t)
+	c := e.client()
+	c.enroll("alice")
+	good := c.cookie("totp_auth_session").Value
+	for _, v := range []string{"", "garbage", strings.Repeat("A", 5000), good[:len(good)-2] + "AA", "x" + good} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/app", nil)
+		req.Header.Set("Accept", "application/json")
+		req.AddCookie(&http.Cookie{Name: "totp_auth_session", Value: v})
+		if r := e.client().do(req); r.StatusCode != 401 {
+			t.Errorf("cookie %.20q…: %d", v, r.StatusCode)
+		}
 	}
 }

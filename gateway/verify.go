@@ -45,7 +45,8 @@ func verifyPath(sub string) (verifyFlavor, bool) {
 }
 
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFlavor) {
-	w.Header().Set("Cache-Control", "no-store")
+	h := w.Header()
+	h["Cache-Control"] = []string{"no-store"}
 	if len(g.portal) == 0 {
 		g.securityHeaders(w)
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
@@ -72,20 +73,23 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 	// The sign-in page is on this server: its own origin, the name the
 	// caller used for it with the scheme the caller reached it by, never
 	// the app's scheme (SPEC §12).
-	self, ok := g.portalHost(r.Host)
+	self, ok := g.selfHost(r.Host)
 	if !ok {
 		g.badVerify(w, r, fmt.Errorf("the Host of the verify request, %q, is not the portal's own name under its portal domains: "+
 			"make the proxy send the portal's name (Caddy: header_up Host {upstream_hostport}; nginx: proxy_set_header Host)", r.Host))
 		return
 	}
-	// Caddy's {upstream_hostport} names the port even when it is the
-	// scheme's own; the browser's URL does not.
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	// Only an answer that sends the client elsewhere needs the portal's
+	// URL: a success does not build it.
+	portalPage := func(page string) string {
+		// Caddy's {upstream_hostport} names the port even when it is the
+		// scheme's own; the browser's URL does not.
+		scheme, name := "http", strings.TrimSuffix(self, ":80")
+		if r.TLS != nil {
+			scheme, name = "https", strings.TrimSuffix(self, ":443")
+		}
+		return scheme + "://" + name + g.cfg.Prefix + page + "?redirect=" + url.QueryEscape(o.url)
 	}
-	self = strings.TrimSuffix(self, map[string]string{"https": ":443", "http": ":80"}[scheme])
-	portal := scheme + "://" + self
 	now := g.cfg.Clock.Now()
 	s, st, err := g.session(r, now)
 	if err != nil {
@@ -93,11 +97,11 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	if s == nil || !verifyAdmits(*s) {
-		g.verifySignIn(w, r, flavor, portal+g.cfg.Prefix+"/login?redirect="+url.QueryEscape(o.url))
+		g.verifySignIn(w, r, flavor, portalPage("/login"))
 		return
 	}
 	if st.MustRegenerate {
-		g.verifySignIn(w, r, flavor, portal+g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(o.url))
+		g.verifySignIn(w, r, flavor, portalPage("/backup-codes"))
 		return
 	}
 	if !g.allows(g.cfg.Allow, s.User) || !g.allows(app, s.User) {
@@ -108,15 +112,31 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		}
 		g.securityHeaders(w)
 		g.renderPage(w, r, http.StatusForbidden, "forbidden", page{Title: "Not allowed", User: s.User,
-			Continue: portal + g.cfg.Prefix + "/switch?redirect=" + url.QueryEscape(o.url)})
+			Continue: portalPage("/switch")})
 		return
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
 	// The groups header goes out even when empty: a proxy that copies it
-	// onto the request then replaces whatever the client sent.
-	w.Header().Set(g.cfg.UserHeader, s.User)
-	w.Header().Set(GroupsHeader, g.groupsValue(s.User))
+	// onto the request then replaces whatever the client sent. Both
+	// values share one allocation, under keys already canonical.
+	vals := []string{s.User, g.groupsValue(s.User)}
+	h[g.userHeaderName] = vals[0:1:1]
+	h[groupsHeaderName] = vals[1:2:2]
 	w.WriteHeader(http.StatusOK)
+}
+
+// selfHost is portalHost for the Host of verify requests, which is the
+// same few names on every request: accepted answers are remembered (the
+// portal domains are fixed for the life of a Gateway).
+func (g *Gateway) selfHost(host string) (string, bool) {
+	if self, ok := g.selfHosts.get(host); ok {
+		return self, true
+	}
+	self, ok := g.portalHost(host)
+	if ok && len(host) <= maxRedirectLen {
+		g.selfHosts.put(host, self)
+	}
+	return self, ok
 }
 
 // verifySignIn sends the client to the portal: browsers with 302, other

@@ -3,6 +3,7 @@ package storage
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
@@ -180,6 +181,9 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 			if err := tx.Bucket(bucketAccounts).Delete([]byte(user)); err != nil {
 				return fmt.Errorf("delete account: %w", err)
 			}
+			if err := reindex(tx, user, indexOf(old, stored), indexed{}); err != nil {
+				return err
+			}
 			return db.putSessionState(tx, user, account.SessionStateOf(a))
 		}
 		rec, err := db.record(tx, a, was, old)
@@ -187,6 +191,9 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 			return err
 		}
 		if err := putAccountRecord(tx, user, rec); err != nil {
+			return err
+		}
+		if err := reindex(tx, user, indexOf(old, stored), indexOf(rec, true)); err != nil {
 			return err
 		}
 		return db.putSessionState(tx, user, account.SessionStateOf(a))
@@ -202,21 +209,35 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 
 // Accounts implements account.Store.
 func (db *DB) Accounts() ([]account.Account, error) {
+	list, err := db.AccountsAfter("", math.MaxInt)
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	return list, nil
+}
+
+// AccountsAfter implements account.Store.
+func (db *DB) AccountsAfter(after string, limit int) ([]account.Account, error) {
 	var list []account.Account
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		list = nil
-		return tx.Bucket(bucketAccounts).ForEach(func(k, _ []byte) error {
+		c := tx.Bucket(bucketAccounts).Cursor()
+		k, _ := c.Seek([]byte(after))
+		if k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(list) < limit; k, _ = c.Next() {
 			name := string(k) // string() copies out of bbolt's memory
 			rec, _, err := loadAccount(tx, name)
 			if err != nil {
 				return err
 			}
 			list = append(list, withheld(name, rec, true))
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list accounts: %w", err)
+		return nil, fmt.Errorf("list accounts after %q: %w", after, err)
 	}
 	return list, nil
 }

@@ -35,7 +35,10 @@ import (
 
 // schemaVersion is the layout this code reads and writes. Raise it, and
 // migrate in Open, whenever a bucket or a value changes shape.
-const schemaVersion = 1
+//
+//   - 1: meta, accounts, sessions, counters.
+//   - 2: config_users and password_models, kept beside the accounts (index.go).
+const schemaVersion = 2
 
 // DefaultLockTimeout is how long Open waits for another process to release
 // the database file when Options.LockTimeout is zero.
@@ -136,23 +139,38 @@ func (db *DB) prepare(tx *bolt.Tx, current secrets.Key) error {
 	if err != nil {
 		return fmt.Errorf("create meta bucket: %w", err)
 	}
+	version := uint32(schemaVersion)
 	switch v := meta.Get(keySchema); {
 	case v == nil:
-		if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion)); err != nil {
-			return fmt.Errorf("write schema version: %w", err)
-		}
 	case len(v) != 4:
 		return fmt.Errorf("schema version is %d bytes long, want 4: this is not a totp_auth database, or it is damaged", len(v))
 	case binary.BigEndian.Uint32(v) > schemaVersion:
 		return fmt.Errorf("database schema version %d is newer than this build understands (%d): "+
 			"run the totp_auth version that wrote it, or restore a backup made by this one", binary.BigEndian.Uint32(v), schemaVersion)
-	case binary.BigEndian.Uint32(v) < schemaVersion:
-		// No older layout exists yet; a migration goes here when one does.
+	case binary.BigEndian.Uint32(v) < 1:
 		return fmt.Errorf("database schema version %d is older than any this build can migrate", binary.BigEndian.Uint32(v))
+	default:
+		version = binary.BigEndian.Uint32(v)
 	}
 	for _, name := range [][]byte{bucketAccounts, bucketSessions, bucketCounters} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if version < 2 {
+		// Version 1 kept no records beside the accounts: made once, here.
+		if err := buildIndex(tx); err != nil {
+			return fmt.Errorf("migrate to schema version 2: %w", err)
+		}
+	}
+	for _, name := range [][]byte{bucketConfigUsers, bucketPasswordModels} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	if meta.Get(keySchema) == nil || version < schemaVersion {
+		if err := meta.Put(keySchema, binary.BigEndian.AppendUint32(nil, schemaVersion)); err != nil {
+			return fmt.Errorf("write schema version: %w", err)
 		}
 	}
 

@@ -44,6 +44,23 @@ type Store interface {
 	// hide every user: TOTPSecret and Pending.Secret hold SecretWithheld
 	// where the account has a secret, and "" where it has none.
 	Accounts() ([]Account, error)
+	// AccountsAfter returns, as Accounts does, the stored accounts whose
+	// names sort after after, in name order, at most limit of them: one
+	// page of a listing, so that listing 100,000 users holds one page in
+	// memory at a time. after "" starts at the first name.
+	AccountsAfter(after string, limit int) ([]Account, error)
+	// ConfigUsers returns the names of the stored accounts with ConfigUser
+	// set, in name order. Start-up and reload read it instead of every
+	// account, so a store keeps these names apart (an index) and answers
+	// in the time the marked names take, however many accounts there are.
+	ConfigUsers() ([]string, error)
+	// PasswordModels returns, in no particular order, the HashModel of
+	// every kind of password hash the stored accounts have, each once:
+	// what the decoy needs (SPEC §4 rule 24). A store keeps how many
+	// accounts have each model, changed by every UpdateAccount that
+	// commits a new, changed or removed password hash, and answers
+	// without reading an account.
+	PasswordModels() ([]string, error)
 
 	// UpdateCounters loads the failure counters under keys (a key without
 	// one yields a Counter with only its Key), calls fn with them by key

@@ -147,16 +147,17 @@ func MarkConfigUsers(s Store, names map[string]bool) error {
 // the mark, so that adding the line back starts afresh. It returns the
 // names it signed out.
 func ForgetConfigUsers(s Store, defined map[string]bool) ([]string, error) {
-	accounts, err := s.Accounts()
+	// The marked names, never every account: this runs on every reload.
+	marked, err := s.ConfigUsers()
 	if err != nil {
 		return nil, err
 	}
 	var ended []string
-	for _, acct := range accounts {
-		if !acct.ConfigUser || defined[acct.Name] {
+	for _, name := range marked {
+		if defined[name] {
 			continue
 		}
-		err := update(s, acct.Name, func(a *Account) error {
+		err := update(s, name, func(a *Account) error {
 			if !a.ConfigUser || defined[a.Name] {
 				return errUnchanged
 			}
@@ -165,9 +166,9 @@ func ForgetConfigUsers(s Store, defined map[string]bool) ([]string, error) {
 			return nil
 		})
 		if err != nil {
-			return ended, fmt.Errorf("sign out %s, whose `user` line is gone: %w", acct.Name, err)
+			return ended, fmt.Errorf("sign out %s, whose `user` line is gone: %w", name, err)
 		}
-		ended = append(ended, acct.Name)
+		ended = append(ended, name)
 	}
 	return ended, nil
 }

@@ -119,18 +119,23 @@ func Accounts(s account.Store) ([]AccountSummary, error) {
 	}
 	list := make([]AccountSummary, 0, len(accounts))
 	for _, a := range accounts {
-		list = append(list, AccountSummary{
-			Name:              a.Name,
-			HasPassword:       a.PasswordHash != nil,
-			TOTPEnabled:       a.TOTPSecret != "",
-			Passkeys:          len(a.Passkeys),
-			EnrollmentPending: a.Pending != nil,
-			BackupCodesLeft:   len(a.BackupCodes),
-			MustRegenerate:    a.MustRegenerate,
-			Generation:        a.Generation,
-		})
+		list = append(list, summary(a))
 	}
 	return list, nil
+}
+
+// summary is what a listing shows of a.
+func summary(a account.Account) AccountSummary {
+	return AccountSummary{
+		Name:              a.Name,
+		HasPassword:       a.PasswordHash != nil,
+		TOTPEnabled:       a.TOTPSecret != "",
+		Passkeys:          len(a.Passkeys),
+		EnrollmentPending: a.Pending != nil,
+		BackupCodesLeft:   len(a.BackupCodes),
+		MustRegenerate:    a.MustRegenerate,
+		Generation:        a.Generation,
+	}
 }
 
 // LockState returns the lock on key at now, or nil if key is not locked.

@@ -108,6 +108,9 @@ type Listing struct {
 	// LockedUnknownNames are names that are no user but were guessed
 	// often enough to be locked.
 	LockedUnknownNames []LockReport `json:"locked_unknown_names,omitempty"`
+	// Next is where the next page starts (ListQuery.After) when the
+	// listing was asked for a page and more may follow; "" on the last.
+	Next string `json:"next,omitempty"`
 }
 
 // Report answers every operation that changes something.
@@ -116,9 +119,32 @@ type Report struct {
 	Message string `json:"message"`
 }
 
+// ListQuery narrows and pages a listing. Its zero value lists every user.
+type ListQuery struct {
+	// Match keeps only the users whose name contains it; "" keeps all.
+	Match string
+	// After starts the page after this name: the Next of the page before.
+	After string
+	// Limit is the most users on one page; 0 means no limit.
+	Limit int
+}
+
+// listBatch is how many accounts a paged listing reads from the store at
+// a time, whatever its filter: what it holds in memory besides the page.
+const listBatch = 500
+
 // List lists every user the database or the configuration knows.
-func (u *Users) List(now time.Time) (Listing, error) {
-	accounts, err := Accounts(u.Store)
+func (u *Users) List(now time.Time) (Listing, error) { return u.ListPage(now, ListQuery{}) }
+
+// ListPage lists the users q asks for, in name order: the stored accounts
+// and the names of `user` lines, with their locks. Locks on client IPs and
+// on names that are no user come with the first page. With a Limit it
+// reads the store a batch at a time, so a page of 100 out of 100,000 users
+// costs the memory of 100 and a batch; Next names where the next page
+// starts (it may turn out empty), "" on the last.
+func (u *Users) ListPage(now time.Time, q ListQuery) (Listing, error) {
+	q.Match = strings.ToLower(strings.TrimSpace(q.Match))
+	accounts, more, err := u.accountPage(q)
 	if err != nil {
 		return Listing{}, err
 	}
@@ -153,28 +179,96 @@ func (u *Users) List(now time.Time) (Listing, error) {
 			r.Source = SourceUnknown
 		}
 	}
-	for name := range config {
-		if byName[name] == nil {
-			add(name).Source = SourceConfig
-		}
+	// Names of `user` lines without an account, in the range of names
+	// this page's accounts cover (to the end, when no account is left).
+	var last string
+	if more {
+		last = accounts[len(accounts)-1].Name
 	}
-	for _, l := range locks {
-		until := now.Add(l.RetryAfter).Truncate(time.Second)
-		if name, ok := account.UserCounter.Name(l.Key); ok {
-			if r := byName[name]; r != nil {
-				r.LockedUntil = &until
-			} else {
-				out.LockedUnknownNames = append(out.LockedUnknownNames, LockReport{Name: name, LockedUntil: until})
-			}
-		} else if ip, ok := account.IPCounter.Name(l.Key); ok {
-			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: ip, LockedUntil: until})
+	for name := range config {
+		if byName[name] == nil && name > q.After && (!more || name <= last) && strings.Contains(name, q.Match) {
+			add(name).Source = SourceConfig
 		}
 	}
 	for _, r := range byName {
 		out.Users = append(out.Users, *r)
 	}
 	sort.Slice(out.Users, func(i, j int) bool { return out.Users[i].Name < out.Users[j].Name })
+	if q.Limit > 0 && len(out.Users) > q.Limit {
+		out.Users, more = out.Users[:q.Limit], true
+	}
+	if more {
+		out.Next = out.Users[len(out.Users)-1].Name
+	}
+	// The locks go onto the reports in out.Users; byName keeps the
+	// names cut off the page, whose locks come with their own page.
+	for i := range out.Users {
+		byName[out.Users[i].Name] = &out.Users[i]
+	}
+	for _, l := range locks {
+		until := now.Add(l.RetryAfter).Truncate(time.Second)
+		if name, ok := account.UserCounter.Name(l.Key); ok {
+			if r := byName[name]; r != nil {
+				r.LockedUntil = &until
+			} else if q.After == "" && !u.isUser(name, config, q) {
+				out.LockedUnknownNames = append(out.LockedUnknownNames, LockReport{Name: name, LockedUntil: until})
+			}
+		} else if ip, ok := account.IPCounter.Name(l.Key); ok && q.After == "" {
+			out.LockedClientIPs = append(out.LockedClientIPs, LockReport{Name: ip, LockedUntil: until})
+		}
+	}
 	return out, nil
+}
+
+// accountPage returns the stored accounts q asks for in name order, and
+// whether there may be more after the last of them.
+func (u *Users) accountPage(q ListQuery) ([]AccountSummary, bool, error) {
+	var list []AccountSummary
+	if q.Limit <= 0 {
+		all, err := Accounts(u.Store)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, a := range all {
+			if a.Name > q.After && strings.Contains(a.Name, q.Match) {
+				list = append(list, a)
+			}
+		}
+		return list, false, nil
+	}
+	after := q.After
+	for {
+		batch, err := u.Store.AccountsAfter(after, listBatch)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, a := range batch {
+			after = a.Name
+			if strings.Contains(a.Name, q.Match) {
+				list = append(list, summary(a))
+				if len(list) == q.Limit {
+					return list, true, nil
+				}
+			}
+		}
+		if len(batch) < listBatch {
+			return list, false, nil
+		}
+	}
+}
+
+// isUser reports whether a locked name, not on this page of q, belongs
+// elsewhere than among the page's unknown names: a `user` line, a stored
+// account on another page, or a name the filter leaves out.
+func (u *Users) isUser(name string, config map[string]bool, q ListQuery) bool {
+	if q.Limit <= 0 && q.Match == "" {
+		return false // every user is on the page
+	}
+	if config[name] || !strings.Contains(name, q.Match) {
+		return true
+	}
+	a, err := u.Store.Account(name)
+	return err != nil || a.Stored
 }
 
 // userName canonicalises name as the gateway does and refuses names no

@@ -250,7 +250,10 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		if err != nil {
 			return err
 		}
-		return saveAccount(ctx, tx, user, r)
+		if err := saveAccount(ctx, tx, user, r); err != nil {
+			return err
+		}
+		return countModels(ctx, tx, modelOf(old), modelOf(r))
 	})
 	if fnErr != nil && err == fnErr {
 		return fnErr
@@ -278,9 +281,23 @@ func (db *DB) Account(user string) (account.Account, error) {
 
 // Accounts implements account.Store.
 func (db *DB) Accounts() ([]account.Account, error) {
+	return db.accounts("SELECT name, " + accountColumns + " FROM accounts WHERE stored ORDER BY name")
+}
+
+// AccountsAfter implements account.Store.
+func (db *DB) AccountsAfter(after string, limit int) ([]account.Account, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	return db.accounts("SELECT name, "+accountColumns+" FROM accounts WHERE stored AND name > $1 ORDER BY name LIMIT $2", after, limit)
+}
+
+// accounts runs a query of name and accountColumns and returns its rows
+// with their secrets withheld.
+func (db *DB) accounts(sql string, args ...any) ([]account.Account, error) {
 	ctx, cancel := db.op()
 	defer cancel()
-	rows, err := db.pool.Query(ctx, "SELECT name, "+accountColumns+" FROM accounts WHERE stored ORDER BY name")
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}

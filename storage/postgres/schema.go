@@ -136,7 +136,19 @@ BEGIN
 END
 $$;
 `,
-	// 4: passkeys (SPEC §14). Whether a user has one is part of what
+	// 4: what start-up and reload read instead of every account (SPEC §6):
+	// the names `user` lines marked, through a partial index, and a count
+	// of the accounts with each kind of password hash (index.go), which
+	// migrate fills once from the accounts.
+	`
+CREATE INDEX accounts_config_users ON accounts (name) WHERE config_user;
+CREATE TABLE password_models (
+	model    text PRIMARY KEY,
+	accounts integer NOT NULL CHECK (accounts > 0)
+);
+COMMENT ON TABLE password_models IS 'accounts per password hash algorithm and parameters, salt and digest zeroed';
+`,
+	// 5: passkeys (SPEC §14). Whether a user has one is part of what
 	// sessions check (a second factor), so the trigger now also speaks
 	// when the list becomes empty or stops being so; a passkey's sign-in
 	// (its counter, a spent challenge) stays silent.
@@ -216,6 +228,11 @@ func (db *DB) migrate(ctx context.Context, current secrets.Key) error {
 		for v := version; v < SchemaVersion; v++ {
 			if _, err := tx.Exec(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("migrate schema %s to version %d: %w", db.schema, v+1, err)
+			}
+			if v+1 == 4 {
+				if err := countAllModels(ctx, tx); err != nil {
+					return fmt.Errorf("migrate schema %s to version 4: %w", db.schema, err)
+				}
 			}
 		}
 		if _, err := tx.Exec(ctx, "UPDATE schema_version SET version = $1", SchemaVersion); err != nil {

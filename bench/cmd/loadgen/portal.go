@@ -26,6 +26,8 @@ type portalConfig struct {
 	conns              int
 	maxRequests        int64
 	mode               string
+	admin, profileDir  string // with both, CPU profiles of Caddy under each site's load
+	profileSec         int
 }
 
 // portal measures Caddy's forward_auth asking totp_auth's verify against
@@ -51,6 +53,9 @@ func portal(args []string) error {
 	fs.IntVar(&c.conns, "conns", 64, "keep-alive connections per segment")
 	fs.Int64Var(&c.maxRequests, "max-requests", 5_000_000, "cap on requests per segment")
 	fs.StringVar(&c.mode, "mode", "full", "name of the mode, for the report")
+	fs.StringVar(&c.admin, "admin", "", "Caddy admin address; with -profile-dir, take CPU profiles through it")
+	fs.StringVar(&c.profileDir, "profile-dir", "", "write CPU profiles here (fa_ok.pprof, fa_verify.pprof)")
+	fs.IntVar(&c.profileSec, "profile-seconds", 10, "length of each CPU profile")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -136,6 +141,17 @@ func portal(args []string) error {
 			n, matchedOthers, mRatio, mAdded)
 	} else {
 		fmt.Printf("   no round saw outside load within %.2f cores in both segments: the machine was too busy to cross-check\n", matchedOthers)
+	}
+	if c.admin != "" && c.profileDir != "" {
+		if err := checkLoopback(c.admin); err != nil {
+			return err
+		}
+		prof := profiling{admin: c.admin, dir: c.profileDir, secs: c.profileSec, conns: c.conns, maxRequests: c.maxRequests}
+		for _, t := range targets {
+			if err := prof.underLoad(t, cpu); err != nil {
+				return err
+			}
+		}
 	}
 	for _, t := range targets {
 		if n := t.refreshes.Load(); n > 0 {

@@ -160,8 +160,9 @@ func run(args []string) error {
 		if err := checkLoopback(c.admin); err != nil {
 			return err
 		}
+		prof := profiling{admin: c.admin, dir: c.profileDir, secs: c.profileSec, conns: c.conns, maxRequests: c.maxRequests}
 		for _, t := range targets[:2] {
-			if err := profileUnderLoad(c, t, cpu); err != nil {
+			if err := prof.underLoad(t, cpu); err != nil {
 				return err
 			}
 		}
@@ -195,14 +196,22 @@ func printSegment(r result) {
 		r.usage.server, r.usage.upstream, r.usage.self, r.usage.others)
 }
 
-// profileUnderLoad takes a CPU profile of Caddy through its admin API
-// while t is under the many-connection load.
-func profileUnderLoad(c config, t *target, cpu *procCPU) error {
-	secs := c.profileSec
+// profiling is where and how long to take CPU profiles of Caddy, and the
+// load to take them under.
+type profiling struct {
+	admin, dir  string // Caddy's admin address (127.0.0.1:port), the output directory
+	secs        int
+	conns       int
+	maxRequests int64
+}
+
+// underLoad takes a CPU profile of Caddy through its admin API while t is
+// under the many-connection load, into <dir>/<t.name>.pprof.
+func (p profiling) underLoad(t *target, cpu *procCPU) error {
 	done := make(chan result, 1)
 	errc := make(chan error, 1)
 	go func() {
-		r, err := segment(t, c.conns, time.Duration(secs)*time.Second+1500*time.Millisecond, c.maxRequests, cpu)
+		r, err := segment(t, p.conns, time.Duration(p.secs)*time.Second+1500*time.Millisecond, p.maxRequests, cpu)
 		if err != nil {
 			errc <- err
 			return
@@ -210,15 +219,15 @@ func profileUnderLoad(c config, t *target, cpu *procCPU) error {
 		done <- r
 	}()
 	time.Sleep(500 * time.Millisecond)
-	file := filepath.Join(c.profileDir, t.name+".pprof")
-	if err := fetchProfile(c.admin, secs, file); err != nil {
+	file := filepath.Join(p.dir, t.name+".pprof")
+	if err := fetchProfile(p.admin, p.secs, file); err != nil {
 		return err
 	}
 	select {
 	case err := <-errc:
 		return err
 	case r := <-done:
-		fmt.Printf("CPU profile of %s under %d conns for %ds: %s\n", t.name, c.conns, secs, file)
+		fmt.Printf("CPU profile of %s under %d conns for %ds: %s\n", t.name, p.conns, p.secs, file)
 		printSegment(r)
 	}
 	return nil
