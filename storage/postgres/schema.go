@@ -154,8 +154,8 @@ COMMENT ON TABLE password_models IS 'accounts per password hash algorithm and pa
 	// (its counter, a spent challenge) stays silent.
 	`
 ALTER TABLE accounts
-	ADD COLUMN passkeys         jsonb NOT NULL DEFAULT '[]',
-	ADD COLUMN spent_challenges jsonb NOT NULL DEFAULT '[]';
+	ADD COLUMN IF NOT EXISTS passkeys         jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN IF NOT EXISTS spent_challenges jsonb NOT NULL DEFAULT '[]';
 COMMENT ON COLUMN accounts.passkeys IS 'WebAuthn credentials: public keys, counters and flags; no secret';
 COMMENT ON COLUMN accounts.spent_challenges IS 'answered WebAuthn challenges, kept until their ceremony expires';
 CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
