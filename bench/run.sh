@@ -97,10 +97,11 @@ if [ "$users_only" = 1 ]; then
 	exit 0
 fi
 
-mapfile -t ports < <("$work/loadgen" freeport -n 14)
+mapfile -t ports < <("$work/loadgen" freeport -n 15)
 up_port=${ports[0]} plain_port=${ports[1]} totp_port=${ports[2]} basic_port=${ports[3]} admin_port=${ports[4]}
 b_totp_port=${ports[5]} a_attack_port=${ports[6]} b_attack_port=${ports[7]} a_walk_port=${ports[8]} b_walk_port=${ports[9]}
 portal_port=${ports[10]} ok_port=${ports[11]} fa_verify_port=${ports[12]} fa_ok_port=${ports[13]}
+app_port=${ports[14]}
 
 password="bench-password-$RANDOM$RANDOM"
 # What a user does: `caddy hash-password`, bcrypt at its default cost 14.
@@ -188,6 +189,21 @@ http://:$basic_port {
 	bind 127.0.0.1
 	basic_auth {
 		bench $hash
+	}
+	reverse_proxy 127.0.0.1:$up_port
+}
+
+# (h) totp_auth with app_passwords + reverse_proxy, on (b)'s database:
+# requests carry an app password over Basic, as sync clients do (SPEC §15)
+http://:$app_port {
+	bind 127.0.0.1
+	totp_auth {
+		$store_line
+		encryption_key $key
+		issuer bench
+		max_failures_per_ip 1000000000
+		user bench $hash
+		app_passwords
 	}
 	reverse_proxy 127.0.0.1:$up_port
 }
@@ -321,7 +337,7 @@ if [ "$pg" = 1 ]; then
 fi
 
 if ! "$work/loadgen" wait -timeout 30s \
-	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port,127.0.0.1:$portal_port,127.0.0.1:$ok_port,127.0.0.1:$fa_verify_port,127.0.0.1:$fa_ok_port"; then
+	-addr "127.0.0.1:$up_port,127.0.0.1:$plain_port,127.0.0.1:$totp_port,127.0.0.1:$basic_port,127.0.0.1:$portal_port,127.0.0.1:$ok_port,127.0.0.1:$fa_verify_port,127.0.0.1:$fa_ok_port,127.0.0.1:$app_port"; then
 	echo "Caddy did not come up; its log:" >&2
 	tail -n 50 "$work/caddy.log" >&2
 	exit 1
@@ -344,7 +360,7 @@ if [ "$portal_only" = 1 ]; then
 	: >"$out"
 else
 	"$work/loadgen" run "${run_flags[@]}" "${profile_flags[@]}" "${extra_flags[@]}" \
-		-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" \
+		-plain "127.0.0.1:$plain_port" -totp "127.0.0.1:$totp_port" -basic "127.0.0.1:$basic_port" -app "127.0.0.1:$app_port" \
 		-pid "$caddy_pid" -upstream-pid "$upstream_pid" -clk-tck "$(getconf CLK_TCK)" -user bench -password "$password" |
 		tee "$out" || status=$?
 fi

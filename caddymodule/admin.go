@@ -73,18 +73,20 @@ type adminRoute string
 // The routes: the user operations of package operator, and what only this
 // module's databases offer.
 const (
-	routeDatabases      adminRoute = "databases"
-	routeUsers                     = adminRoute(operator.OpListUsers)
-	routeAddUser                   = adminRoute(operator.OpAddUser)
-	routeSetPassword               = adminRoute(operator.OpSetPassword)
-	routeRemoveUser                = adminRoute(operator.OpRemoveUser)
-	routeResetTwoFactor            = adminRoute(operator.OpResetTwoFactor)
-	routeUnlock                    = adminRoute(operator.OpUnlock)
-	routeSignOut                   = adminRoute(operator.OpSignOut)
-	routePasskeys                  = adminRoute(operator.OpListPasskeys)
-	routeRemovePasskey             = adminRoute(operator.OpRemovePasskey)
-	routeRotateKey      adminRoute = "rotate-key"
-	routeBackup         adminRoute = "backup"
+	routeDatabases         adminRoute = "databases"
+	routeUsers                        = adminRoute(operator.OpListUsers)
+	routeAddUser                      = adminRoute(operator.OpAddUser)
+	routeSetPassword                  = adminRoute(operator.OpSetPassword)
+	routeRemoveUser                   = adminRoute(operator.OpRemoveUser)
+	routeResetTwoFactor               = adminRoute(operator.OpResetTwoFactor)
+	routeUnlock                       = adminRoute(operator.OpUnlock)
+	routeSignOut                      = adminRoute(operator.OpSignOut)
+	routePasskeys                     = adminRoute(operator.OpListPasskeys)
+	routeRemovePasskey                = adminRoute(operator.OpRemovePasskey)
+	routeRotateKey         adminRoute = "rotate-key"
+	routeBackup            adminRoute = "backup"
+	routeAppPasswords                 = adminRoute(operator.OpAppPasswords)
+	routeRevokeAppPassword            = adminRoute(operator.OpRevokeAppPassword)
 )
 
 // adminPrefix is where the routes are mounted in Caddy's admin API.
@@ -101,6 +103,8 @@ type adminRequest struct {
 	PasswordHash string `json:"password_hash,omitempty"`
 	// Passkey is the id of a passkey, as `user passkeys` lists it.
 	Passkey string `json:"passkey,omitempty"`
+	// ID names an app password.
+	ID string `json:"id,omitempty"`
 }
 
 // databasesListing answers GET /totp-auth/databases.
@@ -191,6 +195,10 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		} else {
 			result, err = d.users().UnlockUser(req.User, now)
 		}
+	case routeAppPasswords:
+		result, err = d.users().AppPasswords(req.User, now)
+	case routeRevokeAppPassword:
+		result, err = d.users().RevokeAppPassword(req.User, req.ID)
 	case routeRotateKey:
 		result, err = d.rotateKey()
 	case routeBackup:

@@ -49,6 +49,7 @@ var subdirectives = []struct{ name, args string }{
 	{"passkeys", ""},
 	{"passkey_rp_id", "<domain>"},
 	{"passkey_login", ""},
+	{"app_passwords", ""},
 }
 
 // parseCaddyfile sets up the handler from Caddyfile tokens. Syntax:
@@ -79,6 +80,7 @@ var subdirectives = []struct{ name, args string }{
 //	    passkeys
 //	    passkey_rp_id       <domain>
 //	    passkey_login
+//	    app_passwords
 //	}
 //
 // Every subdirective is optional; user and group may be repeated. A group
@@ -118,6 +120,8 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		vals := d.RemainingArgs()
 		want := len(strings.Fields(args))
 		switch variadic := strings.HasSuffix(args, "..."); {
+		case want == 0 && len(vals) > 0:
+			return d.Errf("%s takes no value: write `%s` alone on its line", name, name)
 		case variadic && len(vals) == 0:
 			return d.Errf("%s takes one or more values, got none: write it as `%s %s`", name, name, args)
 		case !variadic && len(vals) != want:
@@ -218,6 +222,8 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 			t.Portal = vals
+		case "app_passwords":
+			t.AppPasswords = true
 		}
 		if err != nil {
 			return err

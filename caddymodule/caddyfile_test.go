@@ -46,8 +46,10 @@ func TestUnmarshalCaddyfile_AcceptsEverySetting(t *testing.T) {
 		user_header         X-Auth-User
 		user                Alice ` + bcryptHash + `
 		user                bob ` + base64.StdEncoding.EncodeToString([]byte(argon2Hash)) + `
+		app_passwords
 	}`
 	want := TOTPAuth{
+		AppPasswords:      true,
 		DBPath:            "/var/lib/caddy/totp.db",
 		EncryptionKey:     key64,
 		OldEncryptionKeys: []string{key64b, "{env.TOTP_AUTH_OLD_KEY}"},
@@ -115,6 +117,7 @@ func TestUnmarshalCaddyfile_RefusesBadInputNamingTheFix(t *testing.T) {
 		{"setting twice", "issuer a\nissuer b", []string{"issuer is set twice"}},
 		{"missing value", `db_path`, []string{"db_path takes 1 value(s), got 0", "`db_path <file>`"}},
 		{"extra value", `issuer Home Lab`, []string{"issuer takes 1 value(s), got 2"}},
+		{"value on a flag", `app_passwords true`, []string{"app_passwords takes no value", "alone on its line"}},
 		{"bad duration", `session_ttl 12 hours`, []string{"session_ttl takes 1 value(s), got 2"}},
 		{"unparsable duration", `idle_timeout soon`, []string{`idle_timeout "soon" is not a duration`, "15m"}},
 		{"zero duration", `lockout 0s`, []string{"lockout must be longer than zero"}},

@@ -34,6 +34,10 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user passkeys <name>    list a user's passkeys
   caddy totp-auth user remove-passkey <name> <id>
                                           remove one of them
+  caddy totp-auth user app-passwords <name>
+                                          list a user's app passwords
+  caddy totp-auth user revoke-app-password <name> <id>
+                                          revoke one of them
   caddy totp-auth rotate-key              re-encrypt secrets under a new key
   caddy totp-auth backup <file>           write a consistent copy of the database
   caddy totp-auth migrate --to-postgres <connection>
@@ -187,7 +191,29 @@ database; nothing else about the user changes.`,
 				func(d *database) (operator.Report, error) { return d.users().SignOut(args[0]) })
 		},
 	}
-	user.AddCommand(add, passwd, remove, list, reset, unlock, signout)
+	appPasswords := &cobra.Command{
+		Use:   "app-passwords <name>",
+		Short: "Lists a user's app passwords: id, name, scope, created, last used, expiry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return o.change(routeAppPasswords, adminRequest{User: args[0]}, false,
+				func(d *database) (operator.Report, error) { return d.users().AppPasswords(args[0], time.Now()) })
+		},
+	}
+	revokeAppPassword := &cobra.Command{
+		Use:   "revoke-app-password <name> <id>",
+		Short: "Revokes one of a user's app passwords, on every instance",
+		Long: `Revokes the app password with this id (as ` + "`user app-passwords`" + ` lists
+them): clients using it are refused from now on, on every site block and
+instance that shares the database. The user's other app passwords and
+sessions stay.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(_ *cobra.Command, args []string) error {
+			return o.change(routeRevokeAppPassword, adminRequest{User: args[0], ID: args[1]}, false,
+				func(d *database) (operator.Report, error) { return d.users().RevokeAppPassword(args[0], args[1]) })
+		},
+	}
+	user.AddCommand(add, passwd, remove, list, reset, unlock, signout, appPasswords, revokeAppPassword)
 	user.AddCommand(passkeyCommands(o)...)
 
 	var toPostgres string

@@ -49,6 +49,14 @@ var (
 		Name:      "events_total",
 		Help:      "Every security event totp_auth logs, by kind and outcome.",
 	}, []string{"kind", "outcome"})
+	appPasswordRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "app_password_requests_total",
+		Help: "Requests with an app password by outcome: ok passed; failure had a wrong, revoked or expired one; " +
+			"locked were refused by a lock of the user or the client; out_of_scope were outside the app password's scope; " +
+			"forbidden were refused by the access policy.",
+	}, []string{"outcome"})
 	activeLocks = lockCollector{
 		users: prometheus.NewDesc("caddy_totp_auth_locked_users",
 			"Users currently locked out for too many failures, across all totp_auth databases.", nil, nil),
@@ -61,12 +69,20 @@ var (
 // from the start so that dashboards and alerts see zeros, not gaps.
 var signInOutcomes = []gateway.Outcome{gateway.OutcomeOK, gateway.OutcomeFailure, gateway.OutcomeLocked, gateway.OutcomeBusy}
 
+// appPasswordOutcomes are the values of app_password_requests_total's
+// outcome label, present from the start.
+var appPasswordOutcomes = []gateway.Outcome{gateway.OutcomeOK, gateway.OutcomeFailure, gateway.OutcomeLocked,
+	gateway.OutcomeOutOfScope, gateway.OutcomeForbidden}
+
 func init() {
 	for _, o := range signInOutcomes {
 		signIns.WithLabelValues(string(o))
 	}
 	for _, f := range []gateway.Factor{gateway.FactorPassword, gateway.FactorTOTP, gateway.FactorBackupCode, gateway.FactorEnrollment, gateway.FactorPasskey} {
 		signInsByFactor.WithLabelValues(f.String())
+	}
+	for _, o := range appPasswordOutcomes {
+		appPasswordRequests.WithLabelValues(string(o))
 	}
 }
 
@@ -76,7 +92,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{signIns, signInsByFactor, lockouts, enrollments, events, activeLocks} {
+	for _, c := range []prometheus.Collector{signIns, signInsByFactor, lockouts, enrollments, events, appPasswordRequests, activeLocks} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -107,6 +123,8 @@ func recordEvent(d *database, e gateway.Event) {
 		if e.Kind == gateway.EventEnrollment && e.Outcome == gateway.OutcomeOK {
 			enrollments.Inc()
 		}
+	case gateway.EventAppPassword:
+		appPasswordRequests.WithLabelValues(string(e.Outcome)).Inc()
 	case gateway.EventLockout:
 		lockouts.Inc()
 		d.invalidateLocks()

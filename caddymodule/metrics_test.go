@@ -154,3 +154,27 @@ func TestLockCounts_AreReusedUntilALockEnds(t *testing.T) {
 		t.Errorf("count after the locks ended = %d, want 0", u)
 	}
 }
+
+func TestMetrics_AppPasswordRequestsByOutcome(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	before := gather(t, reg)
+	for _, o := range appPasswordOutcomes {
+		if _, ok := before["caddy_totp_auth_app_password_requests_total{"+string(o)+"}"]; !ok {
+			t.Errorf("outcome %s is not present from the start", o)
+		}
+	}
+	d := testDatabase(t)
+	recordEvent(d, gateway.Event{Kind: gateway.EventAppPassword, Outcome: gateway.OutcomeOK})
+	recordEvent(d, gateway.Event{Kind: gateway.EventAppPassword, Outcome: gateway.OutcomeOutOfScope})
+	recordEvent(d, gateway.Event{Kind: gateway.EventAppPasswordChange, Outcome: gateway.OutcomeOK})
+	after := gather(t, reg)
+	for o, want := range map[gateway.Outcome]float64{gateway.OutcomeOK: 1, gateway.OutcomeOutOfScope: 1, gateway.OutcomeFailure: 0} {
+		name := "caddy_totp_auth_app_password_requests_total{" + string(o) + "}"
+		if got := after[name] - before[name]; got != want {
+			t.Errorf("%s rose by %v, want %v", name, got, want)
+		}
+	}
+}

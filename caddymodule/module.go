@@ -187,6 +187,15 @@ type TOTPAuth struct {
 	// alone signs in, when its authenticator verified the user (a PIN or
 	// a biometric). It turns passkeys on. Default: false
 	PasskeyLogin bool `json:"passkey_login,omitempty"`
+	// Accepts app passwords: a request with `Authorization: Basic
+	// <user:app password>` passes as that user (SPEC §15), for sync
+	// clients, phones' apps and scripts that cannot show the sign-in page.
+	// Users make and revoke them on the account page. On such a handler a
+	// Basic Authorization header never reaches the upstream, and a request
+	// with neither a session nor a browser's Accept gets 401 with
+	// WWW-Authenticate: Basic. Default: false (Basic credentials are not
+	// read, and the upstream receives them unchanged).
+	AppPasswords bool `json:"app_passwords,omitempty"`
 
 	gateway *gateway.Gateway
 	// dbKey is the key this handler holds in databases, "" if none.
@@ -280,6 +289,7 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		Passkeys:         t.Passkeys,
 		PasskeyRPID:      strings.ToLower(t.PasskeyRPID),
 		PasskeyLogin:     t.PasskeyLogin,
+		AppPasswords:     t.AppPasswords,
 	}
 	if t.Drift != nil {
 		cfg.Drift = *t.Drift

@@ -47,6 +47,7 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session
 			p.PasskeyGet = g.disablePasskey(w, r, s, acct)
 		}
 	}
+	p.Apps = g.appPasswordsView(*acct)
 	return p
 }
 

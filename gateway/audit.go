@@ -38,13 +38,16 @@ func (g *Gateway) auditEvent(r *http.Request, logged bool, e Event, fields ...za
 	if len(user) > 128 {
 		user = user[:128]
 	}
-	if ce := g.cfg.Logger.Check(level, "totp_auth "+string(kind)); logged && ce != nil {
-		ce.Write(append([]zap.Field{
-			zap.String("event", string(kind)),
-			zap.String("outcome", string(outcome)),
-			zap.String("user", user),
-			zap.String("client_ip", ip),
-		}, fields...)...)
+	// An event that is counted only need not ask the logger.
+	if logged {
+		if ce := g.cfg.Logger.Check(level, "totp_auth "+string(kind)); ce != nil {
+			ce.Write(append([]zap.Field{
+				zap.String("event", string(kind)),
+				zap.String("outcome", string(outcome)),
+				zap.String("user", user),
+				zap.String("client_ip", ip),
+			}, fields...)...)
+		}
 	}
 	if g.cfg.Events != nil {
 		g.cfg.Events(Event{Kind: kind, Outcome: outcome, User: user, IP: ip, Factor: e.Factor})

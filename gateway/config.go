@@ -87,6 +87,10 @@ type Config struct {
 	// headers may be believed (Caddy's trusted_proxies). Verify refuses
 	// every other caller. Default (nil): no caller is trusted.
 	TrustedProxy func(r *http.Request) bool
+	// AppPasswords lets requests through with a user's app password in a
+	// Basic Authorization header (SPEC §15), and lets users make them on
+	// the account page. Default false: Basic credentials are not read.
+	AppPasswords bool
 
 	// Passkeys offers passkeys (WebAuthn) as a second factor beside TOTP
 	// (SPEC §14). Default: off.

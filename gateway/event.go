@@ -25,6 +25,11 @@ const (
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"
+	// EventAppPassword is a request with an app password (SPEC §15).
+	EventAppPassword EventKind = "app_password"
+	// EventAppPasswordChange is the making (with the password) or the
+	// revoking of an app password.
+	EventAppPasswordChange EventKind = "app_password_change"
 )
 
 // Outcome is how a security event ended.
@@ -38,6 +43,8 @@ const (
 	OutcomeRefused   Outcome = "refused"
 	OutcomeBusy      Outcome = "busy"
 	OutcomeForbidden Outcome = "forbidden"
+	// OutcomeOutOfScope is an app password used outside its scope.
+	OutcomeOutOfScope Outcome = "out_of_scope"
 )
 
 // Event is one security-relevant outcome, as logged and counted.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,10 @@ var (
 	// JavaScript).
 	//go:embed assets/pages.js
 	pagesJS string
+	// appPasswordsHTML holds the app-password parts of the account page
+	// and the page that shows a new one.
+	//go:embed assets/apppasswords.html
+	appPasswordsHTML string
 )
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
@@ -69,6 +74,12 @@ type Gateway struct {
 	verifyLog logLimiter
 	// paused counts busy refusals being held (see Config.BusyPause).
 	paused atomic.Int32
+	// appKey keys the hashes of app passwords; locks and uses keep their
+	// checks off the store (see apppassworduse.go).
+	appKey    []byte
+	appHashes sync.Pool // of hmac hashes keyed with appKey
+	locks     lockView
+	uses      useRecorder
 
 	// decoy is checked in place of an unknown user's hash (decoy.go).
 	decoy *decoy
@@ -81,21 +92,23 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	hashKey, blockKey := cfg.SessionHashKey, cfg.SessionBlockKey
-	if hashKey == nil {
+	var storedHashKey []byte
+	if hashKey == nil || cfg.AppPasswords {
 		var err error
-		hashKey, blockKey, err = cfg.Store.SessionKeys(func() ([]byte, []byte, error) {
-			h, b := make([]byte, 64), make([]byte, 32)
-			if _, err := rand.Read(h); err != nil {
-				return nil, nil, err
-			}
-			_, err := rand.Read(b)
-			return h, b, err
-		})
+		storedHashKey, blockKey, err = cfg.Store.SessionKeys(generateSessionKeys)
 		if err != nil {
 			return nil, fmt.Errorf("load session keys: %w", err)
 		}
+		if hashKey == nil {
+			hashKey = storedHashKey
+		} else {
+			blockKey = cfg.SessionBlockKey
+		}
 	}
 	pages, err := template.New("pages").Parse(pagesHTML)
+	if err == nil {
+		pages, err = pages.Parse(appPasswordsHTML)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("parse page templates: %w", err)
 	}
@@ -118,10 +131,26 @@ func New(cfg Config) (*Gateway, error) {
 		memberOf:       membership(cfg.Groups),
 		userHeaderName: http.CanonicalHeaderKey(cfg.UserHeader),
 		portal:         cfg.PortalDomains,
+		locks:          lockView{store: cfg.Store, logger: cfg.Logger},
+		uses:           useRecorder{logger: cfg.Logger},
+	}
+	if cfg.AppPasswords {
+		g.appKey = appPasswordKey(storedHashKey)
 	}
 	g.groupsOf = groupsValues(g.memberOf)
 	go g.decoyHash()
 	return g, nil
+}
+
+// generateSessionKeys makes the cookie keys a store keeps when none are
+// configured.
+func generateSessionKeys() ([]byte, []byte, error) {
+	h, b := make([]byte, 64), make([]byte, 32)
+	if _, err := rand.Read(h); err != nil {
+		return nil, nil, err
+	}
+	_, err := rand.Read(b)
+	return h, b, err
 }
 
 // Handle serves the built-in pages and gates everything else. When it
@@ -130,6 +159,11 @@ func New(cfg Config) (*Gateway, error) {
 // upstream; otherwise Handle has written the response itself.
 func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, ok bool) {
 	g.stripIdentity(r.Header)
+	var basicUser, basicValue string
+	var basic bool
+	if g.cfg.AppPasswords {
+		basicUser, basicValue, basic = takeBasic(r)
+	}
 	sub, isAuth := g.authPath(r.URL.Path)
 	if isAuth {
 		// Verify answers another proxy on every request of its apps: it
@@ -154,6 +188,12 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 	case err != nil:
 		g.internalError(w, r, "check session", err)
 		return "", false
+	case s == nil && basic:
+		user, ok := g.passAppPassword(w, r, basicUser, basicValue, now)
+		if ok {
+			g.passUpstream(r, user)
+		}
+		return user, ok
 	case s == nil:
 		g.gateRefuse(w, r)
 		return "", false
@@ -175,13 +215,19 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 			return "", false
 		}
 	}
+	g.passUpstream(r, s.User)
+	return s.User, true
+}
+
+// passUpstream readies r to go on to the upstream as user's: without the
+// gateway's own cookies, with the identity headers the gateway sets.
+func (g *Gateway) passUpstream(r *http.Request, user string) {
 	g.stripOwnCookies(r.Header)
 	g.stripIdentityTrailers(r)
-	r.Header.Set(g.cfg.UserHeader, s.User)
-	if groups := g.groupsValue(s.User); groups != "" {
+	r.Header.Set(g.cfg.UserHeader, user)
+	if groups := g.groupsValue(user); groups != "" {
 		r.Header.Set(GroupsHeader, groups)
 	}
-	return s.User, true
 }
 
 // Middleware wraps next so that only signed-in requests reach it.
@@ -266,6 +312,10 @@ func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
+	if g.cfg.AppPasswords {
+		// Clients that cannot sign in on a page prompt for an app password.
+		g.basicChallenge(w, r)
+	}
 	jsonError(w, http.StatusUnauthorized, "unauthenticated")
 }
 

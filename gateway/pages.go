@@ -54,6 +54,8 @@ type page struct {
 	PasskeysOn bool
 	Passkeys   []passkeyView
 	HasTOTP    bool
+	// Apps is the account page's app passwords; nil without app_passwords.
+	Apps *appPasswordsView
 }
 
 // keyGroups writes a base32 key in groups of four, as people read it out.

@@ -96,18 +96,27 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 		if len(strings.TrimSpace(string(raw))) == 0 {
 			return f, nil
 		}
-		var fields map[string]json.RawMessage
+		var fields map[string]any
 		if err := json.Unmarshal(raw, &fields); err != nil {
 			return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
 		}
 		for k, v := range fields {
-			var s string
-			switch {
-			case json.Unmarshal(v, &s) == nil:
-				f.values[k] = s
-			case k == "credential" && len(v) > 0 && v[0] == '{':
+			switch v := v.(type) {
+			case string:
+				f.values[k] = v
+			case nil:
+			case bool: // flags such as read_only
+				f.values[k] = strconv.FormatBool(v)
+			case map[string]any:
 				// A passkey's answer is the WebAuthn JSON object itself.
-				f.values[k] = string(v)
+				if k != "credential" {
+					return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+				}
+				b, err := json.Marshal(v)
+				if err != nil {
+					return form{}, &requestError{http.StatusBadRequest, "bad_request", "malformed credential"}
+				}
+				f.values[k] = string(b)
 			default:
 				return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
 			}

@@ -35,6 +35,10 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"2fa/options":     {post: g.postSecondFactorOptions},
 		"login/options":   {post: g.postLoginOptions},
 		"disable/options": {post: g.postDisableOptions},
+		// App passwords (apppasswordpages.go).
+		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
+		"app-passwords/revoke": {post: g.postRevokeAppPassword},
+		"app-passwords/new":    {get: g.getNewAppPassword},
 		// Handle answers GET and HEAD of verify before this table is built.
 		"verify":       {get: g.getVerify},
 		"verify/nginx": {get: g.getVerifyNginx},

@@ -28,6 +28,8 @@ type accountRecord struct {
 	// Passkeys are public keys: they need no sealing.
 	Passkeys        []account.Passkey        `json:"passkeys,omitempty"`
 	SpentChallenges []account.SpentChallenge `json:"spent_challenges,omitempty"`
+	// AppPasswords keep only keyed hashes of their values.
+	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
 }
 
 // pendingRecord is an enrollment shown but not yet confirmed.
@@ -91,6 +93,7 @@ func plain(user string, rec accountRecord, stored bool) account.Account {
 		Generation:      rec.Generation,
 		Revoked:         rec.Revoked,
 		RecoverySession: rec.RecoverySession,
+		AppPasswords:    rec.AppPasswords,
 		ConfigUser:      rec.ConfigUser,
 		Passkeys:        rec.Passkeys,
 		SpentChallenges: rec.SpentChallenges,
@@ -129,6 +132,7 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		Generation:      a.Generation,
 		Revoked:         a.Revoked,
 		RecoverySession: a.RecoverySession,
+		AppPasswords:    a.AppPasswords,
 		ConfigUser:      a.ConfigUser,
 		Passkeys:        a.Passkeys,
 		SpentChallenges: a.SpentChallenges,

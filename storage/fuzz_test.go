@@ -549,7 +549,8 @@ func FuzzDecodeCounter(f *testing.F) {
 
 func FuzzDecodeSessionState(f *testing.F) {
 	db := fuzzDB(f)
-	for _, st := range []account.SessionState{{}, {Generation: 3, TOTPEnabled: true}, {Generation: ^uint64(0), MustRegenerate: true, TOTPEnabled: true}} {
+	for _, st := range []account.SessionState{{}, {Generation: 3, TOTPEnabled: true}, {Generation: ^uint64(0), MustRegenerate: true, TOTPEnabled: true},
+		{Generation: 2, RevokedSessions: "\x00\x00\x00\x00\x00\x00\x00\x07", AppPasswords: "packed app passwords"}} {
 		f.Add(encodeSessionState(st))
 	}
 	f.Add([]byte{})
@@ -557,8 +558,12 @@ func FuzzDecodeSessionState(f *testing.F) {
 	f.Add(bytes.Repeat([]byte{0xff}, sessionValueSize))
 	f.Fuzz(func(t *testing.T, v []byte) {
 		st, err := decodeSessionState(v)
-		if (err == nil) != (len(v) >= sessionValueSize && (len(v)-sessionValueSize)%8 == 0) {
+		withApps := len(v) >= sessionValueSize && v[8]&flagAppPasswords != 0
+		if !withApps && (err == nil) != (len(v) >= sessionValueSize && (len(v)-sessionValueSize)%8 == 0) {
 			t.Fatalf("decodeSessionState of %d bytes: %v", len(v), err)
+		}
+		if withApps && err == nil && (len(v) < sessionValueSize+4 || len(st.RevokedSessions)%8 != 0) {
+			t.Fatalf("decodeSessionState accepted %x with app passwords as %+v", v, st)
 		}
 		if err != nil {
 			return

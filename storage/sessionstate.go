@@ -49,11 +49,13 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 		return st.(account.SessionState), nil
 	}
 	var st account.SessionState
+	found := false
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketSessions).Get([]byte(user))
 		if v == nil {
 			return nil
 		}
+		found = true
 		var err error
 		st, err = decodeSessionState(v)
 		return err
@@ -61,24 +63,32 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 	if err != nil {
 		return account.SessionState{}, fmt.Errorf("read session state of %q: %w", user, err)
 	}
-	db.states.m.Store(user, st)
+	// Names the database has no record of are not remembered: requests
+	// with app passwords bring names of the client's choosing, and
+	// memory must not grow with them.
+	if found {
+		db.states.m.Store(user, st)
+	}
 	return st, nil
 }
 
 // The sessions bucket holds, per user, what SessionState answers: the
 // generation (8 bytes, big endian), a flags byte, then the ids of revoked
-// sessions, 8 bytes each.
+// sessions, 8 bytes each. A user with app passwords has flagAppPasswords
+// set, and the revoked ids are preceded by their length (4 bytes) and
+// followed by the packed app passwords (SessionState.AppPasswords).
 // putSessionState writes it in the same transaction as the account, so
-// the hot path reads 9 bytes and decrypts nothing.
+// the hot path reads a few bytes and decrypts nothing.
 const (
 	sessionValueSize   = 9
 	flagMustRegenerate = 1 << 0
 	flagTOTPEnabled    = 1 << 1
 	flagPasswordSet    = 1 << 2
+	flagAppPasswords   = 1 << 3
 )
 
 func encodeSessionState(st account.SessionState) []byte {
-	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize+len(st.RevokedSessions)), st.Generation)
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, sessionValueSize+4+len(st.RevokedSessions)+len(st.AppPasswords)), st.Generation)
 	var flags byte
 	if st.MustRegenerate {
 		flags |= flagMustRegenerate
@@ -89,20 +99,39 @@ func encodeSessionState(st account.SessionState) []byte {
 	if st.PasswordSet {
 		flags |= flagPasswordSet
 	}
-	return append(append(v, flags), st.RevokedSessions...)
+	if st.AppPasswords == "" {
+		return append(append(v, flags), st.RevokedSessions...)
+	}
+	v = append(v, flags|flagAppPasswords)
+	v = binary.BigEndian.AppendUint32(v, uint32(len(st.RevokedSessions)))
+	v = append(v, st.RevokedSessions...)
+	return append(v, st.AppPasswords...)
 }
 
 func decodeSessionState(v []byte) (account.SessionState, error) {
-	if len(v) < sessionValueSize || (len(v)-sessionValueSize)%8 != 0 {
-		return account.SessionState{}, fmt.Errorf("session state is %d bytes, want %d and 8 per revoked session", len(v), sessionValueSize)
+	if len(v) < sessionValueSize {
+		return account.SessionState{}, fmt.Errorf("session state is %d bytes, want at least %d", len(v), sessionValueSize)
 	}
-	return account.SessionState{
-		Generation:      binary.BigEndian.Uint64(v),
-		MustRegenerate:  v[8]&flagMustRegenerate != 0,
-		TOTPEnabled:     v[8]&flagTOTPEnabled != 0,
-		PasswordSet:     v[8]&flagPasswordSet != 0,
-		RevokedSessions: string(v[sessionValueSize:]),
-	}, nil
+	st := account.SessionState{
+		Generation:     binary.BigEndian.Uint64(v),
+		MustRegenerate: v[8]&flagMustRegenerate != 0,
+		TOTPEnabled:    v[8]&flagTOTPEnabled != 0,
+		PasswordSet:    v[8]&flagPasswordSet != 0,
+	}
+	rest := v[sessionValueSize:]
+	if v[8]&flagAppPasswords != 0 {
+		if len(rest) < 4 || uint64(binary.BigEndian.Uint32(rest)) > uint64(len(rest)-4) {
+			return account.SessionState{}, fmt.Errorf("session state of %d bytes is cut short", len(v))
+		}
+		n := binary.BigEndian.Uint32(rest)
+		st.AppPasswords = string(rest[4+n:])
+		rest = rest[4 : 4+n]
+	}
+	if len(rest)%8 != 0 {
+		return account.SessionState{}, fmt.Errorf("session state holds %d bytes of revoked sessions, want 8 per session", len(rest))
+	}
+	st.RevokedSessions = string(rest)
+	return st, nil
 }
 
 // Removed returns, in name order, every user the file keeps a generation

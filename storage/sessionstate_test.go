@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -57,5 +58,19 @@ func TestSessionState_ReadAgainAfterReopen(t *testing.T) {
 	again := openTest(t, path, key)
 	if st, err := again.SessionState("alice"); err != nil || st.Generation != gen {
 		t.Fatalf("SessionState after reopening = %+v, %v; want generation %d", st, err, gen)
+	}
+}
+
+func TestSessionState_UnknownNamesAreNotRemembered(t *testing.T) {
+	db := openTest(t, tempPath(t), mustKey(t))
+	for i := 0; i < 100; i++ {
+		if st, err := db.SessionState(fmt.Sprintf("nobody-%d", i)); err != nil || st != (account.SessionState{}) {
+			t.Fatalf("unknown name: %+v, %v", st, err)
+		}
+	}
+	n := 0
+	db.states.m.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d unknown names are remembered", n)
 	}
 }

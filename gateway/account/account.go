@@ -46,6 +46,8 @@ type Account struct {
 	// SpentChallenges are the WebAuthn challenges answered and not yet
 	// expired, so that none is answered twice.
 	SpentChallenges []SpentChallenge
+	// AppPasswords are the user's app passwords (SPEC §15).
+	AppPasswords []AppPassword
 	// Stored reports whether the store had a record of this user when the
 	// account was loaded. Stores set it; saving ignores it.
 	Stored bool
@@ -70,6 +72,9 @@ type SessionState struct {
 	// not yet expired, 8 big-endian bytes each. It is a string so that a
 	// SessionState stays comparable and cheap to copy; ask Revoked.
 	RevokedSessions string
+	// AppPasswords packs what a request with an app password checks of
+	// each (see AppPassword); a string for the same reason.
+	AppPasswords string
 }
 
 // SessionStateOf is the one rule for what a request with a session checks
@@ -85,6 +90,7 @@ func SessionStateOf(a Account) SessionState {
 		TOTPEnabled:     a.HasSecondFactor(),
 		PasswordSet:     a.PasswordHash != nil,
 		RevokedSessions: revokedString(a.Revoked),
+		AppPasswords:    appPasswordsString(a.AppPasswords),
 	}
 }
 
@@ -214,9 +220,11 @@ func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.RecoverySession = 0
 }
 
-// DisableTOTP removes the TOTP secret, the passkeys, the backup codes and
-// any pending enrollment, and clears MustRegenerate: every second factor.
+// DisableTOTP removes the TOTP secret, the passkeys, the backup codes, any
+// pending enrollment and the app passwords, and clears MustRegenerate:
+// every second factor and what rests on it.
 func (a *Account) DisableTOTP() {
+	a.RevokeAppPasswords()
 	a.TOTPSecret = ""
 	a.Passkeys = nil
 	a.BackupCodes = nil
@@ -317,6 +325,7 @@ func (a Account) Clone() Account {
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
 	a.Passkeys = clonePasskeys(a.Passkeys)
 	a.SpentChallenges = append([]SpentChallenge(nil), a.SpentChallenges...)
+	a.AppPasswords = cloneAppPasswords(a.AppPasswords)
 	if a.Pending != nil {
 		p := *a.Pending
 		a.Pending = &p

@@ -141,8 +141,9 @@ func MarkConfigUsers(s Store, names map[string]bool) error {
 	return nil
 }
 
-// ForgetConfigUsers ends every session and pending sign-in of each user a
-// `user` line defined once but no configuration using s defines now
+// ForgetConfigUsers ends every session and pending sign-in, and revokes
+// the app passwords, of each user a `user` line defined once but no
+// configuration using s defines now
 // (defined: the names every configuration in force defines), and forgets
 // the mark, so that adding the line back starts afresh. It returns the
 // names it signed out.
@@ -163,6 +164,7 @@ func ForgetConfigUsers(s Store, defined map[string]bool) ([]string, error) {
 			}
 			a.ConfigUser = false
 			a.EndSessions()
+			a.RevokeAppPasswords()
 			return nil
 		})
 		if err != nil {

@@ -396,7 +396,8 @@ func (u *Users) Add(name string, hash []byte) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
-// ChangePassword replaces a database user's password and ends their sessions.
+// ChangePassword replaces a database user's password, ends their sessions
+// and revokes their app passwords.
 func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	name, acct, err := u.passwordFor(name, hash, insteadOfPasswd)
 	if err != nil {
@@ -411,7 +412,10 @@ func (u *Users) ChangePassword(name string, hash []byte) (Report, error) {
 	if _, err := account.BumpGeneration(u.Store, name); err != nil {
 		return Report{}, err
 	}
-	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s and signed them out everywhere.", name)}, nil
+	if err := account.RevokeAppPasswords(u.Store, name); err != nil {
+		return Report{}, err
+	}
+	return Report{DB: u.DB, Message: fmt.Sprintf("Changed the password of %s, signed them out everywhere and revoked their app passwords.", name)}, nil
 }
 
 // Remove deletes everything the database holds about a user.

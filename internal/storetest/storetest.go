@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("ConfigUsers", func(t *testing.T) { testConfigUsers(t, open) })
 	t.Run("PasswordModels", func(t *testing.T) { testPasswordModels(t, open) })
 	t.Run("AccountsAfter", func(t *testing.T) { testAccountsAfter(t, open) })
+	t.Run("AppPasswords", func(t *testing.T) { testAppPasswords(t, open) })
 }
 
 // T0 is a fixed instant so that every expiry in the suite is exact.

@@ -33,22 +33,25 @@ type accountRow struct {
 	// Passkeys are public keys: they need no sealing.
 	Passkeys        []account.Passkey
 	SpentChallenges []account.SpentChallenge
+	AppPasswords    []account.AppPassword
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
 	must_regenerate, generation, pending_secret, pending_expires, revoked,
-	pending_session, recovery_session, config_user, passkeys, spent_challenges`
+	pending_session, recovery_session, config_user, app_passwords, app_password_use,
+	passkeys, spent_challenges`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
 		r                   accountRow
 		gen, pend, recovery int64
 		revoked             []byte
+		apps, appUse        []byte
 		passkeys, spent     []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
 		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
-		&pend, &recovery, &r.ConfigUser, &passkeys, &spent)
+		&pend, &recovery, &r.ConfigUser, &apps, &appUse, &passkeys, &spent)
 	if err != nil {
 		return r, err
 	}
@@ -67,6 +70,9 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
 		return r, fmt.Errorf("decode revoked sessions: %w", err)
+	}
+	if r.AppPasswords, err = joinAppPasswords(apps, appUse); err != nil {
+		return r, err
 	}
 	if len(r.BackupCodes) == 0 {
 		r.BackupCodes = nil
@@ -93,6 +99,7 @@ func plain(user string, r accountRow) account.Account {
 		Generation:      r.Generation,
 		Revoked:         r.Revoked,
 		RecoverySession: r.Recovery,
+		AppPasswords:    r.AppPasswords,
 		ConfigUser:      r.ConfigUser,
 		Passkeys:        r.Passkeys,
 		SpentChallenges: r.SpentChallenges,
@@ -142,6 +149,7 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old ac
 		ConfigUser:      a.ConfigUser,
 		Passkeys:        a.Passkeys,
 		SpentChallenges: a.SpentChallenges,
+		AppPasswords:    a.AppPasswords,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(ctx, tx) })
 	if err != nil {
@@ -202,6 +210,10 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	if err != nil {
 		return fmt.Errorf("encode spent passkey challenges of %q: %w", user, err)
 	}
+	apps, appUse, err := splitAppPasswords(r.AppPasswords)
+	if err != nil {
+		return fmt.Errorf("%w of %q", err, user)
+	}
 	codes := r.BackupCodes
 	if codes == nil {
 		codes = [][]byte{}
@@ -210,10 +222,11 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11,
 		pending_session = $12, recovery_session = $13, config_user = $14,
-		passkeys = $15, spent_challenges = $16 WHERE name = $1`,
+		app_passwords = $15, app_password_use = $16,
+		passkeys = $17, spent_challenges = $18 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
 		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, string(revoked),
-		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, passkeys, spent)
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, string(apps), string(appUse), passkeys, spent)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}

@@ -148,7 +148,42 @@ CREATE TABLE password_models (
 );
 COMMENT ON TABLE password_models IS 'accounts per password hash algorithm and parameters, salt and digest zeroed';
 `,
-	// 5: passkeys (SPEC §14). Whether a user has one is part of what
+	// 5: app passwords (SPEC §15). Requests with one check app_passwords
+	// from memory, so the trigger now speaks when it changes; their last
+	// use, written at most once a minute each, stays silent.
+	`
+ALTER TABLE accounts
+	ADD COLUMN app_passwords    jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN app_password_use jsonb NOT NULL DEFAULT '{}';
+COMMENT ON COLUMN accounts.app_passwords IS 'keyed hashes and scopes of app passwords, never their values';
+COMMENT ON COLUMN accounts.app_password_use IS 'last use of each app password by id: {"at", "ip"}';
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k bytea;
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND OLD.revoked = NEW.revoked
+		AND OLD.app_passwords = NEW.app_passwords THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(OLD.name, 'UTF8')), 'hex'));
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(NEW.name, 'UTF8')), 'hex'));
+	END IF;
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+`,
+	// 6: passkeys (SPEC §14). Whether a user has one is part of what
 	// sessions check (a second factor), so the trigger now also speaks
 	// when the list becomes empty or stops being so; a passkey's sign-in
 	// (its counter, a spent challenge) stays silent.
@@ -169,7 +204,8 @@ BEGIN
 		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
 		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
 		AND (jsonb_array_length(OLD.passkeys) = 0) = (jsonb_array_length(NEW.passkeys) = 0)
-		AND OLD.revoked = NEW.revoked THEN
+		AND OLD.revoked = NEW.revoked
+		AND OLD.app_passwords = NEW.app_passwords THEN
 		RETURN NULL;
 	END IF;
 	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';

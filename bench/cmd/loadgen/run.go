@@ -15,6 +15,7 @@ import (
 // config is what `loadgen run` is told by run.sh.
 type config struct {
 	plain, totp, basic string // 127.0.0.1:port of the three sites
+	app                string // and of the app_passwords site, if any
 	pid, upstreamPid   int
 	clkTck             int
 	user, password     string
@@ -47,6 +48,7 @@ func run(args []string) error {
 	fs.StringVar(&c.plain, "plain", "", "address of the plain reverse_proxy site")
 	fs.StringVar(&c.totp, "totp", "", "address of the totp_auth + reverse_proxy site")
 	fs.StringVar(&c.basic, "basic", "", "address of the basic_auth + reverse_proxy site")
+	fs.StringVar(&c.app, "app", "", "address of a totp_auth site with app_passwords on the totp site's database (optional)")
 	fs.IntVar(&c.pid, "pid", 0, "process id of the Caddy under test")
 	fs.IntVar(&c.upstreamPid, "upstream-pid", 0, "process id of the upstream, to account for its CPU")
 	fs.IntVar(&c.clkTck, "clk-tck", 100, "clock ticks per second (getconf CLK_TCK)")
@@ -75,7 +77,11 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	for _, a := range []string{c.plain, c.totp, c.basic} {
+	addrs := []string{c.plain, c.totp, c.basic}
+	if c.app != "" {
+		addrs = append(addrs, c.app)
+	}
+	for _, a := range addrs {
 		if err := checkLoopback(a); err != nil {
 			return err
 		}
@@ -102,11 +108,19 @@ func run(args []string) error {
 		newTarget("totp_auth", c.totp, "Cookie: "+c.cookie+"="+session, c.cookie),
 		newTarget("basic_auth", c.basic, basicAuth, ""),
 	}
+	if c.app != "" {
+		value, err := makeAppPassword("http://"+c.app, c.prefix, c.cookie, session, c.password)
+		if err != nil {
+			return fmt.Errorf("make an app password on the app_passwords site: %w", err)
+		}
+		targets = append(targets, newTarget("app_password", c.app,
+			"Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte(c.user+":"+value)), ""))
+	}
 
 	fmt.Printf("== totp_auth bench, %s mode: %s, %d CPUs (%s), %s\n", c.mode,
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), runtime.GOARCH, runtime.Version())
-	fmt.Printf("   %d rounds × 3 targets × (%s @ %d conns + %s @ 1 conn) + %s interleaved, order rotated per round; server CPU from /proc/%d/stat\n",
-		c.rounds, c.loadDur, c.conns, c.latDur, c.latDur, c.pid)
+	fmt.Printf("   %d rounds × %d targets × (%s @ %d conns + %s @ 1 conn) + %s interleaved, order rotated per round; server CPU from /proc/%d/stat\n",
+		c.rounds, len(targets), c.loadDur, c.conns, c.latDur, c.latDur, c.pid)
 
 	// Warm-up fills connection pools and basic_auth's hash cache (its first
 	// request pays one full bcrypt), and proves each target answers 200.

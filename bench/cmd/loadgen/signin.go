@@ -54,6 +54,26 @@ func signIn(base, prefix, cookieName, user, password string) (string, error) {
 	return v, nil
 }
 
+// makeAppPassword makes an app password for the signed-in session on the
+// app_passwords site at base and returns its value.
+func makeAppPassword(base, prefix, cookieName, session, password string) (string, error) {
+	c := &authClient{
+		http:    &http.Client{Timeout: 30 * time.Second},
+		base:    base + prefix,
+		cookies: map[string]string{cookieName: session},
+	}
+	var made struct {
+		AppPassword string `json:"app_password"`
+	}
+	if err := c.call("POST", "/app-passwords", map[string]string{"password": password, "name": "bench"}, &made); err != nil {
+		return "", err
+	}
+	if made.AppPassword == "" {
+		return "", fmt.Errorf("POST %s/app-passwords: no app_password in the answer", prefix)
+	}
+	return made.AppPassword, nil
+}
+
 // authClient speaks the JSON API and keeps the cookies it is given.
 type authClient struct {
 	http    *http.Client
