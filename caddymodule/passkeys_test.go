@@ -43,7 +43,7 @@ func TestUnmarshalCaddyfile_PasskeysTakesNoValue(t *testing.T) {
 	for _, input := range []string{"totp_auth {\n passkeys on\n}", "totp_auth {\n passkey_login yes\n}", "totp_auth {\n passkey_rp_id\n}"} {
 		var got TOTPAuth
 		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
-		if err == nil || !strings.Contains(err.Error(), "write it as") {
+		if err == nil || !strings.Contains(err.Error(), "write ") {
 			t.Errorf("%q: error %v, want one that shows how to write it", input, err)
 		}
 	}
