@@ -87,6 +87,8 @@ const (
 	routeRevokeAppPassword            = adminRoute(operator.OpRevokeAppPassword)
 	routeSessions                     = adminRoute(operator.OpSessions)
 	routeEndSession                   = adminRoute(operator.OpEndSession)
+	routePasskeys                     = adminRoute(operator.OpListPasskeys)
+	routeRemovePasskey                = adminRoute(operator.OpRemovePasskey)
 	routeRotateKey         adminRoute = "rotate-key"
 	routeBackup            adminRoute = "backup"
 )
@@ -103,6 +105,8 @@ type adminRequest struct {
 	User         string `json:"user,omitempty"`
 	IP           string `json:"ip,omitempty"`
 	PasswordHash string `json:"password_hash,omitempty"`
+	// Passkey is the id of a passkey, as `user passkeys` lists it.
+	Passkey string `json:"passkey,omitempty"`
 	// ID names an app password.
 	ID string `json:"id,omitempty"`
 	// Session is the id of the session users/end-session ends.
@@ -127,6 +131,9 @@ const (
 
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	op := adminRoute(strings.TrimPrefix(r.URL.Path, adminPrefix))
+	if op == routePasskeys {
+		return servePasskeys(w, r)
+	}
 	if op == routeDatabases || op == routeUsers || op == routeSessions {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -195,6 +202,8 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		result, err = d.users().EndSession(req.User, req.Session, now)
 	case routeResetTwoFactor:
 		result, err = d.users().ResetTwoFactor(req.User, now)
+	case routeRemovePasskey:
+		result, err = d.users().RemovePasskey(req.User, req.Passkey)
 	case routeUnlock:
 		if req.IP != "" {
 			result, err = d.users().UnlockIP(req.IP, now)

@@ -47,6 +47,9 @@ var subdirectives = []struct{ name, args string }{
 	{"allow_users", "<user>..."},
 	{"allow_groups", "<group>..."},
 	{"portal", "<domain>..."},
+	{"passkeys", ""},
+	{"passkey_rp_id", "<domain>"},
+	{"passkey_login", ""},
 	{"app_passwords", ""},
 }
 
@@ -76,6 +79,9 @@ var subdirectives = []struct{ name, args string }{
 //	    allow_users         <user>...
 //	    allow_groups        <group>...
 //	    portal              <domain>...
+//	    passkeys
+//	    passkey_rp_id       <domain>
+//	    passkey_login
 //	    app_passwords
 //	}
 //
@@ -207,6 +213,12 @@ func (t *TOTPAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_groups":
 			t.AllowGroups = vals
 			allowGroupsAt = d.Errf("").Error()
+		case "passkeys":
+			t.Passkeys = true
+		case "passkey_rp_id":
+			t.PasskeyRPID = v
+		case "passkey_login":
+			t.PasskeyLogin = true
 		case "portal":
 			for _, domain := range vals {
 				if _, perr := gateway.PortalDomain(domain); perr != nil {

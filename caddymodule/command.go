@@ -32,6 +32,9 @@ open the database file themselves. Either way you type the same command.
   caddy totp-auth user reset-2fa <name>   make a user enroll 2FA again
   caddy totp-auth user unlock <name>      lift a lockout (--ip for a client IP)
   caddy totp-auth user signout <name>     end every session of a user, wherever defined
+  caddy totp-auth user passkeys <name>    list a user's passkeys
+  caddy totp-auth user remove-passkey <name> <id>
+                                          remove one of them
   caddy totp-auth user app-passwords <name>
                                           list a user's app passwords
   caddy totp-auth user revoke-app-password <name> <id>
@@ -240,6 +243,7 @@ sessions stay.`,
 	}
 	sessions.Flags().BoolVar(&sessionsJSON, "json", false, "print the listing as JSON")
 	user.AddCommand(add, passwd, remove, list, reset, unlock, signout, sessions, appPasswords, revokeAppPassword)
+	user.AddCommand(passkeyCommands(o)...)
 
 	var toPostgres string
 	migrate := &cobra.Command{

@@ -24,6 +24,13 @@ var (
 			"(at the password, second factor and enrollment steps); locked counts attempts refused by a lock; " +
 			"busy counts attempts refused because password hashing was saturated.",
 	}, []string{"outcome"})
+	signInsByFactor = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy",
+		Subsystem: "totp_auth",
+		Name:      "sign_ins_by_factor_total",
+		Help: "Completed sign-ins by what completed them: totp, passkey, backup_code, enrollment " +
+			"(a first TOTP code) or password (where 2FA is optional).",
+	}, []string{"factor"})
 	lockouts = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy",
 		Subsystem: "totp_auth",
@@ -71,6 +78,9 @@ func init() {
 	for _, o := range signInOutcomes {
 		signIns.WithLabelValues(string(o))
 	}
+	for _, f := range []gateway.Factor{gateway.FactorPassword, gateway.FactorTOTP, gateway.FactorBackupCode, gateway.FactorEnrollment, gateway.FactorPasskey} {
+		signInsByFactor.WithLabelValues(f.String())
+	}
 	for _, o := range appPasswordOutcomes {
 		appPasswordRequests.WithLabelValues(string(o))
 	}
@@ -82,7 +92,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{signIns, lockouts, enrollments, events, appPasswordRequests, activeLocks} {
+	for _, c := range []prometheus.Collector{signIns, signInsByFactor, lockouts, enrollments, events, appPasswordRequests, activeLocks} {
 		if err := reg.Register(c); err != nil {
 			var dup prometheus.AlreadyRegisteredError
 			if errors.As(err, &dup) {
@@ -101,6 +111,9 @@ func recordEvent(d *database, e gateway.Event) {
 	case gateway.EventSignIn:
 		if e.Outcome == gateway.OutcomeOK {
 			signIns.WithLabelValues(string(gateway.OutcomeOK)).Inc()
+			if e.Factor != 0 {
+				signInsByFactor.WithLabelValues(e.Factor.String()).Inc()
+			}
 		}
 	case gateway.EventPassword, gateway.EventSecondFactor, gateway.EventEnrollment:
 		switch e.Outcome {

@@ -117,7 +117,7 @@ func copyStore(src, dst account.Store) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if a.TOTPSecret != "" {
+		if a.HasSecondFactor() {
 			enrolled++
 		}
 		err = dst.UpdateAccount(a.Name, func(to *account.Account) error {

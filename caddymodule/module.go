@@ -176,6 +176,23 @@ type TOTPAuth struct {
 	// Default: none (no portal mode; the verify endpoints answer 404).
 	Portal []string `json:"portal,omitempty"`
 
+	// Offers passkeys (WebAuthn) as a second factor beside TOTP: users
+	// may register passkeys at first sign-in or from the account page, and
+	// use one instead of a code. Passkeys need https (or the host name
+	// localhost); elsewhere the pages do not offer them and TOTP keeps
+	// working. Default: false
+	Passkeys bool `json:"passkeys,omitempty"`
+
+	// The WebAuthn relying party id passkeys are scoped to: a domain equal
+	// to or above every host that uses them (a passkey registered here is
+	// offered on every host under it). Default: cookie_domain when set,
+	// else the host of the request that registers the passkey.
+	PasskeyRPID string `json:"passkey_rp_id,omitempty"`
+
+	// Also offers "Sign in with a passkey" on the login page: a passkey
+	// alone signs in, when its authenticator verified the user (a PIN or
+	// a biometric). It turns passkeys on. Default: false
+	PasskeyLogin bool `json:"passkey_login,omitempty"`
 	// Accepts app passwords: a request with `Authorization: Basic
 	// <user:app password>` passes as that user (SPEC §15), for sync
 	// clients, phones' apps and scripts that cannot show the sign-in page.
@@ -276,6 +293,9 @@ func (t *TOTPAuth) Provision(ctx caddy.Context) error {
 		Logger:           t.logger,
 		ClientIP:         clientIP,
 		Events:           func(e gateway.Event) { recordEvent(d, e) },
+		Passkeys:         t.Passkeys,
+		PasskeyRPID:      strings.ToLower(t.PasskeyRPID),
+		PasskeyLogin:     t.PasskeyLogin,
 		AppPasswords:     t.AppPasswords,
 	}
 	if t.Drift != nil {

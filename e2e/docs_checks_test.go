@@ -34,6 +34,8 @@ var docChecks = []docCheck{
 	{"sessions and remembered devices", []string{"sessions-site", "sessions-list", "sessions-signout"}, checkSessions},
 }
 
+func init() { docChecks = append(docChecks, passkeyDocChecks...) }
+
 // oneHost is a lab with one host, server, at 10.0.0.1 under names.
 func oneHost(t *testing.T, names ...string) (*lab, *labHost) {
 	l := newLab(t)

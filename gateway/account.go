@@ -41,16 +41,33 @@ func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Ses
 		g.internalError(w, r, "read account", err)
 		return
 	}
-	_, inConfig := g.cfg.Users[s.User]
 	if wantsJSON(r) {
 		writeJSON(w, status, map[string]any{"user": s.User, "two_factor": st.TOTPEnabled, "backup_codes_left": len(acct.BackupCodes)})
 		return
 	}
-	sessions, devices := g.inForce(acct, g.cfg.Clock.Now())
-	g.render(w, r, status, "account", page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, CodesLeft: len(acct.BackupCodes),
-		Error: errs.other, DisableError: errs.disable, PasswordError: errs.password, OwnPassword: acct.PasswordHash != nil && !inConfig,
-		Required2FA: !g.cfg.Optional2FA, Back: back, Redirect: back, Apps: g.appPasswordsView(acct),
-		Sessions: sessionRows(sessions, s.ID), Devices: deviceRows(devices)})
+	p := g.accountPage(w, r, s, &acct)
+	p.Error, p.DisableError, p.PasswordError = errs.other, errs.disable, errs.password
+	p.Back, p.Redirect = back, back
+	g.render(w, r, status, "account", p)
+}
+
+// accountPage is the account page of s for acct, without a message.
+func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) page {
+	_, inConfig := g.cfg.Users[s.User]
+	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(), HasTOTP: acct.TOTPSecret != "",
+		CodesLeft: len(acct.BackupCodes), Back: "/", Redirect: "/",
+		OwnPassword: acct.PasswordHash != nil && !inConfig, Required2FA: !g.cfg.Optional2FA}
+	if _, ok := g.passkeySite(r); ok {
+		p.PasskeysOn = true
+		p.Passkeys = passkeyViews(acct.Passkeys)
+		if acct.TOTPSecret == "" {
+			p.PasskeyGet = g.disablePasskey(w, r, s, acct)
+		}
+	}
+	p.Apps = g.appPasswordsView(*acct)
+	sessions, devices := g.inForce(*acct, g.cfg.Clock.Now())
+	p.Sessions, p.Devices = sessionRows(sessions, s.ID), deviceRows(devices)
+	return p
 }
 
 // accountURL is the account page, leading back to back.
@@ -112,7 +129,13 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if answered {
 		return
 	}
-	_, codeOK, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
+	var codeOK bool
+	var err error
+	if cred := f.get("credential"); cred != "" && acct.TOTPSecret == "" {
+		codeOK, err = g.checkDisablePasskey(w, r, s, cred)
+	} else {
+		_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
+	}
 	if err != nil {
 		g.releaseAttempt(a)
 		g.internalError(w, r, "check code", err)

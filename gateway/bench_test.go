@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway"
+	"github.com/totp-auth/totp_auth/internal/softkey"
 )
 
 // BenchmarkHandle_ValidSession is the cost totp_auth adds to every request
@@ -126,4 +127,56 @@ func BenchmarkHandle_ValidSessionLastSeenDue(b *testing.B) {
 	b.StopTimer()
 	e.gw.WaitLastSeen()
 	b.ReportMetric(float64(counting.accounts.Load())/float64(n), "writes/op")
+}
+
+// BenchmarkSecondFactor_Passkey is the server's cost of a passkey as the
+// second factor: the request options, then the answer verified by
+// go-webauthn (ES256) and recorded (challenge spent, counter stored). The
+// password step before it and the authenticator's signing are not timed.
+// Beside BenchmarkSecondFactor_TOTP it shows what a passkey sign-in costs.
+func BenchmarkSecondFactor_Passkey(b *testing.B) {
+	e := passkeyEnv(b)
+	key := &softkey.Authenticator{}
+	e.client().enrollPasskey("alice", key)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		// Each sign-in's answered challenge is remembered for as long as
+		// a pending sign-in lasts; let the last one's time pass.
+		e.clock.Advance(gateway.PendingTTL)
+		c := e.client()
+		c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+		b.StartTimer()
+		options := c.options("/.totp-auth/2fa/options", nil)
+		b.StopTimer()
+		answer, err := key.Get(softkey.Ceremony{Origin: e.origin()}, options)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if r := c.postAnswer("/.totp-auth/2fa", answer); r.StatusCode != 200 {
+			b.Fatalf("passkey: %d %s", r.StatusCode, r.Body)
+		}
+	}
+}
+
+// BenchmarkSecondFactor_TOTP is the same step with a TOTP code: the code
+// checked and its time step recorded.
+func BenchmarkSecondFactor_TOTP(b *testing.B) {
+	e := passkeyEnv(b)
+	secret, _ := e.client().enroll("alice")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		e.clock.Advance(30 * time.Second)
+		c := e.client()
+		c.postJSON("/.totp-auth/login", map[string]string{"username": "alice", "password": testPassword})
+		code := e.code(secret, 0)
+		b.StartTimer()
+		if r := c.postJSON("/.totp-auth/2fa", map[string]string{"code": code}); r.StatusCode != 200 {
+			b.Fatalf("totp: %d %s", r.StatusCode, r.Body)
+		}
+	}
 }

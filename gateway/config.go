@@ -97,6 +97,18 @@ type Config struct {
 	// the account page. Default false: Basic credentials are not read.
 	AppPasswords bool
 
+	// Passkeys offers passkeys (WebAuthn) as a second factor beside TOTP
+	// (SPEC §14). Default: off.
+	Passkeys bool
+	// PasskeyRPID is the WebAuthn relying party id passkeys are scoped to:
+	// a domain equal to or above every host that uses them. Default: the
+	// CookieDomain when set, else the host of the request that registers.
+	PasskeyRPID string
+	// PasskeyLogin also offers a sign-in with a passkey alone (a
+	// discoverable credential with user verification required). It turns
+	// Passkeys on. Default: off.
+	PasskeyLogin bool
+
 	// SessionHashKey and SessionBlockKey are the cookie keys; when nil they
 	// are generated once and kept in the Store.
 	SessionHashKey, SessionBlockKey []byte
@@ -183,6 +195,9 @@ func (c *Config) setDefaults() {
 	if c.BackupCodeCost == 0 {
 		c.BackupCodeCost = DefaultBackupCodeCost
 	}
+	if c.PasskeyLogin {
+		c.Passkeys = true
+	}
 	if c.BusyPause == 0 {
 		c.BusyPause = 500 * time.Millisecond
 	}
@@ -222,6 +237,15 @@ func (c *Config) validate() error {
 	}
 	if c.SessionBlockKey != nil && len(c.SessionBlockKey) != 32 {
 		return fmt.Errorf("session block key is %d bytes; use exactly 32 random bytes (AES-256)", len(c.SessionBlockKey))
+	}
+	if c.PasskeyRPID != "" && (c.PasskeyRPID != strings.ToLower(c.PasskeyRPID) || !validDomain(c.PasskeyRPID)) {
+		return fmt.Errorf("passkey_rp_id %q is not a domain name: write the bare lower-case domain, e.g. example.com (no scheme, port or path)", c.PasskeyRPID)
+	}
+	if c.PasskeyRPID != "" && c.CookieDomain != "" {
+		cd := strings.TrimPrefix(strings.ToLower(c.CookieDomain), ".")
+		if cd != c.PasskeyRPID && !strings.HasSuffix(cd, "."+c.PasskeyRPID) {
+			return fmt.Errorf("passkey_rp_id %q is not cookie_domain %q or a domain above it: passkeys would not work on the hosts that share the session", c.PasskeyRPID, c.CookieDomain)
+		}
 	}
 	if err := checkGroups(c.Groups); err != nil {
 		return err

@@ -71,7 +71,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		g.internalError(w, r, "read account", err)
 		return
 	}
-	if e.pending != nil && acct.TOTPSecret != "" {
+	if e.pending != nil && acct.HasSecondFactor() {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
@@ -118,6 +118,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 		// sends nothing over the network: the system hands it to an app.
 		OTPAuth: template.URL(uri),
 		Expires: inWords(enr.Expires.Sub(now)), Moving: moving, CodesLeft: len(acct.BackupCodes), Error: errMsg,
+		PasskeyCreate: g.enrollmentPasskey(w, r, e, &acct), PasskeyName: "Passkey",
 	})
 }
 
@@ -179,7 +180,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if e.pending != nil && acct.TOTPSecret != "" {
+	if e.pending != nil && acct.HasSecondFactor() {
 		g.releaseAttempt(a)
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return

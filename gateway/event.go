@@ -22,6 +22,10 @@ const (
 	// from the session list; EventForgetDevice a remembered device forgotten.
 	EventSessionEnded EventKind = "session_ended"
 	EventForgetDevice EventKind = "forget_device"
+	// EventPasskeyAdded and EventPasskeyRemoved are a passkey registered
+	// or removed (SPEC §14).
+	EventPasskeyAdded   EventKind = "passkey_added"
+	EventPasskeyRemoved EventKind = "passkey_removed"
 	// EventFormResent is a form the browser posted again (a reload of the
 	// page that answered it), answered unevaluated.
 	EventFormResent EventKind = "form_resent"
@@ -53,4 +57,7 @@ type Event struct {
 	Outcome Outcome
 	User    string
 	IP      string
+	// Factor is what completed a sign-in (EventSignIn, OutcomeOK); 0
+	// for other events.
+	Factor Factor
 }

@@ -15,8 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 var (
@@ -27,8 +29,9 @@ var (
 	// sessionsHTML is the account page's lists of sessions and devices.
 	//go:embed assets/sessions.html
 	sessionsHTML string
-	// pagesJS is the one script of the pages: copy and print buttons, which
-	// stay hidden without it (the pages work without JavaScript).
+	// pagesJS is the one script of the pages: copy and print buttons and
+	// passkeys, which stay hidden without it (the pages work without
+	// JavaScript).
 	//go:embed assets/pages.js
 	pagesJS string
 	// appPasswordsHTML holds the app-password parts of the account page
@@ -39,9 +42,11 @@ var (
 
 // Gateway is the sign-in flow for one site. It is safe for concurrent use.
 type Gateway struct {
-	cfg     Config
-	codec   *cookieCodec
-	csrfKey []byte
+	cfg   Config
+	codec *cookieCodec
+	// ceremonies signs and encrypts the passkey ceremony cookie.
+	ceremonies *securecookie.SecureCookie
+	csrfKey    []byte
 	// nameKey keys the hash that stands for unknown user names.
 	nameKey       []byte
 	csp           string
@@ -122,6 +127,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg:            cfg,
 		codec:          newCookieCodec(hashKey, blockKey),
+		ceremonies:     newCeremonyCodec(hashKey, blockKey),
 		csrfKey:        csrfKey.Sum(nil),
 		nameKey:        nameKey.Sum(nil),
 		csp:            contentSecurityPolicy(styleCSS, pagesJS),

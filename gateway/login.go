@@ -30,7 +30,7 @@ func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "login_required", "redirect": redirect})
 		return
 	}
-	g.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Redirect: redirect})
+	g.render(w, r, http.StatusOK, "login", page{Title: "Sign in", Redirect: redirect, PasskeyGet: g.loginPasskey(w, r)})
 }
 
 func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
@@ -38,9 +38,13 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	redirect := g.safeRedirect(r, f.get("redirect"))
+	if cred := f.get("credential"); cred != "" {
+		g.postPasskeyLogin(w, r, cred, redirect)
+		return
+	}
 	user := CanonicalUser(f.get("username"))
 	password := f.get("password")
-	redirect := g.safeRedirect(r, f.get("redirect"))
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
 		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
@@ -96,7 +100,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
 	}
 	switch {
-	case acct.TOTPSecret != "":
+	case acct.HasSecondFactor():
 		remembered, err := g.useRememberedDevice(r, acct, now)
 		if err != nil {
 			g.internalError(w, r, "read remembered device", err)
@@ -133,7 +137,7 @@ func (g *Gateway) completeSignIn(w http.ResponseWriter, r *http.Request, s Sessi
 		g.internalError(w, r, "set session cookie", err)
 		return false
 	}
-	g.audit(r, EventSignIn, OutcomeOK, s.User, methodField(factor.String()))
+	g.auditSignIn(r, s.User, factor)
 	return true
 }
 

@@ -49,6 +49,19 @@ type page struct {
 	CodesLeft  int
 	// Back is where the account page leads back to.
 	Back string
+	// Passkeys (SPEC §14): the options of a ceremony the page offers, in
+	// the WebAuthn JSON form (PasskeyCreate registers one, PasskeyGet asks
+	// for an assertion); empty where passkeys cannot be used, and the
+	// script shows the passkey parts only where WebAuthn runs.
+	PasskeyCreate, PasskeyGet string
+	// PasskeyName is the name a new passkey is offered under.
+	PasskeyName string
+	// PasskeysOn is set where this request may use passkeys; Passkeys lists
+	// the user's on the account page, HasTOTP says whether TOTP is among
+	// the user's second factors.
+	PasskeysOn bool
+	Passkeys   []passkeyView
+	HasTOTP    bool
 	// Apps is the account page's app passwords; nil without app_passwords.
 	Apps *appPasswordsView
 	// Required2FA is set where this site requires two-factor

@@ -108,6 +108,16 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 			case bool:
 				// A yes-or-no field, such as remember.
 				f.values[k] = strconv.FormatBool(v)
+			case map[string]any:
+				// A passkey's answer is the WebAuthn JSON object itself.
+				if k != "credential" {
+					return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+				}
+				b, err := json.Marshal(v)
+				if err != nil {
+					return form{}, &requestError{http.StatusBadRequest, "bad_request", "malformed credential"}
+				}
+				f.values[k] = string(b)
 			default:
 				return form{}, &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be a string or true/false", k)}
 			}

@@ -29,6 +29,14 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		"logout-all":   {post: g.postLogoutAll},
 		"switch":       {get: g.getSwitch},
 		"continue":     {get: g.getContinue},
+		// Passkeys (SPEC §14).
+		"passkeys":        {get: g.getPasskeys, post: g.postPasskeys},
+		"passkeys/new":    {post: g.postPasskeyNew},
+		"passkeys/remove": {post: g.postPasskeyRemove},
+		"passkeys/rename": {post: g.postPasskeyRename},
+		"2fa/options":     {post: g.postSecondFactorOptions},
+		"login/options":   {post: g.postLoginOptions},
+		"disable/options": {post: g.postDisableOptions},
 		// App passwords (apppasswordpages.go).
 		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
 		"app-passwords/revoke": {post: g.postRevokeAppPassword},

@@ -17,7 +17,7 @@ func (g *Gateway) getSecondFactor(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "2fa_required", "redirect": p.Redirect})
 		return
 	}
-	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays()})
+	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays(), PasskeyGet: g.secondFactorPasskey(w, r, p.User)})
 }
 
 func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
@@ -27,6 +27,10 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	f, ok := g.readPost(w, r)
 	if !ok {
+		return
+	}
+	if cred := f.get("credential"); cred != "" {
+		g.postSecondFactorPasskey(w, r, p, cred)
 		return
 	}
 	pg := page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays()}
@@ -56,6 +60,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		note := g.failAttempt(r, a, p.User)
 		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
+		pg.PasskeyGet = g.secondFactorPasskey(w, r, p.User)
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
 		return
 	}

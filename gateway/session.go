@@ -40,6 +40,8 @@ const (
 	FactorBackupCode Factor = 3
 	// FactorEnrollment is a TOTP code confirming a new authenticator.
 	FactorEnrollment Factor = 4
+	// FactorPasskey is a passkey (WebAuthn) assertion or registration.
+	FactorPasskey Factor = 5
 )
 
 func (f Factor) String() string {
@@ -54,6 +56,8 @@ func (f Factor) String() string {
 		return "enrollment"
 	case FactorRememberedDevice:
 		return "remembered_device"
+	case FactorPasskey:
+		return "passkey"
 	}
 	return "unknown"
 }

@@ -40,12 +40,6 @@ func (c *client) sessions() map[string]map[string]any {
 	return out
 }
 
-// signedIn reports whether the client's session still passes the gate.
-func (c *client) signedIn() bool {
-	c.e.t.Helper()
-	return c.getJSON("/app").StatusCode == http.StatusOK
-}
-
 func TestSessions_ListShowsEachSessionInWordsAndWhichIsThisOne(t *testing.T) {
 	e := newEnv(t)
 	laptop, phone := e.browserAs(uaFirefoxLinux), e.browserAs(uaSafariIPhone)

@@ -24,6 +24,9 @@ type accountRecord struct {
 	// Revoked lists sessions ended by logout until they would expire.
 	Revoked         []account.Revocation `json:"revoked,omitempty"`
 	RecoverySession uint64               `json:"recovery_session,omitempty"`
+	// Passkeys are public keys: they need no sealing.
+	Passkeys        []account.Passkey        `json:"passkeys,omitempty"`
+	SpentChallenges []account.SpentChallenge `json:"spent_challenges,omitempty"`
 	// AppPasswords keep only keyed hashes of their values.
 	AppPasswords []account.AppPassword `json:"app_passwords,omitempty"`
 	ConfigUser   bool                  `json:"config_user,omitempty"`
@@ -97,6 +100,8 @@ func plain(user string, rec accountRecord, stored bool) account.Account {
 		ConfigUser:      rec.ConfigUser,
 		Sessions:        rec.Sessions,
 		Devices:         rec.Devices,
+		Passkeys:        rec.Passkeys,
+		SpentChallenges: rec.SpentChallenges,
 		Stored:          stored,
 	}
 	if p := rec.Pending; p != nil {
@@ -136,6 +141,8 @@ func (db *DB) record(tx *bolt.Tx, a account.Account, was account.Account, old ac
 		ConfigUser:      a.ConfigUser,
 		Sessions:        a.Sessions,
 		Devices:         a.Devices,
+		Passkeys:        a.Passkeys,
+		SpentChallenges: a.SpentChallenges,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(tx) })
 	if err != nil {

@@ -40,6 +40,12 @@ type Account struct {
 	// while MustRegenerate holds, it alone may make a new set without a
 	// TOTP code (SPEC §4 rule 20). 0 when there is none.
 	RecoverySession uint64
+	// Passkeys are the user's WebAuthn credentials (SPEC §14), a second
+	// factor beside TOTP.
+	Passkeys []Passkey
+	// SpentChallenges are the WebAuthn challenges answered and not yet
+	// expired, so that none is answered twice.
+	SpentChallenges []SpentChallenge
 	// AppPasswords are the user's app passwords (SPEC §15).
 	AppPasswords []AppPassword
 	// Sessions is the registry of the user's sessions in force, and
@@ -60,7 +66,9 @@ type Account struct {
 type SessionState struct {
 	Generation     uint64
 	MustRegenerate bool
-	TOTPEnabled    bool
+	// TOTPEnabled reports whether the user has a second factor: a TOTP
+	// secret or a passkey (Account.HasSecondFactor).
+	TOTPEnabled bool
 	// PasswordSet reports whether the store holds a password for the user
 	// (a database-managed user); sessions of users that exist neither in
 	// the configuration nor in the store are refused.
@@ -84,7 +92,7 @@ func SessionStateOf(a Account) SessionState {
 	return SessionState{
 		Generation:      a.Generation,
 		MustRegenerate:  a.MustRegenerate,
-		TOTPEnabled:     a.TOTPSecret != "",
+		TOTPEnabled:     a.HasSecondFactor(),
 		PasswordSet:     a.PasswordHash != nil,
 		RevokedSessions: revokedString(a.Revoked),
 		AppPasswords:    appPasswordsString(a.AppPasswords),
@@ -217,11 +225,13 @@ func (a *Account) ReplaceBackupCodes(backupHashes [][]byte) {
 	a.RecoverySession = 0
 }
 
-// DisableTOTP removes the TOTP secret, the backup codes, any pending
-// enrollment and the app passwords, and clears MustRegenerate.
+// DisableTOTP removes the TOTP secret, the passkeys, the backup codes, any
+// pending enrollment and the app passwords, and clears MustRegenerate:
+// every second factor and what rests on it.
 func (a *Account) DisableTOTP() {
 	a.RevokeAppPasswords()
 	a.TOTPSecret = ""
+	a.Passkeys = nil
 	a.BackupCodes = nil
 	a.Pending = nil
 	a.MustRegenerate = false
@@ -334,6 +344,8 @@ func (a Account) Clone() Account {
 	a.PasswordHash = bytes.Clone(a.PasswordHash)
 	a.BackupCodes = cloneCodes(a.BackupCodes)
 	a.Revoked = append([]Revocation(nil), a.Revoked...)
+	a.Passkeys = clonePasskeys(a.Passkeys)
+	a.SpentChallenges = append([]SpentChallenge(nil), a.SpentChallenges...)
 	a.AppPasswords = cloneAppPasswords(a.AppPasswords)
 	a.Sessions = append([]SessionRecord(nil), a.Sessions...)
 	a.Devices = append([]RememberedDevice(nil), a.Devices...)

@@ -1,6 +1,7 @@
 // Package account is the model every store implements and every flow
-// changes: an Account (a user's password hash, second factor, backup
-// codes, generation and revoked sessions) with the rules for changing it,
+// changes: an Account (a user's password hash, second factors — a TOTP
+// secret and passkeys —, backup codes, generation and revoked sessions)
+// with the rules for changing it,
 // the lockout's failure Counters with their transitions, and the Store seam
 // through which both are loaded, locked and saved.
 //

@@ -28,6 +28,8 @@ type AccountSummary struct {
 	HasPassword bool
 	// TOTPEnabled reports whether a TOTP secret is confirmed.
 	TOTPEnabled bool
+	// Passkeys is how many passkeys the user registered.
+	Passkeys int
 	// EnrollmentPending reports whether a shown secret awaits confirmation
 	// (it may have expired).
 	EnrollmentPending bool
@@ -128,6 +130,7 @@ func summary(a account.Account) AccountSummary {
 		Name:              a.Name,
 		HasPassword:       a.PasswordHash != nil,
 		TOTPEnabled:       a.TOTPSecret != "",
+		Passkeys:          len(a.Passkeys),
 		EnrollmentPending: a.Pending != nil,
 		BackupCodesLeft:   len(a.BackupCodes),
 		MustRegenerate:    a.MustRegenerate,

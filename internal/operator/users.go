@@ -82,6 +82,7 @@ type UserReport struct {
 	// source constants).
 	Source            string     `json:"source"`
 	TwoFactor         bool       `json:"two_factor"`
+	Passkeys          int        `json:"passkeys,omitempty"`
 	EnrollmentPending bool       `json:"enrollment_pending,omitempty"`
 	BackupCodesLeft   int        `json:"backup_codes_left"`
 	MustRegenerate    bool       `json:"must_regenerate_backup_codes,omitempty"`
@@ -162,8 +163,9 @@ func (u *Users) ListPage(now time.Time, q ListQuery) (Listing, error) {
 	}
 	for _, a := range accounts {
 		r := add(a.Name)
-		r.TwoFactor = a.TOTPEnabled
-		r.EnrollmentPending = a.EnrollmentPending && !a.TOTPEnabled
+		r.TwoFactor = a.TOTPEnabled || a.Passkeys > 0
+		r.Passkeys = a.Passkeys
+		r.EnrollmentPending = a.EnrollmentPending && !r.TwoFactor
 		r.BackupCodesLeft = a.BackupCodesLeft
 		r.MustRegenerate = a.MustRegenerate
 		switch {
@@ -333,6 +335,8 @@ const (
 	OpResetTwoFactor Operation = "users/reset-2fa"
 	OpUnlock         Operation = "users/unlock"
 	OpSignOut        Operation = "users/signout"
+	OpListPasskeys   Operation = "users/passkeys"
+	OpRemovePasskey  Operation = "users/remove-passkey"
 )
 
 // CheckPassword refuses, from a listing, to ask for a password that op
@@ -447,8 +451,8 @@ func (u *Users) Remove(name string) (Report, error) {
 	return Report{DB: u.DB, Message: msg}, nil
 }
 
-// ResetTwoFactor removes a user's TOTP secret and backup codes and ends
-// their sessions: their next sign-in enrolls a new authenticator.
+// ResetTwoFactor removes a user's TOTP secret, passkeys and backup codes
+// and ends their sessions: their next sign-in enrolls a second factor again.
 func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	name, err := UserName(name)
 	if err != nil {
@@ -459,7 +463,7 @@ func (u *Users) ResetTwoFactor(name string, now time.Time) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	if acct.Stored && acct.TOTPSecret == "" && acct.Pending == nil && (config[name] || acct.PasswordHash != nil) {
+	if acct.Stored && !acct.HasSecondFactor() && acct.Pending == nil && (config[name] || acct.PasswordHash != nil) {
 		return Report{DB: u.DB, Message: fmt.Sprintf("%s has not set up 2FA yet: nothing to reset.", name)}, nil
 	}
 	err = ResetTOTP(u.Store, name)

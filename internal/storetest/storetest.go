@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) account.Store) {
 	t.Run("BumpGeneration", func(t *testing.T) { testBumpGeneration(t, open) })
 	t.Run("Lockout", func(t *testing.T) { testConcurrentAttempts(t, open) })
 	t.Run("SessionKeys", func(t *testing.T) { testSessionKeys(t, open) })
+	t.Run("Passkeys", func(t *testing.T) { testPasskeys(t, open) })
 	t.Run("ConfigUsers", func(t *testing.T) { testConfigUsers(t, open) })
 	t.Run("PasswordModels", func(t *testing.T) { testPasswordModels(t, open) })
 	t.Run("AccountsAfter", func(t *testing.T) { testAccountsAfter(t, open) })

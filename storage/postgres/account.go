@@ -30,14 +30,18 @@ type accountRow struct {
 	Revoked        []account.Revocation
 	Recovery       uint64 // account.Account.RecoverySession
 	ConfigUser     bool
-	AppPasswords   []account.AppPassword
-	Sessions       []account.SessionRecord
-	Devices        []account.RememberedDevice
+	// Passkeys are public keys: they need no sealing.
+	Passkeys        []account.Passkey
+	SpentChallenges []account.SpentChallenge
+	AppPasswords    []account.AppPassword
+	Sessions        []account.SessionRecord
+	Devices         []account.RememberedDevice
 }
 
 const accountColumns = `stored, password_hash, totp_secret, last_step, backup_codes,
 	must_regenerate, generation, pending_secret, pending_expires, revoked,
-	pending_session, recovery_session, config_user, app_passwords, app_password_use, sessions, devices`
+	pending_session, recovery_session, config_user, app_passwords, app_password_use,
+	sessions, devices, passkeys, spent_challenges`
 
 func scanAccount(row pgx.Row) (accountRow, error) {
 	var (
@@ -46,12 +50,25 @@ func scanAccount(row pgx.Row) (accountRow, error) {
 		revoked             []byte
 		apps, appUse        []byte
 		sessions, devices   []byte
+		passkeys, spent     []byte
 	)
 	err := row.Scan(&r.Stored, &r.PasswordHash, &r.TOTPSecret, &r.LastStep, &r.BackupCodes,
 		&r.MustRegenerate, &gen, &r.PendingSecret, &r.PendingExpires, &revoked,
-		&pend, &recovery, &r.ConfigUser, &apps, &appUse, &sessions, &devices)
+		&pend, &recovery, &r.ConfigUser, &apps, &appUse, &sessions, &devices, &passkeys, &spent)
 	if err != nil {
 		return r, err
+	}
+	if err := json.Unmarshal(passkeys, &r.Passkeys); err != nil {
+		return r, fmt.Errorf("decode passkeys: %w", err)
+	}
+	if err := json.Unmarshal(spent, &r.SpentChallenges); err != nil {
+		return r, fmt.Errorf("decode spent passkey challenges: %w", err)
+	}
+	if len(r.Passkeys) == 0 {
+		r.Passkeys = nil
+	}
+	if len(r.SpentChallenges) == 0 {
+		r.SpentChallenges = nil
 	}
 	r.Generation, r.PendingSession, r.Recovery = uint64(gen), uint64(pend), uint64(recovery)
 	if err := json.Unmarshal(revoked, &r.Revoked); err != nil {
@@ -101,6 +118,8 @@ func plain(user string, r accountRow) account.Account {
 		ConfigUser:      r.ConfigUser,
 		Sessions:        r.Sessions,
 		Devices:         r.Devices,
+		Passkeys:        r.Passkeys,
+		SpentChallenges: r.SpentChallenges,
 		Stored:          true,
 	}
 	if r.PendingSecret != nil {
@@ -136,18 +155,20 @@ func (db *DB) row(ctx context.Context, tx pgx.Tx, a, was account.Account, old ac
 		return accountRow{Generation: a.Generation}, nil
 	}
 	r := accountRow{
-		Stored:         true,
-		PasswordHash:   a.PasswordHash,
-		LastStep:       a.LastStep,
-		BackupCodes:    a.BackupCodes,
-		MustRegenerate: a.MustRegenerate,
-		Generation:     a.Generation,
-		Revoked:        a.Revoked,
-		Recovery:       a.RecoverySession,
-		ConfigUser:     a.ConfigUser,
-		AppPasswords:   a.AppPasswords,
-		Sessions:       a.Sessions,
-		Devices:        a.Devices,
+		Stored:          true,
+		PasswordHash:    a.PasswordHash,
+		LastStep:        a.LastStep,
+		BackupCodes:     a.BackupCodes,
+		MustRegenerate:  a.MustRegenerate,
+		Generation:      a.Generation,
+		Revoked:         a.Revoked,
+		Recovery:        a.RecoverySession,
+		ConfigUser:      a.ConfigUser,
+		Passkeys:        a.Passkeys,
+		SpentChallenges: a.SpentChallenges,
+		AppPasswords:    a.AppPasswords,
+		Sessions:        a.Sessions,
+		Devices:         a.Devices,
 	}
 	s, err := db.keys.Load().SealAccount(a, was, old.sealed(), func() (secrets.KeyID, error) { return currentKey(ctx, tx) })
 	if err != nil {
@@ -205,6 +226,14 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	if err != nil {
 		return fmt.Errorf("encode remembered devices of %q: %w", user, err)
 	}
+	passkeys, err := jsonList(r.Passkeys)
+	if err != nil {
+		return fmt.Errorf("encode passkeys of %q: %w", user, err)
+	}
+	spent, err := jsonList(r.SpentChallenges)
+	if err != nil {
+		return fmt.Errorf("encode spent passkey challenges of %q: %w", user, err)
+	}
 	apps, appUse, err := splitAppPasswords(r.AppPasswords)
 	if err != nil {
 		return fmt.Errorf("%w of %q", err, user)
@@ -217,10 +246,11 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 		last_step = $5, backup_codes = $6, must_regenerate = $7, generation = $8,
 		pending_secret = $9, pending_expires = $10, revoked = $11,
 		pending_session = $12, recovery_session = $13, config_user = $14,
-		app_passwords = $15, app_password_use = $16, sessions = $17, devices = $18 WHERE name = $1`,
+		app_passwords = $15, app_password_use = $16, sessions = $17, devices = $18,
+		passkeys = $19, spent_challenges = $20 WHERE name = $1`,
 		user, r.Stored, r.PasswordHash, r.TOTPSecret, r.LastStep, codes,
 		r.MustRegenerate, int64(r.Generation), r.PendingSecret, r.PendingExpires, revoked,
-		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, string(apps), string(appUse), sessions, devices)
+		int64(r.PendingSession), int64(r.Recovery), r.ConfigUser, string(apps), string(appUse), sessions, devices, passkeys, spent)
 	if err != nil {
 		return fmt.Errorf("write account %q: %w", user, err)
 	}

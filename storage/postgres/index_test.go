@@ -36,7 +36,7 @@ func TestOpen_SchemaVersion3GainsTheCountOfPasswordModels(t *testing.T) {
 	// table, nor the columns of the versions after 4.
 	pgtest.Exec(t, dsn, `DROP INDEX totp_auth.accounts_config_users; DROP TABLE totp_auth.password_models;
 		ALTER TABLE totp_auth.accounts DROP COLUMN app_passwords, DROP COLUMN app_password_use,
-			DROP COLUMN sessions, DROP COLUMN devices;
+			DROP COLUMN sessions, DROP COLUMN devices, DROP COLUMN passkeys, DROP COLUMN spent_challenges;
 		UPDATE totp_auth.schema_version SET version = 3`)
 
 	db = openTest(t, dsn, Options{Keys: []secrets.Key{key}})

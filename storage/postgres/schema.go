@@ -195,6 +195,43 @@ ALTER TABLE accounts
 COMMENT ON COLUMN accounts.sessions IS 'the sessions in force, as the account page lists them';
 COMMENT ON COLUMN accounts.devices IS 'browsers remembered at the second factor';
 `,
+	// 7: passkeys (SPEC §14). Whether a user has one is part of what
+	// sessions check (a second factor), so the trigger now also speaks
+	// when the list becomes empty or stops being so; a passkey's sign-in
+	// (its counter, a spent challenge) stays silent.
+	`
+ALTER TABLE accounts
+	ADD COLUMN IF NOT EXISTS passkeys         jsonb NOT NULL DEFAULT '[]',
+	ADD COLUMN IF NOT EXISTS spent_challenges jsonb NOT NULL DEFAULT '[]';
+COMMENT ON COLUMN accounts.passkeys IS 'WebAuthn credentials: public keys, counters and flags; no secret';
+COMMENT ON COLUMN accounts.spent_challenges IS 'answered WebAuthn challenges, kept until their ceremony expires';
+CREATE OR REPLACE FUNCTION notify_account() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	k bytea;
+BEGIN
+	IF TG_OP = 'UPDATE' AND OLD.name = NEW.name
+		AND OLD.stored = NEW.stored
+		AND OLD.generation = NEW.generation
+		AND OLD.must_regenerate = NEW.must_regenerate
+		AND (OLD.totp_secret IS NULL) = (NEW.totp_secret IS NULL)
+		AND (OLD.password_hash IS NULL) = (NEW.password_hash IS NULL)
+		AND (jsonb_array_length(OLD.passkeys) = 0) = (jsonb_array_length(NEW.passkeys) = 0)
+		AND OLD.revoked = NEW.revoked
+		AND OLD.app_passwords = NEW.app_passwords THEN
+		RETURN NULL;
+	END IF;
+	EXECUTE format('SELECT value FROM %I.meta WHERE name = $1', TG_TABLE_SCHEMA) INTO k USING 'notify_key';
+	IF TG_OP <> 'INSERT' THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(OLD.name, 'UTF8')), 'hex'));
+	END IF;
+	IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR OLD.name <> NEW.name) THEN
+		PERFORM pg_notify(TG_TABLE_SCHEMA || '.account_changes', encode(sha256(k || convert_to(NEW.name, 'UTF8')), 'hex'));
+	END IF;
+	PERFORM pg_notify(TG_TABLE_SCHEMA || '.accounts', '');
+	RETURN NULL;
+END
+$$;
+`,
 }
 
 // SchemaVersion is the schema this code reads and writes.
