@@ -126,6 +126,12 @@ var docNotRun = map[string]string{
 	"docker-compose":  "it needs Docker; TestDeploy_ComposeCaddyfileIsValid checks its Caddyfile",
 	"install-binary":  "it replaces the binary of Caddy's Debian package under systemd",
 	"upgrade":         "it replaces the binary of Caddy's Debian package under systemd",
+	// TestDocs_AppPasswordsSnippetsRunAsWritten runs these against a real
+	// Caddy, with curl and rclone talking to a WebDAV upstream.
+	"app-passwords-site":   "run by TestDocs_AppPasswordsSnippetsRunAsWritten",
+	"app-passwords-curl":   "run by TestDocs_AppPasswordsSnippetsRunAsWritten",
+	"app-passwords-read":   "run by TestDocs_AppPasswordsSnippetsRunAsWritten",
+	"app-passwords-rclone": "run by TestDocs_AppPasswordsSnippetsRunAsWritten",
 }
 
 func TestDocs_EverySnippetIsNamedAndChecked(t *testing.T) {
