@@ -13,12 +13,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/securecookie"
 	"go.uber.org/zap"
-
-	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 var (
@@ -259,75 +256,6 @@ func (g *Gateway) authPath(path string) (string, bool) {
 		return rest, true
 	}
 	return "", false
-}
-
-// session returns the request's valid session and its stored state, or a
-// nil session when there is none: no cookie, a forged or expired one, one
-// ended by logout or from before a logout-all, one proven against a
-// password hash the configuration no longer holds, or one of a user who
-// no longer exists. Whether the session is enough for this block is
-// Admits' question.
-func (g *Gateway) session(r *http.Request, now time.Time) (*Session, account.SessionState, error) {
-	s, ok := g.readSession(r, now)
-	if !ok {
-		return nil, account.SessionState{}, nil
-	}
-	st, err := g.cfg.Store.SessionState(s.User)
-	if err != nil {
-		return nil, account.SessionState{}, err
-	}
-	if !g.current(s.User, s.Generation, s.Credential, st) || st.Revoked(s.ID) {
-		return nil, account.SessionState{}, nil
-	}
-	return &s, st, nil
-}
-
-// stepUp answers a request whose session is below this block's level as a
-// sign-in still pending: the password was proven, the second factor (or
-// the enrollment) is still due. Browsers go to that step; API clients get
-// 401 naming it, with the pending cookie to continue. A user without a
-// second factor gives the password again before enrolling one: the
-// session's cookie alone proves no more than that someone holds it.
-func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, target string) {
-	stage, step := stageSecondFactor, "2fa"
-	if !st.TOTPEnabled {
-		stage, step = stageEnrollPassword, "setup"
-	}
-	id, err := newPendingID()
-	if err != nil {
-		g.internalError(w, r, "start pending sign-in", err)
-		return
-	}
-	p := PendingLogin{User: s.User, ID: id, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: g.safeRedirect(r, target),
-		Generation: s.Generation, Credential: s.Credential}
-	if err := g.setPendingCookie(w, r, p); err != nil {
-		g.internalError(w, r, "set pending cookie", err)
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	if acceptsHTML(r) && !wantsJSON(r) {
-		http.Redirect(w, r, g.cfg.Prefix+"/"+step, http.StatusSeeOther)
-		return
-	}
-	status := map[string]string{"2fa": "2fa_required", "setup": "enroll_required"}[step]
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": status, "redirect": p.Redirect})
-}
-
-// gateRefuse answers a request without a session: browsers go to the login
-// page with the original target; anything else gets 401.
-func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
-	if acceptsHTML(r) {
-		target := g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
-		w.Header().Set("Cache-Control", "no-store")
-		http.Redirect(w, r, target, http.StatusFound)
-		return
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	if g.cfg.AppPasswords {
-		// Clients that cannot sign in on a page prompt for an app password.
-		g.basicChallenge(w, r)
-	}
-	jsonError(w, http.StatusUnauthorized, "unauthenticated")
 }
 
 // requireRegeneration holds a user who spent a backup code at the

@@ -1,15 +1,10 @@
 package gateway
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
-
-	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Answers shared by every flow: refusals, redirects after a post, and the
@@ -86,96 +81,4 @@ func (g *Gateway) seeOther(w http.ResponseWriter, r *http.Request, to string, bo
 
 func (g *Gateway) loginURL(redirect string) string {
 	return g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(redirect))
-}
-
-// requireSession returns the signed-in user's session, or answers 401
-// (API) or a redirect to the login page (browser). A session below this
-// block's level is sent on to its missing step (see stepUp), and a user
-// who must regenerate backup codes is sent there instead.
-func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
-	return g.checkSession(w, r, false)
-}
-
-// requireSessionInRecovery is requireSession for the pages a user who must
-// regenerate backup codes may still use (regenerating them, among others).
-func (g *Gateway) requireSessionInRecovery(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
-	return g.checkSession(w, r, true)
-}
-
-func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, account.SessionState, bool) {
-	s, st, err := g.session(r, g.cfg.Clock.Now())
-	switch {
-	case err != nil:
-		g.internalError(w, r, "check session", err)
-		return nil, st, false
-	case s == nil:
-		if wantsJSON(r) || r.Method != http.MethodGet {
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "You are not signed in."}, page{Title: "Signed out"})
-		} else {
-			http.Redirect(w, r, g.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
-		}
-		return nil, st, false
-	case !g.Admits(*s):
-		target := g.cfg.Prefix + "/account"
-		if r.Method == http.MethodGet {
-			target = r.URL.RequestURI()
-		}
-		g.stepUp(w, r, s, st, target)
-		return nil, st, false
-	case st.MustRegenerate && !allowRecovery:
-		g.requireRegeneration(w, r)
-		return nil, st, false
-	}
-	return s, st, true
-}
-
-// requirePending returns the pending login at stage if it is still in
-// force, or answers as requireSession does without one.
-func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage pendingStage) (PendingLogin, bool) {
-	p, _, err := g.pending(r, g.cfg.Clock.Now())
-	if err != nil {
-		g.internalError(w, r, "check pending sign-in", err)
-		return PendingLogin{}, false
-	}
-	if p != nil && p.Stage == stage {
-		return *p, true
-	}
-	if wantsJSON(r) || r.Method != http.MethodGet {
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
-	} else {
-		http.Redirect(w, r, g.loginURL("/"), http.StatusSeeOther)
-	}
-	return PendingLogin{}, false
-}
-
-// newSessionID returns a random session id.
-func newSessionID() (uint64, error) {
-	var id [8]byte
-	if _, err := rand.Read(id[:]); err != nil {
-		return 0, err
-	}
-	return binary.BigEndian.Uint64(id[:]), nil
-}
-
-// startSession signs s.User in with a session proven by factor and ends
-// any pending login. s carries the user, generation and (if already
-// chosen) the id; the rest is filled in here.
-func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, s Session, factor Factor, now time.Time) error {
-	if s.ID == 0 {
-		var err error
-		if s.ID, err = newSessionID(); err != nil {
-			return err
-		}
-	}
-	s.Factor, s.Level = factor, LevelTwoFactor
-	if factor == FactorPassword {
-		s.Level = LevelPassword
-	}
-	s.Credential = g.credential(s.User)
-	s.Issued, s.LastSeen, s.Expires = now, now, now.Add(g.cfg.SessionTTL)
-	if err := g.recordSession(r, s, now); err != nil {
-		return err
-	}
-	g.clearCookie(w, r, g.pendingCookieName())
-	return g.setSessionCookie(w, r, s)
 }

@@ -2,18 +2,22 @@ package gateway
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"fmt"
 	"net/http"
-	"sync"
-	"sync/atomic"
+	"net/url"
 	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
 )
+
+// Sessions, in one place: what a session proves (its level and factor),
+// its cookie and the pending sign-in's, read and written, the one rule
+// for when a session ends (sessionEnd), the guards every page and the gate
+// decide by (session, requireSession, stepUp, gateRefuse), and starting
+// one. The list of a user's sessions and its last-seen writer are in
+// sessionlist.go.
 
 // Level is how much a session proves about its user (SPEC §4 rule 17).
 // Levels are ordered: a block admits a session whose level is at least
@@ -319,121 +323,163 @@ func factorName(f Factor) string {
 	return f.String()
 }
 
-// LastSeenEvery is how stale the registry's last-seen time of a session
-// may get: each instance writes it at most this often per session, off
-// the request path (see lastSeenWriter).
-const LastSeenEvery = 5 * time.Minute
-
-// recordSession puts the session s, just started from r, in its user's
-// registry (registry.go). Sign-in writes anyway, so this costs the
-// signed-in requests nothing.
-func (g *Gateway) recordSession(r *http.Request, s Session, now time.Time) error {
-	rec := account.SessionRecord{ID: s.ID, Device: deviceName(r.UserAgent()), IP: g.cfg.ClientIP(r),
-		SignedIn: s.Issued, LastSeen: now, Expires: s.Expires, Level: uint8(s.Level), Factor: factorName(s.Factor), Credential: s.Credential}
-	if err := account.RecordSession(g.cfg.Store, s.User, s.Generation, rec, now); err != nil {
-		return fmt.Errorf("record session of %q: %w", s.User, err)
+// session returns the request's valid session and its stored state, or a
+// nil session when there is none: no cookie, a forged or expired one, one
+// ended by logout or from before a logout-all, one proven against a
+// password hash the configuration no longer holds, or one of a user who
+// no longer exists. Whether the session is enough for this block is
+// Admits' question.
+func (g *Gateway) session(r *http.Request, now time.Time) (*Session, account.SessionState, error) {
+	s, ok := g.readSession(r, now)
+	if !ok {
+		return nil, account.SessionState{}, nil
 	}
-	g.lastSeen.written(s.ID, now)
-	return nil
-}
-
-// lastSeenWriter writes the last-seen time of sessions to the registry in
-// the background, at most once per LastSeenEvery per session and process:
-// a signed-in request only looks at a map, and queues a write when one is
-// due. The queue is bounded; a write that does not fit is dropped, and the
-// next one is due LastSeenEvery later.
-type lastSeenWriter struct {
-	mu sync.RWMutex
-	// at holds, per session id, the unix second its last write was queued.
-	at      map[uint64]int64
-	queue   chan seenAt
-	running atomic.Bool
-	// wg counts running writers, so that tests can wait for them (see
-	// export_test.go).
-	wg sync.WaitGroup
-}
-
-type seenAt struct {
-	user string
-	id   uint64
-	at   time.Time
-}
-
-// lastSeenQueue bounds the writes waiting; maxLastSeen the sessions
-// remembered (when full, the map starts over: at worst one extra write
-// per session).
-const (
-	lastSeenQueue = 1024
-	maxLastSeen   = 100_000
-)
-
-// written records that session id's last-seen time is current at now.
-func (l *lastSeenWriter) written(id uint64, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.at == nil || len(l.at) >= maxLastSeen {
-		l.at = make(map[uint64]int64)
+	st, err := g.cfg.Store.SessionState(s.User)
+	if err != nil {
+		return nil, account.SessionState{}, err
 	}
-	l.at[id] = now.Unix()
+	if !g.current(s.User, s.Generation, s.Credential, st) || st.Revoked(s.ID) {
+		return nil, account.SessionState{}, nil
+	}
+	return &s, st, nil
 }
 
-// seen notes that a request proved session s at now, and queues a write
-// of it when the last one is LastSeenEvery old.
-func (g *Gateway) seen(s *Session, now time.Time) {
-	l := &g.lastSeen
-	sec := now.Unix()
-	l.mu.RLock()
-	last, ok := l.at[s.ID]
-	l.mu.RUnlock()
-	if ok && sec-last < int64(LastSeenEvery/time.Second) {
+// stepUp answers a request whose session is below this block's level as a
+// sign-in still pending: the password was proven, the second factor (or
+// the enrollment) is still due. Browsers go to that step; API clients get
+// 401 naming it, with the pending cookie to continue. A user without a
+// second factor gives the password again before enrolling one: the
+// session's cookie alone proves no more than that someone holds it.
+func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, target string) {
+	stage, step := stageSecondFactor, "2fa"
+	if !st.TOTPEnabled {
+		stage, step = stageEnrollPassword, "setup"
+	}
+	id, err := newPendingID()
+	if err != nil {
+		g.internalError(w, r, "start pending sign-in", err)
 		return
 	}
-	l.mu.Lock()
-	if last, ok := l.at[s.ID]; ok && sec-last < int64(LastSeenEvery/time.Second) {
-		l.mu.Unlock()
+	p := PendingLogin{User: s.User, ID: id, Stage: stage, Issued: g.cfg.Clock.Now(), Redirect: g.safeRedirect(r, target),
+		Generation: s.Generation, Credential: s.Credential}
+	if err := g.setPendingCookie(w, r, p); err != nil {
+		g.internalError(w, r, "set pending cookie", err)
 		return
 	}
-	if l.queue == nil {
-		l.queue = make(chan seenAt, lastSeenQueue)
+	w.Header().Set("Cache-Control", "no-store")
+	if acceptsHTML(r) && !wantsJSON(r) {
+		http.Redirect(w, r, g.cfg.Prefix+"/"+step, http.StatusSeeOther)
+		return
 	}
-	// Due or not written, the session waits LastSeenEvery again: a full
-	// queue drops this write rather than making every request of the
-	// session take the lock.
-	if l.at == nil || len(l.at) >= maxLastSeen {
-		l.at = make(map[uint64]int64)
-	}
-	l.at[s.ID] = sec
-	select {
-	case l.queue <- seenAt{user: s.User, id: s.ID, at: now}:
-	default:
-	}
-	queue := l.queue
-	l.mu.Unlock()
-	if l.running.CompareAndSwap(false, true) {
-		l.wg.Add(1)
-		go g.writeLastSeen(queue)
-	}
+	status := map[string]string{"2fa": "2fa_required", "setup": "enroll_required"}[step]
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": status, "redirect": p.Redirect})
 }
 
-// writeLastSeen drains the queue and ends; seen starts it again when
-// there is more.
-func (g *Gateway) writeLastSeen(queue chan seenAt) {
-	l := &g.lastSeen
-	defer l.wg.Done()
-	for {
-		select {
-		case w := <-queue:
-			if err := account.SeeSession(g.cfg.Store, w.user, w.id, w.at); err != nil {
-				g.cfg.Logger.Warn("totp_auth: record when a session was last seen", zap.String("user", w.user), zap.Error(err))
-			}
-			continue
-		default:
+// gateRefuse answers a request without a session: browsers go to the login
+// page with the original target; anything else gets 401.
+func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
+	if acceptsHTML(r) {
+		target := g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, target, http.StatusFound)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if g.cfg.AppPasswords {
+		// Clients that cannot sign in on a page prompt for an app password.
+		g.basicChallenge(w, r)
+	}
+	jsonError(w, http.StatusUnauthorized, "unauthenticated")
+}
+
+// requireSession returns the signed-in user's session, or answers 401
+// (API) or a redirect to the login page (browser). A session below this
+// block's level is sent on to its missing step (see stepUp), and a user
+// who must regenerate backup codes is sent there instead.
+func (g *Gateway) requireSession(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
+	return g.checkSession(w, r, false)
+}
+
+// requireSessionInRecovery is requireSession for the pages a user who must
+// regenerate backup codes may still use (regenerating them, among others).
+func (g *Gateway) requireSessionInRecovery(w http.ResponseWriter, r *http.Request) (*Session, account.SessionState, bool) {
+	return g.checkSession(w, r, true)
+}
+
+func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowRecovery bool) (*Session, account.SessionState, bool) {
+	s, st, err := g.session(r, g.cfg.Clock.Now())
+	switch {
+	case err != nil:
+		g.internalError(w, r, "check session", err)
+		return nil, st, false
+	case s == nil:
+		if wantsJSON(r) || r.Method != http.MethodGet {
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "You are not signed in."}, page{Title: "Signed out"})
+		} else {
+			http.Redirect(w, r, g.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
 		}
-		l.running.Store(false)
-		// A write queued after the select and before the flag fell
-		// would otherwise wait for the next request.
-		if len(queue) == 0 || !l.running.CompareAndSwap(false, true) {
-			return
+		return nil, st, false
+	case !g.Admits(*s):
+		target := g.cfg.Prefix + "/account"
+		if r.Method == http.MethodGet {
+			target = r.URL.RequestURI()
+		}
+		g.stepUp(w, r, s, st, target)
+		return nil, st, false
+	case st.MustRegenerate && !allowRecovery:
+		g.requireRegeneration(w, r)
+		return nil, st, false
+	}
+	return s, st, true
+}
+
+// requirePending returns the pending login at stage if it is still in
+// force, or answers as requireSession does without one.
+func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage pendingStage) (PendingLogin, bool) {
+	p, _, err := g.pending(r, g.cfg.Clock.Now())
+	if err != nil {
+		g.internalError(w, r, "check pending sign-in", err)
+		return PendingLogin{}, false
+	}
+	if p != nil && p.Stage == stage {
+		return *p, true
+	}
+	if wantsJSON(r) || r.Method != http.MethodGet {
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
+	} else {
+		http.Redirect(w, r, g.loginURL("/"), http.StatusSeeOther)
+	}
+	return PendingLogin{}, false
+}
+
+// newSessionID returns a random session id.
+func newSessionID() (uint64, error) {
+	var id [8]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(id[:]), nil
+}
+
+// startSession signs s.User in with a session proven by factor and ends
+// any pending login. s carries the user, generation and (if already
+// chosen) the id; the rest is filled in here.
+func (g *Gateway) startSession(w http.ResponseWriter, r *http.Request, s Session, factor Factor, now time.Time) error {
+	if s.ID == 0 {
+		var err error
+		if s.ID, err = newSessionID(); err != nil {
+			return err
 		}
 	}
+	s.Factor, s.Level = factor, LevelTwoFactor
+	if factor == FactorPassword {
+		s.Level = LevelPassword
+	}
+	s.Credential = g.credential(s.User)
+	s.Issued, s.LastSeen, s.Expires = now, now, now.Add(g.cfg.SessionTTL)
+	if err := g.recordSession(r, s, now); err != nil {
+		return err
+	}
+	g.clearCookie(w, r, g.pendingCookieName())
+	return g.setSessionCookie(w, r, s)
 }

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"go.uber.org/zap"
 )
 
 // Where a user is signed in (SPEC §16): the session list and remembered
@@ -212,4 +215,123 @@ func (g *Gateway) postEndOtherSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, g.accountURL(g.backTarget(r, f.get("redirect"))), http.StatusSeeOther)
+}
+
+// LastSeenEvery is how stale the registry's last-seen time of a session
+// may get: each instance writes it at most this often per session, off
+// the request path (see lastSeenWriter).
+const LastSeenEvery = 5 * time.Minute
+
+// recordSession puts the session s, just started from r, in its user's
+// registry (account.RecordSession). Sign-in writes anyway, so this costs the
+// signed-in requests nothing.
+func (g *Gateway) recordSession(r *http.Request, s Session, now time.Time) error {
+	rec := account.SessionRecord{ID: s.ID, Device: deviceName(r.UserAgent()), IP: g.cfg.ClientIP(r),
+		SignedIn: s.Issued, LastSeen: now, Expires: s.Expires, Level: uint8(s.Level), Factor: factorName(s.Factor), Credential: s.Credential}
+	if err := account.RecordSession(g.cfg.Store, s.User, s.Generation, rec, now); err != nil {
+		return fmt.Errorf("record session of %q: %w", s.User, err)
+	}
+	g.lastSeen.written(s.ID, now)
+	return nil
+}
+
+// lastSeenWriter writes the last-seen time of sessions to the registry in
+// the background, at most once per LastSeenEvery per session and process:
+// a signed-in request only looks at a map, and queues a write when one is
+// due. The queue is bounded; a write that does not fit is dropped, and the
+// next one is due LastSeenEvery later.
+type lastSeenWriter struct {
+	mu sync.RWMutex
+	// at holds, per session id, the unix second its last write was queued.
+	at      map[uint64]int64
+	queue   chan seenAt
+	running atomic.Bool
+	// wg counts running writers, so that tests can wait for them (see
+	// export_test.go).
+	wg sync.WaitGroup
+}
+
+type seenAt struct {
+	user string
+	id   uint64
+	at   time.Time
+}
+
+// lastSeenQueue bounds the writes waiting; maxLastSeen the sessions
+// remembered (when full, the map starts over: at worst one extra write
+// per session).
+const (
+	lastSeenQueue = 1024
+	maxLastSeen   = 100_000
+)
+
+// written records that session id's last-seen time is current at now.
+func (l *lastSeenWriter) written(id uint64, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at == nil || len(l.at) >= maxLastSeen {
+		l.at = make(map[uint64]int64)
+	}
+	l.at[id] = now.Unix()
+}
+
+// seen notes that a request proved session s at now, and queues a write
+// of it when the last one is LastSeenEvery old.
+func (g *Gateway) seen(s *Session, now time.Time) {
+	l := &g.lastSeen
+	sec := now.Unix()
+	l.mu.RLock()
+	last, ok := l.at[s.ID]
+	l.mu.RUnlock()
+	if ok && sec-last < int64(LastSeenEvery/time.Second) {
+		return
+	}
+	l.mu.Lock()
+	if last, ok := l.at[s.ID]; ok && sec-last < int64(LastSeenEvery/time.Second) {
+		l.mu.Unlock()
+		return
+	}
+	if l.queue == nil {
+		l.queue = make(chan seenAt, lastSeenQueue)
+	}
+	// Due or not written, the session waits LastSeenEvery again: a full
+	// queue drops this write rather than making every request of the
+	// session take the lock.
+	if l.at == nil || len(l.at) >= maxLastSeen {
+		l.at = make(map[uint64]int64)
+	}
+	l.at[s.ID] = sec
+	select {
+	case l.queue <- seenAt{user: s.User, id: s.ID, at: now}:
+	default:
+	}
+	queue := l.queue
+	l.mu.Unlock()
+	if l.running.CompareAndSwap(false, true) {
+		l.wg.Add(1)
+		go g.writeLastSeen(queue)
+	}
+}
+
+// writeLastSeen drains the queue and ends; seen starts it again when
+// there is more.
+func (g *Gateway) writeLastSeen(queue chan seenAt) {
+	l := &g.lastSeen
+	defer l.wg.Done()
+	for {
+		select {
+		case w := <-queue:
+			if err := account.SeeSession(g.cfg.Store, w.user, w.id, w.at); err != nil {
+				g.cfg.Logger.Warn("totp_auth: record when a session was last seen", zap.String("user", w.user), zap.Error(err))
+			}
+			continue
+		default:
+		}
+		l.running.Store(false)
+		// A write queued after the select and before the flag fell
+		// would otherwise wait for the next request.
+		if len(queue) == 0 || !l.running.CompareAndSwap(false, true) {
+			return
+		}
+	}
 }
