@@ -213,10 +213,8 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "invalid_code", "That code is not right."+note+g.serverTime())
 		return
 	}
-	var codes []string
-	var hashes [][]byte
-	var err error
-	if err := g.hash(r, func() { codes, hashes, err = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
+	codes, hashes, busy, err := g.newBackupCodeSet(r)
+	if busy {
 		g.busy(w, r, a, EventEnrollment, e.user)
 		return
 	}

@@ -163,8 +163,9 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 	var codes []string
 	var hashes [][]byte
 	if refusal == nil && first {
+		var busy bool
 		var herr error
-		if err := g.hash(r, func() { codes, hashes, herr = newBackupCodes(g.cfg.BackupCodeCost) }); err != nil {
+		if codes, hashes, busy, herr = g.newBackupCodeSet(r); busy {
 			g.busy(w, r, a, EventPasskeyAdded, reg.user)
 			return
 		}
