@@ -32,7 +32,7 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	signedIn := s != nil
-	p := page{Continue: g.loginURL("/"), ContinueLabel: "Sign in again"}
+	p := page{Continue: g.loginURL(r, "/"), ContinueLabel: "Sign in again"}
 	switch {
 	case k == doneSignedOut:
 		p.Title = "You are signed out"

@@ -125,7 +125,7 @@ func (g *Gateway) answerResent(w http.ResponseWriter, r *http.Request, sub strin
 	}
 	if inCookie || !g.posted.claim(token, g.cfg.Clock.Now()) {
 		g.audit(r, EventFormResent, OutcomeRefused, CanonicalUser(vals.Get("username")))
-		http.Redirect(w, r, g.resentTarget(sub, vals), http.StatusSeeOther)
+		http.Redirect(w, r, g.resentTarget(r, sub, vals), http.StatusSeeOther)
 		return true
 	}
 	posted = append(posted, token)
@@ -139,10 +139,10 @@ func (g *Gateway) answerResent(w http.ResponseWriter, r *http.Request, sub strin
 
 // resentTarget is the page whose form was posted to sub: where a resent
 // post goes instead, to be filled in afresh.
-func (g *Gateway) resentTarget(sub string, vals url.Values) string {
+func (g *Gateway) resentTarget(r *http.Request, sub string, vals url.Values) string {
 	switch sub {
 	case "login":
-		return g.loginURL(vals.Get("redirect"))
+		return g.loginURL(r, vals.Get("redirect"))
 	case "2fa", "setup":
 		return g.cfg.Prefix + "/" + sub
 	case "backup-codes":

@@ -34,7 +34,7 @@ func (g *Gateway) postLogout(w http.ResponseWriter, r *http.Request) {
 	next := g.donePage(doneSignedOut)
 	if target := f.get("redirect"); target != "" {
 		// "Sign in as someone else": the login page, going on to target.
-		next = g.loginAgainURL(r, target)
+		next = g.loginURL(r, target)
 	}
 	g.seeOther(w, r, next, map[string]string{"status": "ok"})
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 )
@@ -149,12 +148,6 @@ func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, user string)
 	g.securityHeaders(w)
 	g.render(w, r, http.StatusForbidden, "forbidden", page{Title: "Not allowed", User: user,
 		Redirect: SafeRedirect(r.URL.RequestURI())})
-}
-
-// loginAgainURL is where "sign in as someone else" leads after sign-out:
-// the login page, going on to target.
-func (g *Gateway) loginAgainURL(r *http.Request, target string) string {
-	return g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(g.safeRedirect(r, target))
 }
 
 // getSwitch is where a signed-in user goes to sign out or to sign in as

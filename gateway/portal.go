@@ -284,7 +284,7 @@ func (g *Gateway) getContinue(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "check session", err)
 		return
 	case s == nil || !g.Admits(*s):
-		http.Redirect(w, r, g.loginAgainURL(r, target), http.StatusSeeOther)
+		http.Redirect(w, r, g.loginURL(r, target), http.StatusSeeOther)
 		return
 	case g.holdForApp(w, r, s, st, target):
 		return

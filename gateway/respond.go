@@ -79,6 +79,10 @@ func (g *Gateway) seeOther(w http.ResponseWriter, r *http.Request, to string, bo
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }
 
-func (g *Gateway) loginURL(redirect string) string {
-	return g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(redirect))
+// loginURL is the login page, going on to target once the user is signed
+// in: the one way every page and the gate build it. target is sanitised
+// as every redirect is (safeRedirect): a path on this site or, in portal
+// mode, an absolute URL the portal may send back to; anything else is "/".
+func (g *Gateway) loginURL(r *http.Request, target string) string {
+	return g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(g.safeRedirect(r, target))
 }

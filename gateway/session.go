@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
@@ -379,7 +378,7 @@ func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st 
 // page with the original target; anything else gets 401.
 func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
 	if acceptsHTML(r) {
-		target := g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
+		target := g.loginURL(r, r.URL.RequestURI())
 		w.Header().Set("Cache-Control", "no-store")
 		http.Redirect(w, r, target, http.StatusFound)
 		return
@@ -416,7 +415,7 @@ func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowReco
 		if wantsJSON(r) || r.Method != http.MethodGet {
 			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "You are not signed in."}, page{Title: "Signed out"})
 		} else {
-			http.Redirect(w, r, g.loginURL(r.URL.RequestURI()), http.StatusSeeOther)
+			http.Redirect(w, r, g.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
 		}
 		return nil, st, false
 	case !g.Admits(*s):
@@ -447,7 +446,7 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 	if wantsJSON(r) || r.Method != http.MethodGet {
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
 	} else {
-		http.Redirect(w, r, g.loginURL("/"), http.StatusSeeOther)
+		http.Redirect(w, r, g.loginURL(r, "/"), http.StatusSeeOther)
 	}
 	return PendingLogin{}, false
 }
