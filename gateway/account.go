@@ -73,9 +73,9 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session
 // accountURL is the account page, leading back to back.
 func (g *Gateway) accountURL(back string) string {
 	if back == "" {
-		return g.cfg.Prefix + "/account"
+		return g.pageURL(pathAccount)
 	}
-	return g.cfg.Prefix + "/account?redirect=" + url.QueryEscape(SafeRedirect(back))
+	return g.pageURL(pathAccount) + "?redirect=" + url.QueryEscape(SafeRedirect(back))
 }
 
 // backTarget is where the account page leads back to: posted (the field
@@ -116,7 +116,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.cfg.Prefix + "/account"}
+	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.pageURL(pathAccount)}
 	if !st.TOTPEnabled {
 		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
 		return

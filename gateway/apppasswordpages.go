@@ -90,7 +90,7 @@ func scopeWords(readOnly bool, prefix string) string {
 // appPasswordsOff answers a request for app passwords on a block without them.
 func (g *Gateway) appPasswordsOff(w http.ResponseWriter, r *http.Request) {
 	g.problem(w, r, problem{status: http.StatusNotFound, code: "app_passwords_off", msg: "App passwords are not turned on for this site."},
-		page{Title: "Not found", Continue: g.cfg.Prefix + "/account"})
+		page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 }
 
 // getAppPasswords lists the user's app passwords: JSON for the API, the
@@ -105,7 +105,7 @@ func (g *Gateway) getAppPasswords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !wantsJSON(r) {
-		http.Redirect(w, r, g.cfg.Prefix+"/account#app-passwords", http.StatusSeeOther)
+		http.Redirect(w, r, g.pageURL(pathAccount)+"#app-passwords", http.StatusSeeOther)
 		return
 	}
 	acct, err := g.cfg.Store.Account(s.User)
@@ -177,7 +177,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.cfg.Prefix + "/account"}
+	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.pageURL(pathAccount)}
 	if s.Level < LevelTwoFactor {
 		g.problem(w, r, problem{status: http.StatusForbidden, code: "second_factor_required",
 			msg: "Turn on two-factor authentication before you make app passwords."}, pg)
@@ -269,7 +269,7 @@ func (g *Gateway) postRevokeAppPassword(w http.ResponseWriter, r *http.Request) 
 	err := account.RevokeAppPassword(g.cfg.Store, s.User, id)
 	if errors.Is(err, account.ErrNoAppPassword) {
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such app password: it may have been revoked already."},
-			page{Title: "Not found", Continue: g.cfg.Prefix + "/account"})
+			page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 		return
 	}
 	if err != nil {
@@ -277,7 +277,7 @@ func (g *Gateway) postRevokeAppPassword(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	g.audit(r, EventAppPasswordChange, OutcomeOK, s.User, zap.String("app_password", id), zap.String("action", "revoked"))
-	g.seeOther(w, r, g.cfg.Prefix+"/account#app-passwords", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.pageURL(pathAccount)+"#app-passwords", map[string]string{"status": "ok"})
 }
 
 // appPasswordShownFor is how long the page of a new app password can be reloaded.
@@ -315,7 +315,7 @@ func (g *Gateway) showAppPasswordOnce(w http.ResponseWriter, r *http.Request, s 
 		g.internalError(w, r, "set app password cookie", err)
 		return
 	}
-	http.Redirect(w, r, g.cfg.Prefix+"/app-passwords/new", http.StatusSeeOther)
+	http.Redirect(w, r, g.pageURL(pathAppPasswordNew), http.StatusSeeOther)
 }
 
 // getNewAppPassword shows a new app password to the session that made it,
@@ -334,7 +334,7 @@ func (g *Gateway) getNewAppPassword(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		g.problem(w, r, problem{status: http.StatusGone, code: "app_password_gone",
 			msg: "An app password is shown once, right after it is made, and only in the browser that made it. If you did not copy it, revoke it and make a new one."},
-			page{Title: "App passwords are shown once", Continue: g.cfg.Prefix + "/account#app-passwords"})
+			page{Title: "App passwords are shown once", Continue: g.pageURL(pathAccount) + "#app-passwords"})
 		return
 	}
 	if wantsJSON(r) {
@@ -342,7 +342,7 @@ func (g *Gateway) getNewAppPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.render(w, r, http.StatusOK, "app-password-new", page{Title: "New app password", User: s.User,
-		Apps: &appPasswordsView{New: &shown}, Site: g.siteName(r), Continue: g.cfg.Prefix + "/account#app-passwords"})
+		Apps: &appPasswordsView{New: &shown}, Site: g.siteName(r), Continue: g.pageURL(pathAccount) + "#app-passwords"})
 }
 
 func (g *Gateway) readShownAppPassword(r *http.Request, s *Session, now time.Time) (shownAppPassword, bool, error) {

@@ -46,7 +46,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 		}
 		p.Error = lockedMessage(time.Duration(secs) * time.Second)
 		if p.Continue == "" {
-			p.Continue = g.cfg.Prefix + "/login"
+			p.Continue = g.pageURL(pathLogin)
 		}
 		g.render(w, r, http.StatusTooManyRequests, pageName, p)
 		return account.Attempt{}, false

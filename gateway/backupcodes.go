@@ -316,7 +316,7 @@ func (g *Gateway) showCodesOnce(w http.ResponseWriter, r *http.Request, s Sessio
 	}
 	http.SetCookie(w, &http.Cookie{Name: g.codesCookieName(), Value: val, Path: g.cfg.Prefix,
 		MaxAge: int(codesShownFor / time.Second), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, g.cfg.Prefix+"/codes", http.StatusSeeOther)
+	http.Redirect(w, r, g.pageURL(pathCodes), http.StatusSeeOther)
 }
 
 // readShownCodes returns the codes the request's codes cookie may still show
@@ -363,7 +363,7 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		g.render(w, r, http.StatusOK, "message", page{Title: "Backup codes are shown once",
 			Caution:  "New backup codes are shown once, right after they are made, and only in the browser that made them. If you did not save them, make a new set on your account page: it replaces every old code.",
-			Continue: g.cfg.Prefix + "/account", ContinueLabel: "Go to your account"})
+			Continue: g.pageURL(pathAccount), ContinueLabel: "Go to your account"})
 		return
 	}
 	titles := map[codesReason]string{
@@ -391,7 +391,7 @@ func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		g.problem(w, r, problem{status: http.StatusGone, code: "codes_gone",
 			msg: "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them."},
-			page{Title: "Backup codes are shown once", Continue: g.cfg.Prefix + "/account"})
+			page{Title: "Backup codes are shown once", Continue: g.pageURL(pathAccount)})
 		return
 	}
 	var b strings.Builder

@@ -18,7 +18,7 @@ const (
 	donePasswordChanged     doneKind = "password-changed"
 )
 
-func (g *Gateway) donePage(k doneKind) string { return g.cfg.Prefix + "/done?what=" + string(k) }
+func (g *Gateway) donePage(k doneKind) string { return g.pageURL(pathDone) + "?what=" + string(k) }
 
 func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 	k := doneKind(r.URL.Query().Get("what"))
@@ -43,11 +43,11 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 	case k == doneTwoFactorOff && signedIn:
 		p.Title = "Two-factor authentication is off"
 		p.Notice = "Your authenticator app and your backup codes no longer work here. You sign in with your password alone until you turn it on again."
-		p.Continue, p.ContinueLabel = g.cfg.Prefix+"/account", "Back to your account"
+		p.Continue, p.ContinueLabel = g.pageURL(pathAccount), "Back to your account"
 	case k == donePasswordChanged && signedIn:
 		p.Title = "Your password is changed"
 		p.Notice = "Use your new password from now on. You stay signed in here; every other browser and device you were signed in on is signed out."
-		p.Continue, p.ContinueLabel = g.cfg.Prefix+"/account", "Back to your account"
+		p.Continue, p.ContinueLabel = g.pageURL(pathAccount), "Back to your account"
 	case k == doneTwoFactorOff:
 		p.Title = "Two-factor authentication is off"
 		p.Notice = "Your authenticator app and your backup codes no longer work here, and you were signed out everywhere. This site requires two-factor authentication: the next sign-in sets up an app again."

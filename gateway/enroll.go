@@ -50,7 +50,7 @@ func (g *Gateway) requireEnrollee(w http.ResponseWriter, r *http.Request) (enrol
 	if !ok {
 		return enrollee{}, false
 	}
-	return enrollee{user: s.User, session: s, redirect: g.cfg.Prefix + "/account"}, true
+	return enrollee{user: s.User, session: s, redirect: g.pageURL(pathAccount)}, true
 }
 
 func (g *Gateway) getSetup(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +166,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: setupTitle(e.pending == nil), Continue: g.cfg.Prefix + "/setup"}
+	pg := page{Title: setupTitle(e.pending == nil), Continue: g.pageURL(pathSetup)}
 	// refuse answers API clients with the error code and shows browsers
 	// the setup form again, with the message.
 	refuse := func(status int, code, msg string) {
@@ -299,5 +299,5 @@ func (g *Gateway) postSetupPassword(w http.ResponseWriter, r *http.Request, e en
 		g.showSetup(w, r, e, http.StatusOK, "")
 		return
 	}
-	http.Redirect(w, r, g.cfg.Prefix+"/setup", http.StatusSeeOther)
+	http.Redirect(w, r, g.pageURL(pathSetup), http.StatusSeeOther)
 }

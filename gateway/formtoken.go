@@ -140,20 +140,20 @@ func (g *Gateway) answerResent(w http.ResponseWriter, r *http.Request, sub strin
 // resentTarget is the page whose form was posted to sub: where a resent
 // post goes instead, to be filled in afresh.
 func (g *Gateway) resentTarget(r *http.Request, sub string, vals url.Values) string {
-	switch sub {
-	case "login":
+	switch pagePath(sub) {
+	case pathLogin:
 		return g.loginURL(r, vals.Get("redirect"))
-	case "2fa", "setup":
-		return g.cfg.Prefix + "/" + sub
-	case "backup-codes":
+	case path2FA, pathSetup:
+		return g.pageURL(pagePath(sub))
+	case pathBackupCodes:
 		if to := vals.Get("redirect"); to != "" {
-			return g.cfg.Prefix + "/backup-codes?redirect=" + url.QueryEscape(SafeRedirect(to))
+			return g.pageURL(pathBackupCodes) + "?redirect=" + url.QueryEscape(SafeRedirect(to))
 		}
-		return g.cfg.Prefix + "/backup-codes"
-	case "logout":
+		return g.pageURL(pathBackupCodes)
+	case pathLogout:
 		return g.donePage(doneSignedOut)
-	case "logout-all":
+	case pathLogoutAll:
 		return g.donePage(doneSignedOutEverywhere)
 	}
-	return g.cfg.Prefix + "/account"
+	return g.pageURL(pathAccount)
 }

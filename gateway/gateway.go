@@ -265,7 +265,7 @@ func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusForbidden, "regenerate_backup_codes")
 		return
 	}
-	target := g.cfg.Prefix + "/backup-codes?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
+	target := g.pageURL(pathBackupCodes) + "?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 

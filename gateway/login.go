@@ -14,7 +14,7 @@ import (
 // The password step (SPEC §3 flow 2).
 
 func (g *Gateway) getIndex(w http.ResponseWriter, r *http.Request) {
-	http.Redirect(w, r, g.cfg.Prefix+"/account", http.StatusSeeOther)
+	http.Redirect(w, r, g.pageURL(pathAccount), http.StatusSeeOther)
 }
 
 func (g *Gateway) getLogin(w http.ResponseWriter, r *http.Request) {
@@ -97,7 +97,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g.audit(r, EventPassword, OutcomeOK, user)
-		g.seeOther(w, r, g.cfg.Prefix+"/"+page, map[string]string{"status": status, "redirect": redirect})
+		g.seeOther(w, r, g.pageURL(pagePath(page)), map[string]string{"status": status, "redirect": redirect})
 	}
 	switch {
 	case acct.HasSecondFactor():

@@ -58,7 +58,7 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "weak_password", "Your password was not changed: "+weak.Reason+".", "reason", weak.Reason)
 		return
 	}
-	pg := page{Title: "Your account", User: s.User, Continue: g.cfg.Prefix + "/account"}
+	pg := page{Title: "Your account", User: s.User, Continue: g.pageURL(pathAccount)}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventPasswordChange, s.User, "", pg)
 	if !ok {
 		return

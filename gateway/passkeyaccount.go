@@ -45,7 +45,7 @@ func (g *Gateway) getPasskeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !wantsJSON(r) {
-		http.Redirect(w, r, g.cfg.Prefix+"/account", http.StatusSeeOther)
+		http.Redirect(w, r, g.pageURL(pathAccount), http.StatusSeeOther)
 		return
 	}
 	acct, err := g.cfg.Store.Account(s.User)
@@ -108,7 +108,7 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.audit(r, EventPasskeyRemoved, OutcomeOK, s.User, zap.String("passkey", encodeID(id)))
-	g.seeOther(w, r, g.cfg.Prefix+"/account?removed=passkey", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.pageURL(pathAccount)+"?removed=passkey", map[string]string{"status": "ok"})
 }
 
 // postPasskeyRename renames one of the signed-in user's passkeys.
@@ -137,7 +137,7 @@ func (g *Gateway) postPasskeyRename(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "rename passkey", err)
 		return
 	}
-	g.seeOther(w, r, g.cfg.Prefix+"/account", map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.pageURL(pathAccount), map[string]string{"status": "ok"})
 }
 
 // checkDisablePasskey checks a passkey's answer given to turn two-factor

@@ -63,7 +63,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	pg := page{Title: "Add a passkey", User: reg.user, Continue: g.cfg.Prefix + "/account"}
+	pg := page{Title: "Add a passkey", User: reg.user, Continue: g.pageURL(pathAccount)}
 	acct, err := g.cfg.Store.Account(reg.user)
 	if err != nil {
 		g.internalError(w, r, "read account", err)
@@ -137,9 +137,9 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.cfg.Clock.Now()
-	pg := page{Title: "Add a passkey", User: reg.user, Continue: g.cfg.Prefix + "/account"}
+	pg := page{Title: "Add a passkey", User: reg.user, Continue: g.pageURL(pathAccount)}
 	if reg.pending != nil {
-		pg.Continue = g.cfg.Prefix + "/setup"
+		pg.Continue = g.pageURL(pathSetup)
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventPasskeyAdded, reg.user, "", pg)
 	if !ok {
@@ -251,14 +251,14 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if first {
-		next := g.cfg.Prefix + "/account"
+		next := g.pageURL(pathAccount)
 		if reg.pending != nil {
 			next = g.safeRedirect(r, reg.pending.Redirect)
 		}
 		g.showCodesOnce(w, r, s, codesEnrolled, codes, next)
 		return
 	}
-	http.Redirect(w, r, g.cfg.Prefix+"/account?added=passkey", http.StatusSeeOther)
+	http.Redirect(w, r, g.pageURL(pathAccount)+"?added=passkey", http.StatusSeeOther)
 }
 
 // verifyRegistration has go-webauthn check a new credential against the

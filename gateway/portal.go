@@ -243,7 +243,7 @@ func (g *Gateway) holdForApp(w http.ResponseWriter, r *http.Request, s *Session,
 		zap.String("cookie_domain", g.cfg.CookieDomain))
 	g.problem(w, r, problem{status: http.StatusBadRequest, code: "cookie_domain", msg: "You are signed in as " + s.User +
 		", but " + u.Hostname() + " cannot see this sign-in: the portal's cookie_domain does not cover it. Ask the operator to set cookie_domain."},
-		page{Title: "This site cannot use this sign-in", Continue: g.cfg.Prefix + "/account"})
+		page{Title: "This site cannot use this sign-in", Continue: g.pageURL(pathAccount)})
 	return true
 }
 
@@ -264,7 +264,7 @@ func (g *Gateway) cookieReaches(r *http.Request, host string) bool {
 // continueURL is the page of this site that sends a browser on to target,
 // an absolute URL, by GET (see seeOther).
 func (g *Gateway) continueURL(target string) string {
-	return g.cfg.Prefix + "/continue?redirect=" + url.QueryEscape(target)
+	return g.pageURL(pathContinue) + "?redirect=" + url.QueryEscape(target)
 }
 
 // getContinue sends a signed-in browser on to an app behind the portal

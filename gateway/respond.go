@@ -33,7 +33,7 @@ func (g *Gateway) problem(w http.ResponseWriter, r *http.Request, pr problem, p 
 	if name == "" {
 		name = "message"
 		if p.Continue == "" {
-			p.Continue = g.cfg.Prefix + "/login"
+			p.Continue = g.pageURL(pathLogin)
 		}
 	}
 	if p.Title == "" {
@@ -84,5 +84,5 @@ func (g *Gateway) seeOther(w http.ResponseWriter, r *http.Request, to string, bo
 // as every redirect is (safeRedirect): a path on this site or, in portal
 // mode, an absolute URL the portal may send back to; anything else is "/".
 func (g *Gateway) loginURL(r *http.Request, target string) string {
-	return g.cfg.Prefix + "/login?redirect=" + url.QueryEscape(g.safeRedirect(r, target))
+	return g.pageURL(pathLogin) + "?redirect=" + url.QueryEscape(g.safeRedirect(r, target))
 }

@@ -7,50 +7,98 @@ import (
 
 // The route table of the built-in pages under the prefix.
 
+// pagePath is a page under the prefix: the keys of the route table and
+// every path a page links or redirects to, one typed list (the JSON API
+// table of docs/api.md).
+type pagePath string
+
+const (
+	pathIndex             pagePath = ""
+	pathLogin             pagePath = "login"
+	path2FA               pagePath = "2fa"
+	pathSetup             pagePath = "setup"
+	pathBackupCodes       pagePath = "backup-codes"
+	pathCodes             pagePath = "codes"
+	pathCodesText         pagePath = "codes.txt"
+	pathDone              pagePath = "done"
+	pathAccount           pagePath = "account"
+	pathWhoami            pagePath = "whoami"
+	pathDisable           pagePath = "disable"
+	pathPassword          pagePath = "password"
+	pathLogout            pagePath = "logout"
+	pathLogoutAll         pagePath = "logout-all"
+	pathSwitch            pagePath = "switch"
+	pathContinue          pagePath = "continue"
+	pathPasskeys          pagePath = "passkeys"
+	pathPasskeyNew        pagePath = "passkeys/new"
+	pathPasskeyRemove     pagePath = "passkeys/remove"
+	pathPasskeyRename     pagePath = "passkeys/rename"
+	path2FAOptions        pagePath = "2fa/options"
+	pathLoginOptions      pagePath = "login/options"
+	pathDisableOptions    pagePath = "disable/options"
+	pathAppPasswords      pagePath = "app-passwords"
+	pathAppPasswordRevoke pagePath = "app-passwords/revoke"
+	pathAppPasswordNew    pagePath = "app-passwords/new"
+	pathSessions          pagePath = "sessions"
+	pathSessionEnd        pagePath = "sessions/end"
+	pathSessionsEndOthers pagePath = "sessions/end-others"
+	pathDeviceForget      pagePath = "devices/forget"
+	pathVerify            pagePath = "verify"
+	pathVerifyNginx       pagePath = "verify/nginx"
+)
+
+// pageURL is the path of page p under the prefix.
+func (g *Gateway) pageURL(p pagePath) string {
+	if p == pathIndex {
+		return g.cfg.Prefix
+	}
+	return g.cfg.Prefix + "/" + string(p)
+}
+
 // serveAuth routes the built-in pages. sub is the path below the prefix.
 func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) {
 	type route struct {
 		get, post func(http.ResponseWriter, *http.Request)
 	}
-	routes := map[string]route{
-		"":             {get: g.getIndex},
-		"login":        {get: g.getLogin, post: g.postLogin},
-		"2fa":          {get: g.getSecondFactor, post: g.postSecondFactor},
-		"setup":        {get: g.getSetup, post: g.postSetup},
-		"backup-codes": {get: g.getBackupCodes, post: g.postBackupCodes},
-		"codes":        {get: g.getCodes},
-		"codes.txt":    {get: g.getCodesText},
-		"done":         {get: g.getDone},
-		"account":      {get: g.getAccount},
-		"whoami":       {get: g.getWhoami},
-		"disable":      {post: g.postDisable},
-		"password":     {post: g.postPassword},
-		"logout":       {post: g.postLogout},
-		"logout-all":   {post: g.postLogoutAll},
-		"switch":       {get: g.getSwitch},
-		"continue":     {get: g.getContinue},
+	routes := map[pagePath]route{
+		pathIndex:       {get: g.getIndex},
+		pathLogin:       {get: g.getLogin, post: g.postLogin},
+		path2FA:         {get: g.getSecondFactor, post: g.postSecondFactor},
+		pathSetup:       {get: g.getSetup, post: g.postSetup},
+		pathBackupCodes: {get: g.getBackupCodes, post: g.postBackupCodes},
+		pathCodes:       {get: g.getCodes},
+		pathCodesText:   {get: g.getCodesText},
+		pathDone:        {get: g.getDone},
+		pathAccount:     {get: g.getAccount},
+		pathWhoami:      {get: g.getWhoami},
+		pathDisable:     {post: g.postDisable},
+		pathPassword:    {post: g.postPassword},
+		pathLogout:      {post: g.postLogout},
+		pathLogoutAll:   {post: g.postLogoutAll},
+		pathSwitch:      {get: g.getSwitch},
+		pathContinue:    {get: g.getContinue},
 		// Passkeys (SPEC §14).
-		"passkeys":        {get: g.getPasskeys, post: g.postPasskeys},
-		"passkeys/new":    {post: g.postPasskeyNew},
-		"passkeys/remove": {post: g.postPasskeyRemove},
-		"passkeys/rename": {post: g.postPasskeyRename},
-		"2fa/options":     {post: g.postSecondFactorOptions},
-		"login/options":   {post: g.postLoginOptions},
-		"disable/options": {post: g.postDisableOptions},
+		pathPasskeys:       {get: g.getPasskeys, post: g.postPasskeys},
+		pathPasskeyNew:     {post: g.postPasskeyNew},
+		pathPasskeyRemove:  {post: g.postPasskeyRemove},
+		pathPasskeyRename:  {post: g.postPasskeyRename},
+		path2FAOptions:     {post: g.postSecondFactorOptions},
+		pathLoginOptions:   {post: g.postLoginOptions},
+		pathDisableOptions: {post: g.postDisableOptions},
 		// App passwords (apppasswordpages.go).
-		"app-passwords":        {get: g.getAppPasswords, post: g.postAppPassword},
-		"app-passwords/revoke": {post: g.postRevokeAppPassword},
-		"app-passwords/new":    {get: g.getNewAppPassword},
+		pathAppPasswords:      {get: g.getAppPasswords, post: g.postAppPassword},
+		pathAppPasswordRevoke: {post: g.postRevokeAppPassword},
+		pathAppPasswordNew:    {get: g.getNewAppPassword},
 		// Where the user is signed in (sessionlist.go, devices.go).
-		"sessions":            {get: g.getSessions},
-		"sessions/end":        {post: g.postEndSession},
-		"sessions/end-others": {post: g.postEndOtherSessions},
-		"devices/forget":      {post: g.postForgetDevice},
+		pathSessions:          {get: g.getSessions},
+		pathSessionEnd:        {post: g.postEndSession},
+		pathSessionsEndOthers: {post: g.postEndOtherSessions},
+		pathDeviceForget:      {post: g.postForgetDevice},
 		// Handle answers GET and HEAD of verify before this table is built.
-		"verify":       {get: g.getVerify},
-		"verify/nginx": {get: g.getVerifyNginx},
+		pathVerify:      {get: g.getVerify},
+		pathVerifyNginx: {get: g.getVerifyNginx},
 	}
-	rt, ok := routes[sub]
+	rt, ok := routes[pagePath(sub)]
 	if !ok {
 		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
 		return

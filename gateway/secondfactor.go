@@ -82,7 +82,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	}
 	redirect := g.safeRedirect(r, p.Redirect)
 	if usedBackup {
-		g.seeOther(w, r, g.cfg.Prefix+"/backup-codes?redirect="+url.QueryEscape(redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": redirect})
+		g.seeOther(w, r, g.pageURL(pathBackupCodes)+"?redirect="+url.QueryEscape(redirect), map[string]string{"status": "regenerate_backup_codes", "redirect": redirect})
 		return
 	}
 	g.seeOther(w, r, redirect, map[string]string{"status": "ok", "redirect": redirect})

@@ -367,7 +367,7 @@ func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st 
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if acceptsHTML(r) && !wantsJSON(r) {
-		http.Redirect(w, r, g.cfg.Prefix+"/"+step, http.StatusSeeOther)
+		http.Redirect(w, r, g.pageURL(pagePath(step)), http.StatusSeeOther)
 		return
 	}
 	status := map[string]string{"2fa": "2fa_required", "setup": "enroll_required"}[step]
@@ -419,7 +419,7 @@ func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowReco
 		}
 		return nil, st, false
 	case !g.Admits(*s):
-		target := g.cfg.Prefix + "/account"
+		target := g.pageURL(pathAccount)
 		if r.Method == http.MethodGet {
 			target = r.URL.RequestURI()
 		}

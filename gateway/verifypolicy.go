@@ -148,8 +148,8 @@ func forwardAuthCheck(h http.Header) bool {
 func (g *Gateway) misdirectedCheck(w http.ResponseWriter, r *http.Request) {
 	if g.verifyLog.allow(g.cfg.Clock.Now()) {
 		g.cfg.Logger.Warn("totp_auth verify: a forward-auth check reached "+strings.ToValidUTF8(truncate(r.URL.Path, maxVerifyReason), "")+
-			", which is not a verify endpoint: point the proxy at "+g.cfg.Prefix+"/verify (Caddy forward_auth uri, Traefik address) or "+
-			g.cfg.Prefix+"/verify/nginx (nginx proxy_pass)",
+			", which is not a verify endpoint: point the proxy at "+g.pageURL(pathVerify)+" (Caddy forward_auth uri, Traefik address) or "+
+			g.pageURL(pathVerifyNginx)+" (nginx proxy_pass)",
 			zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
