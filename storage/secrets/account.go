@@ -34,6 +34,11 @@ func (s Sealed) Withhold(a *account.Account) {
 // OpenAccount decrypts s into a, whose Name is the owner the secrets were
 // sealed for. a is left withheld (see Sealed.Withhold) where it fails.
 func (r *Keyring) OpenAccount(a *account.Account, s Sealed) error {
+	if a.Pending != nil && s.Pending == nil {
+		// A damaged record: an enrollment must never be shown without
+		// the secret it was sealed with.
+		return fmt.Errorf("decrypt pending enrollment of %q: the record holds no secret", a.Name)
+	}
 	s.Withhold(a)
 	if s.TOTP != nil {
 		secret, err := r.Open(PurposeTOTPSecret, a.Name, s.TOTP)

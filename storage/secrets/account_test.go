@@ -114,3 +114,11 @@ func TestReseal_MovesToTheNewKeyAndKeepsNil(t *testing.T) {
 		t.Errorf("resealed under %s (pending %x), want %s and nil", got, moved.Pending, k2.KeyID())
 	}
 }
+
+func TestOpenAccount_APendingEnrollmentWithoutItsSecretIsRefused(t *testing.T) {
+	r, _ := testKeyring(t)
+	a := account.Account{Name: "alice", Pending: &account.Enrollment{Expires: time.Unix(100, 0)}}
+	if err := r.OpenAccount(&a, Sealed{}); err == nil {
+		t.Fatal("a pending enrollment without a sealed secret opened")
+	}
+}
