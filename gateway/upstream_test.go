@@ -73,22 +73,6 @@ func TestUpstream_IdentityInRequestTrailersIsRemoved(t *testing.T) {
 	}
 }
 
-// trailerBody sets a trailer's value when the body is read to its end, as
-// net/http's client wants.
-type trailerBody struct {
-	r           io.Reader
-	trailer     http.Header
-	name, value string
-}
-
-func (b *trailerBody) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.trailer[b.name] = []string{b.value}
-	}
-	return n, err
-}
-
 // The upstream learns how the user signed in, truthfully: a backup code is
 // not a TOTP code; and a client cannot claim a factor of its own.
 func TestUpstream_FactorHeaderSaysHowTheUserSignedInAndClientSpellingsAreStripped(t *testing.T) {
