@@ -2,8 +2,9 @@
 // a data directory initdb made once per machine, then the postgres server
 // as a direct child process of the test binary, listening only on a unix
 // socket in its own directory. Each test binary shares one cluster among
-// its tests (Database), each test getting a database of its own; Close
-// ends the server and removes its directory.
+// its tests (Database), each test getting a database of its own, which is
+// emptied after it for a later test; Close ends the server and removes its
+// directory.
 //
 // It uses Debian's binaries under /usr/lib/postgresql/<version>/bin (the
 // `postgresql` package, which `make test` installs when missing). A missing
@@ -58,6 +59,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 	dbs  atomic.Int64
+
+	reuse reuse // emptied databases for Database (see reuse.go)
 }
 
 // Start creates a cluster and starts its server. Call Close when done
@@ -255,7 +258,21 @@ func (s *Server) DSN(db string) string {
 // NewDatabase creates an empty database and returns its connection string.
 // Each call gives a database no other caller uses.
 func (s *Server) NewDatabase() (string, error) {
-	name := fmt.Sprintf("test_%d_%d", os.Getpid(), s.dbs.Add(1))
+	name, err := s.createDatabase()
+	if err != nil {
+		return "", err
+	}
+	return s.DSN(name), nil
+}
+
+// newName returns a database name no earlier call returned.
+func (s *Server) newName() string {
+	return fmt.Sprintf("test_%d_%d", os.Getpid(), s.dbs.Add(1))
+}
+
+// createDatabase creates an empty database and returns its name.
+func (s *Server) createDatabase() (string, error) {
+	name := s.newName()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, s.DSN("postgres"))
@@ -266,7 +283,7 @@ func (s *Server) NewDatabase() (string, error) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
-	return s.DSN(name), nil
+	return name, nil
 }
 
 // Stop shuts the server down (fast shutdown: open sessions are ended) and
@@ -274,6 +291,8 @@ func (s *Server) NewDatabase() (string, error) {
 func (s *Server) Stop() error { return s.stop() }
 
 func (s *Server) stop() error {
+	s.settle()
+	s.closeAdmin()
 	s.mu.Lock()
 	cmd, done := s.cmd, s.done
 	s.cmd = nil

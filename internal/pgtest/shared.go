@@ -2,6 +2,8 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"testing"
 
@@ -27,15 +29,21 @@ func Shared(t testing.TB) *Server {
 	return shared.server
 }
 
-// Database returns the connection string of a new, empty database on the
-// test binary's cluster (see Shared), which no other test uses.
+// Database returns the connection string of an empty database on the test
+// binary's cluster (see Shared), which no other test uses while t runs.
+// When t ends, after the cleanups t registered later (closing its stores),
+// the database is emptied in the background and kept, under a new name,
+// for a later call: the next test sees nothing of this one (see
+// Server.release).
 func Database(t testing.TB) string {
 	t.Helper()
-	dsn, err := Shared(t).NewDatabase()
+	s := Shared(t)
+	name, err := s.database()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dsn
+	t.Cleanup(func() { s.releaseLater(name) })
+	return s.DSN(name)
 }
 
 // Own starts a cluster for t alone, closed when t ends, for tests that
@@ -54,12 +62,21 @@ func Own(t testing.TB) (*Server, string) {
 	return s, dsn
 }
 
-// Cleanup closes the shared cluster if a test started it.
+// Cleanup closes the shared cluster if a test started it. It tells on
+// stderr how many databases could not be emptied for reuse (see
+// Server.release), which costs time and nothing else.
 func Cleanup() error {
 	if shared.server == nil {
 		return nil
 	}
-	return shared.server.Close()
+	s := shared.server
+	s.settle()
+	s.reuse.mu.Lock()
+	if s.reuse.unused > 0 {
+		fmt.Fprintf(os.Stderr, "pgtest: %d databases were not reused; the first: %v\n", s.reuse.unused, s.reuse.why)
+	}
+	s.reuse.mu.Unlock()
+	return s.Close()
 }
 
 // Exec runs statements on dsn outside any store, as an operator would with
