@@ -9,6 +9,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	lowCosts = true
 	code := m.Run()
 	if err := pgtest.Cleanup(); err != nil {
 		fmt.Fprintln(os.Stderr, err)

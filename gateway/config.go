@@ -28,6 +28,10 @@ const (
 	// near one cost-14 password check's CPU; 40 bits per code and the
 	// lockout carry the rest.
 	DefaultBackupCodeCost = 10
+	// DefaultDecoyCost is the bcrypt cost of the decoy hash while no
+	// configured or stored hash shapes it: what `caddy hash-password`
+	// makes.
+	DefaultDecoyCost = 14
 
 	// PendingTTL is how long a pending cookie (password checked, second
 	// factor not yet) stays valid.
@@ -133,6 +137,12 @@ type Config struct {
 	// must lie between bcrypt.MinCost (4) and bcrypt.MaxCost (31). Only
 	// tests have a reason to lower it.
 	BackupCodeCost int
+	// DecoyCost is the bcrypt cost of the decoy hash, checked for a name
+	// that is no user (SPEC §4 rule 24), while no configured or stored
+	// hash is there to shape it. 0 means DefaultDecoyCost (14); it must
+	// lie between bcrypt.MinCost (4) and bcrypt.MaxCost (31). Only tests
+	// have a reason to lower it.
+	DecoyCost int
 	// BusyPause is how long a request refused for a full hashing queue is
 	// held before its 503 goes out. It is refused at once (it never waits
 	// for, or takes, a hashing slot); the pause only keeps clients that
@@ -195,6 +205,9 @@ func (c *Config) setDefaults() {
 	if c.BackupCodeCost == 0 {
 		c.BackupCodeCost = DefaultBackupCodeCost
 	}
+	if c.DecoyCost == 0 {
+		c.DecoyCost = DefaultDecoyCost
+	}
 	if c.PasskeyLogin {
 		c.Passkeys = true
 	}
@@ -229,6 +242,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("user_header %q is not a valid header name", c.UserHeader)
 	case c.BackupCodeCost < bcrypt.MinCost || c.BackupCodeCost > bcrypt.MaxCost:
 		return fmt.Errorf("backup code cost %d is out of range: use %d to %d (default %d)", c.BackupCodeCost, bcrypt.MinCost, bcrypt.MaxCost, DefaultBackupCodeCost)
+	case c.DecoyCost < bcrypt.MinCost || c.DecoyCost > bcrypt.MaxCost:
+		return fmt.Errorf("decoy cost %d is out of range: use %d to %d (default %d)", c.DecoyCost, bcrypt.MinCost, bcrypt.MaxCost, DefaultDecoyCost)
 	case (c.SessionHashKey == nil) != (c.SessionBlockKey == nil):
 		return errors.New("session_keys needs both a hash key and a block key")
 	}

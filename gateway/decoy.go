@@ -56,7 +56,7 @@ func (g *Gateway) decoyHash() []byte {
 	d.once.Do(func() {
 		defer close(d.done)
 		model, work := g.costliestHash()
-		h, err := decoyHash(model)
+		h, err := decoyHash(model, g.cfg.DecoyCost)
 		if err != nil {
 			g.cfg.Logger.Error("could not make the decoy password hash; unknown users are refused faster than known ones", zap.Error(err))
 		}
@@ -102,7 +102,7 @@ func (g *Gateway) costliestHash() ([]byte, float64) {
 		}
 	}
 	if model == nil {
-		return nil, math.Ldexp(43e3, 14) // decoyHash's default: bcrypt cost 14
+		return nil, math.Ldexp(43e3, g.cfg.DecoyCost) // decoyHash's bcrypt at the default cost
 	}
 	return model, best
 }
@@ -121,7 +121,7 @@ func (g *Gateway) noteHash(hash []byte) {
 	d.redoing = true
 	model := append([]byte(nil), hash...)
 	go func() {
-		h, err := decoyHash(model)
+		h, err := decoyHash(model, g.cfg.DecoyCost)
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.redoing = false

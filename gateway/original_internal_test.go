@@ -4,6 +4,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // The cache of accepted verify headers holds only keys of a bounded size:
@@ -15,6 +17,7 @@ func TestOriginalCache_KeysAreBounded(t *testing.T) {
 		Users:          map[string][]byte{},
 		Store:          counterOnlyStore{},
 		PortalDomains:  []string{"example.com"},
+		DecoyCost:      bcrypt.MinCost,
 		SessionHashKey: []byte(strings.Repeat("h", 32)), SessionBlockKey: []byte(strings.Repeat("b", 32)),
 	})
 	if err != nil {

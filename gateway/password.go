@@ -85,8 +85,8 @@ func parseArgon2id(s string) (argon2Params, []byte, error) {
 // decoyHash returns a hash of a random password made with the same
 // algorithm and parameters as like, so that checking a password against an
 // unknown user costs what checking it against a real one does. Without a
-// model it uses bcrypt cost 14, what `caddy hash-password` makes.
-func decoyHash(like []byte) ([]byte, error) {
+// model it uses bcrypt at cost (Config.DecoyCost).
+func decoyHash(like []byte, cost int) ([]byte, error) {
 	pw := make([]byte, 24)
 	if _, err := rand.Read(pw); err != nil {
 		return nil, err
@@ -105,7 +105,6 @@ func decoyHash(like []byte) ([]byte, error) {
 		return fmt.Appendf(nil, "$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.memory, p.time, p.threads,
 			base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(got)), nil
 	}
-	cost := 14
 	if c, err := bcrypt.Cost(like); err == nil {
 		cost = c
 	}

@@ -43,7 +43,7 @@ func TestComparePassword_BcryptAndArgon2id(t *testing.T) {
 	// Made with `caddy hash-password --algorithm argon2id --plaintext pw`'s
 	// format; decoyHash builds the same PHC string from the parameters.
 	model := []byte("$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
-	a, err := decoyHash(model)
+	a, err := decoyHash(model, DefaultDecoyCost)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +142,29 @@ func TestHashWork_OrdersAlgorithmsAndParameters(t *testing.T) {
 	big := []byte("$argon2id$v=19$m=65536,t=3,p=1$c2FsdHNhbHRzYWx0c2FsdA$" + strings.Repeat("A", 43))
 	if !(hashWork(small) < hashWork(b10) && hashWork(b10) < hashWork(big) && hashWork(big) < hashWork(b14)) {
 		t.Fatalf("work: argon2 1 MiB %g, bcrypt 10 %g, argon2 64 MiB×3 %g, bcrypt 14 %g", hashWork(small), hashWork(b10), hashWork(big), hashWork(b14))
+	}
+}
+
+func TestDecoyHash_WithoutAnyHashIsBcryptAtTheDecoyCost(t *testing.T) {
+	var c Config
+	c.setDefaults()
+	if c.DecoyCost != 14 {
+		t.Fatalf("default decoy cost = %d, want 14, what caddy hash-password makes", c.DecoyCost)
+	}
+	if _, work := (&Gateway{cfg: c}).costliestHash(); work != hashWork([]byte("$2a$14$"+strings.Repeat("a", 53))) {
+		t.Errorf("work of the default decoy = %g, want that of bcrypt cost 14", work)
+	}
+	g := &Gateway{cfg: Config{DecoyCost: 5}, decoy: newDecoy()}
+	g.cfg.setDefaults()
+	if c, err := bcrypt.Cost(g.decoyHash()); err != nil || c != 5 {
+		t.Fatalf("decoy cost %d (%v), want the configured 5", c, err)
+	}
+	for _, bad := range []int{3, 32} {
+		c := Config{DecoyCost: bad, Store: memstore.New()}
+		c.setDefaults()
+		if err := c.validate(); err == nil || !strings.Contains(err.Error(), "decoy cost") {
+			t.Errorf("decoy cost %d: %v, want a refusal", bad, err)
+		}
 	}
 }
 
