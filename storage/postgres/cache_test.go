@@ -113,7 +113,9 @@ func TestSessionState_StepAcceptedKeepsTheEntry(t *testing.T) {
 	}
 }
 
-// listenerPID returns the backend pid of db's listening connection.
+// listenerPID returns the backend pid of db's listening connection. Call
+// it while db is the only instance on its database: the query finds a
+// listener of the database, and another instance's would do.
 func listenerPID(t testing.TB, db *DB) int32 {
 	t.Helper()
 	var pid int32
@@ -129,10 +131,11 @@ func listenerPID(t testing.TB, db *DB) int32 {
 func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
-	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
+	db := openCached(t, dsn, key)
+	pid := listenerPID(t, db)
+	writer := openCached(t, dsn, key)
 	generation(t, db, "alice")
 
-	pid := listenerPID(t, db)
 	pgtest.Exec(t, dsn, "SELECT pg_terminate_backend($1)", pid)
 	took := within(t, time.Second, "the dropped listener is noticed", func() bool { return !db.cache.listening.Load() })
 	t.Logf("listener drop noticed after %s", took)
@@ -155,11 +158,12 @@ func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
-	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
+	db := openCached(t, dsn, key)
+	pid := listenerPID(t, db)
+	writer := openCached(t, dsn, key)
 	generation(t, db, "alice")
 
 	// Stop the listener's backend, as a hung server process would be.
-	pid := listenerPID(t, db)
 	freeze(t, pid)
 	frozen := time.Now()
 	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
@@ -242,13 +246,14 @@ func TestSessionState_FrozenListenerWithTheDefaultLeaseStaysWithinASecond(t *tes
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	pid := listenerPID(t, db)
 	writer := openCached(t, dsn, key)
 	waitTrusted(t, db)
 	generation(t, db, "alice")
 	if !cached(db, "alice") {
 		t.Fatal("alice's state is not in memory")
 	}
-	freeze(t, listenerPID(t, db))
+	freeze(t, pid)
 	frozen := time.Now()
 	if _, err := account.BumpGeneration(writer, "alice"); err != nil {
 		t.Fatal(err)
