@@ -42,9 +42,9 @@ const startTimeout = 30 * time.Second
 
 // Options configures StartWith.
 type Options struct {
-	// Durable keeps PostgreSQL's own defaults for fsync and
-	// synchronous_commit, for measurements; tests leave them off, which
-	// is faster and loses nothing a test needs.
+	// Durable keeps PostgreSQL's own defaults for fsync,
+	// synchronous_commit and autovacuum, for measurements; tests leave
+	// them off, which is faster and loses nothing a test needs.
 	Durable bool
 }
 
@@ -187,7 +187,9 @@ func (s *Server) start() error {
 	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(port), "-k", s.dir,
 		"-c", "listen_addresses=", "-c", "max_connections=200", "-c", "shared_buffers=32MB"}
 	if !s.opts.Durable {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		// Autovacuum would start a worker process now and then for each
+		// of the many short-lived databases, work no test needs.
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "autovacuum=off")
 	}
 	cmd := s.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = log, log
