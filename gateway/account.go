@@ -54,15 +54,17 @@ func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Ses
 // accountPage is the account page of s for acct, without a message.
 func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) page {
 	_, inConfig := g.cfg.Users[s.User]
-	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(), HasTOTP: acct.TOTPSecret != "",
+	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(),
 		CodesLeft: len(acct.BackupCodes), Back: "/", Redirect: "/",
 		OwnPassword: acct.PasswordHash != nil && !inConfig, Required2FA: !g.cfg.Optional2FA}
+	p.setFactors(acct)
 	if _, ok := g.passkeySite(r); ok {
 		p.PasskeysOn = true
 		p.Passkeys = passkeyViews(acct.Passkeys)
 		if acct.TOTPSecret == "" {
-			p.PasskeyGet = g.disablePasskey(w, r, s, acct)
+			p.PasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyDisable)
 		}
+		p.CodesPasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyBackupCodes)
 	}
 	p.Apps = g.appPasswordsView(*acct)
 	sessions, devices := g.inForce(*acct, g.cfg.Clock.Now())
@@ -132,7 +134,9 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	var codeOK bool
 	var err error
 	if cred := f.get("credential"); cred != "" && acct.TOTPSecret == "" {
-		codeOK, err = g.checkDisablePasskey(w, r, s, cred)
+		var refusal *passkeyRefusal
+		refusal, err = g.checkAccountPasskey(w, r, s, ceremonyDisable, cred)
+		codeOK = refusal == nil
 	} else {
 		_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
 	}

@@ -69,6 +69,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "read account", err)
 		return
 	}
+	pg.setFactors(&acct)
 	if reg.pending != nil && acct.HasSecondFactor() {
 		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
@@ -156,7 +157,7 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 		g.refusePasskey(w, r, http.StatusBadRequest, EventPasskeyAdded, reg.user, refusedExpired, "", "", pg)
 		return
 	}
-	g.clearCookie(w, r, g.ceremonyCookieName())
+	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
 	pk, refusal := g.verifyRegistration(r, site, c, &acct, f.get("credential"), now)
 	pk.Name = f.get("name")
 	first := !acct.HasSecondFactor()
