@@ -65,6 +65,9 @@ func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session
 			p.PasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyDisable)
 		}
 		p.CodesPasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyBackupCodes)
+		if p.OwnPassword && acct.TOTPSecret == "" {
+			p.PasswordPasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyPassword)
+		}
 	}
 	p.Apps = g.appPasswordsView(*acct)
 	sessions, devices := g.inForce(*acct, g.cfg.Clock.Now())

@@ -73,12 +73,20 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 	if answered {
 		return
 	}
-	codeOK := true
+	codeOK, cred := true, f.get("credential")
 	if st.TOTPEnabled {
+		// The second factor: a current code, or a passkey's answer.
 		var err error
-		if _, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil); err != nil {
+		if cred != "" {
+			var refusal *passkeyRefusal
+			refusal, err = g.checkAccountPasskey(w, r, s, ceremonyPassword, cred)
+			codeOK = refusal == nil
+		} else {
+			_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
+		}
+		if err != nil {
 			g.releaseAttempt(a)
-			g.internalError(w, r, "check code", err)
+			g.internalError(w, r, "check second factor", err)
 			return
 		}
 	}
@@ -86,9 +94,12 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventPasswordChange, OutcomeFailure, s.User)
 		msg := "Wrong current password."
-		if st.TOTPEnabled {
+		switch {
+		case st.TOTPEnabled && cred != "":
 			// Which of the two was wrong stays unsaid, as when turning
 			// 2FA off.
+			msg = "Wrong current password, or your passkey was refused."
+		case st.TOTPEnabled:
 			msg = "Wrong current password or code."
 		}
 		refuse(http.StatusUnauthorized, "invalid_credentials", msg+note+g.serverTime())

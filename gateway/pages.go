@@ -68,10 +68,10 @@ type page struct {
 	// the pages' words name as the user's second factors (see
 	// PasskeyOnly). A page that knows neither speaks of TOTP.
 	HasPasskeys bool
-	// CodesPasskeyGet is the account page's ceremony for a new set of
-	// backup codes, beside PasskeyGet for turning two-factor
-	// authentication off.
-	CodesPasskeyGet string
+	// CodesPasskeyGet and PasswordPasskeyGet are the account page's
+	// ceremonies for a new set of backup codes and a new password, beside
+	// PasskeyGet for turning two-factor authentication off.
+	CodesPasskeyGet, PasswordPasskeyGet string
 	// Apps is the account page's app passwords; nil without app_passwords.
 	Apps *appPasswordsView
 	// Required2FA is set where this site requires two-factor

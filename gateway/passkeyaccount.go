@@ -147,7 +147,8 @@ var refusedInsecure = &passkeyRefusal{"not_secure_context", "Passkeys work only 
 
 // checkAccountPasskey checks raw, a passkey's answer the signed-in user s
 // gives as a fresh second factor for the account action of kind (turning
-// two-factor authentication off, a new set of backup codes). The rules are
+// two-factor authentication off, a new set of backup codes, a new
+// password). The rules are
 // those of the second-factor step: the ceremony must be of this kind,
 // bound to this session and in time; answerAssertion checks origin, RP ID
 // and signature, spends the challenge (accepted or not) and moves the
@@ -192,7 +193,8 @@ func (g *Gateway) accountPasskey(w http.ResponseWriter, r *http.Request, s *Sess
 // accountPasskeyOptions answers the request options with which the
 // signed-in user confirms the account action of kind with a passkey:
 // POST disable/options for POST disable {password, credential}, POST
-// backup-codes/options for POST backup-codes {credential}. A user who
+// backup-codes/options for POST backup-codes {credential}, POST
+// password/options for POST password {current, new, credential}. A user who
 // must regenerate backup codes may still ask for the latter.
 func (g *Gateway) accountPasskeyOptions(kind ceremonyKind) func(http.ResponseWriter, *http.Request) {
 	return func(w http.ResponseWriter, r *http.Request) {

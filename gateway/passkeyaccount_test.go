@@ -310,3 +310,51 @@ func formWithAction(t *testing.T, page, action string) string {
 	t.Fatalf("no form posts to %s:\n%s", action, page)
 	return ""
 }
+
+func TestOwnPassword_PasskeyOnlyUserChangesItWithAPasskey(t *testing.T) {
+	e := passkeyEnv(t)
+	databaseUser(e, "dave")
+	key := &softkey.Authenticator{}
+	c := e.client()
+	c.enrollPasskey("dave", key)
+	change := func(answer []byte) response {
+		return c.postRaw("/.totp-auth/password", map[string]any{"current": testPassword, "new": newPassword, "credential": json.RawMessage(answer)})
+	}
+	page := words(c.getHTML("/.totp-auth/account").Body)
+	if !strings.Contains(page, "Change password with your passkey") || strings.Contains(page, "code from your app") {
+		t.Fatalf("the account page of a passkey-only database user:\n%s", page)
+	}
+	if r := c.postJSON("/.totp-auth/password", map[string]string{"current": testPassword, "new": newPassword}); r.StatusCode != 401 {
+		t.Fatalf("without a second factor: %d %s", r.StatusCode, r.Body)
+	}
+	passwordAnswer := func(origin string) []byte {
+		answer, err := key.Get(softkey.Ceremony{Origin: origin}, c.options("/.totp-auth/password/options", nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return answer
+	}
+	before := e.userFailures("dave")
+	if r := change(passwordAnswer("https://evil.example")); r.StatusCode != 401 || r.JSON["error"] != "invalid_credentials" {
+		t.Fatalf("an answer from another origin: %d %s", r.StatusCode, r.Body)
+	}
+	// An answer to the ceremony of new backup codes is not one for a
+	// new password.
+	if r := change(c.codesAnswer(key, softkey.Ceremony{})); r.StatusCode != 401 {
+		t.Fatalf("an answer asked for new backup codes: %d %s", r.StatusCode, r.Body)
+	}
+	if got := e.userFailures("dave"); got != before+2 {
+		t.Errorf("refused answers counted %d failures, want %d", got, before+2)
+	}
+	answer := passwordAnswer(e.origin())
+	if r := change(answer); r.StatusCode != 200 || r.JSON["status"] != "ok" {
+		t.Fatalf("change with the passkey: %d %s", r.StatusCode, r.Body)
+	}
+	if r := e.client().login("dave", newPassword); r.JSON["status"] != "2fa_required" {
+		t.Fatalf("the new password: %d %s", r.StatusCode, r.Body)
+	}
+	// The same answer is not taken twice.
+	if r := c.postRaw("/.totp-auth/password", map[string]any{"current": newPassword, "new": "another fine passphrase", "credential": json.RawMessage(answer)}); r.StatusCode != 401 {
+		t.Fatalf("a replayed answer: %d %s", r.StatusCode, r.Body)
+	}
+}

@@ -155,6 +155,9 @@ const (
 	// ceremonyBackupCodes is a fresh second factor for a new set of
 	// backup codes (POST backup-codes {credential}).
 	ceremonyBackupCodes ceremonyKind = "codes"
+	// ceremonyPassword is a fresh second factor for changing one's own
+	// password (POST password {current, new, credential}).
+	ceremonyPassword ceremonyKind = "password"
 )
 
 // ceremony is a WebAuthn challenge between its options and its answer, in
@@ -179,7 +182,7 @@ type ceremony struct {
 // one page can offer several, each bound to its purpose.
 func (g *Gateway) ceremonyCookieName(kind ceremonyKind) string {
 	switch kind {
-	case ceremonyDisable, ceremonyBackupCodes:
+	case ceremonyDisable, ceremonyBackupCodes, ceremonyPassword:
 		return g.cfg.CookieName + "_passkey_" + string(kind)
 	}
 	return g.cfg.CookieName + "_passkey"

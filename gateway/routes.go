@@ -37,6 +37,7 @@ const (
 	pathLoginOptions       pagePath = "login/options"
 	pathDisableOptions     pagePath = "disable/options"
 	pathBackupCodesOptions pagePath = "backup-codes/options"
+	pathPasswordOptions    pagePath = "password/options"
 	pathAppPasswords       pagePath = "app-passwords"
 	pathAppPasswordRevoke  pagePath = "app-passwords/revoke"
 	pathAppPasswordNew     pagePath = "app-passwords/new"
@@ -87,6 +88,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		pathLoginOptions:       {post: g.postLoginOptions},
 		pathDisableOptions:     {post: g.accountPasskeyOptions(ceremonyDisable)},
 		pathBackupCodesOptions: {post: g.accountPasskeyOptions(ceremonyBackupCodes)},
+		pathPasswordOptions:    {post: g.accountPasskeyOptions(ceremonyPassword)},
 		// App passwords (apppasswordpages.go).
 		pathAppPasswords:      {get: g.getAppPasswords, post: g.postAppPassword},
 		pathAppPasswordRevoke: {post: g.postRevokeAppPassword},
