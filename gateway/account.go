@@ -176,5 +176,5 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		}
 		g.clearCookie(w, r, g.cfg.CookieName)
 	}
-	g.seeOther(w, r, g.donePage(doneTwoFactorOff), map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneTwoFactorOff)+factorsOffQuery(acct.TOTPSecret != "", len(acct.Passkeys) > 0), map[string]string{"status": "ok"})
 }

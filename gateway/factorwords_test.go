@@ -189,3 +189,37 @@ func TestFactorWords_NewCodesPageAndFile(t *testing.T) {
 		})
 	}
 }
+
+func TestFactorWords_TwoFactorOffPage(t *testing.T) {
+	want := map[string]string{
+		"TOTP only":    "Your authenticator app and your backup codes no longer work here",
+		"passkey only": "Your passkeys and your backup codes no longer work here",
+		"both":         "Your authenticator app, your passkeys and your backup codes no longer work here",
+	}
+	for _, tc := range factorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := passkeyEnv(t)
+			u := enrollFactors(t, e, tc.totp, tc.passkey)
+			var r response
+			if tc.totp {
+				e.clock.Advance(30 * time.Second)
+				r, _ = u.c.sendForm("/.totp-auth/account", "/.totp-auth/disable", url.Values{"password": {testPassword}, "code": {e.code(u.secret, 0)}})
+			} else {
+				form := formWithAction(t, u.c.getHTML("/.totp-auth/account").Body, "/.totp-auth/disable")
+				answer, err := u.key.Get(softkey.Ceremony{Origin: e.origin()}, []byte(htmlAttr(t, form, "data-options")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r = u.c.resend("/.totp-auth/disable", url.Values{"password": {testPassword}, "credential": {string(answer)}, "csrf": {formValue(t, form, "csrf")}})
+			}
+			if r.StatusCode != 303 {
+				t.Fatalf("turn off: %d %s", r.StatusCode, r.Body)
+			}
+			not := []string{"sets up an app again"}
+			if !tc.passkey {
+				not = []string{"passkey"}
+			}
+			checkWords(t, "the page after turning 2FA off", u.c.getHTML(r.Header.Get("Location")).Body, []string{want[tc.name]}, not)
+		})
+	}
+}
