@@ -358,3 +358,39 @@ func TestOwnPassword_PasskeyOnlyUserChangesItWithAPasskey(t *testing.T) {
 		t.Fatalf("a replayed answer: %d %s", r.StatusCode, r.Body)
 	}
 }
+
+func TestBackupCodes_AfterABackupCodeSignInAnotherSessionRegeneratesWithAPasskey(t *testing.T) {
+	e := passkeyEnv(t)
+	key := &softkey.Authenticator{}
+	old := e.client().enrollPasskey("alice", key)
+	// A sign-in spends a backup code: until a new set is made, every
+	// session is held at backup-codes, and a later one needs a second
+	// factor to make it.
+	spender := e.client()
+	spender.login("alice", testPassword)
+	if r := spender.postJSON("/.totp-auth/2fa", map[string]string{"code": old[0]}); r.StatusCode != 200 {
+		t.Fatalf("backup code: %d %s", r.StatusCode, r.Body)
+	}
+	c := e.client()
+	if r := c.postAnswer("/.totp-auth/2fa", c.passkeyAnswer("alice", key, softkey.Ceremony{})); r.StatusCode != 200 {
+		t.Fatalf("a later sign-in: %d %s", r.StatusCode, r.Body)
+	}
+	if c.signedIn() {
+		t.Fatal("control: a session while a new set is due passes the gate")
+	}
+	if r := c.getJSON("/.totp-auth/backup-codes"); r.JSON["regenerate_required"] != true || r.JSON["code_required"] != true {
+		t.Fatalf("GET backup-codes: %s", r.Body)
+	}
+	page := words(c.getHTML("/.totp-auth/backup-codes").Body)
+	if !strings.Contains(page, "Make a fresh set, with your passkey, before you go on") || !strings.Contains(page, `data-passkey="get"`) || strings.Contains(page, "code from your app") {
+		t.Fatalf("the backup codes page of a passkey-only user in recovery:\n%s", page)
+	}
+	r := c.postAnswer("/.totp-auth/backup-codes", c.codesAnswer(key, softkey.Ceremony{}))
+	if r.StatusCode != 200 {
+		t.Fatalf("regenerate with a passkey in recovery: %d %s", r.StatusCode, r.Body)
+	}
+	codesOf(t, r)
+	if !c.signedIn() {
+		t.Error("the session is still held at backup-codes after a new set")
+	}
+}
