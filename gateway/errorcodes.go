@@ -17,10 +17,10 @@ func (c errorCode) MarshalText() ([]byte, error) { return []byte(c.name), nil }
 var (
 	// codeBadRequest (400): a body that is not a form or a JSON object of
 	// strings, a field given twice, a login without a user name or a
-	// password, a new password over 1024 bytes, an app-password form with
-	// a field out of range (with "field" naming it), a forward-auth check
-	// whose headers cannot be believed or that reached a path that is not
-	// a verify endpoint.
+	// password, a current or new password over 1024 bytes, an
+	// app-password form with a field out of range (with "field" naming
+	// it), a forward-auth check whose headers cannot be believed or that
+	// reached a path that is not a verify endpoint.
 	codeBadRequest = errorCode{"bad_request"}
 	// codeBodyTooLarge (413): a request body over 16 KiB.
 	codeBodyTooLarge = errorCode{"body_too_large"}
