@@ -148,7 +148,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
 	if !st.TOTPEnabled {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeNotEnrolled, msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventBackupCodesRegenerated, s.User, "backup", pg)
@@ -168,7 +168,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		if !match {
 			note := g.failAttempt(r, a, s.User)
 			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCode, msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
 			return
 		}
 	}
@@ -354,7 +354,7 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	if wantsJSON(r) {
 		if !ok {
-			jsonError(w, http.StatusGone, "codes_gone")
+			jsonError(w, http.StatusGone, codeCodesGone)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": c.Codes})
@@ -389,7 +389,7 @@ func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		g.problem(w, r, problem{status: http.StatusGone, code: "codes_gone",
+		g.problem(w, r, problem{status: http.StatusGone, code: codeCodesGone,
 			msg: "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them."},
 			page{Title: "Backup codes are shown once", Continue: g.pageURL(pathAccount)})
 		return
