@@ -123,7 +123,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.pageURL(pathAccount)}
 	if !st.TOTPEnabled {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeNotEnrolled, msg: "Two-factor authentication is already off."}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventDisable, s.User, "", pg)
@@ -152,7 +152,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventDisable, OutcomeFailure, s.User)
 		if wantsJSON(r) {
-			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
+			jsonError(w, http.StatusUnauthorized, codeInvalidCredentials)
 			return
 		}
 		// Which of the two was wrong stays unsaid: a borrowed session must

@@ -170,7 +170,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
 	if !st.TOTPEnabled {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeNotEnrolled, msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventBackupCodesRegenerated, s.User, "backup", pg)
@@ -195,7 +195,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 				pg = g.backupPage(w, r, s, st, &acct)
 				pg.Redirect = g.safeRedirect(r, f.get("redirect"))
 				refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
-				g.refusePasskey(w, r, http.StatusUnauthorized, EventBackupCodesRegenerated, s.User, refusal, "invalid_passkey", "backup", pg)
+				g.refusePasskey(w, r, http.StatusUnauthorized, EventBackupCodesRegenerated, s.User, refusal, codeInvalidPasskey, "backup", pg)
 				return
 			}
 			factor = append(factor, methodField(FactorPasskey.String()))
@@ -211,7 +211,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 				g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
 				pg = g.backupPage(w, r, s, st, &acct)
 				pg.Redirect = g.safeRedirect(r, f.get("redirect"))
-				g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
+				g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCode, msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
 				return
 			}
 		}
@@ -399,7 +399,7 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	if wantsJSON(r) {
 		if !ok {
-			jsonError(w, http.StatusGone, "codes_gone")
+			jsonError(w, http.StatusGone, codeCodesGone)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": c.Codes})
@@ -436,7 +436,7 @@ func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if acct == nil {
-		g.problem(w, r, problem{status: http.StatusGone, code: "codes_gone",
+		g.problem(w, r, problem{status: http.StatusGone, code: codeCodesGone,
 			msg: "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them."},
 			page{Title: "Backup codes are shown once", Continue: g.pageURL(pathAccount)})
 		return

@@ -78,7 +78,7 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 		p.Title = "Two-factor authentication is off"
 		p.Notice = removed + " no longer work here, and you were signed out everywhere. This site requires two-factor authentication: the next sign-in sets up " + next + " again."
 	default:
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	g.render(w, r, http.StatusOK, "message", p)

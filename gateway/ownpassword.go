@@ -32,7 +32,7 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := g.backTarget(r, f.get("redirect"))
-	refuse := func(status int, code, msg string, extra ...any) {
+	refuse := func(status int, code errorCode, msg string, extra ...any) {
 		if wantsJSON(r) {
 			body := map[string]any{"error": code}
 			for i := 0; i+1 < len(extra); i += 2 {
@@ -44,18 +44,18 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		g.showAccountPage(w, r, s, st, status, back, accountErrors{password: msg})
 	}
 	if _, inConfig := g.cfg.Users[s.User]; inConfig {
-		refuse(http.StatusConflict, "config_user", "Your password is set in this server's configuration: ask its administrator to change it.")
+		refuse(http.StatusConflict, codeConfigUser, "Your password is set in this server's configuration: ask its administrator to change it.")
 		return
 	}
 	current, next := f.get("current"), f.get("new")
 	if len(current) > 1024 || len(next) > 1024 {
-		refuse(http.StatusBadRequest, "bad_request", "That password is too long.")
+		refuse(http.StatusBadRequest, codeBadRequest, "That password is too long.")
 		return
 	}
 	if err := CheckNewPassword(s.User, next); err != nil {
 		var weak *WeakPassword
 		errors.As(err, &weak)
-		refuse(http.StatusBadRequest, "weak_password", "Your password was not changed: "+weak.Reason+".", "reason", weak.Reason)
+		refuse(http.StatusBadRequest, codeWeakPassword, "Your password was not changed: "+weak.Reason+".", "reason", weak.Reason)
 		return
 	}
 	pg := page{Title: "Your account", User: s.User, Continue: g.pageURL(pathAccount)}
@@ -66,7 +66,7 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 	if acct.PasswordHash == nil {
 		// Neither a database user nor a `user` line: nothing to change.
 		g.releaseAttempt(a)
-		refuse(http.StatusConflict, "config_user", "Your password is not kept here: ask the administrator to change it.")
+		refuse(http.StatusConflict, codeConfigUser, "Your password is not kept here: ask the administrator to change it.")
 		return
 	}
 	pwOK, answered := g.passwordMatches(w, r, a, EventPasswordChange, s.User, current)
@@ -102,7 +102,7 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		case st.TOTPEnabled:
 			msg = "Wrong current password or code."
 		}
-		refuse(http.StatusUnauthorized, "invalid_credentials", msg+note+g.serverTime())
+		refuse(http.StatusUnauthorized, codeInvalidCredentials, msg+note+g.serverTime())
 		return
 	}
 	g.releaseAttempt(a)

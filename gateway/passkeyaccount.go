@@ -76,7 +76,7 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	pg := g.accountPage(w, r, s, &acct)
 	id, ok := decodeID(f.get("id"))
 	if _, has := acct.Passkey(id); !ok || !has {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, pg)
 		return
 	}
 	a, ok := g.beginAttempt(w, r, EventPasskeyRemoved, s.User, "account", pg)
@@ -90,7 +90,7 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventPasskeyRemoved, OutcomeFailure, s.User)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong password: the passkey is still there." + note, page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCredentials, msg: "Wrong password: the passkey is still there." + note, page: "account"}, pg)
 		return
 	}
 	g.releaseAttempt(a)
@@ -98,11 +98,11 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, account.ErrLastFactor):
 		g.audit(r, EventPasskeyRemoved, OutcomeRefused, s.User, zap.String("reason", "last_factor"))
-		g.problem(w, r, problem{status: http.StatusConflict, code: "last_factor",
+		g.problem(w, r, problem{status: http.StatusConflict, code: codeLastFactor,
 			msg: "This is your last second factor, and this site requires one. Add another passkey or an authenticator app first, or turn two-factor authentication off.", page: "account"}, pg)
 		return
 	case errors.Is(err, account.ErrNoPasskey):
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, pg)
 		return
 	case err != nil:
 		g.internalError(w, r, "remove passkey", err)
@@ -131,7 +131,7 @@ func (g *Gateway) postPasskeyRename(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, account.ErrNoPasskey) {
 		acct, _ := g.cfg.Store.Account(s.User)
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, g.accountPage(w, r, s, &acct))
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, g.accountPage(w, r, s, &acct))
 		return
 	}
 	if err != nil {
@@ -216,7 +216,7 @@ func (g *Gateway) accountPasskeyOptions(kind ceremonyKind) func(http.ResponseWri
 			return
 		}
 		if !hasPasskeysFor(&acct, site) {
-			g.problem(w, r, problem{status: http.StatusNotFound, code: "no_passkeys", msg: "You have no passkey for this site."}, page{Title: "No passkey"})
+			g.problem(w, r, problem{status: http.StatusNotFound, code: codeNoPasskeys, msg: "You have no passkey for this site."}, page{Title: "No passkey"})
 			return
 		}
 		assertion, err := g.assertionOptions(w, r, site, kind, &acct, sessionBinding(s))

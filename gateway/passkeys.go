@@ -384,5 +384,5 @@ func (g *Gateway) passkeysOff(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Passkeys {
 		msg = "Passkeys work only over https (or on localhost). Use your authenticator app instead."
 	}
-	g.problem(w, r, problem{status: http.StatusNotFound, code: "passkeys_off", msg: msg}, page{Title: "Passkeys unavailable"})
+	g.problem(w, r, problem{status: http.StatusNotFound, code: codePasskeysOff, msg: msg}, page{Title: "Passkeys unavailable"})
 }

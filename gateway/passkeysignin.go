@@ -112,12 +112,12 @@ func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony,
 // refusePasskey logs a refused passkey answer with its reason and answers
 // it: JSON code (default invalid_passkey) for API clients, the words for
 // people.
-func (g *Gateway) refusePasskey(w http.ResponseWriter, r *http.Request, status int, kind EventKind, user string, why *passkeyRefusal, code, pageName string, p page) {
+func (g *Gateway) refusePasskey(w http.ResponseWriter, r *http.Request, status int, kind EventKind, user string, why *passkeyRefusal, code errorCode, pageName string, p page) {
 	g.audit(r, kind, OutcomeFailure, user, methodField(FactorPasskey.String()), zap.String("reason", why.reason))
-	if code == "" {
-		code = "invalid_passkey"
+	if code == (errorCode{}) {
+		code = codeInvalidPasskey
 		if why == refusedExpired {
-			code = "passkey_expired"
+			code = codePasskeyExpired
 		}
 	}
 	g.problem(w, r, problem{status: status, code: code, msg: why.msg, page: pageName}, p)
@@ -144,7 +144,7 @@ func (g *Gateway) postSecondFactorOptions(w http.ResponseWriter, r *http.Request
 		return
 	}
 	if !hasPasskeysFor(&acct, site) {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "no_passkeys", msg: "You have no passkey for this site. Enter a code instead."}, page{Title: "No passkey"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNoPasskeys, msg: "You have no passkey for this site. Enter a code instead."}, page{Title: "No passkey"})
 		return
 	}
 	assertion, err := g.assertionOptions(w, r, site, ceremonySecondFactor, &acct, g.pendingBinding(r))
@@ -195,7 +195,7 @@ func (g *Gateway) postSecondFactorPasskey(w http.ResponseWriter, r *http.Request
 	if err != nil || c.User != p.User {
 		g.failAttempt(r, a, p.User)
 		g.offerSecondFactor(w, r, &pg)
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusedExpired, "invalid_passkey", "2fa", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusedExpired, codeInvalidPasskey, "2fa", pg)
 		return
 	}
 	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
@@ -209,7 +209,7 @@ func (g *Gateway) postSecondFactorPasskey(w http.ResponseWriter, r *http.Request
 		note := g.failAttempt(r, a, p.User)
 		g.offerSecondFactor(w, r, &pg)
 		refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusal, "invalid_passkey", "2fa", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusal, codeInvalidPasskey, "2fa", pg)
 		return
 	}
 	g.releaseAttempt(a)
@@ -257,7 +257,7 @@ func (g *Gateway) loginPasskey(w http.ResponseWriter, r *http.Request) string {
 func (g *Gateway) postLoginOptions(w http.ResponseWriter, r *http.Request) {
 	site, ok := g.passkeySite(r)
 	if !ok || !g.cfg.PasskeyLogin {
-		jsonError(w, http.StatusNotFound, "passkeys_off")
+		jsonError(w, http.StatusNotFound, codePasskeysOff)
 		return
 	}
 	if _, ok := g.readPost(w, r); !ok {
@@ -285,7 +285,7 @@ func (g *Gateway) postPasskeyLogin(w http.ResponseWriter, r *http.Request, raw, 
 	c, err := g.readCeremony(r, ceremonyLogin, "", now)
 	if err != nil {
 		pg.PasskeyGet = g.loginPasskey(w, r)
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventPassword, "", refusedExpired, "invalid_passkey", "login", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventPassword, "", refusedExpired, codeInvalidPasskey, "login", pg)
 		return
 	}
 	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
@@ -317,7 +317,7 @@ func (g *Gateway) postPasskeyLogin(w http.ResponseWriter, r *http.Request, raw, 
 		note := g.failAttempt(r, a, subject)
 		pg.PasskeyGet = g.loginPasskey(w, r)
 		refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, subject, refusal, "invalid_passkey", "login", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, subject, refusal, codeInvalidPasskey, "login", pg)
 		return
 	}
 	g.releaseAttempt(a)

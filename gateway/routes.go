@@ -104,7 +104,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 	}
 	rt, ok := routes[pagePath(sub)]
 	if !ok {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	switch {
@@ -124,6 +124,6 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 			allow = append(allow, "POST")
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		jsonError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+		jsonError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed)
 	}
 }

@@ -63,7 +63,7 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, p.User)
 		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
 		g.offerSecondFactor(w, r, &pg)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCode, msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)

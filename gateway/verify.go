@@ -121,7 +121,7 @@ func (g *Gateway) verifyPortalURL(r *http.Request, self, page, target string) st
 // verifyNotPortal answers verify on a block that is not a portal.
 func (g *Gateway) verifyNotPortal(w http.ResponseWriter, r *http.Request) {
 	g.securityHeaders(w)
-	g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+	g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
 }
 
 // verifyUntrusted answers a verify request from outside the server's
@@ -131,7 +131,7 @@ func (g *Gateway) verifyUntrusted(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Logger.Warn("totp_auth verify: refused a caller outside the server's trusted_proxies; add the proxy to trusted_proxies if it is yours",
 			zap.String("remote_addr", r.RemoteAddr))
 	}
-	jsonError(w, http.StatusForbidden, "untrusted_caller")
+	jsonError(w, http.StatusForbidden, codeUntrustedCaller)
 }
 
 // verifyForbidden answers a signed-in user whom the block's or the app's
@@ -139,7 +139,7 @@ func (g *Gateway) verifyUntrusted(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) verifyForbidden(w http.ResponseWriter, r *http.Request, user, self, target string) {
 	g.audit(r, EventAccess, OutcomeForbidden, user, zap.String("url", target))
 	if wantsJSON(r) || !acceptsHTML(r) {
-		jsonError(w, http.StatusForbidden, "forbidden")
+		jsonError(w, http.StatusForbidden, codeForbidden)
 		return
 	}
 	g.securityHeaders(w)
@@ -170,7 +170,7 @@ func (g *Gateway) verifySignIn(w http.ResponseWriter, r *http.Request, flavor ve
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	jsonError(w, http.StatusUnauthorized, "unauthenticated")
+	jsonError(w, http.StatusUnauthorized, codeUnauthenticated)
 }
 
 // maxVerifyReason bounds the reason a refused verify call logs: it may
@@ -187,7 +187,7 @@ func (g *Gateway) badVerify(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		g.cfg.Logger.Warn("totp_auth verify: bad request", zap.String("error", reason), zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
-	jsonError(w, http.StatusBadRequest, "bad_request")
+	jsonError(w, http.StatusBadRequest, codeBadRequest)
 }
 
 // logLimiter lets at most one line a second through, so that a flood of
