@@ -54,11 +54,11 @@ fuzz:
 bench:
 	bench/run.sh $(BENCH_FLAGS)
 
-# `make screenshots` takes the README's screenshots of the sign-in,
-# enrollment, backup-code and account pages again, with the browser test
-# that checks those pages at phone and desktop width in light and dark
-# mode, into docs/screenshots/.
+# `make screenshots` takes the documentation's screenshots of the sign-in,
+# enrollment, backup-code, account and password pages again, with the
+# browser tests that check those pages (at phone and desktop width in
+# light and dark mode) and changing one's password, into docs/screenshots/.
 .PHONY: screenshots
 screenshots: test-deps
 	README_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test ./e2e -count=1 \
-		-run '^TestBrowser_PagesAtPhoneAndDesktopWidthInLightAndDark$$'
+		-run '^(TestBrowser_PagesAtPhoneAndDesktopWidthInLightAndDark|TestBrowser_ChangeYourOwnPassword)$$'

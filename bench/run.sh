@@ -389,6 +389,24 @@ if [ "$pg" = 1 ]; then
 	fi
 fi
 
+# own_cost NAME: totp_auth's own CPU per request under NAME's load, from
+# bench/out/NAME.pprof: the time the profile saw under
+# caddymodule.(*TOTPAuth).ServeHTTP (the gate and everything it calls,
+# nothing of Caddy's around it) over the requests answered while it ran.
+own_cost() {
+	local name=$1 rps ms
+	rps=$(grep -A1 "CPU profile of $name " "$out" | awk '/req\/s/ {for (i = 1; i <= NF; i++) if ($i == "req/s") print $(i - 1)}' | tail -n 1)
+	ms=$(go tool pprof -top -cum -unit=ms -focus='TOTPAuth..ServeHTTP' -nodecount=200 "$work/caddy" "bench/out/$name.pprof" 2>/dev/null |
+		awk '/caddymodule\.\(\*TOTPAuth\)\.ServeHTTP$/ {sub(/ms$/, "", $4); print $4}')
+	if [ -z "$rps" ] || [ -z "$ms" ]; then
+		echo "   (no figure: the profile or the segment's req/s is missing)"
+		return
+	fi
+	awk -v ms="$ms" -v rps="$rps" -v secs=10 -v name="$name" 'BEGIN {
+		printf "   %s: totp_auth'"'"'s own CPU per request from the profile: %.1f µs (%.0f ms under TOTPAuth.ServeHTTP over about %.0f requests in %d s)\n",
+			name, ms * 1000 / (rps * secs), ms, rps * secs, secs }'
+}
+
 if [ "$profile" = 1 ] && [ "$portal_only" = 1 ]; then
 	for name in fa_ok fa_verify; do
 		echo
@@ -399,6 +417,8 @@ if [ "$profile" = 1 ] && [ "$portal_only" = 1 ]; then
 	echo "== verify's own share: go tool pprof -top -cum -focus=totp_auth bench/out/fa_verify.pprof"
 	go tool pprof -top -cum -focus=totp_auth -nodecount=30 "$work/caddy" "bench/out/fa_verify.pprof" 2>/dev/null |
 		tee bench/out/fa_verify.own.txt
+	echo
+	own_cost fa_verify | tee -a "$out"
 elif [ "$profile" = 1 ]; then
 	for name in plain totp_auth; do
 		echo
@@ -409,6 +429,8 @@ elif [ "$profile" = 1 ]; then
 	echo "== totp_auth's own share: go tool pprof -top -cum -focus=totp_auth -ignore=reverseproxy"
 	go tool pprof -top -cum -focus=totp_auth -ignore=reverseproxy -nodecount=30 "$work/caddy" "bench/out/totp_auth.pprof" 2>/dev/null |
 		tee bench/out/totp_auth.own.txt
+	echo
+	own_cost totp_auth | tee -a "$out"
 	echo
 	echo "== during the flood: go tool pprof -top -cum bench/out/flood.pprof"
 	go tool pprof -top -cum -nodecount=45 "$work/caddy" "bench/out/flood.pprof" 2>/dev/null | tee bench/out/flood.top.txt

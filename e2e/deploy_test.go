@@ -35,9 +35,11 @@ func TestDeploy_DockerfileAndREADMEBuildThisModulesPlugin(t *testing.T) {
 		},
 		"README.md": {
 			"xcaddy build --with " + module + "/caddymodule\n",
+			"go build -o caddy ./cmd/caddy",
+		},
+		"docs/install.md": {
 			"--with " + module + "/caddymodule \\\n",
 			"--replace " + module + "=./totp_auth",
-			"go build -o caddy ./cmd/caddy",
 		},
 	} {
 		b, err := os.ReadFile(filepath.Join(repoRoot, file))

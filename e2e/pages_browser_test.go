@@ -401,6 +401,7 @@ func TestBrowser_ChangeYourOwnPassword(t *testing.T) {
 	b.expand("details.password summary")
 	b.checkForm()
 	b.fill("#pw-current", testPassword)
+	b.docShot("password-desktop-light")
 	b.fill("#pw-new", "password1")
 	b.fill("#pw-code", app.code())
 	b.click("form[action$='/password'] button[type=submit]")
@@ -416,6 +417,7 @@ func TestBrowser_ChangeYourOwnPassword(t *testing.T) {
 	b.at(prefix + "/done")
 	b.expectHeading("Your password is changed")
 	b.shot("password-changed")
+	b.docShot("password-changed-desktop-light")
 	b.reload() // a page a reload cannot post again
 	b.expectHeading("Your password is changed")
 	b.open("/app")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -437,4 +438,102 @@ func (b *tab) ceremony(sel string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b.t.Fatalf("the passkey ceremony of %s led to no new page (at %s): %s", sel, b.location(), b.alert())
+}
+
+func TestPasskeys_Browser_PasskeyOnlyUserMakesNewBackupCodesFromTheAccountPage(t *testing.T) {
+	t.Parallel()
+	c, port := passkeySite(t)
+	b, _ := passkeyTab(t, newBrowser(t), port)
+	b.enrollPasskey("alice", "Laptop", "/app")
+	old := b.texts("ul.codes li")
+	if len(old) != 10 {
+		t.Fatalf("enrolling showed %d backup codes", len(old))
+	}
+	b.click("a.continue")
+
+	// The account page asks for the passkey, not for a code from an app
+	// alice does not have.
+	b.open(prefix + "/account")
+	if b.count("#regen-code") != 0 || !b.shown(`form[data-passkey][action$="/backup-codes"]`) {
+		t.Fatal("the account page of a passkey-only user offers no passkey for new backup codes, or asks for an app's code")
+	}
+	if s := b.text("section[aria-labelledby=h-codes]"); !strings.Contains(s, "Confirm with your passkey") || strings.Contains(s, "code from your app") {
+		t.Errorf("the backup codes section says:\n%s", s)
+	}
+	b.ceremony("#passkey-codes")
+	b.at(prefix + "/codes")
+	b.expectHeading("New backup codes")
+	fresh := b.texts("ul.codes li")
+	if len(fresh) != 10 {
+		t.Fatalf("the new set has %d codes", len(fresh))
+	}
+	for _, code := range fresh {
+		if slices.Contains(old, code) {
+			t.Errorf("new backup code %s was in the old set", code)
+		}
+	}
+	if s := b.text("main"); !strings.Contains(s, "in place of your passkey") {
+		t.Errorf("the codes page says:\n%s", s)
+	}
+	b.shot("passkey-new-backup-codes")
+	logged := false
+	for _, line := range strings.Split(c.log.String(), "\n") {
+		logged = logged || strings.Contains(line, `"event":"backup_codes_regenerated","outcome":"ok","user":"alice"`) && strings.Contains(line, `"method":"passkey"`)
+	}
+	if !logged {
+		t.Error("the new set was not logged with method passkey")
+	}
+	b.click("a.continue")
+	b.at(prefix + "/account")
+
+	// The old codes stop working; a new one signs in.
+	b.signOut()
+	b.signInWithPassword("alice")
+	b.at(prefix + "/2fa")
+	if s := b.text("main"); !strings.Contains(s, "A backup code also works") || strings.Contains(s, "6-digit") {
+		t.Errorf("the second-factor page of a passkey-only user says:\n%s", s)
+	}
+	b.fill("#backup-code", old[0])
+	b.click("form.backup button[type=submit]")
+	b.at(prefix + "/2fa")
+	if a := b.alert(); !strings.Contains(a, "That code is not right") {
+		t.Fatalf("an old backup code after a new set: the page says %q", a)
+	}
+	b.fill("#backup-code", fresh[0])
+	b.click("form.backup button[type=submit]")
+	b.at(prefix + "/backup-codes")
+}
+
+func TestPasskeys_Browser_WithJavaScriptOffACodeStillMakesNewBackupCodes(t *testing.T) {
+	t.Parallel()
+	_, port := passkeySite(t)
+	bob, _ := passkeyTab(t, newBrowser(t), port)
+	bob.signInWithPassword("bob")
+	bob.at(prefix + "/setup")
+	app := &authenticator{t: t, secret: strings.ReplaceAll(bob.text("#secret"), " ", "")}
+	bob.fill("#code", app.code())
+	bob.click(`form[action$="/setup"]:not([data-passkey]) button[type=submit]`)
+	bob.at(prefix + "/codes")
+	bob.click("a.continue")
+	bob.open(prefix + "/account")
+	bob.fill("#passkey-password", testPassword)
+	bob.click(`form[action$="/passkeys/new"] button`)
+	bob.at(prefix + "/passkeys/new")
+	bob.ceremony("#passkey-create")
+	bob.at(prefix + "/account")
+	if !bob.shown(`form[data-passkey][action$="/backup-codes"]`) || !bob.shown("#regen-code") {
+		t.Fatal("with a passkey and an app, the account page does not offer both for new backup codes")
+	}
+
+	bob.disableScripts()
+	bob.open(prefix + "/account")
+	if bob.shown(`form[data-passkey][action$="/backup-codes"]`) {
+		t.Error("without JavaScript the account page shows a passkey button that cannot work")
+	}
+	bob.fill("#regen-code", app.code())
+	bob.click(`form[action$="/backup-codes"]:not([data-passkey]) button[type=submit]`)
+	bob.expectHeading("New backup codes")
+	if codes := bob.texts("ul.codes li"); len(codes) != 10 {
+		t.Fatalf("the new set has %d codes", len(codes))
+	}
 }

@@ -57,16 +57,29 @@ func (b *tab) look(path, name, want string) {
 			}
 			shot := fmt.Sprintf("%s-%s-%s", name, sc.name, scheme)
 			b.shot(shot)
-			if dir := os.Getenv(readmeScreenshotsEnv); dir != "" && readmeShots[shot] {
-				png := get(b, "screenshot "+shot, chromedp.FullScreenshot(100))
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					b.t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, shot+".png"), png, 0o644); err != nil {
-					b.t.Fatal(err)
-				}
+			if readmeShots[shot] {
+				b.docShot(shot)
 			}
 		}
+	}
+}
+
+// docShot saves the page as it is now as <name>.png into the
+// documentation's screenshots when make screenshots asks for them: for a
+// page in a state that only a step of a test brings about (a section
+// opened, a form filled in).
+func (b *tab) docShot(name string) {
+	b.t.Helper()
+	dir := os.Getenv(readmeScreenshotsEnv)
+	if dir == "" {
+		return
+	}
+	png := get(b, "screenshot "+name, chromedp.FullScreenshot(100))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
 	}
 }
 

@@ -54,14 +54,19 @@ func (g *Gateway) showAccountPage(w http.ResponseWriter, r *http.Request, s *Ses
 // accountPage is the account page of s for acct, without a message.
 func (g *Gateway) accountPage(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) page {
 	_, inConfig := g.cfg.Users[s.User]
-	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(), HasTOTP: acct.TOTPSecret != "",
+	p := page{Title: "Your account", User: s.User, TwoFactor: acct.HasSecondFactor(),
 		CodesLeft: len(acct.BackupCodes), Back: "/", Redirect: "/",
 		OwnPassword: acct.PasswordHash != nil && !inConfig, Required2FA: !g.cfg.Optional2FA}
+	p.setFactors(acct)
 	if _, ok := g.passkeySite(r); ok {
 		p.PasskeysOn = true
 		p.Passkeys = passkeyViews(acct.Passkeys)
 		if acct.TOTPSecret == "" {
-			p.PasskeyGet = g.disablePasskey(w, r, s, acct)
+			p.PasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyDisable)
+		}
+		p.CodesPasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyBackupCodes)
+		if p.OwnPassword && acct.TOTPSecret == "" {
+			p.PasswordPasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyPassword)
 		}
 	}
 	p.Apps = g.appPasswordsView(*acct)
@@ -118,7 +123,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.pageURL(pathAccount)}
 	if !st.TOTPEnabled {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Two-factor authentication is already off."}, pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeNotEnrolled, msg: "Two-factor authentication is already off."}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventDisable, s.User, "", pg)
@@ -132,7 +137,9 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 	var codeOK bool
 	var err error
 	if cred := f.get("credential"); cred != "" && acct.TOTPSecret == "" {
-		codeOK, err = g.checkDisablePasskey(w, r, s, cred)
+		var refusal *passkeyRefusal
+		refusal, err = g.checkAccountPasskey(w, r, s, ceremonyDisable, cred)
+		codeOK = refusal == nil
 	} else {
 		_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
 	}
@@ -145,7 +152,7 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventDisable, OutcomeFailure, s.User)
 		if wantsJSON(r) {
-			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
+			jsonError(w, http.StatusUnauthorized, codeInvalidCredentials)
 			return
 		}
 		// Which of the two was wrong stays unsaid: a borrowed session must
@@ -169,5 +176,5 @@ func (g *Gateway) postDisable(w http.ResponseWriter, r *http.Request) {
 		}
 		g.clearCookie(w, r, g.cfg.CookieName)
 	}
-	g.seeOther(w, r, g.donePage(doneTwoFactorOff), map[string]string{"status": "ok"})
+	g.seeOther(w, r, g.donePage(doneTwoFactorOff)+factorsOffQuery(acct.TOTPSecret != "", len(acct.Passkeys) > 0), map[string]string{"status": "ok"})
 }

@@ -89,7 +89,7 @@ func scopeWords(readOnly bool, prefix string) string {
 
 // appPasswordsOff answers a request for app passwords on a block without them.
 func (g *Gateway) appPasswordsOff(w http.ResponseWriter, r *http.Request) {
-	g.problem(w, r, problem{status: http.StatusNotFound, code: "app_passwords_off", msg: "App passwords are not turned on for this site."},
+	g.problem(w, r, problem{status: http.StatusNotFound, code: codeAppPasswordsOff, msg: "App passwords are not turned on for this site."},
 		page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 }
 
@@ -179,7 +179,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Your account", User: s.User, TwoFactor: st.TOTPEnabled, Continue: g.pageURL(pathAccount)}
 	if s.Level < LevelTwoFactor {
-		g.problem(w, r, problem{status: http.StatusForbidden, code: "second_factor_required",
+		g.problem(w, r, problem{status: http.StatusForbidden, code: codeSecondFactorRequired,
 			msg: "Turn on two-factor authentication before you make app passwords."}, pg)
 		return
 	}
@@ -187,7 +187,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 	req, field := readNewAppPassword(f, now)
 	if field != "" {
 		if wantsJSON(r) {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "bad_request", "field": field})
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": codeBadRequest, "field": field})
 			return
 		}
 		g.showAccount(w, r, s, st, http.StatusBadRequest, g.backTarget(r, f.get("redirect")), badAppPasswordField[field])
@@ -205,7 +205,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventAppPasswordChange, OutcomeFailure, s.User)
 		if wantsJSON(r) {
-			jsonError(w, http.StatusUnauthorized, "invalid_credentials")
+			jsonError(w, http.StatusUnauthorized, codeInvalidCredentials)
 			return
 		}
 		g.showAccount(w, r, s, st, http.StatusUnauthorized, g.backTarget(r, f.get("redirect")),
@@ -215,7 +215,7 @@ func (g *Gateway) postAppPassword(w http.ResponseWriter, r *http.Request) {
 	g.releaseAttempt(a)
 	made, value, err := g.makeAppPassword(s.User, req, now)
 	if errors.Is(err, account.ErrTooManyAppPasswords) {
-		g.problem(w, r, problem{status: http.StatusConflict, code: "too_many_app_passwords",
+		g.problem(w, r, problem{status: http.StatusConflict, code: codeTooManyAppPasswords,
 			msg: "You have as many app passwords as allowed. Revoke one you no longer use, then make the new one."}, pg)
 		return
 	}
@@ -268,7 +268,7 @@ func (g *Gateway) postRevokeAppPassword(w http.ResponseWriter, r *http.Request) 
 	id := f.get("id")
 	err := account.RevokeAppPassword(g.cfg.Store, s.User, id)
 	if errors.Is(err, account.ErrNoAppPassword) {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such app password: it may have been revoked already."},
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such app password: it may have been revoked already."},
 			page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 		return
 	}
@@ -332,7 +332,7 @@ func (g *Gateway) getNewAppPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		g.problem(w, r, problem{status: http.StatusGone, code: "app_password_gone",
+		g.problem(w, r, problem{status: http.StatusGone, code: codeAppPasswordGone,
 			msg: "An app password is shown once, right after it is made, and only in the browser that made it. If you did not copy it, revoke it and make a new one."},
 			page{Title: "App passwords are shown once", Continue: g.pageURL(pathAccount) + "#app-passwords"})
 		return

@@ -203,7 +203,7 @@ func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, 
 	}
 	if !scopeAllows(grant, r) {
 		g.auditLine(r, true, EventAppPassword, OutcomeOutOfScope, user, zap.String("app_password", grant.ID), methodField(r.Method))
-		jsonError(w, http.StatusForbidden, "out_of_scope")
+		jsonError(w, http.StatusForbidden, codeOutOfScope)
 		return "", false
 	}
 	if !g.allows(g.cfg.Allow, user) {
@@ -242,7 +242,7 @@ func (g *Gateway) wrongAppPassword(w http.ResponseWriter, r *http.Request, user 
 		g.audit(r, EventLockout, OutcomeLocked, user, lockField(l.Key))
 	}
 	g.basicChallenge(w, r)
-	jsonError(w, http.StatusUnauthorized, "invalid_credentials")
+	jsonError(w, http.StatusUnauthorized, codeInvalidCredentials)
 }
 
 // refuseLocked answers a request with an app password of a locked user or
@@ -252,7 +252,7 @@ func (g *Gateway) refuseLocked(w http.ResponseWriter, r *http.Request, user, key
 	g.auditLine(r, logged, EventAppPassword, OutcomeLocked, user, lockField(key), zap.Int("refusals_not_logged", suppressed))
 	secs := max(1, int((wait+time.Second-1)/time.Second))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "locked", "retry_after": secs})
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": codeLocked, "retry_after": secs})
 }
 
 // readOnlyMethods are the methods a read-only app password may use.

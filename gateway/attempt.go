@@ -37,7 +37,7 @@ func (g *Gateway) beginAttempt(w http.ResponseWriter, r *http.Request, kind Even
 		secs := max(1, int((lock.RetryAfter+time.Second-1)/time.Second))
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		if wantsJSON(r) {
-			writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": "locked", "retry_after": secs})
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": codeLocked, "retry_after": secs})
 			return account.Attempt{}, false
 		}
 		p.Title = "Too many attempts"
@@ -121,7 +121,7 @@ func (g *Gateway) refuseBusy(w http.ResponseWriter, r *http.Request, kind EventK
 		g.paused.Add(-1)
 	}
 	w.Header().Set("Retry-After", "1")
-	g.problem(w, r, problem{status: http.StatusServiceUnavailable, code: "busy", msg: "The server is busy checking other sign-ins. Try again in a moment."}, page{Title: "Busy"})
+	g.problem(w, r, problem{status: http.StatusServiceUnavailable, code: codeBusy, msg: "The server is busy checking other sign-ins. Try again in a moment."}, page{Title: "Busy"})
 }
 
 // checkPassword compares password with user's hash, or with the decoy

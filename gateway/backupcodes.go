@@ -11,8 +11,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/totp-auth/totp_auth/gateway/account"
+	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // Backup codes in one place: making a set (the one way every flow makes
@@ -130,11 +132,31 @@ func (g *Gateway) getBackupCodes(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"user": s.User, "regenerate_required": st.MustRegenerate, "code_required": !spender})
 		return
 	}
-	p := page{Title: "Backup codes", User: s.User, Recovery: spender, Redirect: g.safeRedirect(r, r.URL.Query().Get("redirect"))}
+	p := g.backupPage(w, r, s, st, &acct)
+	p.Redirect = g.safeRedirect(r, r.URL.Query().Get("redirect"))
 	if st.MustRegenerate && !spender {
-		p.Notice = "A backup code was used to sign in to your account. Make a fresh set, with a code from your app, before you go on: every old code stops working."
+		with := "with a code from your app"
+		switch {
+		case p.PasskeyOnly():
+			with = "with your passkey"
+		case p.HasPasskeys:
+			with = "with your passkey or a code from your app"
+		}
+		p.Notice = "A backup code was used to sign in to your account. Make a fresh set, " + with + ", before you go on: every old code stops working."
 	}
 	g.render(w, r, http.StatusOK, "backup", p)
+}
+
+// backupPage is the page that makes a new set of backup codes for s: the
+// session that spent a backup code makes it at once; any other asks for
+// a current code from the app or, where the user has one here, a passkey.
+func (g *Gateway) backupPage(w http.ResponseWriter, r *http.Request, s *Session, st account.SessionState, acct *account.Account) page {
+	p := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate && acct.RecoverySession == s.ID}
+	p.setFactors(acct)
+	if !p.Recovery {
+		p.PasskeyGet = g.accountPasskey(w, r, s, acct, ceremonyBackupCodes)
+	}
+	return p
 }
 
 func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
@@ -148,28 +170,50 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 	}
 	pg := page{Title: "Backup codes", User: s.User, Recovery: st.MustRegenerate}
 	if !st.TOTPEnabled {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "not_enrolled", msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeNotEnrolled, msg: "Turn on two-factor authentication first.", page: "backup"}, pg)
 		return
 	}
 	a, acct, ok := g.beginAccountAttempt(w, r, EventBackupCodesRegenerated, s.User, "backup", pg)
 	if !ok {
 		return
 	}
+	var factor []zap.Field
 	if !st.MustRegenerate || acct.RecoverySession != s.ID {
-		// Outside recovery a fresh set needs a current code: a borrowed
-		// session alone must not mint working codes. In recovery only the
-		// session that spent the backup code is spared it (SPEC §4 rule 20).
-		_, match, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
-		if err != nil {
-			g.releaseAttempt(a)
-			g.internalError(w, r, "check code", err)
-			return
-		}
-		if !match {
-			note := g.failAttempt(r, a, s.User)
-			g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
-			return
+		// Outside recovery a fresh set needs a fresh second factor, a
+		// current code or a passkey's answer: a borrowed session alone
+		// must not mint working codes. In recovery only the session that
+		// spent the backup code is spared it (SPEC §4 rule 20).
+		if cred := f.get("credential"); cred != "" {
+			refusal, err := g.checkAccountPasskey(w, r, s, ceremonyBackupCodes, cred)
+			if err != nil {
+				g.releaseAttempt(a)
+				g.internalError(w, r, "check passkey", err)
+				return
+			}
+			if refusal != nil {
+				note := g.failAttempt(r, a, s.User)
+				pg = g.backupPage(w, r, s, st, &acct)
+				pg.Redirect = g.safeRedirect(r, f.get("redirect"))
+				refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
+				g.refusePasskey(w, r, http.StatusUnauthorized, EventBackupCodesRegenerated, s.User, refusal, codeInvalidPasskey, "backup", pg)
+				return
+			}
+			factor = append(factor, methodField(FactorPasskey.String()))
+		} else {
+			_, match, err := g.checkSecondFactor(r, acct, f.get("code"), nil)
+			if err != nil {
+				g.releaseAttempt(a)
+				g.internalError(w, r, "check code", err)
+				return
+			}
+			if !match {
+				note := g.failAttempt(r, a, s.User)
+				g.audit(r, EventBackupCodesRegenerated, OutcomeFailure, s.User)
+				pg = g.backupPage(w, r, s, st, &acct)
+				pg.Redirect = g.safeRedirect(r, f.get("redirect"))
+				g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCode, msg: "That code is not right." + note + g.serverTime(), page: "backup"}, pg)
+				return
+			}
 		}
 	}
 	codes, hashes, busy, err := g.newBackupCodeSet(r)
@@ -185,7 +229,7 @@ func (g *Gateway) postBackupCodes(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "replace backup codes", err)
 		return
 	}
-	g.audit(r, EventBackupCodesRegenerated, OutcomeOK, s.User)
+	g.audit(r, EventBackupCodesRegenerated, OutcomeOK, s.User, factor...)
 	next, reason := g.accountURL(f.get("redirect")), codesRegenerated
 	if st.MustRegenerate {
 		// Recovery interrupted a sign-in: go on to where it was headed.
@@ -320,24 +364,24 @@ func (g *Gateway) showCodesOnce(w http.ResponseWriter, r *http.Request, s Sessio
 }
 
 // readShownCodes returns the codes the request's codes cookie may still show
-// to session s at now.
-func (g *Gateway) readShownCodes(r *http.Request, s *Session, now time.Time) (shownCodes, bool, error) {
+// to session s at now, and the account they belong to.
+func (g *Gateway) readShownCodes(r *http.Request, s *Session, now time.Time) (shownCodes, *account.Account, error) {
 	ck, err := r.Cookie(g.codesCookieName())
 	if err != nil {
-		return shownCodes{}, false, nil
+		return shownCodes{}, nil, nil
 	}
 	c, err := g.decodeShownCodes(ck.Value)
 	if err != nil || c.Session != s.ID || c.User != s.User || !now.Before(c.Made.Add(codesShownFor)) || c.Made.After(now.Add(time.Minute)) {
-		return shownCodes{}, false, nil
+		return shownCodes{}, nil, nil
 	}
 	acct, err := g.cfg.Store.Account(s.User)
 	if err != nil {
-		return shownCodes{}, false, err
+		return shownCodes{}, nil, err
 	}
 	if fp := setFingerprint(acct.BackupCodes); !bytes.Equal(fp[:], c.Set[:]) {
-		return shownCodes{}, false, nil
+		return shownCodes{}, nil, nil
 	}
-	return c, true, nil
+	return c, &acct, nil
 }
 
 // getCodes shows a new set of backup codes to the session that made it.
@@ -347,14 +391,15 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := g.cfg.Clock.Now()
-	c, ok, err := g.readShownCodes(r, s, now)
+	c, acct, err := g.readShownCodes(r, s, now)
+	ok = acct != nil
 	if err != nil {
 		g.internalError(w, r, "read account", err)
 		return
 	}
 	if wantsJSON(r) {
 		if !ok {
-			jsonError(w, http.StatusGone, "codes_gone")
+			jsonError(w, http.StatusGone, codeCodesGone)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"backup_codes": c.Codes})
@@ -372,9 +417,11 @@ func (g *Gateway) getCodes(w http.ResponseWriter, r *http.Request) {
 		codesRegenerated: "New backup codes",
 		codesRecovered:   "New backup codes",
 	}
-	g.render(w, r, http.StatusOK, "codes", page{Title: titles[c.Reason], User: s.User, Codes: c.Codes,
+	p := page{Title: titles[c.Reason], User: s.User, Codes: c.Codes,
 		Continue: c.Continue, Recovery: c.Reason == codesRecovered, Moved: c.Reason == codesMoved,
-		Site: g.siteName(r), Date: c.Made.UTC().Format("2 January 2006")})
+		Site: g.siteName(r), Date: c.Made.UTC().Format("2 January 2006")}
+	p.setFactors(acct)
+	g.render(w, r, http.StatusOK, "codes", p)
 }
 
 // getCodesText offers the same codes as a text file to save.
@@ -383,20 +430,22 @@ func (g *Gateway) getCodesText(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c, ok, err := g.readShownCodes(r, s, g.cfg.Clock.Now())
+	c, acct, err := g.readShownCodes(r, s, g.cfg.Clock.Now())
 	if err != nil {
 		g.internalError(w, r, "read account", err)
 		return
 	}
-	if !ok {
-		g.problem(w, r, problem{status: http.StatusGone, code: "codes_gone",
+	if acct == nil {
+		g.problem(w, r, problem{status: http.StatusGone, code: codeCodesGone,
 			msg: "Backup codes are shown once, right after they are made. Make a new set on your account page if you did not save them."},
 			page{Title: "Backup codes are shown once", Continue: g.pageURL(pathAccount)})
 		return
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Backup codes for %s at %s\r\nMade %s\r\n\r\n", s.User, g.siteName(r), c.Made.UTC().Format("2 January 2006, 15:04 UTC"))
-	b.WriteString("Each code signs you in once, in place of a code from your authenticator app.\r\nMaking a new set voids all of these.\r\n\r\n")
+	var p page
+	p.setFactors(acct)
+	fmt.Fprintf(&b, "Each code signs you in once, in place of %s.\r\nMaking a new set voids all of these.\r\n\r\n", p.InPlaceOf("a code from your authenticator app"))
 	for _, code := range c.Codes {
 		fmt.Fprintf(&b, "[ ] %s\r\n", code)
 	}

@@ -122,7 +122,7 @@ func (g *Gateway) postForgetDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, account.ErrNotFound):
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "This device is not remembered (any more)."}, page{Title: "Not found", Continue: g.pageURL(pathAccount)})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "This device is not remembered (any more)."}, page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 		return
 	case err != nil:
 		g.internalError(w, r, "forget device", err)

@@ -20,6 +20,31 @@ const (
 
 func (g *Gateway) donePage(k doneKind) string { return g.pageURL(pathDone) + "?what=" + string(k) }
 
+// factorsOffQuery is what the page of doneTwoFactorOff is told of the
+// factors the user had, so that it names them: nothing for an
+// authenticator app alone.
+func factorsOffQuery(hadTOTP, hadPasskeys bool) string {
+	switch {
+	case hadPasskeys && hadTOTP:
+		return "&factors=app,passkey"
+	case hadPasskeys:
+		return "&factors=passkey"
+	}
+	return ""
+}
+
+// factorsOff names what stopped working when two-factor authentication
+// was turned off, from the page's factors query.
+func factorsOff(q string) (removed, next string) {
+	switch q {
+	case "app,passkey":
+		return "Your authenticator app, your passkeys and your backup codes", "a passkey or an app"
+	case "passkey":
+		return "Your passkeys and your backup codes", "a passkey or an app"
+	}
+	return "Your authenticator app and your backup codes", "an app"
+}
+
 func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 	k := doneKind(r.URL.Query().Get("what"))
 	if wantsJSON(r) {
@@ -32,6 +57,7 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	signedIn := s != nil
+	removed, next := factorsOff(r.URL.Query().Get("factors"))
 	p := page{Continue: g.loginURL(r, "/"), ContinueLabel: "Sign in again"}
 	switch {
 	case k == doneSignedOut:
@@ -42,7 +68,7 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 		p.Notice = "Every session of yours has ended: in this browser and on every other device. Anyone who copied a session cookie of yours is out too."
 	case k == doneTwoFactorOff && signedIn:
 		p.Title = "Two-factor authentication is off"
-		p.Notice = "Your authenticator app and your backup codes no longer work here. You sign in with your password alone until you turn it on again."
+		p.Notice = removed + " no longer work here. You sign in with your password alone until you turn it on again."
 		p.Continue, p.ContinueLabel = g.pageURL(pathAccount), "Back to your account"
 	case k == donePasswordChanged && signedIn:
 		p.Title = "Your password is changed"
@@ -50,9 +76,9 @@ func (g *Gateway) getDone(w http.ResponseWriter, r *http.Request) {
 		p.Continue, p.ContinueLabel = g.pageURL(pathAccount), "Back to your account"
 	case k == doneTwoFactorOff:
 		p.Title = "Two-factor authentication is off"
-		p.Notice = "Your authenticator app and your backup codes no longer work here, and you were signed out everywhere. This site requires two-factor authentication: the next sign-in sets up an app again."
+		p.Notice = removed + " no longer work here, and you were signed out everywhere. This site requires two-factor authentication: the next sign-in sets up " + next + " again."
 	default:
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	g.render(w, r, http.StatusOK, "message", p)

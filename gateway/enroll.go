@@ -74,7 +74,7 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 	if e.pending != nil && acct.HasSecondFactor() {
 		// TOTP was enabled since the password step: enrolling again with a
 		// password alone would bypass it.
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -129,10 +129,10 @@ func (g *Gateway) showSetup(w http.ResponseWriter, r *http.Request, e enrollee, 
 func (g *Gateway) askPassword(w http.ResponseWriter, r *http.Request, e enrollee, acct account.Account, status int, errMsg string) {
 	if wantsJSON(r) {
 		if status == http.StatusUnauthorized {
-			jsonError(w, status, "invalid_credentials")
+			jsonError(w, status, codeInvalidCredentials)
 			return
 		}
-		jsonError(w, http.StatusForbidden, "password_required")
+		jsonError(w, http.StatusForbidden, codePasswordRequired)
 		return
 	}
 	moving := acct.TOTPSecret != ""
@@ -169,7 +169,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	pg := page{Title: setupTitle(e.pending == nil), Continue: g.pageURL(pathSetup)}
 	// refuse answers API clients with the error code and shows browsers
 	// the setup form again, with the message.
-	refuse := func(status int, code, msg string) {
+	refuse := func(status int, code errorCode, msg string) {
 		if wantsJSON(r) {
 			jsonError(w, status, code)
 			return
@@ -182,7 +182,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	if e.pending != nil && acct.HasSecondFactor() {
 		g.releaseAttempt(a)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	now := g.cfg.Clock.Now()
@@ -202,7 +202,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 		return
 	case e.session == nil && (!ok || enr.Session != e.pending.ID):
 		g.releaseAttempt(a)
-		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
+		refuse(http.StatusBadRequest, codeSetupExpired, "This key has expired. Scan the new one.")
 		return
 	}
 	code, _ := normalizeTOTPCode(f.get("code"))
@@ -210,7 +210,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		note := g.failAttempt(r, a, e.user)
 		g.audit(r, EventEnrollment, OutcomeFailure, e.user)
-		refuse(http.StatusBadRequest, "invalid_code", "That code is not right."+note+g.serverTime())
+		refuse(http.StatusBadRequest, codeInvalidCode, "That code is not right."+note+g.serverTime())
 		return
 	}
 	codes, hashes, busy, err := g.newBackupCodeSet(r)
@@ -223,7 +223,7 @@ func (g *Gateway) postSetup(w http.ResponseWriter, r *http.Request) {
 	}
 	g.releaseAttempt(a)
 	if errors.Is(err, account.ErrNoEnrollment) {
-		refuse(http.StatusBadRequest, "setup_expired", "This key has expired. Scan the new one.")
+		refuse(http.StatusBadRequest, codeSetupExpired, "This key has expired. Scan the new one.")
 		return
 	}
 	if err != nil {

@@ -262,7 +262,7 @@ func (g *Gateway) authPath(path string) (string, bool) {
 // backup-codes page until a fresh set exists.
 func (g *Gateway) requireRegeneration(w http.ResponseWriter, r *http.Request) {
 	if wantsJSON(r) || !acceptsHTML(r) {
-		jsonError(w, http.StatusForbidden, "regenerate_backup_codes")
+		jsonError(w, http.StatusForbidden, codeRegenerateBackupCodes)
 		return
 	}
 	target := g.pageURL(pathBackupCodes) + "?redirect=" + url.QueryEscape(SafeRedirect(r.URL.RequestURI()))
@@ -275,7 +275,7 @@ func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what str
 	g.cfg.Logger.Error("totp_auth: "+what, zap.Error(err), zap.String("client_ip", g.cfg.ClientIP(r)))
 	// Answered even when err is a cancellation: a handler that writes
 	// nothing answers 200, which a forward-auth proxy takes for a pass.
-	jsonError(w, http.StatusInternalServerError, "internal_error")
+	jsonError(w, http.StatusInternalServerError, codeInternalError)
 }
 
 // issuer is the name authenticator apps show: the configured one, or the

@@ -47,7 +47,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	password := f.get("password")
 	p := page{Title: "Sign in", Redirect: redirect, User: user}
 	if user == "" || password == "" || len(user) > 128 || len(password) > 1024 {
-		g.problem(w, r, problem{status: http.StatusBadRequest, code: "bad_request", msg: "Enter a user name and a password.", page: "login"}, p)
+		g.problem(w, r, problem{status: http.StatusBadRequest, code: codeBadRequest, msg: "Enter a user name and a password.", page: "login"}, p)
 		return
 	}
 	// Until the password is right, an unknown name is logged and counted
@@ -72,7 +72,7 @@ func (g *Gateway) postLogin(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		note := g.failAttempt(r, a, subject)
 		g.audit(r, EventPassword, OutcomeFailure, subject)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong user name or password." + note, page: "login"}, p)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCredentials, msg: "Wrong user name or password." + note, page: "login"}, p)
 		return
 	}
 	// A right password gives its slot back but resets nothing: only a

@@ -43,24 +43,25 @@ func (g *Gateway) readOriginal(r *http.Request, flavor verifyFlavor) (original, 
 
 // originalHeaderNames are every header readOriginal looks at, in both
 // flavors: the answer depends on nothing else.
-var originalHeaderNames = []string{"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri", "X-Original-Url", "X-Original-Method"}
+var originalHeaderNames = [...]string{"X-Forwarded-Method", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Uri", "X-Original-Url", "X-Original-Method"}
 
 // originalKey is everything readOriginal's answer depends on, as one
 // unambiguous string: the flavor, and per header the count of its values
-// and each value with its length.
+// and each value with its length. Each header is looked up once.
 func originalKey(h http.Header, flavor verifyFlavor) string {
+	var vals [len(originalHeaderNames)][]string
 	size := 1
-	for _, name := range originalHeaderNames {
+	for i, name := range originalHeaderNames {
+		vals[i] = h[name]
 		size += 4
-		for _, v := range h[name] {
+		for _, v := range vals[i] {
 			size += len(v) + 6
 		}
 	}
 	var b strings.Builder
 	b.Grow(size)
 	b.WriteByte(byte('0' + flavor))
-	for _, name := range originalHeaderNames {
-		vs := h[name]
+	for _, vs := range vals {
 		b.WriteString(strconv.Itoa(len(vs)))
 		b.WriteByte(';')
 		for _, v := range vs {

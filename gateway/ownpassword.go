@@ -32,7 +32,7 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	back := g.backTarget(r, f.get("redirect"))
-	refuse := func(status int, code, msg string, extra ...any) {
+	refuse := func(status int, code errorCode, msg string, extra ...any) {
 		if wantsJSON(r) {
 			body := map[string]any{"error": code}
 			for i := 0; i+1 < len(extra); i += 2 {
@@ -44,18 +44,18 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		g.showAccountPage(w, r, s, st, status, back, accountErrors{password: msg})
 	}
 	if _, inConfig := g.cfg.Users[s.User]; inConfig {
-		refuse(http.StatusConflict, "config_user", "Your password is set in this server's configuration: ask its administrator to change it.")
+		refuse(http.StatusConflict, codeConfigUser, "Your password is set in this server's configuration: ask its administrator to change it.")
 		return
 	}
 	current, next := f.get("current"), f.get("new")
 	if len(current) > 1024 || len(next) > 1024 {
-		refuse(http.StatusBadRequest, "bad_request", "That password is too long.")
+		refuse(http.StatusBadRequest, codeBadRequest, "That password is too long.")
 		return
 	}
 	if err := CheckNewPassword(s.User, next); err != nil {
 		var weak *WeakPassword
 		errors.As(err, &weak)
-		refuse(http.StatusBadRequest, "weak_password", "Your password was not changed: "+weak.Reason+".", "reason", weak.Reason)
+		refuse(http.StatusBadRequest, codeWeakPassword, "Your password was not changed: "+weak.Reason+".", "reason", weak.Reason)
 		return
 	}
 	pg := page{Title: "Your account", User: s.User, Continue: g.pageURL(pathAccount)}
@@ -66,19 +66,27 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 	if acct.PasswordHash == nil {
 		// Neither a database user nor a `user` line: nothing to change.
 		g.releaseAttempt(a)
-		refuse(http.StatusConflict, "config_user", "Your password is not kept here: ask the administrator to change it.")
+		refuse(http.StatusConflict, codeConfigUser, "Your password is not kept here: ask the administrator to change it.")
 		return
 	}
 	pwOK, answered := g.passwordMatches(w, r, a, EventPasswordChange, s.User, current)
 	if answered {
 		return
 	}
-	codeOK := true
+	codeOK, cred := true, f.get("credential")
 	if st.TOTPEnabled {
+		// The second factor: a current code, or a passkey's answer.
 		var err error
-		if _, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil); err != nil {
+		if cred != "" {
+			var refusal *passkeyRefusal
+			refusal, err = g.checkAccountPasskey(w, r, s, ceremonyPassword, cred)
+			codeOK = refusal == nil
+		} else {
+			_, codeOK, err = g.checkSecondFactor(r, acct, f.get("code"), nil)
+		}
+		if err != nil {
 			g.releaseAttempt(a)
-			g.internalError(w, r, "check code", err)
+			g.internalError(w, r, "check second factor", err)
 			return
 		}
 	}
@@ -86,12 +94,15 @@ func (g *Gateway) postPassword(w http.ResponseWriter, r *http.Request) {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventPasswordChange, OutcomeFailure, s.User)
 		msg := "Wrong current password."
-		if st.TOTPEnabled {
+		switch {
+		case st.TOTPEnabled && cred != "":
 			// Which of the two was wrong stays unsaid, as when turning
 			// 2FA off.
+			msg = "Wrong current password, or your passkey was refused."
+		case st.TOTPEnabled:
 			msg = "Wrong current password or code."
 		}
-		refuse(http.StatusUnauthorized, "invalid_credentials", msg+note+g.serverTime())
+		refuse(http.StatusUnauthorized, codeInvalidCredentials, msg+note+g.serverTime())
 		return
 	}
 	g.releaseAttempt(a)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pquerna/otp"
 	"go.uber.org/zap"
+
+	"github.com/totp-auth/totp_auth/gateway/account"
 )
 
 // page is what every built-in page template may show.
@@ -62,6 +64,14 @@ type page struct {
 	PasskeysOn bool
 	Passkeys   []passkeyView
 	HasTOTP    bool
+	// HasPasskeys says whether the user has a passkey: with HasTOTP, what
+	// the pages' words name as the user's second factors (see
+	// PasskeyOnly). A page that knows neither speaks of TOTP.
+	HasPasskeys bool
+	// CodesPasskeyGet and PasswordPasskeyGet are the account page's
+	// ceremonies for a new set of backup codes and a new password, beside
+	// PasskeyGet for turning two-factor authentication off.
+	CodesPasskeyGet, PasswordPasskeyGet string
 	// Apps is the account page's app passwords; nil without app_passwords.
 	Apps *appPasswordsView
 	// Required2FA is set where this site requires two-factor
@@ -80,6 +90,28 @@ type page struct {
 	Sessions     []sessionRow
 	Devices      []deviceRow
 	RememberDays int
+}
+
+// setFactors records which second factors acct has, for the pages' words.
+func (p *page) setFactors(acct *account.Account) {
+	p.HasTOTP, p.HasPasskeys = acct.TOTPSecret != "", len(acct.Passkeys) > 0
+}
+
+// PasskeyOnly reports whether the user's only second factor (backup codes
+// aside) is a passkey: the pages then say to use the passkey, and never
+// ask for a code from an app the user does not have.
+func (p page) PasskeyOnly() bool { return p.HasPasskeys && !p.HasTOTP }
+
+// InPlaceOf names what a backup code stands in for: the user's passkey,
+// app, or both; app is how the app's code is named.
+func (p page) InPlaceOf(app string) string {
+	switch {
+	case p.PasskeyOnly():
+		return "your passkey"
+	case p.HasPasskeys:
+		return "your passkey or " + app
+	}
+	return app
 }
 
 // keyRows writes a base32 key in groups of four, as people read it out,

@@ -12,8 +12,9 @@ import (
 )
 
 // The passkeys on the account page and in the JSON API (SPEC §14):
-// listing, renaming and removing them, and turning two-factor
-// authentication off with one where the user has no TOTP.
+// listing, renaming and removing them, and a passkey as the fresh second
+// factor an account action asks for (turning two-factor authentication
+// off, a new set of backup codes).
 
 // passkeyView is a passkey as the JSON API and the account page show it.
 type passkeyView struct {
@@ -75,7 +76,7 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	pg := g.accountPage(w, r, s, &acct)
 	id, ok := decodeID(f.get("id"))
 	if _, has := acct.Passkey(id); !ok || !has {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, pg)
 		return
 	}
 	a, ok := g.beginAttempt(w, r, EventPasskeyRemoved, s.User, "account", pg)
@@ -89,7 +90,7 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	if !match {
 		note := g.failAttempt(r, a, s.User)
 		g.audit(r, EventPasskeyRemoved, OutcomeFailure, s.User)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong password: the passkey is still there." + note, page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCredentials, msg: "Wrong password: the passkey is still there." + note, page: "account"}, pg)
 		return
 	}
 	g.releaseAttempt(a)
@@ -97,11 +98,11 @@ func (g *Gateway) postPasskeyRemove(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, account.ErrLastFactor):
 		g.audit(r, EventPasskeyRemoved, OutcomeRefused, s.User, zap.String("reason", "last_factor"))
-		g.problem(w, r, problem{status: http.StatusConflict, code: "last_factor",
+		g.problem(w, r, problem{status: http.StatusConflict, code: codeLastFactor,
 			msg: "This is your last second factor, and this site requires one. Add another passkey or an authenticator app first, or turn two-factor authentication off.", page: "account"}, pg)
 		return
 	case errors.Is(err, account.ErrNoPasskey):
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, pg)
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, pg)
 		return
 	case err != nil:
 		g.internalError(w, r, "remove passkey", err)
@@ -130,7 +131,7 @@ func (g *Gateway) postPasskeyRename(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, account.ErrNoPasskey) {
 		acct, _ := g.cfg.Store.Account(s.User)
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such passkey.", page: "account"}, g.accountPage(w, r, s, &acct))
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such passkey.", page: "account"}, g.accountPage(w, r, s, &acct))
 		return
 	}
 	if err != nil {
@@ -140,30 +141,44 @@ func (g *Gateway) postPasskeyRename(w http.ResponseWriter, r *http.Request) {
 	g.seeOther(w, r, g.pageURL(pathAccount), map[string]string{"status": "ok"})
 }
 
-// checkDisablePasskey checks a passkey's answer given to turn two-factor
-// authentication off, for a user with passkeys and no TOTP (SPEC §14).
-func (g *Gateway) checkDisablePasskey(w http.ResponseWriter, r *http.Request, s *Session, raw string) (bool, error) {
+// refusedInsecure is a passkey answer sent where passkeys cannot be used:
+// plain http to a host other than localhost.
+var refusedInsecure = &passkeyRefusal{"not_secure_context", "Passkeys work only over https (or on localhost). Use a code instead."}
+
+// checkAccountPasskey checks raw, a passkey's answer the signed-in user s
+// gives as a fresh second factor for the account action of kind (turning
+// two-factor authentication off, a new set of backup codes, a new
+// password). The rules are
+// those of the second-factor step: the ceremony must be of this kind,
+// bound to this session and in time; answerAssertion checks origin, RP ID
+// and signature, spends the challenge (accepted or not) and moves the
+// counter. The caller counts a refusal toward the lockout.
+func (g *Gateway) checkAccountPasskey(w http.ResponseWriter, r *http.Request, s *Session, kind ceremonyKind, raw string) (*passkeyRefusal, error) {
 	site, ok := g.passkeySite(r)
-	if !ok || raw == "" {
-		return false, nil
+	if !ok {
+		return refusedInsecure, nil
 	}
-	c, err := g.readCeremony(r, ceremonyDisable, sessionBinding(s), g.cfg.Clock.Now())
+	if raw == "" {
+		return refusedInvalid, nil
+	}
+	c, err := g.readCeremony(r, kind, sessionBinding(s), g.cfg.Clock.Now())
 	if err != nil || c.User != s.User {
-		return false, nil
+		return refusedExpired, nil
 	}
-	g.clearCookie(w, r, g.ceremonyCookieName())
+	g.clearCookie(w, r, g.ceremonyCookieName(kind))
 	_, refusal, err := g.answerAssertion(r, site, c, raw, g.loadAccount)
-	return refusal == nil && err == nil, err
+	return refusal, err
 }
 
-// disablePasskey offers the signed-in user's passkeys on the account page,
-// for turning two-factor authentication off without a TOTP code.
-func (g *Gateway) disablePasskey(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account) string {
+// accountPasskey offers the signed-in user's passkeys on a page for the
+// account action of kind: the options of a ceremony bound to this session,
+// or "" where the request or the user has no passkey to offer.
+func (g *Gateway) accountPasskey(w http.ResponseWriter, r *http.Request, s *Session, acct *account.Account, kind ceremonyKind) string {
 	site, ok := g.passkeySite(r)
 	if !ok || !hasPasskeysFor(acct, site) {
 		return ""
 	}
-	assertion, err := g.assertionOptions(w, r, site, ceremonyDisable, acct, sessionBinding(s))
+	assertion, err := g.assertionOptions(w, r, site, kind, acct, sessionBinding(s))
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: start passkey assertion", zap.Error(err))
 		return ""
@@ -175,35 +190,40 @@ func (g *Gateway) disablePasskey(w http.ResponseWriter, r *http.Request, s *Sess
 	return opts
 }
 
-// postDisableOptions answers the request options with which a user who has
-// passkeys and no TOTP turns two-factor authentication off (POST disable
-// {password, credential}).
-func (g *Gateway) postDisableOptions(w http.ResponseWriter, r *http.Request) {
-	site, ok := g.passkeySite(r)
-	if !ok {
-		g.passkeysOff(w, r)
-		return
+// accountPasskeyOptions answers the request options with which the
+// signed-in user confirms the account action of kind with a passkey:
+// POST disable/options for POST disable {password, credential}, POST
+// backup-codes/options for POST backup-codes {credential}, POST
+// password/options for POST password {current, new, credential}. A user who
+// must regenerate backup codes may still ask for the latter.
+func (g *Gateway) accountPasskeyOptions(kind ceremonyKind) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		site, ok := g.passkeySite(r)
+		if !ok {
+			g.passkeysOff(w, r)
+			return
+		}
+		s, _, ok := g.checkSession(w, r, kind == ceremonyBackupCodes)
+		if !ok {
+			return
+		}
+		if _, ok := g.readPost(w, r); !ok {
+			return
+		}
+		acct, err := g.cfg.Store.Account(s.User)
+		if err != nil {
+			g.internalError(w, r, "read account", err)
+			return
+		}
+		if !hasPasskeysFor(&acct, site) {
+			g.problem(w, r, problem{status: http.StatusNotFound, code: codeNoPasskeys, msg: "You have no passkey for this site."}, page{Title: "No passkey"})
+			return
+		}
+		assertion, err := g.assertionOptions(w, r, site, kind, &acct, sessionBinding(s))
+		if err != nil {
+			g.internalError(w, r, "start passkey assertion", err)
+			return
+		}
+		writeJSON(w, http.StatusOK, assertion)
 	}
-	s, _, ok := g.requireSession(w, r)
-	if !ok {
-		return
-	}
-	if _, ok := g.readPost(w, r); !ok {
-		return
-	}
-	acct, err := g.cfg.Store.Account(s.User)
-	if err != nil {
-		g.internalError(w, r, "read account", err)
-		return
-	}
-	if !hasPasskeysFor(&acct, site) {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "no_passkeys", msg: "You have no passkey for this site."}, page{Title: "No passkey"})
-		return
-	}
-	assertion, err := g.assertionOptions(w, r, site, ceremonyDisable, &acct, sessionBinding(s))
-	if err != nil {
-		g.internalError(w, r, "start passkey assertion", err)
-		return
-	}
-	writeJSON(w, http.StatusOK, assertion)
 }

@@ -69,8 +69,9 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "read account", err)
 		return
 	}
+	pg.setFactors(&acct)
 	if reg.pending != nil && acct.HasSecondFactor() {
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	if reg.passwordDue {
@@ -81,7 +82,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 			refusedAt, refusedPage = "account", g.accountPage(w, r, reg.session, &acct)
 		}
 		if f.get("password") == "" {
-			g.problem(w, r, problem{status: http.StatusForbidden, code: "password_required", msg: "Enter your password first.", page: refusedAt}, refusedPage)
+			g.problem(w, r, problem{status: http.StatusForbidden, code: codePasswordRequired, msg: "Enter your password first.", page: refusedAt}, refusedPage)
 			return
 		}
 		a, ok := g.beginAttempt(w, r, EventPasskeyAdded, reg.user, "", pg)
@@ -95,7 +96,7 @@ func (g *Gateway) postPasskeyNew(w http.ResponseWriter, r *http.Request) {
 		if !match {
 			note := g.failAttempt(r, a, reg.user)
 			g.audit(r, EventPasskeyAdded, OutcomeFailure, reg.user)
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_credentials", msg: "Wrong password: no passkey was added." + note, page: refusedAt}, refusedPage)
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCredentials, msg: "Wrong password: no passkey was added." + note, page: refusedAt}, refusedPage)
 			return
 		}
 		g.releaseAttempt(a)
@@ -147,16 +148,16 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 	}
 	if reg.pending != nil && acct.HasSecondFactor() {
 		g.releaseAttempt(a)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Please sign in again."}, page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "Please sign in again."}, page{Title: "Sign in again"})
 		return
 	}
 	c, err := g.readCeremony(r, ceremonyRegister, reg.binding, now)
 	if err != nil || c.User != reg.user {
 		g.releaseAttempt(a)
-		g.refusePasskey(w, r, http.StatusBadRequest, EventPasskeyAdded, reg.user, refusedExpired, "", "", pg)
+		g.refusePasskey(w, r, http.StatusBadRequest, EventPasskeyAdded, reg.user, refusedExpired, errorCode{}, "", pg)
 		return
 	}
-	g.clearCookie(w, r, g.ceremonyCookieName())
+	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
 	pk, refusal := g.verifyRegistration(r, site, c, &acct, f.get("credential"), now)
 	pk.Name = f.get("name")
 	first := !acct.HasSecondFactor()
@@ -214,7 +215,7 @@ func (g *Gateway) postPasskeys(w http.ResponseWriter, r *http.Request) {
 	}
 	if refusal != nil {
 		g.failAttempt(r, a, reg.user)
-		g.refusePasskey(w, r, http.StatusBadRequest, EventPasskeyAdded, reg.user, refusal, "invalid_passkey", "", pg)
+		g.refusePasskey(w, r, http.StatusBadRequest, EventPasskeyAdded, reg.user, refusal, codeInvalidPasskey, "", pg)
 		return
 	}
 	g.releaseAttempt(a)

@@ -152,6 +152,12 @@ const (
 	ceremonySecondFactor ceremonyKind = "2fa"
 	ceremonyLogin        ceremonyKind = "login"
 	ceremonyDisable      ceremonyKind = "disable"
+	// ceremonyBackupCodes is a fresh second factor for a new set of
+	// backup codes (POST backup-codes {credential}).
+	ceremonyBackupCodes ceremonyKind = "codes"
+	// ceremonyPassword is a fresh second factor for changing one's own
+	// password (POST password {current, new, credential}).
+	ceremonyPassword ceremonyKind = "password"
 )
 
 // ceremony is a WebAuthn challenge between its options and its answer, in
@@ -170,7 +176,17 @@ type ceremony struct {
 	Discoverable bool `json:"d,omitempty"`
 }
 
-func (g *Gateway) ceremonyCookieName() string { return g.cfg.CookieName + "_passkey" }
+// ceremonyCookieName is the cookie that carries a ceremony of kind. The
+// sign-in ceremonies share one (a page offers at most one of them); each
+// ceremony a signed-in user answers on the account page has its own, so
+// one page can offer several, each bound to its purpose.
+func (g *Gateway) ceremonyCookieName(kind ceremonyKind) string {
+	switch kind {
+	case ceremonyDisable, ceremonyBackupCodes, ceremonyPassword:
+		return g.cfg.CookieName + "_passkey_" + string(kind)
+	}
+	return g.cfg.CookieName + "_passkey"
+}
 
 func newCeremonyCodec(hashKey, blockKey []byte) *securecookie.SecureCookie {
 	sc := securecookie.New(hashKey, blockKey)
@@ -196,11 +212,11 @@ func sessionBinding(s *Session) string {
 }
 
 func (g *Gateway) setCeremony(w http.ResponseWriter, r *http.Request, c ceremony) error {
-	val, err := g.ceremonies.Encode(g.ceremonyCookieName(), c)
+	val, err := g.ceremonies.Encode(g.ceremonyCookieName(c.Kind), c)
 	if err != nil {
 		return fmt.Errorf("encode passkey ceremony: %w", err)
 	}
-	http.SetCookie(w, g.cookie(r, g.ceremonyCookieName(), val, int(PendingTTL/time.Second)))
+	http.SetCookie(w, g.cookie(r, g.ceremonyCookieName(c.Kind), val, int(PendingTTL/time.Second)))
 	return nil
 }
 
@@ -211,12 +227,12 @@ var errNoCeremony = errors.New("no passkey ceremony in progress")
 // readCeremony returns the request's ceremony if it is of kind, bound to
 // binding and unexpired at now.
 func (g *Gateway) readCeremony(r *http.Request, kind ceremonyKind, binding string, now time.Time) (ceremony, error) {
-	ck, err := r.Cookie(g.ceremonyCookieName())
+	ck, err := r.Cookie(g.ceremonyCookieName(kind))
 	if err != nil {
 		return ceremony{}, errNoCeremony
 	}
 	var c ceremony
-	if err := g.ceremonies.Decode(g.ceremonyCookieName(), ck.Value, &c); err != nil {
+	if err := g.ceremonies.Decode(g.ceremonyCookieName(kind), ck.Value, &c); err != nil {
 		return ceremony{}, errNoCeremony
 	}
 	if c.Kind != kind || c.Binding != binding || !now.Before(c.Expires) || c.Data.Challenge == "" {
@@ -368,5 +384,5 @@ func (g *Gateway) passkeysOff(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Passkeys {
 		msg = "Passkeys work only over https (or on localhost). Use your authenticator app instead."
 	}
-	g.problem(w, r, problem{status: http.StatusNotFound, code: "passkeys_off", msg: msg}, page{Title: "Passkeys unavailable"})
+	g.problem(w, r, problem{status: http.StatusNotFound, code: codePasskeysOff, msg: msg}, page{Title: "Passkeys unavailable"})
 }

@@ -112,12 +112,12 @@ func (g *Gateway) answerAssertion(r *http.Request, site passkeySite, c ceremony,
 // refusePasskey logs a refused passkey answer with its reason and answers
 // it: JSON code (default invalid_passkey) for API clients, the words for
 // people.
-func (g *Gateway) refusePasskey(w http.ResponseWriter, r *http.Request, status int, kind EventKind, user string, why *passkeyRefusal, code, pageName string, p page) {
+func (g *Gateway) refusePasskey(w http.ResponseWriter, r *http.Request, status int, kind EventKind, user string, why *passkeyRefusal, code errorCode, pageName string, p page) {
 	g.audit(r, kind, OutcomeFailure, user, methodField(FactorPasskey.String()), zap.String("reason", why.reason))
-	if code == "" {
-		code = "invalid_passkey"
+	if code == (errorCode{}) {
+		code = codeInvalidPasskey
 		if why == refusedExpired {
-			code = "passkey_expired"
+			code = codePasskeyExpired
 		}
 	}
 	g.problem(w, r, problem{status: status, code: code, msg: why.msg, page: pageName}, p)
@@ -144,7 +144,7 @@ func (g *Gateway) postSecondFactorOptions(w http.ResponseWriter, r *http.Request
 		return
 	}
 	if !hasPasskeysFor(&acct, site) {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "no_passkeys", msg: "You have no passkey for this site. Enter a code instead."}, page{Title: "No passkey"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNoPasskeys, msg: "You have no passkey for this site. Enter a code instead."}, page{Title: "No passkey"})
 		return
 	}
 	assertion, err := g.assertionOptions(w, r, site, ceremonySecondFactor, &acct, g.pendingBinding(r))
@@ -155,27 +155,27 @@ func (g *Gateway) postSecondFactorOptions(w http.ResponseWriter, r *http.Request
 	writeJSON(w, http.StatusOK, assertion)
 }
 
-// secondFactorPasskey offers the pending sign-in's passkeys on the 2fa
-// page: the options are in the page before the click.
-func (g *Gateway) secondFactorPasskey(w http.ResponseWriter, r *http.Request, user string) string {
-	site, ok := g.passkeySite(r)
-	if !ok {
-		return ""
+// offerSecondFactor fills the 2fa page of p.User: the factors its words
+// name and, where the user has passkeys here, the options of a passkey
+// ceremony, in the page before the click.
+func (g *Gateway) offerSecondFactor(w http.ResponseWriter, r *http.Request, p *page) {
+	acct, err := g.cfg.Store.Account(p.User)
+	if err != nil {
+		return
 	}
-	acct, err := g.cfg.Store.Account(user)
-	if err != nil || !hasPasskeysFor(&acct, site) {
-		return ""
+	p.setFactors(&acct)
+	site, ok := g.passkeySite(r)
+	if !ok || !hasPasskeysFor(&acct, site) {
+		return
 	}
 	assertion, err := g.assertionOptions(w, r, site, ceremonySecondFactor, &acct, g.pendingBinding(r))
 	if err != nil {
 		g.cfg.Logger.Error("totp_auth: start passkey assertion", zap.Error(err))
-		return ""
+		return
 	}
-	opts, err := optionsAttr(assertion.Response)
-	if err != nil {
-		return ""
+	if p.PasskeyGet, err = optionsAttr(assertion.Response); err != nil {
+		p.PasskeyGet = ""
 	}
-	return opts
 }
 
 // postSecondFactorPasskey is POST 2fa with a passkey's answer.
@@ -194,11 +194,11 @@ func (g *Gateway) postSecondFactorPasskey(w http.ResponseWriter, r *http.Request
 	c, err := g.readCeremony(r, ceremonySecondFactor, g.pendingBinding(r), now)
 	if err != nil || c.User != p.User {
 		g.failAttempt(r, a, p.User)
-		pg.PasskeyGet = g.secondFactorPasskey(w, r, p.User)
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusedExpired, "invalid_passkey", "2fa", pg)
+		g.offerSecondFactor(w, r, &pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusedExpired, codeInvalidPasskey, "2fa", pg)
 		return
 	}
-	g.clearCookie(w, r, g.ceremonyCookieName())
+	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
 	res, refusal, err := g.answerAssertion(r, site, c, raw, g.loadAccount)
 	if err != nil {
 		g.releaseAttempt(a)
@@ -207,9 +207,9 @@ func (g *Gateway) postSecondFactorPasskey(w http.ResponseWriter, r *http.Request
 	}
 	if refusal != nil {
 		note := g.failAttempt(r, a, p.User)
-		pg.PasskeyGet = g.secondFactorPasskey(w, r, p.User)
+		g.offerSecondFactor(w, r, &pg)
 		refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusal, "invalid_passkey", "2fa", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, p.User, refusal, codeInvalidPasskey, "2fa", pg)
 		return
 	}
 	g.releaseAttempt(a)
@@ -257,7 +257,7 @@ func (g *Gateway) loginPasskey(w http.ResponseWriter, r *http.Request) string {
 func (g *Gateway) postLoginOptions(w http.ResponseWriter, r *http.Request) {
 	site, ok := g.passkeySite(r)
 	if !ok || !g.cfg.PasskeyLogin {
-		jsonError(w, http.StatusNotFound, "passkeys_off")
+		jsonError(w, http.StatusNotFound, codePasskeysOff)
 		return
 	}
 	if _, ok := g.readPost(w, r); !ok {
@@ -285,10 +285,10 @@ func (g *Gateway) postPasskeyLogin(w http.ResponseWriter, r *http.Request, raw, 
 	c, err := g.readCeremony(r, ceremonyLogin, "", now)
 	if err != nil {
 		pg.PasskeyGet = g.loginPasskey(w, r)
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventPassword, "", refusedExpired, "invalid_passkey", "login", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventPassword, "", refusedExpired, codeInvalidPasskey, "login", pg)
 		return
 	}
-	g.clearCookie(w, r, g.ceremonyCookieName())
+	g.clearCookie(w, r, g.ceremonyCookieName(c.Kind))
 	// The user is named by the answer itself; until it verifies, the
 	// name is counted and logged as the password step counts a typed one.
 	user := ""
@@ -317,7 +317,7 @@ func (g *Gateway) postPasskeyLogin(w http.ResponseWriter, r *http.Request, raw, 
 		note := g.failAttempt(r, a, subject)
 		pg.PasskeyGet = g.loginPasskey(w, r)
 		refusal = &passkeyRefusal{refusal.reason, refusal.msg + note}
-		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, subject, refusal, "invalid_passkey", "login", pg)
+		g.refusePasskey(w, r, http.StatusUnauthorized, EventSecondFactor, subject, refusal, codeInvalidPasskey, "login", pg)
 		return
 	}
 	g.releaseAttempt(a)

@@ -142,7 +142,7 @@ func (g *Gateway) forbidden(w http.ResponseWriter, r *http.Request, user string)
 	g.audit(r, EventAccess, OutcomeForbidden, user)
 	if wantsJSON(r) || !acceptsHTML(r) {
 		w.Header().Set("Cache-Control", "no-store")
-		jsonError(w, http.StatusForbidden, "forbidden")
+		jsonError(w, http.StatusForbidden, codeForbidden)
 		return
 	}
 	g.securityHeaders(w)

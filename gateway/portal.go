@@ -241,7 +241,7 @@ func (g *Gateway) holdForApp(w http.ResponseWriter, r *http.Request, s *Session,
 	g.cfg.Logger.Error("totp_auth portal: the session cookie does not reach "+u.Hostname()+
 		", so its verify requests never carry it: set cookie_domain to a domain above it and the portal's own name",
 		zap.String("cookie_domain", g.cfg.CookieDomain))
-	g.problem(w, r, problem{status: http.StatusBadRequest, code: "cookie_domain", msg: "You are signed in as " + s.User +
+	g.problem(w, r, problem{status: http.StatusBadRequest, code: codeCookieDomain, msg: "You are signed in as " + s.User +
 		", but " + u.Hostname() + " cannot see this sign-in: the portal's cookie_domain does not cover it. Ask the operator to set cookie_domain."},
 		page{Title: "This site cannot use this sign-in", Continue: g.pageURL(pathAccount)})
 	return true

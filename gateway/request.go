@@ -55,7 +55,7 @@ func (f form) get(key string) string { return f.values[key] }
 // requestError is a client mistake with the status and API error to answer.
 type requestError struct {
 	status int
-	code   string
+	code   errorCode
 	msg    string
 }
 
@@ -73,20 +73,20 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return form{}, &requestError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body is larger than %d bytes", maxBody)}
+			return form{}, &requestError{http.StatusRequestEntityTooLarge, codeBodyTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxBody)}
 		}
-		return form{}, &requestError{http.StatusBadRequest, "bad_request", "could not read the request body"}
+		return form{}, &requestError{http.StatusBadRequest, codeBadRequest, "could not read the request body"}
 	}
 	switch mt {
 	case "application/x-www-form-urlencoded":
 		vals, err := url.ParseQuery(string(raw))
 		if err != nil {
-			return form{}, &requestError{http.StatusBadRequest, "bad_request", "malformed form body"}
+			return form{}, &requestError{http.StatusBadRequest, codeBadRequest, "malformed form body"}
 		}
 		f := form{values: make(map[string]string, len(vals))}
 		for k, v := range vals {
 			if len(v) != 1 {
-				return form{}, &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q given more than once", k)}
+				return form{}, &requestError{http.StatusBadRequest, codeBadRequest, fmt.Sprintf("field %q given more than once", k)}
 			}
 			f.values[k] = v[0]
 		}
@@ -98,7 +98,7 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 		}
 		var fields map[string]any
 		if err := json.Unmarshal(raw, &fields); err != nil {
-			return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+			return form{}, &requestError{http.StatusBadRequest, codeBadRequest, "body must be a JSON object of string fields"}
 		}
 		for k, v := range fields {
 			switch v := v.(type) {
@@ -111,20 +111,20 @@ func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 			case map[string]any:
 				// A passkey's answer is the WebAuthn JSON object itself.
 				if k != "credential" {
-					return form{}, &requestError{http.StatusBadRequest, "bad_request", "body must be a JSON object of string fields"}
+					return form{}, &requestError{http.StatusBadRequest, codeBadRequest, "body must be a JSON object of string fields"}
 				}
 				b, err := json.Marshal(v)
 				if err != nil {
-					return form{}, &requestError{http.StatusBadRequest, "bad_request", "malformed credential"}
+					return form{}, &requestError{http.StatusBadRequest, codeBadRequest, "malformed credential"}
 				}
 				f.values[k] = string(b)
 			default:
-				return form{}, &requestError{http.StatusBadRequest, "bad_request", fmt.Sprintf("field %q must be a string or true/false", k)}
+				return form{}, &requestError{http.StatusBadRequest, codeBadRequest, fmt.Sprintf("field %q must be a string or true/false", k)}
 			}
 		}
 		return f, nil
 	}
-	return form{}, &requestError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/x-www-form-urlencoded or application/json"}
+	return form{}, &requestError{http.StatusUnsupportedMediaType, codeUnsupportedMediaType, "send application/x-www-form-urlencoded or application/json"}
 }
 
 // writeJSON answers v as JSON with status.
@@ -134,6 +134,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func jsonError(w http.ResponseWriter, status int, code string) {
-	writeJSON(w, status, map[string]string{"error": code})
+func jsonError(w http.ResponseWriter, status int, code errorCode) {
+	writeJSON(w, status, map[string]errorCode{"error": code})
 }

@@ -14,7 +14,7 @@ import (
 type problem struct {
 	status int
 	// code is the JSON error code API clients get.
-	code string
+	code errorCode
 	// msg is what a browser is shown.
 	msg string
 	// page names the page template that shows msg; "" means a plain
@@ -50,14 +50,14 @@ func (g *Gateway) readPost(w http.ResponseWriter, r *http.Request) (form, bool) 
 	if err != nil {
 		var re *requestError
 		if !errors.As(err, &re) {
-			re = &requestError{http.StatusBadRequest, "bad_request", "malformed request"}
+			re = &requestError{http.StatusBadRequest, codeBadRequest, "malformed request"}
 		}
 		g.problem(w, r, problem{status: re.status, code: re.code, msg: "The request could not be read: " + re.msg + "."}, page{Title: "Bad request"})
 		return form{}, false
 	}
 	if !g.checkCSRF(r, f) {
 		g.audit(r, EventCSRF, OutcomeRefused, "")
-		g.problem(w, r, problem{status: http.StatusForbidden, code: "csrf", msg: "This form has expired or came from another site. Reload the page and try again."}, page{Title: "Form expired"})
+		g.problem(w, r, problem{status: http.StatusForbidden, code: codeCSRF, msg: "This form has expired or came from another site. Reload the page and try again."}, page{Title: "Form expired"})
 		return form{}, false
 	}
 	return f, true

@@ -13,38 +13,40 @@ import (
 type pagePath string
 
 const (
-	pathIndex             pagePath = ""
-	pathLogin             pagePath = "login"
-	path2FA               pagePath = "2fa"
-	pathSetup             pagePath = "setup"
-	pathBackupCodes       pagePath = "backup-codes"
-	pathCodes             pagePath = "codes"
-	pathCodesText         pagePath = "codes.txt"
-	pathDone              pagePath = "done"
-	pathAccount           pagePath = "account"
-	pathWhoami            pagePath = "whoami"
-	pathDisable           pagePath = "disable"
-	pathPassword          pagePath = "password"
-	pathLogout            pagePath = "logout"
-	pathLogoutAll         pagePath = "logout-all"
-	pathSwitch            pagePath = "switch"
-	pathContinue          pagePath = "continue"
-	pathPasskeys          pagePath = "passkeys"
-	pathPasskeyNew        pagePath = "passkeys/new"
-	pathPasskeyRemove     pagePath = "passkeys/remove"
-	pathPasskeyRename     pagePath = "passkeys/rename"
-	path2FAOptions        pagePath = "2fa/options"
-	pathLoginOptions      pagePath = "login/options"
-	pathDisableOptions    pagePath = "disable/options"
-	pathAppPasswords      pagePath = "app-passwords"
-	pathAppPasswordRevoke pagePath = "app-passwords/revoke"
-	pathAppPasswordNew    pagePath = "app-passwords/new"
-	pathSessions          pagePath = "sessions"
-	pathSessionEnd        pagePath = "sessions/end"
-	pathSessionsEndOthers pagePath = "sessions/end-others"
-	pathDeviceForget      pagePath = "devices/forget"
-	pathVerify            pagePath = "verify"
-	pathVerifyNginx       pagePath = "verify/nginx"
+	pathIndex              pagePath = ""
+	pathLogin              pagePath = "login"
+	path2FA                pagePath = "2fa"
+	pathSetup              pagePath = "setup"
+	pathBackupCodes        pagePath = "backup-codes"
+	pathCodes              pagePath = "codes"
+	pathCodesText          pagePath = "codes.txt"
+	pathDone               pagePath = "done"
+	pathAccount            pagePath = "account"
+	pathWhoami             pagePath = "whoami"
+	pathDisable            pagePath = "disable"
+	pathPassword           pagePath = "password"
+	pathLogout             pagePath = "logout"
+	pathLogoutAll          pagePath = "logout-all"
+	pathSwitch             pagePath = "switch"
+	pathContinue           pagePath = "continue"
+	pathPasskeys           pagePath = "passkeys"
+	pathPasskeyNew         pagePath = "passkeys/new"
+	pathPasskeyRemove      pagePath = "passkeys/remove"
+	pathPasskeyRename      pagePath = "passkeys/rename"
+	path2FAOptions         pagePath = "2fa/options"
+	pathLoginOptions       pagePath = "login/options"
+	pathDisableOptions     pagePath = "disable/options"
+	pathBackupCodesOptions pagePath = "backup-codes/options"
+	pathPasswordOptions    pagePath = "password/options"
+	pathAppPasswords       pagePath = "app-passwords"
+	pathAppPasswordRevoke  pagePath = "app-passwords/revoke"
+	pathAppPasswordNew     pagePath = "app-passwords/new"
+	pathSessions           pagePath = "sessions"
+	pathSessionEnd         pagePath = "sessions/end"
+	pathSessionsEndOthers  pagePath = "sessions/end-others"
+	pathDeviceForget       pagePath = "devices/forget"
+	pathVerify             pagePath = "verify"
+	pathVerifyNginx        pagePath = "verify/nginx"
 )
 
 // pageURL is the path of page p under the prefix.
@@ -78,13 +80,15 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 		pathSwitch:      {get: g.getSwitch},
 		pathContinue:    {get: g.getContinue},
 		// Passkeys (SPEC §14).
-		pathPasskeys:       {get: g.getPasskeys, post: g.postPasskeys},
-		pathPasskeyNew:     {post: g.postPasskeyNew},
-		pathPasskeyRemove:  {post: g.postPasskeyRemove},
-		pathPasskeyRename:  {post: g.postPasskeyRename},
-		path2FAOptions:     {post: g.postSecondFactorOptions},
-		pathLoginOptions:   {post: g.postLoginOptions},
-		pathDisableOptions: {post: g.postDisableOptions},
+		pathPasskeys:           {get: g.getPasskeys, post: g.postPasskeys},
+		pathPasskeyNew:         {post: g.postPasskeyNew},
+		pathPasskeyRemove:      {post: g.postPasskeyRemove},
+		pathPasskeyRename:      {post: g.postPasskeyRename},
+		path2FAOptions:         {post: g.postSecondFactorOptions},
+		pathLoginOptions:       {post: g.postLoginOptions},
+		pathDisableOptions:     {post: g.accountPasskeyOptions(ceremonyDisable)},
+		pathBackupCodesOptions: {post: g.accountPasskeyOptions(ceremonyBackupCodes)},
+		pathPasswordOptions:    {post: g.accountPasskeyOptions(ceremonyPassword)},
 		// App passwords (apppasswordpages.go).
 		pathAppPasswords:      {get: g.getAppPasswords, post: g.postAppPassword},
 		pathAppPasswordRevoke: {post: g.postRevokeAppPassword},
@@ -100,7 +104,7 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 	}
 	rt, ok := routes[pagePath(sub)]
 	if !ok {
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
 		return
 	}
 	switch {
@@ -120,6 +124,6 @@ func (g *Gateway) serveAuth(w http.ResponseWriter, r *http.Request, sub string) 
 			allow = append(allow, "POST")
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))
-		jsonError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+		jsonError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed)
 	}
 }

@@ -17,7 +17,9 @@ func (g *Gateway) getSecondFactor(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "2fa_required", "redirect": p.Redirect})
 		return
 	}
-	g.render(w, r, http.StatusOK, "2fa", page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays(), PasskeyGet: g.secondFactorPasskey(w, r, p.User)})
+	pg := page{Title: "Two-factor authentication", User: p.User, RememberDays: g.rememberDays()}
+	g.offerSecondFactor(w, r, &pg)
+	g.render(w, r, http.StatusOK, "2fa", pg)
 }
 
 func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
@@ -60,8 +62,8 @@ func (g *Gateway) postSecondFactor(w http.ResponseWriter, r *http.Request) {
 	case !ok:
 		note := g.failAttempt(r, a, p.User)
 		g.audit(r, EventSecondFactor, OutcomeFailure, p.User)
-		pg.PasskeyGet = g.secondFactorPasskey(w, r, p.User)
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "invalid_code", msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
+		g.offerSecondFactor(w, r, &pg)
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeInvalidCode, msg: "That code is not right." + note + g.serverTime(), page: "2fa"}, pg)
 		return
 	}
 	g.releaseAttempt(a)

@@ -370,8 +370,8 @@ func (g *Gateway) stepUp(w http.ResponseWriter, r *http.Request, s *Session, st 
 		http.Redirect(w, r, g.pageURL(pagePath(step)), http.StatusSeeOther)
 		return
 	}
-	status := map[string]string{"2fa": "2fa_required", "setup": "enroll_required"}[step]
-	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": status, "redirect": p.Redirect})
+	code := map[string]errorCode{"2fa": codeTwoFactorRequired, "setup": codeEnrollRequired}[step]
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": code, "redirect": p.Redirect})
 }
 
 // gateRefuse answers a request without a session: browsers go to the login
@@ -388,7 +388,7 @@ func (g *Gateway) gateRefuse(w http.ResponseWriter, r *http.Request) {
 		// Clients that cannot sign in on a page prompt for an app password.
 		g.basicChallenge(w, r)
 	}
-	jsonError(w, http.StatusUnauthorized, "unauthenticated")
+	jsonError(w, http.StatusUnauthorized, codeUnauthenticated)
 }
 
 // requireSession returns the signed-in user's session, or answers 401
@@ -413,7 +413,7 @@ func (g *Gateway) checkSession(w http.ResponseWriter, r *http.Request, allowReco
 		return nil, st, false
 	case s == nil:
 		if wantsJSON(r) || r.Method != http.MethodGet {
-			g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "You are not signed in."}, page{Title: "Signed out"})
+			g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "You are not signed in."}, page{Title: "Signed out"})
 		} else {
 			http.Redirect(w, r, g.loginURL(r, r.URL.RequestURI()), http.StatusSeeOther)
 		}
@@ -444,7 +444,7 @@ func (g *Gateway) requirePending(w http.ResponseWriter, r *http.Request, stage p
 		return *p, true
 	}
 	if wantsJSON(r) || r.Method != http.MethodGet {
-		g.problem(w, r, problem{status: http.StatusUnauthorized, code: "unauthenticated", msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
+		g.problem(w, r, problem{status: http.StatusUnauthorized, code: codeUnauthenticated, msg: "Your sign-in has expired. Please sign in again."}, page{Title: "Sign in again"})
 	} else {
 		http.Redirect(w, r, g.loginURL(r, "/"), http.StatusSeeOther)
 	}

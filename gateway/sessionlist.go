@@ -179,7 +179,7 @@ func (g *Gateway) postEndSession(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, account.ErrNotFound):
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "That session has ended already."}, page{Title: "Not found", Continue: g.pageURL(pathAccount)})
+		g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "That session has ended already."}, page{Title: "Not found", Continue: g.pageURL(pathAccount)})
 		return
 	case err != nil:
 		g.internalError(w, r, "end session", err)

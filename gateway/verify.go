@@ -47,17 +47,14 @@ func verifyPath(sub string) (verifyFlavor, bool) {
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFlavor) {
 	h := w.Header()
 	h["Cache-Control"] = []string{"no-store"}
+	// The refusals are written out of line: this is every app request's
+	// path through the portal, and its frame stays small.
 	if len(g.portal) == 0 {
-		g.securityHeaders(w)
-		g.problem(w, r, problem{status: http.StatusNotFound, code: "not_found", msg: "There is no such page."}, page{Title: "Not found"})
+		g.verifyNotPortal(w, r)
 		return
 	}
 	if !g.cfg.TrustedProxy(r) {
-		if g.verifyLog.allow(g.cfg.Clock.Now()) {
-			g.cfg.Logger.Warn("totp_auth verify: refused a caller outside the server's trusted_proxies; add the proxy to trusted_proxies if it is yours",
-				zap.String("remote_addr", r.RemoteAddr))
-		}
-		jsonError(w, http.StatusForbidden, "untrusted_caller")
+		g.verifyUntrusted(w, r)
 		return
 	}
 	o, err := g.readOriginal(r, flavor)
@@ -70,25 +67,11 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		g.badVerify(w, r, err)
 		return
 	}
-	// The sign-in page is on this server: its own origin, the name the
-	// caller used for it with the scheme the caller reached it by, never
-	// the app's scheme (SPEC §12).
 	self, ok := g.selfHost(r.Host)
 	if !ok {
 		g.badVerify(w, r, fmt.Errorf("the Host of the verify request, %q, is not the portal's own name under its portal domains: "+
 			"make the proxy send the portal's name (Caddy: header_up Host {upstream_hostport}; nginx: proxy_set_header Host)", r.Host))
 		return
-	}
-	// Only an answer that sends the client elsewhere needs the portal's
-	// URL: a success does not build it.
-	portalPage := func(page string) string {
-		// Caddy's {upstream_hostport} names the port even when it is the
-		// scheme's own; the browser's URL does not.
-		scheme, name := "http", strings.TrimSuffix(self, ":80")
-		if r.TLS != nil {
-			scheme, name = "https", strings.TrimSuffix(self, ":443")
-		}
-		return scheme + "://" + name + g.cfg.Prefix + page + "?redirect=" + url.QueryEscape(o.url)
 	}
 	now := g.cfg.Clock.Now()
 	s, st, err := g.session(r, now)
@@ -97,22 +80,15 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 		return
 	}
 	if s == nil || !verifyAdmits(*s) {
-		g.verifySignIn(w, r, flavor, portalPage("/login"))
+		g.verifySignIn(w, r, flavor, g.verifyPortalURL(r, self, "/login", o.url))
 		return
 	}
 	if st.MustRegenerate {
-		g.verifySignIn(w, r, flavor, portalPage("/backup-codes"))
+		g.verifySignIn(w, r, flavor, g.verifyPortalURL(r, self, "/backup-codes", o.url))
 		return
 	}
 	if !g.allows(g.cfg.Allow, s.User) || !g.allows(app, s.User) {
-		g.audit(r, EventAccess, OutcomeForbidden, s.User, zap.String("url", o.url))
-		if wantsJSON(r) || !acceptsHTML(r) {
-			jsonError(w, http.StatusForbidden, "forbidden")
-			return
-		}
-		g.securityHeaders(w)
-		g.renderPage(w, r, http.StatusForbidden, "forbidden", page{Title: "Not allowed", User: s.User,
-			Continue: portalPage("/switch")})
+		g.verifyForbidden(w, r, s.User, self, o.url)
 		return
 	}
 	g.activity.touch(s.ID, now, g.cfg.IdleTimeout)
@@ -125,6 +101,50 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request, flavor verifyFl
 	h[groupsHeaderName] = vals[1:2:2]
 	h[factorHeaderName] = vals[2:3:3]
 	w.WriteHeader(http.StatusOK)
+}
+
+// verifyPortalURL is the portal page that a refused verify request sends
+// the client to, with the original URL to come back to. The sign-in page
+// is on this server: its own origin, the name the caller used for it
+// (self) with the scheme the caller reached it by, never the app's scheme
+// (SPEC §12). Only an answer that sends the client elsewhere builds it.
+func (g *Gateway) verifyPortalURL(r *http.Request, self, page, target string) string {
+	// Caddy's {upstream_hostport} names the port even when it is the
+	// scheme's own; the browser's URL does not.
+	scheme, name := "http", strings.TrimSuffix(self, ":80")
+	if r.TLS != nil {
+		scheme, name = "https", strings.TrimSuffix(self, ":443")
+	}
+	return scheme + "://" + name + g.cfg.Prefix + page + "?redirect=" + url.QueryEscape(target)
+}
+
+// verifyNotPortal answers verify on a block that is not a portal.
+func (g *Gateway) verifyNotPortal(w http.ResponseWriter, r *http.Request) {
+	g.securityHeaders(w)
+	g.problem(w, r, problem{status: http.StatusNotFound, code: codeNotFound, msg: "There is no such page."}, page{Title: "Not found"})
+}
+
+// verifyUntrusted answers a verify request from outside the server's
+// trusted proxies.
+func (g *Gateway) verifyUntrusted(w http.ResponseWriter, r *http.Request) {
+	if g.verifyLog.allow(g.cfg.Clock.Now()) {
+		g.cfg.Logger.Warn("totp_auth verify: refused a caller outside the server's trusted_proxies; add the proxy to trusted_proxies if it is yours",
+			zap.String("remote_addr", r.RemoteAddr))
+	}
+	jsonError(w, http.StatusForbidden, codeUntrustedCaller)
+}
+
+// verifyForbidden answers a signed-in user whom the block's or the app's
+// policy does not let through to target.
+func (g *Gateway) verifyForbidden(w http.ResponseWriter, r *http.Request, user, self, target string) {
+	g.audit(r, EventAccess, OutcomeForbidden, user, zap.String("url", target))
+	if wantsJSON(r) || !acceptsHTML(r) {
+		jsonError(w, http.StatusForbidden, codeForbidden)
+		return
+	}
+	g.securityHeaders(w)
+	g.renderPage(w, r, http.StatusForbidden, "forbidden", page{Title: "Not allowed", User: user,
+		Continue: g.verifyPortalURL(r, self, "/switch", target)})
 }
 
 // selfHost is portalHost for the Host of verify requests, which is the
@@ -150,7 +170,7 @@ func (g *Gateway) verifySignIn(w http.ResponseWriter, r *http.Request, flavor ve
 		w.WriteHeader(http.StatusFound)
 		return
 	}
-	jsonError(w, http.StatusUnauthorized, "unauthenticated")
+	jsonError(w, http.StatusUnauthorized, codeUnauthenticated)
 }
 
 // maxVerifyReason bounds the reason a refused verify call logs: it may
@@ -167,7 +187,7 @@ func (g *Gateway) badVerify(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		g.cfg.Logger.Warn("totp_auth verify: bad request", zap.String("error", reason), zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
-	jsonError(w, http.StatusBadRequest, "bad_request")
+	jsonError(w, http.StatusBadRequest, codeBadRequest)
 }
 
 // logLimiter lets at most one line a second through, so that a flood of

@@ -153,7 +153,7 @@ func (g *Gateway) misdirectedCheck(w http.ResponseWriter, r *http.Request) {
 			zap.String("client_ip", g.cfg.ClientIP(r)))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	jsonError(w, http.StatusBadRequest, "bad_request")
+	jsonError(w, http.StatusBadRequest, codeBadRequest)
 }
 
 // truncate cuts s to at most n bytes.

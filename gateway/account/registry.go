@@ -257,35 +257,45 @@ func nilIfEmpty[T any](s []T) []T {
 	return s
 }
 
+// pruneBatch is how many accounts PruneRegistries reads at a time.
+const pruneBatch = 1000
+
 // PruneRegistries drops, from every stored account, the sessions and
 // remembered devices expired at now, and returns how many accounts it
-// changed. It runs with the counters' pruning.
+// changed. It runs with the counters' pruning, and reads the accounts a
+// page at a time (AccountsAfter), so that 100,000 users do not sit in a
+// running Caddy's memory at once.
 func PruneRegistries(s Store, now time.Time) (int, error) {
-	accounts, err := s.Accounts()
-	if err != nil {
-		return 0, fmt.Errorf("prune sessions: %w", err)
-	}
 	n := 0
-	for _, listed := range accounts {
-		if len(listed.Sessions)+len(listed.Devices) == 0 {
-			continue
-		}
-		changed := false
-		err := update(s, listed.Name, func(a *Account) error {
-			changed = a.PruneRegistry(now)
-			if !changed {
-				return errUnchanged
-			}
-			return nil
-		})
+	for after := ""; ; {
+		accounts, err := s.AccountsAfter(after, pruneBatch)
 		if err != nil {
-			return n, fmt.Errorf("prune sessions of %q: %w", listed.Name, err)
+			return n, fmt.Errorf("prune sessions: %w", err)
 		}
-		if changed {
-			n++
+		for _, listed := range accounts {
+			if len(listed.Sessions)+len(listed.Devices) == 0 {
+				continue
+			}
+			changed := false
+			err := update(s, listed.Name, func(a *Account) error {
+				changed = a.PruneRegistry(now)
+				if !changed {
+					return errUnchanged
+				}
+				return nil
+			})
+			if err != nil {
+				return n, fmt.Errorf("prune sessions of %q: %w", listed.Name, err)
+			}
+			if changed {
+				n++
+			}
 		}
+		if len(accounts) < pruneBatch {
+			return n, nil
+		}
+		after = accounts[len(accounts)-1].Name
 	}
-	return n, nil
 }
 
 // The rules above, applied through a Store: one UpdateAccount each.

@@ -1,10 +1,12 @@
 package account_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/memstore"
 )
 
 var r0 = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
@@ -89,5 +91,46 @@ func TestRegistry_SeeSessionOnlyMovesForward(t *testing.T) {
 	}
 	if !a.SeeSession(1, r0.Add(time.Minute)) || !a.Sessions[0].LastSeen.Equal(r0.Add(time.Minute)) {
 		t.Error("SeeSession did not move last seen forward")
+	}
+}
+
+// pagedOnly is a Store whose full listing fails the test: pruning must
+// read the accounts a page at a time.
+type pagedOnly struct {
+	account.Store
+	t *testing.T
+}
+
+func (p pagedOnly) Accounts() ([]account.Account, error) {
+	p.t.Error("PruneRegistries listed every account at once; it reads them a page at a time")
+	return p.Store.Accounts()
+}
+
+func TestPruneRegistries_ReadsEveryPageAndOnlyPages(t *testing.T) {
+	const users = 2500 // more than two pages
+	s := pagedOnly{Store: memstore.New(), t: t}
+	for i := range users {
+		name := fmt.Sprintf("user%04d", i)
+		if err := account.RecordSession(s, name, 0, record(1, r0), r0); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 { // half of them also have a session that lives on
+			if err := account.RecordSession(s, name, 0, record(2, r0.Add(6*time.Hour)), r0.Add(6*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	n, err := account.PruneRegistries(s, r0.Add(13*time.Hour))
+	if err != nil || n != users {
+		t.Fatalf("PruneRegistries = %d, %v; want %d", n, err, users)
+	}
+	for _, name := range []string{"user0000", "user0999", "user1000", "user1001", "user2498", "user2499"} {
+		a, err := s.Account(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := a.SessionAt(1, r0.Add(13*time.Hour)); ok || len(a.Sessions) > 1 {
+			t.Errorf("%s after pruning: sessions %+v", name, a.Sessions)
+		}
 	}
 }
