@@ -180,7 +180,7 @@ func quotedString(s string) string {
 // credentials. When it returns ok, r may go on as user's; otherwise it
 // has answered.
 func (g *Gateway) passAppPassword(w http.ResponseWriter, r *http.Request, name, value string, now time.Time) (string, bool) {
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header()["Cache-Control"] = []string{"no-store"}
 	user := CanonicalUser(name)
 	if len(user) > 128 {
 		user = user[:128]
@@ -293,14 +293,19 @@ func pathWithin(p, escaped, prefix string) bool {
 	if strings.Contains(lower, "%2f") || strings.Contains(lower, "%5c") || strings.Contains(p, "\\") || strings.Contains(p, "\x00") {
 		return false
 	}
-	clean := path.Clean(p)
-	if strings.HasSuffix(p, "/") && clean != "/" {
-		clean += "/"
+	// p must be its own clean form, but for the slash that ends a
+	// directory's path.
+	dir := p
+	if len(p) > 1 && p[len(p)-1] == '/' {
+		dir = p[:len(p)-1]
+		if dir[len(dir)-1] == '/' {
+			return false
+		}
 	}
-	if p != clean {
+	if path.Clean(dir) != dir {
 		return false
 	}
-	return p == prefix || strings.HasPrefix(p, prefix+"/")
+	return p == prefix || strings.HasPrefix(p, prefix) && len(p) > len(prefix) && p[len(prefix)] == '/'
 }
 
 // CleanPathPrefix checks a path_prefix for an app password and returns it

@@ -231,11 +231,14 @@ func (g *Gateway) Handle(w http.ResponseWriter, r *http.Request) (user string, o
 func (g *Gateway) passUpstream(r *http.Request, user, factor string) {
 	g.stripOwnCookies(r.Header)
 	g.stripIdentityTrailers(r)
-	r.Header.Set(g.cfg.UserHeader, user)
-	if groups := g.groupsValue(user); groups != "" {
-		r.Header.Set(GroupsHeader, groups)
+	// Set, with one allocation for the values, under keys already
+	// canonical: this is every signed-in request's path.
+	vals := []string{user, factor, g.groupsValue(user)}
+	r.Header[g.userHeaderName] = vals[0:1:1]
+	r.Header[factorHeaderName] = vals[1:2:2]
+	if vals[2] != "" {
+		r.Header[groupsHeaderName] = vals[2:3:3]
 	}
-	r.Header.Set(FactorHeader, factor)
 }
 
 // Middleware wraps next so that only signed-in requests reach it.
