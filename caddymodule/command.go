@@ -226,7 +226,8 @@ that session ends; the others and the remembered devices stay.`,
 		Long: `Revokes the app password with this id (as ` + "`user app-passwords`" + ` lists
 them): clients using it are refused from now on, on every site block and
 instance that shares the database. The user's other app passwords and
-sessions stay.`,
+sessions stay. An id that begins with "-" (made by an older release) goes
+after "--": revoke-app-password alice -- -tozvnWO.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return o.change(routeRevokeAppPassword, adminRequest{User: args[0], ID: args[1]}, false,

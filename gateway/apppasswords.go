@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"hash"
 	"net/http"
 	"path"
@@ -76,13 +77,15 @@ func normalizeAppPassword(v string) string {
 	return b.String()
 }
 
-// newAppPasswordID names a new app password in lists and commands.
+// newAppPasswordID names a new app password in lists and commands: 48
+// random bits in hex, which a shell passes as it is and a command line
+// never takes for a flag (base64's "-" could begin one).
 func newAppPasswordID() (string, error) {
 	var raw [6]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
-	return base64.RawURLEncoding.EncodeToString(raw[:]), nil
+	return hex.EncodeToString(raw[:]), nil
 }
 
 // appPasswordHash is the keyed hash stored in place of a value. The user's
