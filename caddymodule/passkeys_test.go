@@ -13,6 +13,9 @@ import (
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
+	"github.com/totp-auth/totp_auth/internal/operator"
+	"github.com/totp-auth/totp_auth/storage"
+	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 func TestUnmarshalCaddyfile_Passkeys(t *testing.T) {
@@ -184,5 +187,39 @@ func TestProvision_PasskeyRPIDMustCoverTheCookieDomain(t *testing.T) {
 	if err := provision(t, h); err == nil || !strings.Contains(err.Error(), "bare lower-case domain") {
 		_ = h.Cleanup()
 		t.Fatalf("a passkey_rp_id with a scheme: %v", err)
+	}
+}
+
+// A passkey's id is the authenticator's, in base64url: about one in 64
+// begins with "-", which the command line reads as a flag unless it comes
+// after "--", as the command's help says.
+func TestCommands_RemovePasskeyTakesAnIDThatBeginsWithADash(t *testing.T) {
+	key, err := secrets.ParseKey(key64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "totp.db")
+	db, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.SetPassword(db, "bob", mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	addPasskey(t, db, "bob", []byte{0xf8, 0}) // "-AA"
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCommands(t, "user", "remove-passkey", "--db", path, "--key", key64, "bob", "-AA"); err == nil {
+		t.Fatal(`an id beginning with "-" was taken without "--"; the help's advice is then wrong`)
+	}
+	out, errOut, err := runCommands(t, "user", "remove-passkey", "--db", path, "--key", key64, "bob", "--", "-AA")
+	if err != nil || !strings.Contains(out, "Removed passkey -AA of bob") {
+		t.Fatalf("remove-passkey bob -- -AA: %v\n%s%s", err, out, errOut)
+	}
+	root := newCommandTree()
+	cmd, _, _ := root.Find([]string{"user", "remove-passkey"})
+	if !strings.Contains(cmd.Long, "--") {
+		t.Errorf("remove-passkey's help does not say how to give an id that begins with -:\n%s", cmd.Long)
 	}
 }

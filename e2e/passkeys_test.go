@@ -178,7 +178,8 @@ func TestPasskeys_Browser_EnrollAtFirstSignInAndUseAsSecondFactor(t *testing.T) 
 		t.Fatalf("user passkeys alice: %v\n%s", err, out)
 	}
 	id := base64URL(b.credentials(auth)[0].CredentialID)
-	out, err = c.cli("", nil, "user", "remove-passkey", "alice", id)
+	// "--", as the command's help says: an id may begin with "-".
+	out, err = c.cli("", nil, "user", "remove-passkey", "alice", "--", id)
 	if err != nil || !strings.Contains(out, "Removed passkey") {
 		t.Fatalf("user remove-passkey alice %s: %v\n%s", id, err, out)
 	}
