@@ -227,7 +227,7 @@ that session ends; the others and the remembered devices stay.`,
 them): clients using it are refused from now on, on every site block and
 instance that shares the database. The user's other app passwords and
 sessions stay. An id that begins with "-" (made by an older release) goes
-after "--": revoke-app-password alice -- -tozvnWO.`,
+after "--", with every flag before it: revoke-app-password alice -- -tozvnWO.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return o.change(routeRevokeAppPassword, adminRequest{User: args[0], ID: args[1]}, false,

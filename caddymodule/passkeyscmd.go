@@ -33,7 +33,8 @@ every session of the user. Use it for a lost security key, or for a passkey
 the log reports refused as a possible clone (its signature counter went
 back). It may remove the user's last second factor: their next sign-in
 then sets one up again, as after reset-2fa. An id that begins with "-"
-goes after "--": remove-passkey alice -- -q3Xz...`,
+goes after "--", with every flag before it:
+remove-passkey --config /etc/caddy/Caddyfile alice -- -q3Xz...`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return o.change(routeRemovePasskey, adminRequest{User: args[0], Passkey: args[1]}, false,

@@ -24,13 +24,17 @@ import (
 
 // cli runs `caddy totp-auth args...` with stdin as its input and env added
 // to c's environment. Unless args give Caddy's configuration (--config),
-// they are given c's admin address.
+// they are given c's admin address, before a "--" if there is one.
 func (c *caddyProc) cli(stdin string, env []string, args ...string) (string, error) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if !slices.Contains(args, "--config") {
-		args = append(args, "--address", c.admin)
+		at := len(args)
+		if i := slices.Index(args, "--"); i >= 0 {
+			at = i // flags go before the "--" that ends them
+		}
+		args = slices.Concat(args[:at:at], []string{"--address", c.admin}, args[at:])
 	}
 	args = append([]string{"totp-auth"}, args...)
 	cmd := exec.CommandContext(ctx, caddyBin, args...)
