@@ -231,7 +231,22 @@ func (b *tab) expectApp(target, user string) {
 			b.t.Fatalf("the browser is at %s, want the app at %s\npage: %s", b.location(), target, b.text("body"))
 		}
 	}
-	e := recordedOf(b.t, response{status: 200, body: []byte(b.text("body"))})
+	// The address changes when the app's page commits, a moment before
+	// its document can be read: read it until it can.
+	var body string
+	for deadline := time.Now().Add(stepTimeout); ; time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"), chromedp.NodeReady))
+		cancel()
+		if err == nil && strings.Contains(text, "Remote-User") {
+			body = text
+			break
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("the app's page at %s cannot be read: %v\npage: %s", target, err, text)
+		}
+	}
+	e := recordedOf(b.t, response{status: 200, body: []byte(strings.TrimSpace(body))})
 	if id := identity(e, "Remote-User"); len(id) != 1 || id[0] != "Remote-User: "+user {
 		b.t.Fatalf("upstream got %q, want Remote-User: %s", id, user)
 	}
