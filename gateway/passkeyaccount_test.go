@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -41,18 +42,6 @@ func (e *env) storedCodes(user string) [][]byte {
 		e.t.Fatal(err)
 	}
 	return acct.BackupCodes
-}
-
-func sameCodes(a, b [][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if !bytes.Equal(a[i], b[i]) {
-			return false
-		}
-	}
-	return true
 }
 
 // codesAnswer is key's answer to the options of a new set of backup codes.
@@ -195,7 +184,7 @@ func TestBackupCodes_PasskeyAnswerRefusedAndCounted(t *testing.T) {
 			if e.userFailures("alice") != before+1 {
 				t.Errorf("the refusal was not counted toward the lockout: %d failures, had %d", e.userFailures("alice"), before)
 			}
-			if tt.reason != "challenge_reused" && !sameCodes(set, e.storedCodes("alice")) {
+			if tt.reason != "challenge_reused" && !slices.EqualFunc(set, e.storedCodes("alice"), bytes.Equal) {
 				t.Error("a refused answer replaced the backup codes")
 			}
 			if e.logs.FilterMessage("totp_auth backup_codes_regenerated").FilterField(zapString("outcome", "failure")).FilterField(zapString("reason", tt.reason)).Len() != 1 {
