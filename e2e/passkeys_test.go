@@ -253,24 +253,34 @@ func TestPasskeys_Browser_PasskeyAloneNeedsUserVerificationAndRefusesAClone(t *t
 	}
 }
 
+// enrollAppThenAddPasskey signs user in for the first time, enrolls an
+// authenticator app, then adds a passkey beside it from the account page
+// (the password first), and returns the app; the tab ends on the account
+// page.
+func (b *tab) enrollAppThenAddPasskey(user string) *authenticator {
+	b.t.Helper()
+	b.signInWithPassword(user)
+	b.at(prefix + "/setup")
+	app := &authenticator{t: b.t, secret: strings.ReplaceAll(b.text("#secret"), " ", "")}
+	b.fill("#code", app.code())
+	b.click(`form[action$="/setup"]:not([data-passkey]) button[type=submit]`)
+	b.at(prefix + "/codes")
+	b.click("a.continue")
+	b.open(prefix + "/account")
+	b.fill("#passkey-password", testPassword)
+	b.click(`form[action$="/passkeys/new"] button`)
+	b.at(prefix + "/passkeys/new")
+	b.shot("add-passkey")
+	b.ceremony("#passkey-create")
+	b.at(prefix + "/account")
+	return app
+}
+
 func TestPasskeys_Browser_AddOneBesideTOTPAfterThePassword(t *testing.T) {
 	t.Parallel()
 	_, port := passkeySite(t)
 	bob, bobAuth := passkeyTab(t, newBrowser(t), port)
-	bob.signInWithPassword("bob")
-	bob.at(prefix + "/setup")
-	app := &authenticator{t: t, secret: strings.ReplaceAll(bob.text("#secret"), " ", "")}
-	bob.fill("#code", app.code())
-	bob.click(`form[action$="/setup"]:not([data-passkey]) button[type=submit]`)
-	bob.at(prefix + "/codes")
-	bob.click("a.continue")
-	bob.open(prefix + "/account")
-	bob.fill("#passkey-password", testPassword)
-	bob.click(`form[action$="/passkeys/new"] button`)
-	bob.at(prefix + "/passkeys/new")
-	bob.shot("add-passkey")
-	bob.ceremony("#passkey-create")
-	bob.at(prefix + "/account")
+	app := bob.enrollAppThenAddPasskey("bob")
 	if names := bob.texts(".passkeys .passkey-name"); len(names) != 1 {
 		t.Fatalf("after adding a passkey beside TOTP the account lists %v", names)
 	}
@@ -509,19 +519,7 @@ func TestPasskeys_Browser_WithJavaScriptOffACodeStillMakesNewBackupCodes(t *test
 	t.Parallel()
 	_, port := passkeySite(t)
 	bob, _ := passkeyTab(t, newBrowser(t), port)
-	bob.signInWithPassword("bob")
-	bob.at(prefix + "/setup")
-	app := &authenticator{t: t, secret: strings.ReplaceAll(bob.text("#secret"), " ", "")}
-	bob.fill("#code", app.code())
-	bob.click(`form[action$="/setup"]:not([data-passkey]) button[type=submit]`)
-	bob.at(prefix + "/codes")
-	bob.click("a.continue")
-	bob.open(prefix + "/account")
-	bob.fill("#passkey-password", testPassword)
-	bob.click(`form[action$="/passkeys/new"] button`)
-	bob.at(prefix + "/passkeys/new")
-	bob.ceremony("#passkey-create")
-	bob.at(prefix + "/account")
+	app := bob.enrollAppThenAddPasskey("bob")
 	if !bob.shown(`form[data-passkey][action$="/backup-codes"]`) || !bob.shown("#regen-code") {
 		t.Fatal("with a passkey and an app, the account page does not offer both for new backup codes")
 	}
