@@ -55,7 +55,11 @@ func openTest(t testing.TB, dsn string, opts Options) *DB {
 // subtest, each in a schema of its own on one database: schemas keep
 // deployments apart (TestOpen_SchemasKeepDeploymentsApart), and a
 // database per subtest costs the server a tenth of a second of CPU to
-// make or empty, for each of fifty subtests.
+// make or empty, for each of fifty subtests. Each store has four
+// connections rather than a deployment's sixteen: the concurrent subtests
+// still run four transactions at once, more than two cores run together,
+// and each further connection costs the server 20-30 ms of CPU to start.
+// The tests of two instances racing (race_test.go) keep the default pool.
 func TestStore(t *testing.T) {
 	dsn := pgtest.Database(t)
 	var stores atomic.Int64
