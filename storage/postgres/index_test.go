@@ -13,6 +13,7 @@ import (
 )
 
 func TestOpen_SchemaVersion3GainsTheCountOfPasswordModels(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})

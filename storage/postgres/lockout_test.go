@@ -15,6 +15,7 @@ import (
 // 100 guesses at once, spread over two instances, evaluate at most Max:
 // each takes its slot under the advisory locks before it is evaluated.
 func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	instances := []*DB{
@@ -65,6 +66,7 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 }
 
 func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}})

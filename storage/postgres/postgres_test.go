@@ -14,6 +14,11 @@ import (
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
+// Most tests run two at a time (t.Parallel), each on a database of its
+// own: much of their time is spent waiting for a notification, a lease or
+// a connection. Those that set a package hook (testHookLocked,
+// testHookFill) or time a frozen listener against the lease run alone,
+// before the others.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {
@@ -61,6 +66,7 @@ func openTest(t testing.TB, dsn string, opts Options) *DB {
 // and each further connection costs the server 20-30 ms of CPU to start.
 // The tests of two instances racing (race_test.go) keep the default pool.
 func TestStore(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	var stores atomic.Int64
 	storetest.Run(t, func(t *testing.T) account.Store {

@@ -33,6 +33,7 @@ func enroll(t testing.TB, db *DB, user string) {
 // everything; instances still configured with the old key as current seal
 // under the new one from then on, because they follow the database.
 func TestRotation_InstancesAcceptBothKeysUntilEverySecretIsResealed(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{oldKey}})

@@ -12,6 +12,7 @@ import (
 )
 
 func TestOpen_RequiresEncryptionKey(t *testing.T) {
+	t.Parallel()
 	_, err := Open(context.Background(), pgtest.Database(t), Options{})
 	if err == nil || !strings.Contains(err.Error(), "encryption_key") {
 		t.Fatalf("Open without a key: %v, want an error naming encryption_key", err)
@@ -19,6 +20,7 @@ func TestOpen_RequiresEncryptionKey(t *testing.T) {
 }
 
 func TestOpen_ConnectionStringNotRepeatedInErrors(t *testing.T) {
+	t.Parallel()
 	_, err := Open(context.Background(), "postgres://u:hunter2@[::1", Options{Keys: []secrets.Key{mustKey(t)}})
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("Open with a malformed URL: %v, want an error without the password", err)
@@ -26,6 +28,7 @@ func TestOpen_ConnectionStringNotRepeatedInErrors(t *testing.T) {
 }
 
 func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	var wg sync.WaitGroup
@@ -50,6 +53,7 @@ func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
 }
 
 func TestOpen_RefusesANewerSchema(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
@@ -61,6 +65,7 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 }
 
 func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key, other := mustKey(t), mustKey(t)
 	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
@@ -71,6 +76,7 @@ func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
 }
 
 func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_a"})
 	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_b"})
@@ -85,6 +91,7 @@ func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
 // The secrets are sealed as the bbolt store seals them: the same key opens
 // them with the same additional data.
 func TestSecrets_SealedLikeTheBboltStore(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
