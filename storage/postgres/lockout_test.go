@@ -16,12 +16,7 @@ import (
 // each takes its slot under the advisory locks before it is evaluated.
 func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	key := mustKey(t)
-	instances := []*DB{
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
-	}
+	instances := twoInstances(t)
 	const max, guesses = 5, 100
 	limits := []account.Limit{{Key: "user:alice", Max: max}, {Key: "ip:192.0.2.1", Max: 50}}
 	var evaluated atomic.Int32

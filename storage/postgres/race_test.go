@@ -19,12 +19,7 @@ import (
 // be want.
 func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) int {
 	t.Helper()
-	dsn := pgtest.Database(t)
-	key := mustKey(t)
-	instances := []*DB{
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
-	}
+	instances := twoInstances(t)
 	setup(instances[0])
 	for _, db := range instances {
 		warm(t, db)
@@ -50,6 +45,21 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 	close(start)
 	wg.Wait()
 	return int(ok.Load())
+}
+
+// twoInstances opens two instances on a new database, as two servers
+// sharing it would, with four connections each rather than a
+// deployment's sixteen: eight calls are in flight at once across the two,
+// more than two cores run together, queued on the same locks; and each
+// further connection costs the server 20-30 ms of CPU to start.
+func twoInstances(t *testing.T) [2]*DB {
+	t.Helper()
+	dsn := pgtest.Database(t) + " pool_max_conns=4"
+	key := mustKey(t)
+	return [2]*DB{
+		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
+		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
+	}
 }
 
 // warm opens every connection of db's pool, so the racing calls start
