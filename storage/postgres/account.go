@@ -257,11 +257,6 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 	return nil
 }
 
-// testHookLocked, when set by a test, runs after UpdateAccount has read
-// (and locked) the row and before it changes it: a test of a race makes
-// the window wide, so that it would fail every time without the lock.
-var testHookLocked func()
-
 // UpdateAccount implements account.Store: one transaction holding the
 // user's row (SELECT … FOR UPDATE), so updates of one user from every
 // instance queue, and the trigger tells every instance once it commits.
@@ -272,8 +267,8 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		if err != nil {
 			return err
 		}
-		if testHookLocked != nil {
-			testHookLocked()
+		if db.testHookLocked != nil {
+			db.testHookLocked()
 		}
 		was, err := db.account(user, old)
 		if err != nil {

@@ -88,10 +88,6 @@ type cache struct {
 	wg     sync.WaitGroup
 }
 
-// testHookFill, when set by a test, runs between a miss's read and its
-// store into memory: the test changes the user there.
-var testHookFill func(user string)
-
 // entry is a cached state, or (filled false) the marker of a miss being read.
 type entry struct {
 	state  account.SessionState
@@ -163,8 +159,8 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 		c.entries.CompareAndDelete(user, marker)
 		return account.SessionState{}, err
 	}
-	if testHookFill != nil {
-		testHookFill(user)
+	if db.testHookFill != nil {
+		db.testHookFill(user)
 	}
 	if c.trusted() {
 		c.entries.CompareAndSwap(user, marker, &entry{state: st, filled: true})

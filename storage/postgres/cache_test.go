@@ -217,11 +217,12 @@ func TestSessionState_DatabaseDownRefusesThenRecovers(t *testing.T) {
 // A change heard while a miss is being read keeps what the miss read out
 // of memory: it was read before the change.
 func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
 	db, writer := openCached(t, dsn, key), openCached(t, dsn, key)
-	testHookFill = func(user string) {
-		testHookFill = nil
+	db.testHookFill = func(user string) {
+		db.testHookFill = nil
 		if _, err := account.BumpGeneration(writer, user); err != nil {
 			t.Error(err)
 		}
@@ -230,7 +231,6 @@ func TestSessionState_MissDoesNotStoreWhatAChangeMadeStale(t *testing.T) {
 			return !ok
 		})
 	}
-	t.Cleanup(func() { testHookFill = nil })
 	if g := generation(t, db, "alice"); g != 0 {
 		t.Fatalf("the miss read generation %d, want 0 (the state before the change)", g)
 	}

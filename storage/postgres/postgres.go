@@ -79,6 +79,14 @@ type DB struct {
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
+
+	// Set only by tests, before the instance is used:
+	// testHookLocked runs after UpdateAccount has read (and locked) the
+	// row and before it changes it: a test of a race widens the window.
+	// testHookFill runs between a miss's read and its store into memory:
+	// a test changes the user there.
+	testHookLocked func()
+	testHookFill   func(user string)
 }
 
 // Interface guard.

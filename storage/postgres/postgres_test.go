@@ -16,9 +16,8 @@ import (
 
 // Most tests run two at a time (t.Parallel), each on a database of its
 // own: much of their time is spent waiting for a notification, a lease or
-// a connection. Those that set a package hook (testHookLocked,
-// testHookFill) or time a frozen listener against the lease run alone,
-// before the others.
+// a connection. Those that time a frozen listener against the lease run
+// alone, before the others.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {

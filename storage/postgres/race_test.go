@@ -24,8 +24,9 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 	for _, db := range instances {
 		warm(t, db)
 	}
-	testHookLocked = func() { time.Sleep(5 * time.Millisecond) }
-	defer func() { testHookLocked = nil }()
+	for _, db := range instances {
+		db.testHookLocked = func() { time.Sleep(5 * time.Millisecond) }
+	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -80,6 +81,7 @@ func warm(t *testing.T, db *DB) {
 }
 
 func TestRace_TOTPStepAcceptedOnceAcrossInstances(t *testing.T) {
+	t.Parallel()
 	n := race(t,
 		func(db *DB) { enroll(t, db, "alice") },
 		func(db *DB) error { return account.AcceptStep(db, "alice", 1000) },
@@ -90,6 +92,7 @@ func TestRace_TOTPStepAcceptedOnceAcrossInstances(t *testing.T) {
 }
 
 func TestRace_BackupCodeSpentOnceAcrossInstances(t *testing.T) {
+	t.Parallel()
 	code := []byte("$2a$10$fakehash.one")
 	n := race(t,
 		func(db *DB) {
