@@ -100,14 +100,26 @@ func TestCommands_HelpNamesTheConfigFlagsValueAFile(t *testing.T) {
 	}
 }
 
+// The commands that set a password hash at --cost, 14 unless given, as
+// `caddy hash-password` does; the hash is made at the cost asked for.
 func TestReadPasswordHash_DefaultCostIsWhatCaddyHashPasswordUses(t *testing.T) {
+	root := newCommandTree()
+	for _, path := range [][]string{{"user", "add"}, {"user", "passwd"}} {
+		cmd, _, err := root.Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := cmd.Flags().Lookup("cost"); f == nil || f.DefValue != "14" {
+			t.Errorf("%v: --cost flag %+v, want one defaulting to 14", path, f)
+		}
+	}
 	o := &options{in: pipedStdin(t, "long enough password\n")}
-	hash, err := o.readPasswordHash("bob", defaultBcryptCost)
+	hash, err := o.readPasswordHash("bob", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cost, _ := bcrypt.Cost(hash); cost != 14 {
-		t.Errorf("cost %d, want 14", cost)
+	if cost, _ := bcrypt.Cost(hash); cost != 5 {
+		t.Errorf("cost %d, want the 5 asked for", cost)
 	}
 }
 
