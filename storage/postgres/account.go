@@ -261,7 +261,10 @@ func saveAccount(ctx context.Context, tx pgx.Tx, user string, r accountRow) erro
 // user's row (SELECT … FOR UPDATE), so updates of one user from every
 // instance queue, and the trigger tells every instance once it commits.
 func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error {
-	var fnErr error
+	var (
+		fnErr   error
+		changed bool // what a session check reads of the account
+	)
 	err := db.inTx(func(ctx context.Context, tx pgx.Tx) error {
 		old, err := lockAccount(ctx, tx, user)
 		if err != nil {
@@ -278,6 +281,7 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		if a, fnErr = account.Apply(user, was, fn); fnErr != nil {
 			return fnErr
 		}
+		changed = account.SessionStateOf(a) != account.SessionStateOf(was)
 		r, err := db.row(ctx, tx, a, was, old)
 		if err != nil {
 			return err
@@ -288,7 +292,13 @@ func (db *DB) UpdateAccount(user string, fn func(*account.Account) error) error 
 		return countModels(ctx, tx, modelOf(old), modelOf(r))
 	})
 	if fnErr != nil && err == fnErr {
-		return fnErr
+		return fnErr // rolled back: nothing changed
+	}
+	// This instance sees its own change at once, not when the database's
+	// notification comes back. After an error, whether the commit
+	// happened is not known.
+	if changed || err != nil {
+		db.cache.forget(user)
 	}
 	if err != nil {
 		return fmt.Errorf("update account %q: %w", user, err)

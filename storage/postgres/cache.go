@@ -170,6 +170,10 @@ func (db *DB) SessionState(user string) (account.SessionState, error) {
 	return st, nil
 }
 
+// forget drops what memory holds of user, and a miss being read, which may
+// have read the state before a change.
+func (c *cache) forget(user string) { c.entries.Delete(user) }
+
 func (db *DB) readSessionState(user string) (account.SessionState, error) {
 	ctx, cancel := db.op()
 	defer cancel()

@@ -159,6 +159,30 @@ func TestSessionState_ListenerKilledNeverServesStaleState(t *testing.T) {
 	}
 }
 
+// An instance sees its own change at once: with its listener stopped and
+// a lease far longer than the test, no notification of the change comes
+// back, and memory stays trusted.
+func TestSessionState_OwnChangeIsSeenAtOnce(t *testing.T) {
+	t.Parallel()
+	db := openTest(t, pgtest.Database(t), Options{Keys: []secrets.Key{mustKey(t)}, Lease: time.Minute, Heartbeat: testHeartbeat})
+	waitTrusted(t, db)
+	pid := listenerPID(t, db)
+	generation(t, db, "alice")
+	if !cached(db, "alice") {
+		t.Fatal("alice's state is not in memory")
+	}
+	freeze(t, pid)
+	if _, err := account.BumpGeneration(db, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if g := generation(t, db, "alice"); g != 1 {
+		t.Fatalf("generation %d right after this instance raised it, want 1", g)
+	}
+	if !db.cache.trusted() {
+		t.Fatal("memory is no longer trusted: the check did not test it")
+	}
+}
+
 func TestSessionState_FrozenListenerStopsTrustAfterTheLease(t *testing.T) {
 	dsn := pgtest.Database(t)
 	key := mustKey(t)
