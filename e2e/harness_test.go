@@ -253,9 +253,16 @@ func (c *caddyProc) waitExit(d time.Duration) bool {
 }
 
 // reload replaces the running configuration through the admin API, as
-// `caddy reload` does, and reports how long Caddy took.
+// `caddy reload` does, and reports how long Caddy took. After a reload
+// that took (or found nothing to change), it waits for the previous
+// configuration's servers to stop
+// and drops the connections kept to them: a connection such a server
+// accepted just before stopping ends without an answer, which a client
+// sees as EOF, and a request on it is not tried again.
 func (c *caddyProc) reload(caddyfile string) (status int, body string, took time.Duration) {
 	c.t.Helper()
+	const stopped, unchanged = "servers shutting down", "config is unchanged"
+	before := strings.Count(c.log.String(), stopped) + strings.Count(c.log.String(), unchanged)
 	req, err := http.NewRequest(http.MethodPost, "http://"+c.admin+"/load", strings.NewReader(caddyfile))
 	if err != nil {
 		c.t.Fatal(err)
@@ -269,6 +276,17 @@ func (c *caddyProc) reload(caddyfile string) (status int, body string, took time
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		deadline := time.Now().Add(5 * time.Second)
+		for strings.Count(c.log.String(), stopped)+strings.Count(c.log.String(), unchanged) == before {
+			if time.Now().After(deadline) {
+				c.t.Fatal("the reload did not stop the previous configuration's servers")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	}
 	return resp.StatusCode, string(b), took
 }
 

@@ -469,14 +469,6 @@ func TestRotateKey_ConfiguredKeyRotatesWhenTheConfigurationNamesTheNewOne(t *tes
 	if !logShows(c, "re-encrypted every secret under the new encryption_key") {
 		t.Fatal("the reload did not re-encrypt")
 	}
-	// The reload closes the old server's connections, and one it accepted
-	// just before stopping ends without an answer; a POST is not retried.
-	// Wait for the old server to be gone before signing in.
-	if !logShows(c, "servers shutting down") {
-		t.Fatal("the reload did not stop the previous configuration's servers")
-	}
-	time.Sleep(200 * time.Millisecond)
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 	signIn(t, port, "carol", testPassword, carol, 1)
 	c.stop()
 	key := func(k string) []string { return []string{"TOTP_AUTH_KEY=" + k} }
