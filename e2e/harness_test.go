@@ -255,10 +255,9 @@ func (c *caddyProc) waitExit(d time.Duration) bool {
 // reload replaces the running configuration through the admin API, as
 // `caddy reload` does, and reports how long Caddy took. After a reload
 // that took (or found nothing to change), it waits for the previous
-// configuration's servers to stop
-// and drops the connections kept to them: a connection such a server
-// accepted just before stopping ends without an answer, which a client
-// sees as EOF, and a request on it is not tried again.
+// configuration's servers to stop and drops the connections kept to them:
+// a connection such a server accepted just before stopping ends without
+// an answer, which a client sees as EOF, and is not tried again.
 func (c *caddyProc) reload(caddyfile string) (status int, body string, took time.Duration) {
 	c.t.Helper()
 	const stopped, unchanged = "servers shutting down", "config is unchanged"
