@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -62,10 +61,10 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 
 func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	key := mustKey(t)
-	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
-	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
+	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
 	window := time.Minute
 	limits := []account.Limit{{Key: "user:alice", Max: 5}}
 	at, _, err := account.TakeAttempt(a, t0, window, limits)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -55,21 +56,40 @@ func openTest(t testing.TB, dsn string, opts Options) *DB {
 	return db
 }
 
+// sharedDatabase is one database the tests of this package share, each in
+// schemas of its own: schemas keep deployments apart
+// (TestOpen_SchemasKeepDeploymentsApart), and a database per test costs
+// the server a tenth of a second of CPU to make or empty. Tests that look
+// at the database as a whole (a listener's pid, notification channels or
+// SQL typed against the default schema) or stop the server take a
+// database of their own (pgtest.Database).
+var sharedDatabase struct {
+	once    sync.Once
+	dsn     string
+	err     error
+	schemas atomic.Int64
+}
+
+// inSchema returns the shared database and a schema no other test uses.
+func inSchema(t testing.TB) (dsn, schema string) {
+	t.Helper()
+	sharedDatabase.once.Do(func() { sharedDatabase.dsn, sharedDatabase.err = pgtest.Shared(t).NewDatabase() })
+	if sharedDatabase.err != nil {
+		t.Fatal(sharedDatabase.err)
+	}
+	return sharedDatabase.dsn, fmt.Sprintf("test_%d", sharedDatabase.schemas.Add(1))
+}
+
 // TestStore runs the conformance suite with a store of its own for each
-// subtest, each in a schema of its own on one database: schemas keep
-// deployments apart (TestOpen_SchemasKeepDeploymentsApart), and a
-// database per subtest costs the server a tenth of a second of CPU to
-// make or empty, for each of fifty subtests. Each store has four
+// subtest, each in a schema of its own (see inSchema). Each store has four
 // connections rather than a deployment's sixteen: the concurrent subtests
 // still run four transactions at once, more than two cores run together,
 // and each further connection costs the server 20-30 ms of CPU to start.
 // The tests of two instances racing (race_test.go) keep the default pool.
 func TestStore(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	var stores atomic.Int64
 	storetest.Run(t, func(t *testing.T) account.Store {
-		schema := fmt.Sprintf("store_%d", stores.Add(1))
+		dsn, schema := inSchema(t)
 		return openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{mustKey(t)}, Schema: schema})
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -48,18 +47,18 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 	return int(ok.Load())
 }
 
-// twoInstances opens two instances on a new database, as two servers
+// twoInstances opens two instances on a new schema, as two servers
 // sharing it would, with four connections each rather than a
 // deployment's sixteen: eight calls are in flight at once across the two,
 // more than two cores run together, queued on the same locks; and each
 // further connection costs the server 20-30 ms of CPU to start.
 func twoInstances(t *testing.T) [2]*DB {
 	t.Helper()
-	dsn := pgtest.Database(t) + " pool_max_conns=4"
+	dsn, schema := inSchema(t)
 	key := mustKey(t)
 	return [2]*DB{
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
-		openTest(t, dsn, Options{Keys: []secrets.Key{key}}),
+		openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{key}, Schema: schema}),
+		openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{key}, Schema: schema}),
 	}
 }
 

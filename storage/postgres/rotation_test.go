@@ -7,7 +7,6 @@ import (
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/internal/pgtest"
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
@@ -34,18 +33,18 @@ func enroll(t testing.TB, db *DB, user string) {
 // under the new one from then on, because they follow the database.
 func TestRotation_InstancesAcceptBothKeysUntilEverySecretIsResealed(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	oldKey, newKey := mustKey(t), mustKey(t)
-	openTest(t, dsn, Options{Keys: []secrets.Key{oldKey}})
-	running := openTest(t, dsn, Options{Keys: []secrets.Key{oldKey, newKey}})
+	openTest(t, dsn, Options{Keys: []secrets.Key{oldKey}, Schema: schema})
+	running := openTest(t, dsn, Options{Keys: []secrets.Key{oldKey, newKey}, Schema: schema})
 	enroll(t, running, "alice")
 
-	rotated := openTest(t, dsn, Options{Keys: []secrets.Key{newKey, oldKey}})
+	rotated := openTest(t, dsn, Options{Keys: []secrets.Key{newKey, oldKey}, Schema: schema})
 	if a, err := running.Account("alice"); err != nil || a.TOTPSecret != secretA {
 		t.Fatalf("an instance with both keys after the rotation: %+v, %v", a, err)
 	}
 	enroll(t, running, "bob") // sealed by an instance whose current key is the old one
-	if db, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{newKey}}); err != nil {
+	if db, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{newKey}, Schema: schema}); err != nil {
 		t.Fatalf("the new key alone does not open the rotated database: %v", err)
 	} else {
 		db.Close()

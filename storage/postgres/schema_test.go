@@ -13,7 +13,8 @@ import (
 
 func TestOpen_RequiresEncryptionKey(t *testing.T) {
 	t.Parallel()
-	_, err := Open(context.Background(), pgtest.Database(t), Options{})
+	// Open refuses before it connects: the database is never reached.
+	_, err := Open(context.Background(), "host=/nonexistent dbname=none", Options{})
 	if err == nil || !strings.Contains(err.Error(), "encryption_key") {
 		t.Fatalf("Open without a key: %v, want an error naming encryption_key", err)
 	}
@@ -27,9 +28,9 @@ func TestOpen_ConnectionStringNotRepeatedInErrors(t *testing.T) {
 	}
 }
 
-func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
+func TestOpen_InstancesStartingAtOnceOnAnEmptySchema(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	key := mustKey(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
@@ -37,7 +38,7 @@ func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			db, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}})
+			db, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
 			if err == nil {
 				err = db.Close()
 			}
@@ -54,11 +55,11 @@ func TestOpen_InstancesStartingAtOnceOnAnEmptyDatabase(t *testing.T) {
 
 func TestOpen_RefusesANewerSchema(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	key := mustKey(t)
-	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
-	pgtest.Exec(t, dsn, "UPDATE totp_auth.schema_version SET version = version + 1")
-	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}})
+	openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
+	pgtest.Exec(t, dsn, "UPDATE "+schema+".schema_version SET version = version + 1")
+	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
 	if err == nil || !strings.Contains(err.Error(), "newer than this build") {
 		t.Fatalf("Open on a newer schema: %v, want a refusal", err)
 	}
@@ -66,10 +67,10 @@ func TestOpen_RefusesANewerSchema(t *testing.T) {
 
 func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	key, other := mustKey(t), mustKey(t)
-	openTest(t, dsn, Options{Keys: []secrets.Key{key}})
-	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{other}})
+	openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
+	_, err := Open(context.Background(), dsn, Options{Keys: []secrets.Key{other}, Schema: schema})
 	if err == nil || !strings.Contains(err.Error(), key.ID()) || !strings.Contains(err.Error(), other.ID()) {
 		t.Fatalf("Open with another key: %v, want an error naming both key ids", err)
 	}
@@ -77,14 +78,15 @@ func TestOpen_RefusesAKeyThatDoesNotOpenTheDatabase(t *testing.T) {
 
 func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_a"})
-	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: "site_b"})
+	dsn, siteA := inSchema(t)
+	_, siteB := inSchema(t)
+	a := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: siteA})
+	b := openTest(t, dsn, Options{Keys: []secrets.Key{mustKey(t)}, Schema: siteB})
 	if _, err := account.BumpGeneration(a, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if acc, err := b.Account("alice"); err != nil || acc.Stored {
-		t.Fatalf("schema site_b sees site_a's alice: %+v, %v", acc, err)
+		t.Fatalf("schema %s sees %s's alice: %+v, %v", siteB, siteA, acc, err)
 	}
 }
 
@@ -92,9 +94,9 @@ func TestOpen_SchemasKeepDeploymentsApart(t *testing.T) {
 // them with the same additional data.
 func TestSecrets_SealedLikeTheBboltStore(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
+	dsn, schema := inSchema(t)
 	key := mustKey(t)
-	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}})
+	db := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
 	enroll(t, db, "alice")
 
 	ctx := context.Background()
