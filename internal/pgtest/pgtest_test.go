@@ -8,17 +8,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// The test binary's own cluster is stopped and started again: a test that
+// runs alone may do that to it (Stop first waits for the databases being
+// handed on).
 func TestServer_StopsAndRestartsOnTheSameCluster(t *testing.T) {
 	start := time.Now()
-	s, err := Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	s := Shared(t)
 	t.Logf("cluster ready in %s", time.Since(start))
 	dsn, err := s.NewDatabase()
 	if err != nil {
