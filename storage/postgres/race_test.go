@@ -23,8 +23,31 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 	for _, db := range instances {
 		warm(t, db)
 	}
+	// The first call to have read holds its transaction open until a
+	// second call has read as well (or 200 ms have passed, which is what
+	// the row lock makes it wait): without the lock both read the same
+	// state and both succeed, every time. The calls after it only widen
+	// the window a little.
+	var first sync.Once
+	second := make(chan struct{}, 1)
+	hook := func() {
+		isFirst := false
+		first.Do(func() { isFirst = true })
+		if !isFirst {
+			select {
+			case second <- struct{}{}:
+			default:
+			}
+			time.Sleep(time.Millisecond)
+			return
+		}
+		select {
+		case <-second:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 	for _, db := range instances {
-		db.testHookLocked = func() { time.Sleep(5 * time.Millisecond) }
+		db.testHookLocked = hook
 	}
 	var ok atomic.Int32
 	var wg sync.WaitGroup
