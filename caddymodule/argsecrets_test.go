@@ -53,6 +53,32 @@ func postgresWithUser(t *testing.T) string {
 	return dsn
 }
 
+// databaseFileWithUser makes a database file under key64 whose user has a
+// password; add, when not nil, stores more before the file is closed for
+// a command to open. It returns the file's path.
+func databaseFileWithUser(t *testing.T, user string, add func(*storage.DB)) string {
+	t.Helper()
+	key, err := secrets.ParseKey(key64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "totp.db")
+	db, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := operator.SetPassword(db, user, mustHash(t, "pw")); err != nil {
+		t.Fatal(err)
+	}
+	if add != nil {
+		add(db)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestCommands_PostgresAndKeyComeFromPlaceholdersOrTheEnvironment(t *testing.T) {
 	dsn := postgresWithUser(t)
 	keyFile := filepath.Join(t.TempDir(), "totp.key")
@@ -117,21 +143,7 @@ func TestCommands_SecretsWrittenOutOnTheCommandLineGetAWarning(t *testing.T) {
 }
 
 func TestCommands_MigrateTakesTheDatabaseFromTheEnvironment(t *testing.T) {
-	key, err := secrets.ParseKey(key64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "totp.db")
-	src, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := operator.SetPassword(src, "carol", mustHash(t, "pw")); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := databaseFileWithUser(t, "carol", nil)
 	t.Setenv("TOTP_AUTH_POSTGRES", pgtest.Database(t))
 	t.Setenv("TOTP_AUTH_KEY", key64)
 	out, errOut, err := runCommands(t, "migrate", "--db", path)

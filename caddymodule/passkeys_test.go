@@ -13,9 +13,7 @@ import (
 
 	"github.com/totp-auth/totp_auth/gateway"
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/internal/operator"
 	"github.com/totp-auth/totp_auth/storage"
-	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 func TestUnmarshalCaddyfile_Passkeys(t *testing.T) {
@@ -194,22 +192,9 @@ func TestProvision_PasskeyRPIDMustCoverTheCookieDomain(t *testing.T) {
 // begins with "-", which the command line reads as a flag unless it comes
 // after "--", as the command's help says.
 func TestCommands_RemovePasskeyTakesAnIDThatBeginsWithADash(t *testing.T) {
-	key, err := secrets.ParseKey(key64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "totp.db")
-	db, err := storage.Open(path, storage.Options{Keys: []secrets.Key{key}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := operator.SetPassword(db, "bob", mustHash(t, "pw")); err != nil {
-		t.Fatal(err)
-	}
-	addPasskey(t, db, "bob", []byte{0xf8, 0}) // "-AA"
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	path := databaseFileWithUser(t, "bob", func(db *storage.DB) {
+		addPasskey(t, db, "bob", []byte{0xf8, 0}) // "-AA"
+	})
 	if _, _, err := runCommands(t, "user", "remove-passkey", "--db", path, "--key", key64, "bob", "-AA"); err == nil {
 		t.Fatal(`an id beginning with "-" was taken without "--"; the help's advice is then wrong`)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
-// Most tests run two at a time (t.Parallel), each on a database of its
-// own: much of their time is spent waiting for a notification, a lease or
+// Most tests run two at a time (t.Parallel), each on a database or a
+// schema of its own (see inSchema): much of their time is spent waiting for a notification, a lease or
 // a connection. Those that time a frozen listener against the lease run
 // alone, before the others.
 func TestMain(m *testing.M) {
@@ -80,16 +80,19 @@ func inSchema(t testing.TB) (dsn, schema string) {
 	return sharedDatabase.dsn, fmt.Sprintf("test_%d", sharedDatabase.schemas.Add(1))
 }
 
-// TestStore runs the conformance suite with a store of its own for each
-// subtest, each in a schema of its own (see inSchema). Each store has four
-// connections rather than a deployment's sixteen: the concurrent subtests
+// fourConns, added to a connection string, gives a test's store four
+// connections rather than a deployment's sixteen: its concurrent calls
 // still run four transactions at once, more than two cores run together,
-// and each further connection costs the server 20-30 ms of CPU to start.
-// The tests of two instances racing (race_test.go) keep the default pool.
+// queued on the same locks, and each further connection costs the server
+// 20-30 ms of CPU to start.
+const fourConns = " pool_max_conns=4"
+
+// TestStore runs the conformance suite with a store of its own for each
+// subtest, each in a schema of its own (see inSchema) and with fourConns.
 func TestStore(t *testing.T) {
 	t.Parallel()
 	storetest.Run(t, func(t *testing.T) account.Store {
 		dsn, schema := inSchema(t)
-		return openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{mustKey(t)}, Schema: schema})
+		return openTest(t, dsn+fourConns, Options{Keys: []secrets.Key{mustKey(t)}, Schema: schema})
 	})
 }

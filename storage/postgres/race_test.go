@@ -71,17 +71,15 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 }
 
 // twoInstances opens two instances on a new schema, as two servers
-// sharing it would, with four connections each rather than a
-// deployment's sixteen: eight calls are in flight at once across the two,
-// more than two cores run together, queued on the same locks; and each
-// further connection costs the server 20-30 ms of CPU to start.
+// sharing it would, each with fourConns: eight calls in flight at once
+// across the two.
 func twoInstances(t *testing.T) [2]*DB {
 	t.Helper()
 	dsn, schema := inSchema(t)
 	key := mustKey(t)
 	return [2]*DB{
-		openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{key}, Schema: schema}),
-		openTest(t, dsn+" pool_max_conns=4", Options{Keys: []secrets.Key{key}, Schema: schema}),
+		openTest(t, dsn+fourConns, Options{Keys: []secrets.Key{key}, Schema: schema}),
+		openTest(t, dsn+fourConns, Options{Keys: []secrets.Key{key}, Schema: schema}),
 	}
 }
 
