@@ -203,6 +203,13 @@ func (h *labHost) prepare() {
 	pki := "var/lib/caddy/.local/share/caddy/pki/authorities/local"
 	h.write(pki+"/root.crt", string(h.lab.ca.certPEM), 0o644)
 	h.write(pki+"/root.key", string(h.lab.ca.keyPEM), 0o600)
+	// Storage that was cleaned a moment ago, as on a server that has run
+	// before. On a first start Caddy cleans its storage while it gets its
+	// first certificate, and the cleaning can delete the certificate's
+	// folder while it is still empty; Caddy then retries only after a
+	// minute.
+	h.write("var/lib/caddy/.local/share/caddy/last_clean.json",
+		fmt.Sprintf(`{"tls":{"timestamp":%q}}`, time.Now().UTC().Format(time.RFC3339Nano)), 0o600)
 	if err := filepath.Walk(filepath.Join(h.dir, "var/lib/caddy"), func(p string, _ os.FileInfo, err error) error {
 		if err != nil {
 			return err
