@@ -246,7 +246,7 @@ func (c *cache) handle(n *pgconn.Notification) {
 			return
 		}
 		if user, ok := c.names.Load(n.Payload); ok {
-			c.entries.Delete(user)
+			c.forget(user.(string))
 		}
 	case c.heartbeatChannel:
 		msg, mac, ok := strings.Cut(n.Payload, "/")
