@@ -278,8 +278,11 @@ func (c *caddyProc) waitExit(d time.Duration) bool {
 // an answer, which a client sees as EOF, and is not tried again.
 func (c *caddyProc) reload(caddyfile string) (status int, body string, took time.Duration) {
 	c.t.Helper()
-	const stopped, unchanged = "servers shutting down", "config is unchanged"
-	before := strings.Count(c.log.String(), stopped) + strings.Count(c.log.String(), unchanged)
+	settled := func() int { // reloads that stopped the old servers or changed nothing
+		s := c.log.String()
+		return strings.Count(s, "servers shutting down") + strings.Count(s, "config is unchanged")
+	}
+	before := settled()
 	req, err := http.NewRequest(http.MethodPost, "http://"+c.admin+"/load", strings.NewReader(caddyfile))
 	if err != nil {
 		c.t.Fatal(err)
@@ -295,7 +298,7 @@ func (c *caddyProc) reload(caddyfile string) (status int, body string, took time
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode == http.StatusOK {
 		deadline := time.Now().Add(5 * time.Second)
-		for strings.Count(c.log.String(), stopped)+strings.Count(c.log.String(), unchanged) == before {
+		for settled() == before {
 			if time.Now().After(deadline) {
 				c.t.Fatal("the reload did not stop the previous configuration's servers")
 			}

@@ -226,24 +226,20 @@ func (b *tab) passwordAtPortal(target, user string) {
 // for user.
 func (b *tab) expectApp(target, user string) {
 	b.t.Helper()
-	for deadline := time.Now().Add(stepTimeout); b.location() != target; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			b.t.Fatalf("the browser is at %s, want the app at %s\npage: %s", b.location(), target, b.text("body"))
-		}
-	}
 	// The address changes when the app's page commits, a moment before
-	// its document can be read: read it until it can.
+	// its document can be read: wait for both.
 	var body string
 	for deadline := time.Now().Add(stepTimeout); ; time.Sleep(50 * time.Millisecond) {
+		loc := b.location()
 		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"), chromedp.NodeReady))
 		cancel()
-		if err == nil && strings.Contains(text, "Remote-User") {
+		if loc == target && err == nil && strings.Contains(text, "Remote-User") {
 			body = text
 			break
 		}
 		if time.Now().After(deadline) {
-			b.t.Fatalf("the app's page at %s cannot be read: %v\npage: %s", target, err, text)
+			b.t.Fatalf("the browser is at %s, want the app's page at %s\npage (%v): %s", loc, target, err, text)
 		}
 	}
 	e := recordedOf(b.t, response{status: 200, body: []byte(strings.TrimSpace(body))})

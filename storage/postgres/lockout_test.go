@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/totp-auth/totp_auth/gateway/account"
-	"github.com/totp-auth/totp_auth/storage/secrets"
 )
 
 // 100 guesses at once, spread over two instances, evaluate at most Max:
@@ -61,10 +60,8 @@ func TestLockout_ParallelGuessesOverTwoInstancesEvaluateAtMostMax(t *testing.T) 
 
 func TestPruneCounters_OneInstanceAtATime(t *testing.T) {
 	t.Parallel()
-	dsn, schema := inSchema(t)
-	key := mustKey(t)
-	a := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
-	b := openTest(t, dsn, Options{Keys: []secrets.Key{key}, Schema: schema})
+	instances := twoInstances(t)
+	a, b := instances[0], instances[1]
 	window := time.Minute
 	limits := []account.Limit{{Key: "user:alice", Max: 5}}
 	at, _, err := account.TakeAttempt(a, t0, window, limits)

@@ -16,9 +16,9 @@ import (
 )
 
 // Most tests run two at a time (t.Parallel), each on a database or a
-// schema of its own (see inSchema): much of their time is spent waiting for a notification, a lease or
-// a connection. Those that time a frozen listener against the lease run
-// alone, before the others.
+// schema of its own (see inSchema): much of their time is spent waiting
+// for a notification, a lease or a connection. Those that time a frozen
+// listener against the lease run alone, before the others.
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if f := flag.Lookup("test.list"); f != nil && f.Value.String() != "" {

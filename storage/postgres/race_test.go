@@ -28,23 +28,21 @@ func race(t *testing.T, setup func(db *DB), do func(db *DB) error, want error) i
 	// the row lock makes it wait): without the lock both read the same
 	// state and both succeed, every time. The calls after it only widen
 	// the window a little.
-	var first sync.Once
+	var firstTaken atomic.Bool
 	second := make(chan struct{}, 1)
 	hook := func() {
-		isFirst := false
-		first.Do(func() { isFirst = true })
-		if !isFirst {
+		if firstTaken.CompareAndSwap(false, true) {
 			select {
-			case second <- struct{}{}:
-			default:
+			case <-second:
+			case <-time.After(200 * time.Millisecond):
 			}
-			time.Sleep(time.Millisecond)
 			return
 		}
 		select {
-		case <-second:
-		case <-time.After(200 * time.Millisecond):
+		case second <- struct{}{}:
+		default:
 		}
+		time.Sleep(time.Millisecond)
 	}
 	for _, db := range instances {
 		db.testHookLocked = hook
